@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// Runs heliosproxy from a checkout: starts the project's own Bun on src/cli/main.ts, forwarding args, signals and exit code.
+"use strict";
+
+const { spawn } = require("node:child_process");
+const path = require("node:path");
+
+const root = path.resolve(__dirname, "..");
+
+let bun;
+try {
+  bun = require.resolve("bun/bin/bun.exe", { paths: [root] });
+} catch {
+  process.stderr.write("heliosproxy: the bun package is not installed here; run `npm ci` in " + root + "\n");
+  process.exit(1);
+}
+
+// bunfig.toml carries the dev feature defines; name it explicitly so any working directory works.
+const child = spawn(
+  bun,
+  [`--config=${path.join(root, "bunfig.toml")}`, path.join(root, "src/cli/main.ts"), ...process.argv.slice(2)],
+  { stdio: "inherit" },
+);
+
+const forwarded = ["SIGTERM", "SIGINT", "SIGHUP"];
+for (const sig of forwarded) {
+  process.on(sig, () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+  });
+}
+
+child.on("error", (err) => {
+  process.stderr.write(`heliosproxy: cannot start ${bun}: ${err.message}\n`);
+  process.exit(1);
+});
+
+child.on("exit", (code, signal) => {
+  if (signal) {
+    // Die the same way the child did, so callers see the real cause.
+    for (const sig of forwarded) process.removeAllListeners(sig);
+    process.kill(process.pid, signal);
+    return;
+  }
+  process.exit(code ?? 1);
+});

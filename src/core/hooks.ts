@@ -1,0 +1,167 @@
+// The stable surface between the proxy core and feature modules: the ProxyModule contract and its hook contexts.
+
+/**
+ * Version of the hook surface below. A module states the version it was written against;
+ * the loader refuses a module whose apiVersion differs.
+ */
+export const HOOKS_API_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Contexts (stable surface: add optional members only; never rename or remove)
+// ---------------------------------------------------------------------------------------------
+
+/** One client session as modules see it. */
+export interface SessionCtx {
+  /** Process-unique session id (also the BackendKeyData process id shown to the client). */
+  readonly id: number;
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+  /** "ip:port" of the client, or "unix" for a Unix socket. */
+  readonly remoteAddress: string;
+  readonly tls: boolean;
+  /** Milliseconds since the epoch when the client connected. */
+  readonly startedAt: number;
+}
+
+/** A client's startup packet, before authentication completes. */
+export interface StartupCtx {
+  readonly session: SessionCtx;
+  /** Every startup parameter as sent (user, database, options, application_name, ...). */
+  readonly params: ReadonlyMap<string, string>;
+  /** SNI server name from the TLS handshake, "" without TLS or SNI. */
+  readonly serverName: string;
+}
+
+/** One request (a simple Query, or an extended-protocol run up to Sync). Accessors are lazy and memoised. */
+export interface QueryCtx {
+  readonly session: SessionCtx;
+  readonly protocol: "simple" | "extended";
+  /** Transaction status before this request: 'I' idle, 'T' in transaction, 'E' failed transaction. */
+  readonly txStatus: "I" | "T" | "E";
+  /** The SQL text (for extended protocol, of the statement being executed). */
+  sql(): string;
+  /** Normalised fingerprint (literals stripped), stable across parameter values. */
+  fingerprint(): string;
+  /** Full parse tree from the PostgreSQL parser (costly: ask only when needed). */
+  parse(): unknown;
+}
+
+/** What came back for a request, seen after ReadyForQuery. Rows are counted, not decoded. */
+export interface ResultCtx {
+  readonly query: QueryCtx;
+  /** Name of the node that served the request. */
+  readonly node: string;
+  /** CommandComplete tag of the last statement ("SELECT 3", "INSERT 0 1"), "" if none. */
+  readonly commandTag: string;
+  readonly rows: number;
+  readonly durationMs: number;
+  /** Transaction status from ReadyForQuery. */
+  readonly txStatus: "I" | "T" | "E";
+  /** Set when the server answered with an ErrorResponse. */
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** Something that happened in the cluster or the pools. */
+export interface ClusterEvent {
+  readonly type:
+    | "node_up"
+    | "node_down"
+    | "role_changed"
+    | "failover_started"
+    | "failover_done"
+    | "switchover_started"
+    | "switchover_done"
+    | "pool_exhausted"
+    | "config_reloaded";
+  /** Node name, when the event concerns one node. */
+  readonly node?: string;
+  /** Milliseconds since the epoch. */
+  readonly at: number;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hook results
+// ---------------------------------------------------------------------------------------------
+
+/** Refuse the connection or request with an ErrorResponse carrying this SQLSTATE. */
+export interface Reject {
+  readonly kind: "reject";
+  readonly sqlstate: string;
+  readonly message: string;
+}
+
+/**
+ * Answer the request without a server: `messages` are complete backend messages
+ * (RowDescription, DataRow..., CommandComplete); the proxy appends ReadyForQuery.
+ */
+export interface Reply {
+  readonly kind: "reply";
+  readonly messages: Uint8Array;
+}
+
+/** Ask the router for a target: "primary", "standby", "any", or a node name. */
+export interface RouteHint {
+  readonly kind: "route";
+  readonly target: string;
+  /** Only standbys at most this far behind (bytes of WAL) qualify. */
+  readonly maxLagBytes?: number;
+}
+
+/** Send this SQL instead of the client's (simple protocol only). */
+export interface Rewrite {
+  readonly kind: "rewrite";
+  readonly sql: string;
+}
+
+export type QueryDecision = Reject | Reply | RouteHint | Rewrite;
+
+/** The hook points. A module implements only those it needs; returning nothing means "no opinion". */
+export interface Hooks {
+  /** Tenant resolution, auth gateway, connection limits. */
+  onStartup?(s: StartupCtx): void | Reject;
+  /** Called in module order; the first Reject or Reply wins. */
+  onQuery?(q: QueryCtx): void | QueryDecision;
+  /** After ReadyForQuery: cache fill, statistics, LSN tracking. */
+  onResult?(r: ResultCtx): void;
+  /** Health, failover and pool events. */
+  onServerEvent?(e: ClusterEvent): void;
+  onClose?(s: SessionCtx): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modules
+// ---------------------------------------------------------------------------------------------
+
+/** Thrown by `configure` for a bad key in the module's section; the loader adds file and line. */
+export class ModuleConfigError extends Error {
+  constructor(
+    /** Key inside the module's section, dotted for nested tables ("l1.max_entries"). */
+    readonly key: string,
+    /** What was expected, e.g. `expected an integer >= 1, got 0`. */
+    readonly detail: string,
+  ) {
+    super(`${key}: ${detail}`);
+    this.name = "ModuleConfigError";
+  }
+}
+
+/** One optional feature, compiled in or out as a whole. */
+export interface ProxyModule<Settings = unknown> {
+  /** Config section name, e.g. "graphql_gateway". */
+  readonly name: string;
+  /** Feature flag, e.g. "graphql-gateway". */
+  readonly feature: string;
+  /** Version of the module itself. */
+  readonly version: string;
+  /** HOOKS_API_VERSION the module was written against. */
+  readonly apiVersion: number;
+  /**
+   * Validate the module's config slice and return typed settings. Pure: no I/O, no side effects
+   * (it also runs on check-config and before a reload swaps). Throws ModuleConfigError.
+   */
+  configure(section: Readonly<Record<string, unknown>>): Settings;
+  /** Start the module with validated settings; the returned hooks join the query path. */
+  start(settings: Settings): Hooks | Promise<Hooks>;
+}

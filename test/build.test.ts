@@ -1,0 +1,102 @@
+// Compiled binaries per profile: disabled modules are absent, and the binaries report and enforce their features.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildBinary, PROFILES, type BuiltBinary } from "../scripts/build.ts";
+
+const MARKER = "HELIOS_MODULE_MARKER_graphql_gateway";
+/** A message from graphql's lexer: present only when the library is bundled. */
+const GRAPHQL_CODE = "Unexpected single quote character";
+const VERSION = (require("../package.json") as { version: string }).version;
+
+const out = mkdtempSync(join(tmpdir(), "helios-build-"));
+const built: Record<string, BuiltBinary> = {};
+const bytes: Record<string, Buffer> = {};
+
+beforeAll(async () => {
+  for (const profile of ["default", "ha", "all"]) {
+    built[profile] = await buildBinary(profile, out);
+    bytes[profile] = readFileSync(built[profile]!.path);
+    console.log(`built ${profile}: ${(built[profile]!.bytes / 1048576).toFixed(1)} MiB in ${built[profile]!.ms} ms`);
+  }
+}, 120_000);
+
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function exec(profile: string, args: string[], cwd = out) {
+  const p = Bun.spawnSync([built[profile]!.path, ...args], { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+}
+
+function config(name: string, text: string): string {
+  const path = join(out, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const NODE = '[[nodes]]\nhost = "127.0.0.1"\n';
+
+describe("build", () => {
+  test("profiles", () => {
+    expect(PROFILES.default).toEqual(["pool-modes", "routing-hints", "query-analytics", "observability", "postgres-topology", "circuit-breaker"]);
+    expect(PROFILES.ha).toEqual([...PROFILES.default!, "ha-tr", "lag-routing", "heliosdb-topology"]);
+    expect(PROFILES.all).toHaveLength(18);
+  });
+
+  test("a disabled module and its libraries are absent from the binary", () => {
+    for (const p of ["default", "ha"]) {
+      expect(bytes[p]!.includes(MARKER)).toBe(false);
+      expect(bytes[p]!.includes(GRAPHQL_CODE)).toBe(false);
+    }
+    expect(bytes.all!.includes(MARKER)).toBe(true);
+    expect(bytes.all!.includes(GRAPHQL_CODE)).toBe(true);
+    expect(built.all!.bytes).toBeGreaterThan(built.default!.bytes);
+  });
+
+  test("features", () => {
+    const d = exec("default", ["features"]);
+    expect(d.code).toBe(0);
+    const lines = d.out.trim().split("\n");
+    expect(lines[0]).toBe("profile: default");
+    const on = lines.slice(1).filter((l) => l.endsWith(" on")).map((l) => l.split(" ")[0]);
+    expect(on.sort()).toEqual([...PROFILES.default!].sort());
+    expect(exec("ha", ["features"]).out).toContain(`${"ha-tr".padEnd(20)}on`);
+    expect(exec("all", ["features"]).out).not.toContain("off");
+  });
+
+  test("version", () => {
+    for (const p of ["default", "all"]) {
+      const r = exec(p, ["version"]);
+      expect(r.code).toBe(0);
+      expect(r.out).toBe(`heliosproxy ${VERSION} (profile: ${p}, bun ${Bun.version})\n`);
+    }
+  });
+
+  test("a config for a module missing from the build fails at load", () => {
+    const path = config("gql.toml", `${NODE}\n[graphql_gateway]\nmax_depth = 5\n`);
+    const d = exec("default", ["check-config", "--config", path]);
+    expect(d.code).toBe(1);
+    expect(d.err).toBe(`${path}:4: [graphql_gateway]: graphql-gateway is not in this build (profile: default)\n`);
+    const all = exec("all", ["check-config", "--config", path]);
+    expect(all.code).toBe(0);
+    expect(all.out).toContain("modules: graphql_gateway");
+    const off = config("gql-off.toml", `${NODE}[graphql_gateway]\nenabled = false\n`);
+    expect(exec("default", ["check-config", "--config", off]).code).toBe(0);
+    const heliosdb = config("topo.toml", `${NODE}[topology]\nprovider = "heliosdb"\n`);
+    expect(exec("default", ["check-config", "--config", heliosdb]).err).toContain(
+      ":4: topology.provider: heliosdb-topology is not in this build (profile: default)",
+    );
+    expect(exec("ha", ["check-config", "--config", heliosdb]).code).toBe(0);
+  });
+
+  test("a bunfig.toml in the working directory does not change the binary", () => {
+    const cwd = join(out, "hostile");
+    mkdirSync(cwd, { recursive: true });
+    writeFileSync(join(cwd, "bunfig.toml"), 'preload = ["./evil.ts"]\n[define]\nBUILD_PROFILE = "\\"evil\\""\n');
+    writeFileSync(join(cwd, "evil.ts"), 'console.log("EVIL");\n');
+    const r = exec("default", ["version"], cwd);
+    expect(r.out).toBe(`heliosproxy ${VERSION} (profile: default, bun ${Bun.version})\n`);
+  });
+});
