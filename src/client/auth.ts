@@ -1,0 +1,141 @@
+// Authenticating clients: SCRAM-SHA-256, md5, trust, and passthrough to the server when no users are configured.
+
+import type { ClientAuthMethod } from "../config/types.ts";
+import type { ProxyContext } from "../core/context.ts";
+import { Errors } from "../protocol/errors.ts";
+import { readInt32 } from "../protocol/framing.ts";
+import {
+  AuthenticationCleartext,
+  AuthenticationSaslScram,
+  authenticationMd5,
+  authenticationSaslContinue,
+  authenticationSaslFinal,
+} from "../protocol/messages.ts";
+import { verifyMd5Response } from "../protocol/md5.ts";
+import {
+  deriveScramVerifier,
+  mockScramVerifier,
+  parseScramVerifier,
+  scramServerFinal,
+  scramServerFirst,
+  type ScramVerifier,
+} from "../protocol/scram.ts";
+import { SqlState } from "../protocol/sqlstate.ts";
+import { errorResponse } from "../protocol/errors.ts";
+import type { Pool } from "../server/pool.ts";
+
+/** The session side of an authentication exchange. */
+export interface AuthChannel {
+  send(b: Uint8Array): void;
+  /** Body of the client's next PasswordMessage-family message, or null if it went away. */
+  receive(): Promise<Uint8Array | null>;
+}
+
+export type AuthOutcome = { ok: true } | { ok: false; reply: Uint8Array };
+
+const decoder = new TextDecoder();
+type Verifier = ScramVerifier;
+
+/** Run the exchange for `user`; on success the pool knows how to log in to the server as that user. */
+export async function authenticateClient(ctx: ProxyContext, ch: AuthChannel, user: string, pool: Pool): Promise<AuthOutcome> {
+  const fail: AuthOutcome = { ok: false, reply: Errors.authFailed(user) };
+  if (ctx.config.users.length === 0) return passthrough(ctx, ch, user, pool);
+  const entry = ctx.userEntry(user);
+  const method: ClientAuthMethod = (entry?.auth_method || ctx.config.auth.method) as ClientAuthMethod;
+  if (!entry) {
+    // Unknown user: run the same exchange a real user gets, and fail it.
+    if (method === "md5") {
+      await md5Exchange(ch, user, null);
+    } else if (method === "scram-sha-256") {
+      await scramExchange(ch, mockScramVerifier(user, ctx.mockSecret));
+    }
+    return fail;
+  }
+  if (method === "trust") return { ok: true };
+  if (method === "md5") return (await md5Exchange(ch, user, entry.password)) ? { ok: true } : fail;
+  const verifier = parseScramVerifier(entry.password) ?? (await verifierFromPassword(entry.password));
+  if (!verifier) return fail;
+  return (await scramExchange(ch, verifier)) ? { ok: true } : fail;
+}
+
+const verifierCache = new Map<string, Verifier>();
+async function verifierFromPassword(password: string): Promise<Verifier | null> {
+  if (password === "") return null;
+  let v = verifierCache.get(password);
+  if (v === undefined) {
+    v = await deriveScramVerifier(password);
+    verifierCache.set(password, v);
+  }
+  return v;
+}
+
+async function md5Exchange(ch: AuthChannel, user: string, stored: string | null): Promise<boolean> {
+  const salt = crypto.getRandomValues(new Uint8Array(4));
+  ch.send(authenticationMd5(salt));
+  const body = await ch.receive();
+  if (body === null || stored === null || stored === "") return false;
+  const response = decoder.decode(body.subarray(0, Math.max(0, body.indexOf(0))));
+  return verifyMd5Response(stored, user, salt, response);
+}
+
+/** Server side of SCRAM-SHA-256 against a verifier. */
+async function scramExchange(ch: AuthChannel, verifier: Verifier): Promise<boolean> {
+  ch.send(AuthenticationSaslScram);
+  const init = await ch.receive();
+  if (init === null) return false;
+  const z = init.indexOf(0);
+  if (z < 0 || decoder.decode(init.subarray(0, z)) !== "SCRAM-SHA-256" || init.length < z + 5) return false;
+  const len = readInt32(init, z + 1);
+  if (len < 0 || z + 5 + len > init.length) return false;
+  const clientFirst = decoder.decode(init.subarray(z + 5, z + 5 + len));
+  const first = scramServerFirst(clientFirst, verifier);
+  if (!first.ok) return false;
+  ch.send(authenticationSaslContinue(first.serverFirst));
+  const fin = await ch.receive();
+  if (fin === null) return false;
+  const res = scramServerFinal(first.state, decoder.decode(fin));
+  if (!res.ok) return false;
+  ch.send(authenticationSaslFinal(res.serverFinal));
+  return true;
+}
+
+/**
+ * No users configured: PostgreSQL decides. The first login of a (database, user) proves itself to
+ * the server (trust, or the cleartext password the client hands over); later logins are checked
+ * by the proxy against what the server accepted (SCRAM against a verifier derived from it).
+ */
+async function passthrough(ctx: ProxyContext, ch: AuthChannel, user: string, pool: Pool): Promise<AuthOutcome> {
+  const fail: AuthOutcome = { ok: false, reply: Errors.authFailed(user) };
+  if (pool.serverParams !== null) {
+    if (pool.creds.password === null) return { ok: true };
+    const v = await verifierFromPassword(pool.creds.password);
+    return v && (await scramExchange(ch, v)) ? { ok: true } : fail;
+  }
+  const probe = await pool.spawn();
+  if (probe !== null) return { ok: true };
+  const err = pool.lastError!;
+  if (!err.needsPassword) return loginFailure(ctx, user, err.code, err.message);
+  ch.send(AuthenticationCleartext);
+  const body = await ch.receive();
+  if (body === null) return fail;
+  const z = body.indexOf(0);
+  const password = decoder.decode(body.subarray(0, z < 0 ? body.length : z));
+  if (password === "") return fail;
+  const saved = pool.creds.password;
+  pool.creds = { ...pool.creds, password };
+  const second = await pool.spawn();
+  if (second !== null) return { ok: true };
+  pool.creds = { ...pool.creds, password: saved };
+  return loginFailure(ctx, user, pool.lastError!.code, pool.lastError!.message);
+}
+
+/** Auth and unknown-database failures all read as a wrong password; transport trouble says so. */
+function loginFailure(_ctx: ProxyContext, user: string, code: string, message: string): AuthOutcome {
+  if (code.startsWith("28") || code === "3D000") return { ok: false, reply: Errors.authFailed(user) };
+  if (code === "53300" || code === "57P03") {
+    return { ok: false, reply: errorResponse({ severity: "FATAL", code, message }) };
+  }
+  return { ok: false, reply: errorResponse({ severity: "FATAL", code: SqlState.SqlClientUnableToEstablish, message: "could not connect to the PostgreSQL server", detail: message }) };
+}
+
+export { loginFailure };

@@ -1,0 +1,412 @@
+// Client requests on their way to the server: framing, prepared-statement renaming, session tracking.
+
+import { Fe, MAX_SMALL_MESSAGE, TxStatus } from "../protocol/codes.ts";
+import { Errors } from "../protocol/errors.ts";
+import { decodeAscii, readInt32, writeInt32 } from "../protocol/framing.ts";
+import { queryMessage } from "../protocol/messages.ts";
+import { build } from "../protocol/writer.ts";
+import type { ServerConnection } from "../server/connection.ts";
+import { Pending } from "../server/response-queue.ts";
+import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
+import { entryForParse, writeRenamed, type StatementEntry } from "./prepared.ts";
+import { returnServer } from "./reset.ts";
+import type { ClientSession } from "./session.ts";
+
+const decoder = new TextDecoder();
+
+export class RequestForwarder {
+  /** Extended-protocol messages sent since the last Sync: the server must stay. */
+  midRequest = false;
+  /** Client statement name -> shared server-side statement (pooled modes). */
+  readonly statements = new Map<string, StatementEntry>();
+  private stage = new Uint8Array(16384);
+  private staged = -1; // -1: not staging this round; else bytes staged
+  /** SET/RESET texts sent but not yet known to have committed. */
+  private pendingSets: string[] = [];
+  private pendingErrors = 0;
+  private pendingDiscarded = false;
+
+  constructor(private readonly session: ClientSession) {}
+
+  /**
+   * Forward whole messages from b[start, end) to the session's server (acquiring one as needed).
+   * Returns how far it got: the rest waits for a server or for more bytes.
+   */
+  forward(b: Uint8Array, start: number, end: number): number {
+    const sess = this.session;
+    const pooled = sess.mode !== "session";
+    let server = sess.server;
+    let pos = start;
+    let run = start;
+    this.staged = -1;
+    while (end - pos >= 5) {
+      const type = b[pos]!;
+      const len = readInt32(b, pos + 1);
+      if (len < 4 || (len > MAX_SMALL_MESSAGE && isSmallType(type))) {
+        this.flush(server, b, run, pos);
+        sess.fatal(Errors.invalidMessageLength());
+        return end;
+      }
+      const msgEnd = pos + 1 + len;
+      if (msgEnd > end) break;
+      if (server === null) {
+        if (type === Fe.Terminate) {
+          sess.close();
+          return end;
+        }
+        if (!isFrontendType(type)) {
+          sess.fatal(type === Fe.Password ? Errors.protocolViolation("unexpected password message") : Errors.invalidMessageType(type));
+          return end;
+        }
+        if (!sess.acquireServer()) break;
+        server = sess.server!;
+        run = pos;
+      }
+      switch (type) {
+        case Fe.Query: {
+          if (pooled) {
+            const fx = scanEffects(b, pos + 5, msgEnd);
+            if (fx !== Effect.None && this.queryEffects(server, fx, b, pos, msgEnd, run)) {
+              run = pos = msgEnd;
+              continue;
+            }
+          }
+          server.expect(Pending.Query);
+          this.requestStarted();
+          break;
+        }
+        case Fe.Parse: {
+          const nameEnd = b.indexOf(0, pos + 5);
+          if (nameEnd < 0 || nameEnd >= msgEnd) {
+            server.expect(Pending.Parse);
+            break;
+          }
+          if (nameEnd === pos + 5 || !pooled) {
+            if (pooled) {
+              const fx = scanEffects(b, nameEnd + 1, msgEnd);
+              if (fx !== Effect.None) this.queryEffects(server, fx & ~(Effect.Deallocate | Effect.DiscardAll), b, pos, msgEnd, run);
+            }
+            server.expect(Pending.Parse);
+            this.midRequest = true;
+            break;
+          }
+          const name = decodeAscii(b, pos + 5, nameEnd);
+          this.midRequest = true;
+          run = this.spill(b, run, pos);
+          if (this.statements.has(name)) {
+            this.raiseError(server, "42P05", `prepared statement "${name}" already exists`);
+          } else {
+            const entry = entryForParse(b, nameEnd, msgEnd);
+            this.statements.set(name, entry);
+            const g = entry.global;
+            if (server.prepared.has(g)) {
+              server.prepared.delete(g);
+              server.prepared.set(g, true);
+              server.expect(Pending.FakeParseComplete);
+            } else {
+              this.evictIfFull(server);
+              this.put(entry.parse, 0, entry.parse.length);
+              server.prepared.set(g, true);
+              server.expect(Pending.Parse, g);
+            }
+          }
+          run = pos = msgEnd;
+          continue;
+        }
+        case Fe.Bind: {
+          this.midRequest = true;
+          if (pooled) {
+            const portalEnd = b.indexOf(0, pos + 5);
+            const nameStart = portalEnd + 1;
+            if (portalEnd > 0 && nameStart < msgEnd && b[nameStart] !== 0) {
+              const nameEnd = b.indexOf(0, nameStart);
+              if (nameEnd > 0 && nameEnd < msgEnd) {
+                const entry = this.statements.get(decodeAscii(b, nameStart, nameEnd));
+                if (entry !== undefined) {
+                  run = this.spill(b, run, pos);
+                  this.ensurePrepared(server, entry);
+                  this.putRenamed(b, pos, nameStart, nameEnd, msgEnd, entry.global);
+                  server.expect(Pending.Bind);
+                  run = pos = msgEnd;
+                  continue;
+                }
+              }
+            }
+          }
+          server.expect(Pending.Bind);
+          break;
+        }
+        case Fe.Describe:
+        case Fe.Close: {
+          this.midRequest = true;
+          const isStmt = b[pos + 5] === 83; // 'S'
+          if (pooled && isStmt && b[pos + 6] !== 0) {
+            const nameEnd = b.indexOf(0, pos + 6);
+            if (nameEnd > 0 && nameEnd < msgEnd) {
+              const name = decodeAscii(b, pos + 6, nameEnd);
+              const entry = this.statements.get(name);
+              run = this.spill(b, run, pos);
+              if (type === Fe.Close) {
+                // The server copy stays cached for others; PostgreSQL answers CloseComplete even for unknown names.
+                this.statements.delete(name);
+                server.expect(Pending.FakeCloseComplete);
+                run = pos = msgEnd;
+                continue;
+              }
+              if (entry !== undefined) {
+                this.ensurePrepared(server, entry);
+                this.putRenamed(b, pos, pos + 6, nameEnd, msgEnd, entry.global);
+                server.expect(Pending.Describe);
+                run = pos = msgEnd;
+                continue;
+              }
+            }
+          }
+          server.expect(type === Fe.Close ? Pending.Close : Pending.Describe);
+          break;
+        }
+        case Fe.Execute:
+          this.midRequest = true;
+          server.expect(Pending.Execute);
+          this.requestStarted();
+          break;
+        case Fe.Sync:
+          this.midRequest = false;
+          server.expect(Pending.Sync);
+          this.requestStarted();
+          break;
+        case Fe.FunctionCall:
+          server.expect(Pending.Query);
+          this.requestStarted();
+          break;
+        case Fe.Flush:
+        case Fe.CopyData:
+        case Fe.CopyDone:
+        case Fe.CopyFail:
+          break;
+        case Fe.Terminate:
+          this.flush(server, b, run, pos);
+          sess.close();
+          return end;
+        case Fe.Password:
+          this.flush(server, b, run, pos);
+          sess.fatal(Errors.protocolViolation("unexpected password message"));
+          return end;
+        default:
+          this.flush(server, b, run, pos);
+          sess.fatal(Errors.invalidMessageType(type));
+          return end;
+      }
+      pos = msgEnd;
+    }
+    this.flush(server, b, run, pos);
+    return pos;
+  }
+
+  private requestStarted(): void {
+    if (this.session.requestStartedAt === 0) this.session.requestStartedAt = performance.now();
+  }
+
+  // ---- staging: when a message is rewritten, the round's bytes are copied into one buffer ----
+
+  /** Start (or continue) staging: copy b[run, pos) in; returns the new run start. */
+  private spill(b: Uint8Array, run: number, pos: number): number {
+    if (this.staged < 0) this.staged = 0;
+    if (pos > run) this.put(b, run, pos);
+    return pos;
+  }
+
+  private put(b: Uint8Array, from: number, to: number): void {
+    this.room(to - from);
+    this.stage.set(b.subarray(from, to), this.staged);
+    this.staged += to - from;
+  }
+
+  private room(n: number): void {
+    if (this.staged + n <= this.stage.length) return;
+    let cap = this.stage.length * 2;
+    while (cap < this.staged + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.stage.subarray(0, this.staged));
+    this.stage = next;
+  }
+
+  private putRenamed(b: Uint8Array, pos: number, nameStart: number, nameEnd: number, msgEnd: number, name: string): void {
+    this.room(msgEnd - pos + name.length);
+    this.staged += writeRenamed(this.stage, this.staged, b, pos, nameStart, nameEnd, msgEnd, name);
+  }
+
+  /** Write what this round produced: the staged copy, or the untouched run straight from the input. */
+  private flush(server: ServerConnection | null, b: Uint8Array, run: number, pos: number): void {
+    if (server === null) return;
+    if (this.staged >= 0) {
+      if (pos > run) this.put(b, run, pos);
+      if (this.staged > 0) server.out.write(this.stage.subarray(0, this.staged));
+      this.staged = -1;
+      if (this.stage.length > 1 << 20) this.stage = new Uint8Array(16384);
+    } else if (pos > run) {
+      server.out.write(b.subarray(run, pos));
+    }
+  }
+
+  // ---- prepared statements ----------------------------------------------------------------
+
+  /** Make sure the server knows the statement: inject its Parse (reply swallowed) if not. */
+  private ensurePrepared(server: ServerConnection, entry: StatementEntry): void {
+    const g = entry.global;
+    if (server.prepared.has(g)) {
+      server.prepared.delete(g);
+      server.prepared.set(g, true);
+      return;
+    }
+    this.evictIfFull(server);
+    this.put(entry.parse, 0, entry.parse.length);
+    server.prepared.set(g, true);
+    server.expect(Pending.InjectedParse, g);
+  }
+
+  /** Keep the per-server statement cache bounded: close the least recently used one. */
+  private evictIfFull(server: ServerConnection): void {
+    const limit = this.session.ctx.config.pool.prepared_statements_per_server;
+    while (server.prepared.size >= limit) {
+      const oldest = server.prepared.keys().next().value as string;
+      server.prepared.delete(oldest);
+      const close = build((w) => w.msg(Fe.Close).byte(83).cstr(oldest).end());
+      this.put(close, 0, close.length);
+      server.expect(Pending.InjectedClose);
+    }
+  }
+
+  /** Make the server report an error with our SQLSTATE at this point of an extended-protocol request. */
+  private raiseError(server: ServerConnection, code: string, message: string): void {
+    const tag = `hp${Math.floor(Math.random() * 1e9)}`;
+    const body = `DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`;
+    const msgs = build((w) => {
+      w.msg(Fe.Parse).cstr("").cstr(body).int16(0).end();
+      w.msg(Fe.Bind).cstr("").cstr("").int16(0).int16(0).int16(0).end();
+      w.msg(Fe.Execute).cstr("").int32(0).end();
+    });
+    this.put(msgs, 0, msgs.length);
+    server.expect(Pending.InjectedParse);
+    server.expect(Pending.InjectedBind);
+    server.expect(Pending.Execute);
+  }
+
+  // ---- session state --------------------------------------------------------------------
+
+  /**
+   * A Query or Parse with session effects. Returns true when the message was answered by the
+   * proxy and must not be forwarded.
+   */
+  private queryEffects(server: ServerConnection, fx: Effect, b: Uint8Array, pos: number, msgEnd: number, run: number): boolean {
+    const sess = this.session;
+    const textStart = b[pos] === Fe.Query ? pos + 5 : b.indexOf(0, pos + 5) + 1;
+    if (fx & Effect.Pin) {
+      sess.pinned = true;
+      server.dirty = true;
+    }
+    if (fx & (Effect.SetGuc | Effect.Deallocate)) {
+      const spans: StatementSpan[] = [];
+      scanEffects(b, textStart, msgEnd, spans);
+      if (fx & Effect.Deallocate && spans.length === 1 && b[pos] === Fe.Query && this.deallocate(server, b, spans[0]!, run, pos)) {
+        return true;
+      }
+      if (this.pendingSets.length === 0) this.pendingErrors = server.errors;
+      for (const s of spans) if (s.effect & Effect.SetGuc) this.pendingSets.push(decoder.decode(b.subarray(s.start, s.end)));
+    }
+    if (fx & Effect.Rollback) this.pendingDiscarded = true;
+    if (fx & Effect.DiscardAll) {
+      this.statements.clear();
+      this.pendingSets = [];
+      sess.sessionState!.resetAll();
+      server.prepared.clear();
+      server.dirty = false;
+      if (sess.mode !== "session") sess.pinned = false;
+      // DISCARD ALL goes back to the startup settings, which on a pooled server we set ourselves.
+      this.afterDiscard = true;
+    }
+    return false;
+  }
+
+  private afterDiscard = false;
+
+  /** DEALLOCATE of a protocol-level statement: answered here, the shared server copy stays. */
+  private deallocate(server: ServerConnection, b: Uint8Array, span: StatementSpan, run: number, pos: number): boolean {
+    const text = decoder.decode(b.subarray(span.start, span.end)).trim();
+    const m = /^DEALLOCATE\s+(?:PREPARE\s+)?("(?:[^"]|"")+"|[^\s;]+)\s*$/i.exec(text);
+    if (!m) return false;
+    let name = m[1]!;
+    const all = name.toUpperCase() === "ALL";
+    if (name.startsWith('"')) name = name.slice(1, -1).replaceAll('""', '"');
+    else name = name.toLowerCase();
+    if (all) {
+      this.statements.clear();
+      if (this.session.pinned) return false;
+    } else if (!this.statements.delete(name) && !this.statements.delete(m[1]!)) return false;
+    this.spill(b, run, pos);
+    server.expect(Pending.FakeCommand, all ? "DEALLOCATE ALL" : "DEALLOCATE");
+    return true;
+  }
+
+  /** After each ReadyForQuery: settle SETs, re-apply startup settings after DISCARD ALL. */
+  onReady(server: ServerConnection, status: number): void {
+    const sess = this.session;
+    if (this.afterDiscard && status === TxStatus.Idle && server.owed === 0) {
+      this.afterDiscard = false;
+      const sql = sess.sessionState!.applySql(true);
+      server.stateKey = sess.sessionState!.key;
+      if (sql !== "") this.injectQuery(server, sql);
+      return;
+    }
+    if (this.pendingSets.length === 0) return;
+    if (status === TxStatus.Failed) this.pendingDiscarded = true;
+    if (status !== TxStatus.Idle || server.owed !== 0) return;
+    if (!this.pendingDiscarded && server.errors === this.pendingErrors) {
+      for (const s of this.pendingSets) sess.sessionState!.record(s);
+      server.stateKey = sess.sessionState!.key;
+    } else {
+      // Some statement failed or the transaction rolled back: what the server has is unknown.
+      server.stateKey = "\u0000unknown";
+    }
+    this.pendingSets = [];
+    this.pendingDiscarded = false;
+  }
+
+  /** Send SQL whose replies the client never sees (session state on a new server). */
+  injectQuery(server: ServerConnection, sql: string): void {
+    server.out.write(queryMessage(sql));
+    server.expect(Pending.InjectedQuery);
+  }
+
+  /** The client is gone: give the server back clean, or close it. */
+  returnServer(server: ServerConnection, reset: boolean): void {
+    returnServer(this.session.pool!, server, this.midRequest, reset || server.dirty, this.session.ctx.config.pool.reset_query);
+  }
+}
+
+/** Types whose messages are never large (PostgreSQL bounds them too). */
+function isSmallType(t: number): boolean {
+  return t === Fe.Sync || t === Fe.Flush || t === Fe.Terminate || t === Fe.Execute || t === Fe.Describe || t === Fe.Close || t === Fe.CopyDone;
+}
+
+function isFrontendType(t: number): boolean {
+  switch (t) {
+    case Fe.Query:
+    case Fe.Parse:
+    case Fe.Bind:
+    case Fe.Describe:
+    case Fe.Execute:
+    case Fe.Close:
+    case Fe.Sync:
+    case Fe.Flush:
+    case Fe.FunctionCall:
+    case Fe.CopyData:
+    case Fe.CopyDone:
+    case Fe.CopyFail:
+      return true;
+    default:
+      return false;
+  }
+}
+
+export { writeInt32 };

@@ -1,0 +1,95 @@
+// Protocol-level prepared statements in pooled modes: client names map to shared server-side names.
+
+import { Fe } from "../protocol/codes.ts";
+import { readInt32, writeInt32 } from "../protocol/framing.ts";
+
+/** What a client's named statement is on the servers. */
+export interface StatementEntry {
+  /** Server-side name, shared by every client preparing the same text and parameter types. */
+  global: string;
+  /** A ready Parse message carrying the global name, for servers that do not have it yet. */
+  parse: Uint8Array;
+}
+
+const latin1 = new TextDecoder("latin1");
+const encoder = new TextEncoder();
+
+/** Text+types -> global name, shared by the whole process. Bounded: cleared when it gets large. */
+const registry = new Map<string, string>();
+let nextGlobal = 1;
+const REGISTRY_LIMIT = 100_000;
+
+/**
+ * Build the entry for a Parse message at b[pos, msgEnd) whose statement name ends at nameEnd
+ * (the NUL). The rest of the message (query, parameter types) is kept byte for byte.
+ */
+export function entryForParse(b: Uint8Array, nameEnd: number, msgEnd: number): StatementEntry {
+  const key = latin1.decode(b.subarray(nameEnd + 1, msgEnd));
+  let global = registry.get(key);
+  if (global === undefined) {
+    if (registry.size >= REGISTRY_LIMIT) registry.clear();
+    global = `hp_${(nextGlobal++).toString(36)}`;
+    registry.set(key, global);
+  }
+  return { global, parse: renamed(Fe.Parse, b, undefined, nameEnd, msgEnd, global, -1) };
+}
+
+/**
+ * A copy of the message at b[pos, msgEnd) with the C string ending at nameEnd (which starts at
+ * nameStart) replaced by `name`. `pos` undefined: the message is rebuilt from scratch with `type`
+ * and the name as the first field (Parse).
+ */
+export function renamed(
+  type: number,
+  b: Uint8Array,
+  nameStart: number | undefined,
+  nameEnd: number,
+  msgEnd: number,
+  name: string,
+  pos: number,
+): Uint8Array {
+  const nb = encoder.encode(name);
+  if (pos < 0) {
+    const rest = b.subarray(nameEnd, msgEnd); // includes the old name's NUL
+    const out = new Uint8Array(5 + nb.length + rest.length);
+    out[0] = type;
+    writeInt32(out, 1, out.length - 1);
+    out.set(nb, 5);
+    out.set(rest, 5 + nb.length);
+    return out;
+  }
+  const head = b.subarray(pos, nameStart!);
+  const rest = b.subarray(nameEnd, msgEnd);
+  const out = new Uint8Array(head.length + nb.length + rest.length);
+  out.set(head, 0);
+  out.set(nb, head.length);
+  out.set(rest, head.length + nb.length);
+  writeInt32(out, 1, out.length - 1);
+  return out;
+}
+
+/** Write into `dst` at `at` the message b[pos, msgEnd) with the name at [nameStart, nameEnd) replaced. Returns bytes written. */
+export function writeRenamed(
+  dst: Uint8Array,
+  at: number,
+  b: Uint8Array,
+  pos: number,
+  nameStart: number,
+  nameEnd: number,
+  msgEnd: number,
+  name: string,
+): number {
+  let o = at;
+  dst.set(b.subarray(pos, nameStart), o);
+  o += nameStart - pos;
+  for (let i = 0; i < name.length; i++) dst[o++] = name.charCodeAt(i);
+  dst.set(b.subarray(nameEnd, msgEnd), o);
+  o += msgEnd - nameEnd;
+  writeInt32(dst, at + 1, o - at - 1);
+  return o - at;
+}
+
+/** Length field check used by tests and callers that want it. */
+export function messageLength(b: Uint8Array, pos: number): number {
+  return readInt32(b, pos + 1);
+}

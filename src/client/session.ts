@@ -1,0 +1,486 @@
+// One client connection: startup, TLS, login, then forwarding requests to leased servers.
+
+import type { Socket } from "bun";
+import type { PoolMode } from "../config/types.ts";
+import type { ProxyContext } from "../core/context.ts";
+import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
+import { Fe, MAX_AUTH_MESSAGE, TxStatus } from "../protocol/codes.ts";
+import { Errors } from "../protocol/errors.ts";
+import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
+import { SslNo, SslYes, negotiateProtocolVersion } from "../protocol/messages.ts";
+import { NEWEST_MINOR, parseStartupPacket } from "../protocol/startup.ts";
+import type { Lessee, ServerConnection } from "../server/connection.ts";
+import type { LoginError } from "../server/login.ts";
+import type { Pool, PoolWaiter } from "../server/pool.ts";
+import { authenticateClient, loginFailure } from "./auth.ts";
+import { welcome } from "./welcome.ts";
+import { RequestForwarder } from "./forwarder.ts";
+import { SessionState } from "./session-state.ts";
+import { cancelServer } from "./cancel.ts";
+import { constantTimeEqual } from "../protocol/secrets.ts";
+import { log } from "../util/log.ts";
+
+export const enum ClientState {
+  /** Waiting for StartupMessage / SSLRequest / CancelRequest. */
+  Startup,
+  /** Authentication exchange in progress. */
+  Auth,
+  /** Logged in: forwarding. */
+  Ready,
+  Closed,
+}
+
+let nextPid = 1 + Math.floor(Math.random() * 1_000_000);
+
+export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
+  state = ClientState.Startup;
+  sock: Socket<ClientSession>;
+  readonly recv = new ReceiveBuffer(4096);
+  readonly out: Outbox = new Outbox(this);
+  user = "";
+  database = "";
+  params = new Map<string, string>();
+  minor = 0;
+  pool: Pool | null = null;
+  server: ServerConnection | null = null;
+  mode: PoolMode;
+  /** Keeps its server until it leaves (session mode, or session state a pool cannot move). */
+  pinned = false;
+  waiting = false;
+  waitingSince = 0;
+  sessionState: SessionState | null = null;
+  txStatus = TxStatus.Idle;
+  readonly connectedAt = performance.now();
+  lastActivity = performance.now();
+  /** When the oldest request still owed a reply was sent (0 = none). */
+  requestStartedAt = 0;
+  pid = 0;
+  private cancelSecret: Uint8Array = new Uint8Array(0);
+  private tlsDone = false;
+  private rawSock: Socket<ClientSession> | null = null;
+  private authQueue: Uint8Array[] = [];
+  private authWaiter: ((b: Uint8Array | null) => void) | null = null;
+  private loginTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly forwarder: RequestForwarder;
+  private inLoop = false;
+  private releaseDeferred = false;
+  private counted = false;
+
+  constructor(
+    readonly ctx: ProxyContext,
+    sock: Socket<ClientSession>,
+  ) {
+    this.sock = sock;
+    this.out.attach(sock);
+    this.mode = ctx.config.pool.mode;
+    this.forwarder = new RequestForwarder(this);
+    this.loginTimer = setTimeout(() => this.fatal(Errors.loginTimeout()), ctx.config.proxy.login_timeout_secs * 1000);
+  }
+
+  /** Read through a method so the compiler does not narrow it across awaits. */
+  get closed(): boolean {
+    return this.state === ClientState.Closed;
+  }
+
+  // ---- socket events -------------------------------------------------------------------
+
+  onData(sock: Socket<ClientSession>, chunk: Uint8Array): void {
+    if (sock !== this.sock) return; // ciphertext still arriving on the pre-TLS socket
+    this.lastActivity = performance.now();
+    switch (this.state) {
+      case ClientState.Ready:
+        if (this.recv.size === 0 && !this.waiting) this.process(chunk, 0, chunk.length, false);
+        else {
+          this.recv.push(chunk);
+          if (!this.waiting) this.processBuffered();
+          else if (this.recv.size > 1 << 20) this.pauseReading();
+        }
+        return;
+      case ClientState.Startup:
+        this.recv.push(chunk);
+        this.startup();
+        return;
+      case ClientState.Auth:
+        this.recv.push(chunk);
+        this.authData();
+        return;
+      case ClientState.Closed:
+        return;
+    }
+  }
+
+  onClose(sock: Socket<ClientSession>): void {
+    if (sock !== this.sock && this.tlsDone) return;
+    this.teardown();
+  }
+
+  // ---- startup --------------------------------------------------------------------------
+
+  private startup(): void {
+    const r = this.recv;
+    for (;;) {
+      const pkt = parseStartupPacket(r.buf, r.start, r.end);
+      switch (pkt.kind) {
+        case "incomplete":
+          return;
+        case "reject":
+          if (pkt.reply) this.fatal(pkt.reply);
+          else this.close();
+          return;
+        case "cancel":
+          r.consume(pkt.length);
+          this.handleCancel(pkt.pid, pkt.secret);
+          return;
+        case "ssl":
+        case "gssenc": {
+          r.consume(pkt.length);
+          if (this.tlsDone) {
+            this.fatal(Errors.protocolViolation("SSL/GSS negotiation requested twice"));
+            return;
+          }
+          // Bytes after the request arrived before any handshake: they may be injected (CVE-2021-23214).
+          if (r.size > 0) {
+            this.fatal(Errors.unencryptedAfterSsl());
+            return;
+          }
+          if (pkt.kind === "ssl" && this.ctx.tls) {
+            this.sock.write(SslYes);
+            this.upgradeTls();
+          } else {
+            this.sock.write(SslNo);
+          }
+          return;
+        }
+        case "startup": {
+          r.consume(pkt.length);
+          if (this.ctx.config.tls.mode === "require" && !this.tlsDone) {
+            this.fatal(Errors.tlsRequired());
+            return;
+          }
+          if (r.size > 0) {
+            this.fatal(Errors.protocolViolation("unexpected data after startup packet"));
+            return;
+          }
+          this.params = pkt.params;
+          this.user = pkt.params.get("user")!;
+          this.database = pkt.params.get("database") || this.user;
+          this.minor = pkt.minor;
+          void this.login(pkt.minor, pkt.unsupportedOptions);
+          return;
+        }
+      }
+    }
+  }
+
+  private upgradeTls(): void {
+    const [raw, tls] = this.sock.upgradeTLS<ClientSession>({
+      data: this,
+      tls: this.ctx.tls!,
+      socket: clientHandlers,
+    });
+    this.rawSock = raw;
+    this.sock = tls;
+    this.out.attach(tls);
+    this.tlsDone = true;
+  }
+
+  private async login(minor: number, unsupported: string[]): Promise<void> {
+    const ctx = this.ctx;
+    this.state = ClientState.Auth;
+    if (minor > NEWEST_MINOR || minor === 1 || unsupported.length > 0) {
+      const speak = minor > NEWEST_MINOR ? NEWEST_MINOR : minor === 1 ? 0 : minor;
+      this.minor = speak;
+      this.out.write(negotiateProtocolVersion((3 << 16) | speak, unsupported));
+    }
+    if (ctx.shuttingDown) return this.fatal(Errors.shuttingDown());
+    const limit = ctx.config.limits.max_client_conn;
+    if (ctx.clientCount >= limit) {
+      ctx.stats.clientsRefused++;
+      return this.fatal(Errors.tooManyClients(limit));
+    }
+    if (this.database.length > 63 || this.user.length > 63) return this.fatal(Errors.authFailed(this.user));
+    const pool = ctx.pool(this.database, this.user);
+    const res = await authenticateClient(ctx, this.authChannel(), this.user, pool);
+    if (this.closed) return;
+    if (!res.ok) {
+      ctx.stats.loginsFailed++;
+      return this.fatal(res.reply);
+    }
+    const dbLimit = ctx.config.limits.max_db_connections;
+    const userLimit = ctx.config.limits.max_user_connections;
+    if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.fatal(Errors.tooManyForDatabase(this.database, dbLimit));
+    if (userLimit > 0 && (ctx.perUser.get(this.user) ?? 0) >= userLimit) return this.fatal(Errors.tooManyForUser(this.user, userLimit));
+    if (pool.serverParams === null) {
+      const s = await pool.spawn();
+      if (this.closed) return;
+      if (s === null) {
+        ctx.stats.loginsFailed++;
+        const e = pool.lastError!;
+        const f = loginFailure(ctx, this.user, e.code, e.message);
+        return this.fatal(f.ok ? Errors.serverLost() : f.reply);
+      }
+    }
+    if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
+    this.pool = pool;
+    this.counted = true;
+    ctx.clientCount++;
+    pool.clients++;
+    ctx.adjust(ctx.perDatabase, this.database, 1);
+    ctx.adjust(ctx.perUser, this.user, 1);
+    ctx.stats.loginsOk++;
+    this.sessionState = new SessionState(this.params);
+    this.pid = nextPid++;
+    if (nextPid > 0x7ffffff0) nextPid = 1;
+    this.cancelSecret = crypto.getRandomValues(new Uint8Array(this.minor >= 2 ? 32 : 4));
+    ctx.cancelTargets.set(this.pid, this);
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
+    this.out.write(welcome(pool.serverParams!, this.sessionState, this.pid, this.cancelSecret));
+    this.state = ClientState.Ready;
+    this.lastActivity = performance.now();
+    if (this.mode === "session") this.pinned = true;
+    if (this.recv.size > 0) this.processBuffered();
+  }
+
+  private authChannel() {
+    return {
+      send: (b: Uint8Array) => this.out.write(b),
+      receive: () =>
+        new Promise<Uint8Array | null>((resolve) => {
+          const next = this.authQueue.shift();
+          if (next !== undefined) resolve(next);
+          else if (this.state === ClientState.Closed) resolve(null);
+          else this.authWaiter = resolve;
+        }),
+    };
+  }
+
+  /** Frame the client's authentication replies ('p' messages) during login. */
+  private authData(): void {
+    const r = this.recv;
+    while (r.size >= 5) {
+      const type = r.buf[r.start]!;
+      const len = readInt32(r.buf, r.start + 1);
+      if (type !== Fe.Password) return this.fatal(Errors.protocolViolation(`expected password response, got message type ${type}`));
+      if (len < 4 || len > MAX_AUTH_MESSAGE) return this.fatal(Errors.invalidMessageLength());
+      if (r.size < len + 1) return;
+      const body = r.buf.slice(r.start + 5, r.start + 1 + len);
+      r.consume(len + 1);
+      if (this.authWaiter) {
+        const w = this.authWaiter;
+        this.authWaiter = null;
+        w(body);
+      } else this.authQueue.push(body);
+    }
+  }
+
+  // ---- cancel ---------------------------------------------------------------------------
+
+  private handleCancel(pid: number, secret: Uint8Array): void {
+    const target = this.ctx.cancelTargets.get(pid) as ClientSession | undefined;
+    if (target && target.cancelKeyMatches(secret)) target.forwardCancel();
+    this.close();
+  }
+
+  cancelKeyMatches(secret: Uint8Array): boolean {
+    return constantTimeEqual(secret, this.cancelSecret);
+  }
+
+  /** Send a CancelRequest for this client's running query to its server, on a fresh connection. */
+  forwardCancel(): void {
+    const s = this.server;
+    if (s === null || s.owed === 0) return;
+    cancelServer(s.endpoint, s.pid, s.secret);
+  }
+
+  // ---- forwarding -----------------------------------------------------------------------
+
+  processBuffered(): void {
+    const r = this.recv;
+    if (r.size === 0) return;
+    this.process(r.buf, r.start, r.end, true);
+  }
+
+  /** Forward the complete messages in b[start, end); keep what cannot go yet in recv. */
+  process(b: Uint8Array, start: number, end: number, owned: boolean): void {
+    if (this.inLoop) {
+      if (!owned) this.recv.push(b.subarray(start, end));
+      return;
+    }
+    this.inLoop = true;
+    let consumed: number;
+    try {
+      consumed = this.forwarder.forward(b, start, end);
+    } finally {
+      this.inLoop = false;
+    }
+    if (this.state === ClientState.Closed) return;
+    if (owned) this.recv.consume(consumed - start);
+    else if (consumed < end) this.recv.push(b.subarray(consumed, end));
+    if (this.releaseDeferred) {
+      this.releaseDeferred = false;
+      this.maybeRelease();
+    }
+  }
+
+  /** Get a server for the next request; false when the client must wait. */
+  acquireServer(): boolean {
+    if (this.server !== null) return true;
+    if (this.waiting) return false;
+    const s = this.pool!.acquire(this);
+    if (s === null) {
+      this.waiting = true;
+      return false;
+    }
+    this.attach(s);
+    return true;
+  }
+
+  private attach(s: ServerConnection): void {
+    this.server = s;
+    s.lessee = this;
+    const key = this.sessionState!.key;
+    if (s.stateKey !== key) {
+      this.forwarder.injectQuery(s, this.sessionState!.applySql(s.stateKey === ""));
+      s.stateKey = key;
+    }
+  }
+
+  serverLeased(s: ServerConnection): void {
+    this.waiting = false;
+    if (this.state === ClientState.Closed) {
+      this.pool!.release(s);
+      return;
+    }
+    this.attach(s);
+    this.resumeReading();
+    this.processBuffered();
+  }
+
+  serverFailed(e: LoginError): void {
+    this.waiting = false;
+    const f = loginFailure(this.ctx, this.user, e.code, e.message);
+    this.fatal(f.ok ? Errors.serverLost() : f.reply);
+  }
+
+  serverReady(s: ServerConnection, status: number): void {
+    this.txStatus = status;
+    this.forwarder.onReady(s, status);
+    if (s.owed === 0) this.requestStartedAt = 0;
+    if (this.mode === "statement" && status !== TxStatus.Idle && s.owed === 0) {
+      this.fatal(Errors.statementModeTransaction());
+      return;
+    }
+    this.maybeRelease();
+  }
+
+  /** Give the server back when the client is between transactions with nothing in flight. */
+  maybeRelease(): void {
+    const s = this.server;
+    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest) return;
+    if (this.inLoop) {
+      this.releaseDeferred = true;
+      return;
+    }
+    this.server = null;
+    this.pool!.release(s);
+    if (this.recv.size > 0) this.processBuffered();
+  }
+
+  serverLost(_s: ServerConnection, reason: string): void {
+    this.server = null;
+    log.debug("server lost", { pid: this.pid, reason });
+    this.fatal(Errors.serverLost());
+  }
+
+  injectedFailed(s: ServerConnection, message: string): void {
+    log.warn("session state could not be applied on server", { server: s.id, message });
+    s.stateKey = "\u0000invalid";
+  }
+
+  // ---- backpressure ----------------------------------------------------------------------
+
+  private readingPaused = false;
+  pauseReading(): void {
+    if (!this.readingPaused) {
+      this.readingPaused = true;
+      this.sock.pause();
+    }
+  }
+
+  resumeReading(): void {
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.sock.resume();
+    }
+  }
+
+  /** The client's outbox is full: stop reading from its server. */
+  pauseProducer(): void {
+    this.server?.sock?.pause();
+  }
+
+  resumeProducer(): void {
+    this.server?.sock?.resume();
+  }
+
+  // ---- ending ---------------------------------------------------------------------------
+
+  /** Send a FATAL/ERROR and close. */
+  fatal(reply: Uint8Array): void {
+    if (this.state === ClientState.Closed) return;
+    this.out.write(reply);
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === ClientState.Closed) return;
+    this.out.end();
+    this.teardown();
+  }
+
+  /** Free everything: the server goes back clean (rolled back, reset) or is closed. */
+  private teardown(): void {
+    if (this.state === ClientState.Closed) return;
+    this.state = ClientState.Closed;
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    if (this.authWaiter) {
+      const w = this.authWaiter;
+      this.authWaiter = null;
+      w(null);
+    }
+    const ctx = this.ctx;
+    ctx.sessions.delete(this);
+    if (this.pid !== 0) ctx.cancelTargets.delete(this.pid);
+    if (this.counted) {
+      this.counted = false;
+      ctx.clientCount--;
+      this.pool!.clients--;
+      ctx.adjust(ctx.perDatabase, this.database, -1);
+      ctx.adjust(ctx.perUser, this.user, -1);
+    }
+    if (this.waiting) this.pool?.forget(this);
+    const s = this.server;
+    this.server = null;
+    if (s !== null) this.forwarder.returnServer(s, this.pinned || this.mode === "session");
+  }
+}
+
+export const clientHandlers = {
+  data(sock: Socket<ClientSession>, chunk: Uint8Array) {
+    sock.data.onData(sock, chunk);
+  },
+  drain(sock: Socket<ClientSession>) {
+    if (sock === sock.data.sock) sock.data.out.flush();
+  },
+  close(sock: Socket<ClientSession>) {
+    sock.data.onClose(sock);
+  },
+  error(sock: Socket<ClientSession>) {
+    sock.data.onClose(sock);
+  },
+  end(sock: Socket<ClientSession>) {
+    sock.data.onClose(sock);
+  },
+};
+

@@ -1,0 +1,97 @@
+// Process-wide state shared by listeners and sessions: config, pools, live clients, cancel keys.
+
+import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
+import { Pool, type PoolSettings } from "../server/pool.ts";
+import type { ServerCredentials } from "../server/login.ts";
+import type { ClientSession } from "../client/session.ts";
+
+/** Certificate and key handed to Bun for client-facing TLS. */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  ca?: string;
+  requestCert?: boolean;
+  rejectUnauthorized?: boolean;
+}
+
+/** What a session needs from its surroundings; one per process. */
+export interface CancelTarget {
+  cancelKeyMatches(secret: Uint8Array): boolean;
+  forwardCancel(): void;
+}
+
+export class ProxyContext {
+  readonly pools = new Map<string, Pool>();
+  /** Every open client connection (logged in or not). */
+  readonly sessions = new Set<ClientSession>();
+  /** Client-facing TLS, loaded at start and on reload; null when [tls] mode is disable. */
+  tls: TlsMaterial | null = null;
+  /** Proxy-issued BackendKeyData pid -> session. */
+  readonly cancelTargets = new Map<number, CancelTarget>();
+  clientCount = 0;
+  /** Logged-in clients per database and per user (for limits). */
+  readonly perDatabase = new Map<string, number>();
+  readonly perUser = new Map<string, number>();
+  shuttingDown = false;
+  paused = false;
+  /** Secret for stable mock SCRAM salts of unknown users. */
+  readonly mockSecret = crypto.getRandomValues(new Uint8Array(32));
+  readonly stats = { loginsOk: 0, loginsFailed: 0, clientsRefused: 0 };
+
+  constructor(public config: HeliosConfig) {}
+
+  primaryNode(): NodeEntry {
+    return this.config.nodes.find((n) => n.role === "primary") ?? this.config.nodes[0]!;
+  }
+
+  userEntry(name: string): UserEntry | undefined {
+    return this.config.users.find((u) => u.name === name);
+  }
+
+  poolSettings(user?: UserEntry): PoolSettings {
+    const p = this.config.pool;
+    return {
+      minConnections: p.min_connections,
+      maxConnections: user && user.max_connections > 0 ? Math.min(user.max_connections, p.max_connections) : p.max_connections,
+      idleTimeoutMs: p.idle_timeout_secs * 1000,
+      lifetimeMs: p.server_lifetime_secs * 1000,
+      connectTimeoutMs: p.connect_timeout_secs * 1000,
+      waitTimeoutMs: p.wait_timeout_secs * 1000,
+    };
+  }
+
+  /** The pool for (database, user) on the primary, created on first use. */
+  pool(database: string, user: string): Pool {
+    const key = `${database}\u0000${user}`;
+    let p = this.pools.get(key);
+    if (p === undefined) {
+      const node = this.primaryNode();
+      const u = this.userEntry(user);
+      const creds: ServerCredentials = { user, database, password: serverPassword(u) };
+      p = new Pool(database, user, { host: node.host, port: node.port, name: node.name }, creds, this.poolSettings(u));
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  adjust(map: Map<string, number>, key: string, delta: number): number {
+    const n = (map.get(key) ?? 0) + delta;
+    if (n <= 0) map.delete(key);
+    else map.set(key, n);
+    return n;
+  }
+
+  /** Periodic upkeep of every pool. */
+  tick(): void {
+    const now = performance.now();
+    for (const p of this.pools.values()) p.tick(now);
+  }
+}
+
+/** The password the proxy uses towards PostgreSQL for a configured user (null: none known). */
+export function serverPassword(u: UserEntry | undefined): string | null {
+  if (!u) return null;
+  if (u.server_password) return u.server_password;
+  if (u.password && !u.password.startsWith("SCRAM-SHA-256$") && !/^md5[0-9a-f]{32}$/.test(u.password)) return u.password;
+  return null;
+}

@@ -1,0 +1,115 @@
+// Write side of a socket: Bun's write() may take only part of a buffer and keeps nothing; queue the rest.
+
+import type { Socket } from "bun";
+
+/** Bytes queued beyond which the producer on the other side is paused. */
+export const HIGH_WATER = 1 << 20;
+/** Queue size at which a paused producer is resumed. */
+export const LOW_WATER = 1 << 18;
+
+export interface BackpressureTarget {
+  /** Stop reading from the peer that feeds this outbox. */
+  pauseProducer(): void;
+  /** Resume reading from that peer. */
+  resumeProducer(): void;
+}
+
+/**
+ * Writes go straight to the socket while nothing is queued; the unwritten tail is copied into
+ * the queue (the caller's buffer is reused at once). `flush` runs on the socket's drain event.
+ */
+export class Outbox {
+  sock: Socket<any> | null = null;
+  private queue: Uint8Array[] = [];
+  private head = 0;
+  queued = 0;
+  private paused = false;
+  closed = false;
+
+  constructor(private readonly target: BackpressureTarget) {}
+
+  attach(sock: Socket<any>): void {
+    this.sock = sock;
+  }
+
+  /** Write bytes; returns false once the queue is over the high-water mark. */
+  write(data: Uint8Array): boolean {
+    if (this.closed || data.length === 0) return !this.closed;
+    if (this.queued === 0) {
+      const n = this.sock!.write(data);
+      if (n === data.length) return true;
+      this.enqueue(n > 0 ? data.subarray(n) : data);
+    } else {
+      this.enqueue(data);
+    }
+    if (this.queued > HIGH_WATER && !this.paused) {
+      this.paused = true;
+      this.target.pauseProducer();
+    }
+    return this.queued <= HIGH_WATER;
+  }
+
+  private enqueue(rest: Uint8Array): void {
+    this.queue.push(rest.slice());
+    this.queued += rest.length;
+  }
+
+  /** Called on drain: push out what is queued; resume the producer under the low-water mark. */
+  flush(): void {
+    const sock = this.sock;
+    if (!sock || this.closed) return;
+    while (this.head < this.queue.length) {
+      const chunk = this.queue[this.head]!;
+      const n = sock.write(chunk);
+      if (n < chunk.length) {
+        if (n > 0) {
+          this.queue[this.head] = chunk.subarray(n);
+          this.queued -= n;
+        }
+        break;
+      }
+      this.queued -= chunk.length;
+      this.head++;
+    }
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 64) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.paused && this.queued <= LOW_WATER) {
+      this.paused = false;
+      this.target.resumeProducer();
+    }
+  }
+
+  /** True when everything written so far has been handed to the kernel. */
+  get empty(): boolean {
+    return this.queued === 0;
+  }
+
+  /** Write then close once the queue is flushed (or at once if empty). */
+  end(data?: Uint8Array): void {
+    if (this.closed) return;
+    if (data) this.write(data);
+    this.closed = true;
+    const sock = this.sock;
+    if (!sock) return;
+    if (this.queued === 0) sock.end();
+    else {
+      // Give the queue one chance to drain, then end regardless.
+      this.closed = false;
+      this.flush();
+      this.closed = true;
+      sock.end();
+    }
+  }
+
+  discard(): void {
+    this.closed = true;
+    this.queue.length = 0;
+    this.head = 0;
+    this.queued = 0;
+  }
+}

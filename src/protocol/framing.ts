@@ -1,0 +1,107 @@
+// Receive buffer and message framing: messages are (type, offset, length) views, never copies.
+
+/**
+ * One growable buffer per socket. Data is appended at `end`; consumers read
+ * whole messages from `start`. It compacts or doubles, never concatenates per read.
+ */
+export class ReceiveBuffer {
+  buf: Uint8Array;
+  start = 0;
+  end = 0;
+
+  constructor(initial = 16384) {
+    this.buf = new Uint8Array(initial);
+  }
+
+  get size(): number {
+    return this.end - this.start;
+  }
+
+  /** Append bytes, compacting first and growing (doubling) only when needed. */
+  push(chunk: Uint8Array): void {
+    const n = chunk.length;
+    if (this.end + n > this.buf.length) {
+      const live = this.end - this.start;
+      if (live + n <= this.buf.length && this.start > 0) {
+        this.buf.copyWithin(0, this.start, this.end);
+      } else {
+        let cap = this.buf.length * 2;
+        while (cap < live + n) cap *= 2;
+        const next = new Uint8Array(cap);
+        next.set(this.buf.subarray(this.start, this.end));
+        this.buf = next;
+      }
+      this.start = 0;
+      this.end = live;
+    }
+    this.buf.set(chunk, this.end);
+    this.end += n;
+  }
+
+  /** Drop `n` consumed bytes from the front; resets to offset 0 when empty. */
+  consume(n: number): void {
+    this.start += n;
+    if (this.start >= this.end) {
+      this.start = 0;
+      this.end = 0;
+    }
+  }
+
+  clear(): void {
+    this.start = 0;
+    this.end = 0;
+  }
+
+  /** Shrink back to a small buffer after a burst of large messages (idle sockets stay cheap). */
+  shrinkIfIdle(limit = 65536, to = 16384): void {
+    if (this.end === this.start && this.buf.length > limit) {
+      this.buf = new Uint8Array(to);
+      this.start = 0;
+      this.end = 0;
+    }
+  }
+}
+
+/** Big-endian int32 at `pos`. */
+export function readInt32(b: Uint8Array, pos: number): number {
+  return ((b[pos]! << 24) | (b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!) | 0;
+}
+
+export function readInt16(b: Uint8Array, pos: number): number {
+  return ((b[pos]! << 8) | b[pos + 1]!) << 16 >> 16;
+}
+
+export function writeInt32(b: Uint8Array, pos: number, v: number): void {
+  b[pos] = v >>> 24;
+  b[pos + 1] = v >>> 16;
+  b[pos + 2] = v >>> 8;
+  b[pos + 3] = v;
+}
+
+/** Index of the NUL that ends the C string starting at `pos`, or -1 before `limit`. */
+export function cstringEnd(b: Uint8Array, pos: number, limit: number): number {
+  const i = b.indexOf(0, pos);
+  return i < 0 || i >= limit ? -1 : i;
+}
+
+const latin1 = new TextDecoder("latin1");
+const utf8 = new TextDecoder("utf-8");
+
+/** Decode bytes [from, to) as UTF-8 (PostgreSQL client_encoding UTF8 is what we speak). */
+export function decodeUtf8(b: Uint8Array, from: number, to: number): string {
+  return utf8.decode(b.subarray(from, to));
+}
+
+/** Decode a short ASCII name (statement names, tags) without UTF-8 validation cost. */
+export function decodeAscii(b: Uint8Array, from: number, to: number): string {
+  if (to - from < 32) {
+    let s = "";
+    for (let i = from; i < to; i++) {
+      const c = b[i]!;
+      if (c > 127) return utf8.decode(b.subarray(from, to));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return latin1.decode(b.subarray(from, to));
+}

@@ -1,0 +1,109 @@
+// Starting and stopping the proxy: listener, upkeep timer, timeouts, signals, reload.
+
+import type { HeliosConfig } from "./config/types.ts";
+import { ProxyContext, type TlsMaterial } from "./core/context.ts";
+import { listenClients } from "./client/listener.ts";
+import { ClientState } from "./client/session.ts";
+import { Errors } from "./protocol/errors.ts";
+import { TxStatus } from "./protocol/codes.ts";
+import { log } from "./util/log.ts";
+
+export interface RunningProxy {
+  ctx: ProxyContext;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function loadTls(cfg: HeliosConfig): TlsMaterial | null {
+  const t = cfg.tls;
+  if (t.mode === "disable" || !t.cert_file || !t.key_file) return null;
+  const fs = require("node:fs") as typeof import("node:fs");
+  return {
+    cert: fs.readFileSync(t.cert_file, "utf8"),
+    key: fs.readFileSync(t.key_file, "utf8"),
+    ...(t.ca_file ? { ca: fs.readFileSync(t.ca_file, "utf8"), requestCert: true, rejectUnauthorized: false } : {}),
+  };
+}
+
+/** Client-side timeouts, checked on every upkeep tick. */
+function sweepClients(ctx: ProxyContext, now: number): void {
+  const t = ctx.config.timeouts;
+  const queryMs = t.query_timeout_secs * 1000;
+  const idleTxMs = t.idle_in_transaction_timeout_secs * 1000;
+  const idleMs = t.client_idle_timeout_secs * 1000;
+  for (const s of ctx.sessions) {
+    if (s.state !== ClientState.Ready) continue;
+    const busy = s.server !== null && s.server.owed > 0;
+    if (busy) {
+      if (queryMs > 0 && s.requestStartedAt > 0 && now - s.requestStartedAt > queryMs) {
+        s.requestStartedAt = now; // one cancel per timeout period
+        s.forwardCancel();
+      }
+      continue;
+    }
+    const idleFor = now - s.lastActivity;
+    if (s.txStatus !== TxStatus.Idle) {
+      if (idleTxMs > 0 && idleFor > idleTxMs) s.fatal(Errors.idleInTransactionTimeout());
+    } else if (idleMs > 0 && idleFor > idleMs) s.fatal(Errors.clientIdleTimeout());
+  }
+}
+
+export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }): Promise<RunningProxy> {
+  const ctx = new ProxyContext(cfg);
+  ctx.tls = loadTls(cfg);
+  const listener = listenClients(ctx, cfg.proxy.listen_address);
+  const ticker = setInterval(() => {
+    ctx.tick();
+    sweepClients(ctx, performance.now());
+  }, 250);
+  log.info(`listening on ${cfg.proxy.listen_address} (pool mode ${cfg.pool.mode})`);
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      ctx.shuttingDown = true;
+      listener.stop(false);
+      const deadline = performance.now() + cfg.proxy.shutdown_timeout_secs * 1000;
+      // In-flight transactions finish; idle clients are told and closed.
+      while (performance.now() < deadline) {
+        for (const s of ctx.sessions) {
+          if (s.state !== ClientState.Ready || (s.server === null && s.recv.size === 0)) s.fatal(Errors.shuttingDown());
+        }
+        if (ctx.sessions.size === 0) break;
+        await Bun.sleep(50);
+      }
+      for (const s of ctx.sessions) s.fatal(Errors.shuttingDown());
+      clearInterval(ticker);
+      for (const p of ctx.pools.values()) p.closeAll("proxy shutdown");
+      listener.stop(true);
+    })();
+    return stopping;
+  };
+
+  const reload = async () => {
+    if (!opts.configPath) return;
+    try {
+      const { loadConfig } = await import("./config/load.ts");
+      const next = loadConfig(opts.configPath);
+      ctx.config = next;
+      ctx.tls = loadTls(next);
+      for (const p of ctx.pools.values()) p.settings = ctx.poolSettings(ctx.userEntry(p.user));
+      log.info("configuration reloaded");
+    } catch (e) {
+      log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
+    }
+  };
+  (ctx as ProxyContext & { reload?: () => Promise<void> }).reload = reload;
+
+  if (opts.configPath) {
+    process.on("SIGHUP", () => void reload());
+    const onTerm = () => {
+      log.info("shutting down");
+      void stop().then(() => process.exit(0));
+    };
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onTerm);
+  }
+  return { ctx, port: listener.port, stop };
+}

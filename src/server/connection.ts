@@ -1,0 +1,424 @@
+// One PostgreSQL server connection: login, then relaying replies to the leasing client in order.
+
+import type { Socket } from "bun";
+import { Be, TxStatus } from "../protocol/codes.ts";
+import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
+import { CloseComplete, ParseComplete, TerminateMessage, commandComplete, readyForQuery, startupMessage } from "../protocol/messages.ts";
+import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
+import { LoginError, LoginExchange, type ServerCredentials } from "./login.ts";
+import { Pending, ResponseQueue } from "./response-queue.ts";
+
+/** Where replies for a client go (its outbox, or nowhere while the proxy resets a server). */
+export interface Sink {
+  write(data: Uint8Array): boolean;
+}
+
+/** The client side of a lease, as the server connection sees it. */
+export interface Lessee {
+  /** Where replies for the client go. */
+  readonly out: Sink;
+  /** A ReadyForQuery meant for the client was written; `status` is its transaction byte. */
+  serverReady(server: ServerConnection, status: number): void;
+  /** The server connection broke while leased. */
+  serverLost(server: ServerConnection, reason: string): void;
+  /** An injected statement (session state, reset) failed. */
+  injectedFailed(server: ServerConnection, message: string): void;
+  pauseReading(): void;
+  resumeReading(): void;
+}
+
+export interface ServerEndpoint {
+  host: string;
+  port: number;
+  name: string;
+}
+
+export const enum ServerState {
+  Connecting,
+  Login,
+  Idle,
+  Active,
+  Closed,
+}
+
+let nextServerId = 1;
+
+/** Hands closed or failed connections back to whoever owns them (the pool). */
+export interface ServerOwner {
+  serverClosed(s: ServerConnection): void;
+}
+
+export class ServerConnection implements BackpressureTarget {
+  readonly id = nextServerId++;
+  state = ServerState.Connecting;
+  sock: Socket<ServerConnection> | null = null;
+  readonly recv = new ReceiveBuffer(8192);
+  readonly out: Outbox = new Outbox(this);
+  readonly queue = new ResponseQueue();
+  /** ReadyForQuery messages still owed (Sync, Query, injected and fake commands). */
+  owed = 0;
+  lessee: Lessee | null = null;
+  /** Global prepared-statement names known to this server, least recently used first. */
+  readonly prepared = new Map<string, true>();
+  /** Session-state key (GUCs) last applied to this server for a client. */
+  stateKey = "";
+  params = new Map<string, string>();
+  pid = 0;
+  secret: Uint8Array = new Uint8Array(4);
+  readonly createdAt = performance.now();
+  lastUsedAt = performance.now();
+  /** Transaction status from the last ReadyForQuery. */
+  txStatus = TxStatus.Idle;
+  /** Session-pinning state (temp tables, LISTEN, ...) that requires a full reset before reuse. */
+  dirty = false;
+  /** ErrorResponses relayed so far (lets a client tell whether its SETs succeeded). */
+  errors = 0;
+  /** Bytes of an oversized DataRow/CopyData still streaming straight to the client. */
+  private passthrough = 0;
+  private login: LoginExchange | null = null;
+  private loginBusy = false;
+  private loginResolve: ((s: ServerConnection) => void) | null = null;
+  private loginReject: ((e: LoginError) => void) | null = null;
+  private loginTimer: ReturnType<typeof setTimeout> | null = null;
+  closeReason = "";
+
+  constructor(
+    readonly endpoint: ServerEndpoint,
+    readonly owner: ServerOwner,
+  ) {}
+
+  /** Connect and log in; resolves once the server is ready for queries. */
+  open(creds: ServerCredentials, startupParams: Record<string, string>, timeoutMs: number): Promise<ServerConnection> {
+    return new Promise((resolve, reject) => {
+      this.loginResolve = resolve;
+      this.loginReject = reject;
+      this.login = new LoginExchange(creds, (b) => this.out.write(b));
+      this.loginTimer = setTimeout(
+        () => this.failLogin(new LoginError(`timeout connecting to ${this.endpoint.host}:${this.endpoint.port}`, "08001")),
+        timeoutMs,
+      );
+      const params = { user: creds.user, database: creds.database, ...startupParams };
+      Bun.connect<ServerConnection>({
+        hostname: this.endpoint.host,
+        port: this.endpoint.port,
+        data: this,
+        socket: serverHandlers,
+      }).then(
+        (sock) => {
+          if (this.state === ServerState.Closed) {
+            sock.end();
+            return;
+          }
+          this.sock = sock;
+          this.out.attach(sock);
+          sock.setNoDelay(true);
+          this.state = ServerState.Login;
+          this.out.write(startupMessage(params));
+        },
+        (err: Error) => this.failLogin(new LoginError(`could not connect to ${this.endpoint.host}:${this.endpoint.port}: ${err.message}`, "08001")),
+      );
+    });
+  }
+
+  private failLogin(e: LoginError): void {
+    if (this.loginReject) {
+      const r = this.loginReject;
+      this.loginReject = this.loginResolve = null;
+      if (this.loginTimer) clearTimeout(this.loginTimer);
+      r(e);
+    }
+    this.close(e.message);
+  }
+
+  private async runLogin(): Promise<void> {
+    if (this.loginBusy) return;
+    this.loginBusy = true;
+    try {
+      const r = this.recv;
+      while (this.login && r.size >= 5) {
+        const b = r.buf;
+        const len = readInt32(b, r.start + 1);
+        if (len < 4 || len > 1 << 20) throw new LoginError("invalid message length from server during login", "08P01");
+        if (r.size < len + 1) break;
+        const type = b[r.start]!;
+        const body = r.start + 5;
+        const end = r.start + 1 + len;
+        const done = await this.login.handle(type, r.buf, body, end);
+        r.consume(len + 1);
+        if (done) {
+          this.params = this.login.params;
+          this.pid = this.login.pid;
+          this.secret = this.login.secret;
+          this.login = null;
+          this.state = ServerState.Idle;
+          if (this.loginTimer) clearTimeout(this.loginTimer);
+          const resolve = this.loginResolve!;
+          this.loginResolve = this.loginReject = null;
+          resolve(this);
+          if (r.size > 0) this.relay(r.buf, r.start, r.end, true);
+        }
+      }
+    } catch (e) {
+      this.failLogin(e instanceof LoginError ? e : new LoginError(String(e), "08006"));
+    } finally {
+      this.loginBusy = false;
+    }
+  }
+
+  /** Method the server used to authenticate us (valid after login). */
+  get loginMethod(): string {
+    return this.login?.method ?? "";
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.state === ServerState.Login) {
+      this.recv.push(chunk);
+      void this.runLogin();
+      return;
+    }
+    if (this.state === ServerState.Closed) return;
+    const r = this.recv;
+    if (this.passthrough > 0) {
+      const n = Math.min(this.passthrough, chunk.length);
+      this.passthrough -= n;
+      this.lessee?.out.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+      if (n === chunk.length) return;
+      chunk = chunk.subarray(n);
+    }
+    if (r.size === 0) {
+      this.relay(chunk, 0, chunk.length, false);
+    } else {
+      r.push(chunk);
+      this.relay(r.buf, r.start, r.end, true);
+    }
+  }
+
+  /**
+   * Frame backend messages in b[start, end) and pass runs of whole messages to the lessee in one
+   * write each, dropping the replies the proxy owes itself and inserting the ones it answers.
+   * `owned`: the bytes live in this.recv (consume them) rather than in a transient chunk.
+   */
+  private relay(b: Uint8Array, start: number, end: number, owned: boolean): void {
+    let pos = start;
+    let run = start;
+    const q = this.queue;
+    while (end - pos >= 5) {
+      const type = b[pos]!;
+      const len = readInt32(b, pos + 1);
+      if (len < 4) {
+        this.protocolFailure("invalid message length from server");
+        return;
+      }
+      const msgEnd = pos + 1 + len;
+      const lessee = this.lessee;
+      if (msgEnd > end) {
+        // Stream an oversized row or copy chunk instead of buffering all of it.
+        if ((type === Be.DataRow || type === Be.CopyData) && len > 65536 && lessee && q.peek() !== Pending.InjectedQuery) {
+          lessee.out.write(b.subarray(run, end));
+          this.passthrough = msgEnd - end;
+          if (owned) this.recv.clear();
+          return;
+        }
+        break;
+      }
+      if (lessee === null) {
+        // Nobody is listening: async notices and parameter reports are dropped; anything else ends us.
+        if (type !== Be.NoticeResponse && type !== Be.ParameterStatus && type !== Be.NotificationResponse) {
+          this.close(type === Be.ErrorResponse ? "server sent an error while idle" : "unexpected message from idle server");
+          return;
+        }
+        pos = run = msgEnd;
+        continue;
+      }
+      const head = q.peek();
+      let drop = head === Pending.InjectedQuery;
+      let popped = false;
+      switch (type) {
+        case Be.ReadyForQuery: {
+          const status = b[pos + 5]!;
+          this.txStatus = status;
+          if (head !== 0) q.shift();
+          this.owed--;
+          if (drop) run = this.cut(lessee, b, run, pos, msgEnd);
+          else {
+            lessee.out.write(b.subarray(run, msgEnd));
+            run = msgEnd;
+          }
+          run = this.fakes(lessee, b, run, msgEnd);
+          pos = msgEnd;
+          if (!drop) {
+            lessee.serverReady(this, status);
+            if (this.state === ServerState.Closed) return;
+          }
+          continue;
+        }
+        case Be.ParseComplete:
+          if (head === Pending.Parse || head === Pending.InjectedParse) {
+            drop = q.shift() === Pending.InjectedParse;
+            popped = true;
+          }
+          break;
+        case Be.BindComplete:
+          if (head === Pending.Bind || head === Pending.InjectedBind) {
+            drop = q.shift() === Pending.InjectedBind;
+            popped = true;
+          }
+          break;
+        case Be.CloseComplete:
+          if (head === Pending.Close || head === Pending.InjectedClose) {
+            drop = q.shift() === Pending.InjectedClose;
+            popped = true;
+          }
+          break;
+        case Be.NoData:
+        case Be.RowDescription:
+          if (head === Pending.Describe) {
+            q.shift();
+            popped = true;
+          }
+          break;
+        case Be.CommandComplete:
+        case Be.EmptyQueryResponse:
+        case Be.PortalSuspended:
+          if (head === Pending.Execute) {
+            q.shift();
+            popped = true;
+          }
+          break;
+        case Be.ErrorResponse:
+          this.errors++;
+          if (drop) lessee.injectedFailed(this, "injected statement failed");
+          else if (head !== 0 && head !== Pending.Query && head !== Pending.Sync) this.skipToSync();
+          break;
+      }
+      if (drop) run = this.cut(lessee, b, run, pos, msgEnd);
+      if (popped) run = this.fakes(lessee, b, run, msgEnd);
+      pos = msgEnd;
+    }
+    const lessee = this.lessee;
+    if (run < pos && lessee) lessee.out.write(b.subarray(run, pos));
+    if (owned) this.recv.consume(pos - start);
+    else if (pos < end) this.recv.push(b.subarray(pos, end));
+  }
+
+  /** After an error in the extended protocol the server ignores everything up to Sync: forget those entries. */
+  private skipToSync(): void {
+    const q = this.queue;
+    for (let k = q.peek(); k !== 0 && k !== Pending.Sync; k = q.peek()) {
+      if (k === Pending.Parse || k === Pending.InjectedParse) {
+        const name = q.peekName();
+        if (name !== null) this.prepared.delete(name);
+      } else if (k === Pending.FakeCommand) this.owed--;
+      q.shift();
+    }
+  }
+
+  /** Write the run before a dropped message and return the new run start (after it). */
+  private cut(lessee: Lessee, b: Uint8Array, run: number, pos: number, msgEnd: number): number {
+    if (run < pos) lessee.out.write(b.subarray(run, pos));
+    return msgEnd;
+  }
+
+  /** After handling the reply ending at msgEnd, answer fake entries now at the head; returns the run start. */
+  private fakes(lessee: Lessee, b: Uint8Array, run: number, msgEnd: number): number {
+    const k = this.queue.peek();
+    if (k !== Pending.FakeParseComplete && k !== Pending.FakeCloseComplete && k !== Pending.FakeCommand) return run;
+    if (run < msgEnd) lessee.out.write(b.subarray(run, msgEnd));
+    this.drainFakes(lessee);
+    return msgEnd;
+  }
+
+  /** Answer, in order, the replies the proxy gives itself that are now at the head of the queue. */
+  drainFakes(lessee: Lessee): void {
+    const q = this.queue;
+    for (;;) {
+      const k = q.peek();
+      if (k === Pending.FakeParseComplete) lessee.out.write(ParseComplete);
+      else if (k === Pending.FakeCloseComplete) lessee.out.write(CloseComplete);
+      else if (k === Pending.FakeCommand) {
+        const tag = q.peekName() ?? "";
+        q.shift();
+        this.owed--;
+        lessee.out.write(commandComplete(tag));
+        lessee.out.write(readyForQuery(this.txStatus));
+        lessee.serverReady(this, this.txStatus);
+        continue;
+      } else return;
+      q.shift();
+    }
+  }
+
+  /** Queue an entry; a fake at the head of an empty queue is answered at once. */
+  expect(kind: Pending, name: string | null = null): void {
+    this.queue.push(kind, name);
+    if (kind === Pending.Sync || kind === Pending.Query || kind === Pending.InjectedQuery || kind === Pending.FakeCommand) this.owed++;
+    if (this.queue.length === 1 && this.lessee && (kind === Pending.FakeParseComplete || kind === Pending.FakeCloseComplete || kind === Pending.FakeCommand)) {
+      this.drainFakes(this.lessee);
+    }
+  }
+
+  private protocolFailure(reason: string): void {
+    const l = this.lessee;
+    this.close(reason);
+    if (l) l.serverLost(this, reason);
+  }
+
+  /** True when this connection may go back to the pool as it is. */
+  get reusable(): boolean {
+    return this.state !== ServerState.Closed && this.owed === 0 && this.txStatus === TxStatus.Idle && this.passthrough === 0;
+  }
+
+  // Backpressure: the server's outbox is fed by the client socket.
+  pauseProducer(): void {
+    this.lessee?.pauseReading();
+  }
+
+  resumeProducer(): void {
+    this.lessee?.resumeReading();
+  }
+
+  close(reason: string): void {
+    if (this.state === ServerState.Closed) return;
+    const wasLoggingIn = this.state === ServerState.Login || this.state === ServerState.Connecting;
+    this.state = ServerState.Closed;
+    this.closeReason = reason;
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    if (this.sock) {
+      if (!wasLoggingIn) this.out.write(TerminateMessage);
+      this.out.end();
+    }
+    this.owner.serverClosed(this);
+  }
+
+  onSocketClosed(reason: string): void {
+    if (this.state === ServerState.Closed) return;
+    if (this.loginReject) {
+      this.failLogin(new LoginError(`server closed the connection during login: ${reason}`, "08006"));
+      return;
+    }
+    const l = this.lessee;
+    this.state = ServerState.Closed;
+    this.closeReason = reason;
+    this.out.discard();
+    this.owner.serverClosed(this);
+    if (l) l.serverLost(this, reason);
+  }
+}
+
+const serverHandlers = {
+  data(sock: Socket<ServerConnection>, chunk: Uint8Array) {
+    sock.data.onData(chunk);
+  },
+  drain(sock: Socket<ServerConnection>) {
+    sock.data.out.flush();
+  },
+  close(sock: Socket<ServerConnection>) {
+    sock.data.onSocketClosed("connection closed by server");
+  },
+  error(sock: Socket<ServerConnection>, err: Error) {
+    sock.data.onSocketClosed(`socket error: ${err.message}`);
+  },
+  end(sock: Socket<ServerConnection>) {
+    sock.data.onSocketClosed("server ended the connection");
+  },
+};

@@ -1,0 +1,227 @@
+// Server connections for one (node, database, user): idle stack, waiters, limits, timeouts.
+
+import { TxStatus } from "../protocol/codes.ts";
+import { ServerConnection, ServerState, type ServerEndpoint, type ServerOwner } from "./connection.ts";
+import { LoginError, type ServerCredentials } from "./login.ts";
+
+/** A client waiting for a server. The pool calls back exactly once (unless it leaves the queue). */
+export interface PoolWaiter {
+  serverLeased(s: ServerConnection): void;
+  serverFailed(e: LoginError): void;
+  /** performance.now() when it started waiting. */
+  waitingSince: number;
+}
+
+export interface PoolSettings {
+  minConnections: number;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  lifetimeMs: number;
+  connectTimeoutMs: number;
+  waitTimeoutMs: number;
+}
+
+export interface PoolStats {
+  /** Transactions (leases) completed. */
+  xactCount: number;
+  queryCount: number;
+  totalWaitUs: number;
+  maxWaitUs: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export class Pool implements ServerOwner {
+  readonly idle: ServerConnection[] = [];
+  readonly all = new Set<ServerConnection>();
+  private waiters: PoolWaiter[] = [];
+  private connecting = 0;
+  /** Parameters reported by the first server login (what clients are told at login). */
+  serverParams: Map<string, string> | null = null;
+  lastError: LoginError | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  paused = false;
+  readonly stats: PoolStats = { xactCount: 0, queryCount: 0, totalWaitUs: 0, maxWaitUs: 0, bytesIn: 0, bytesOut: 0 };
+  /** Clients logged in to this pool. */
+  clients = 0;
+
+  constructor(
+    readonly database: string,
+    readonly user: string,
+    readonly endpoint: ServerEndpoint,
+    public creds: ServerCredentials,
+    public settings: PoolSettings,
+  ) {}
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  get active(): number {
+    return this.all.size - this.idle.length - this.connecting;
+  }
+
+  /** A free server now, or null after queueing the waiter. */
+  acquire(w: PoolWaiter): ServerConnection | null {
+    if (!this.paused) {
+      const s = this.idle.pop();
+      if (s !== undefined) {
+        s.state = ServerState.Active;
+        return s;
+      }
+    }
+    w.waitingSince = performance.now();
+    this.waiters.push(w);
+    if (!this.paused) this.grow();
+    return null;
+  }
+
+  /** Leave the queue (client went away). */
+  forget(w: PoolWaiter): void {
+    const i = this.waiters.indexOf(w);
+    if (i >= 0) this.waiters.splice(i, 1);
+  }
+
+  /** Open servers while clients wait and the pool has room. */
+  private grow(): void {
+    while (this.connecting < this.waiters.length && this.all.size < this.settings.maxConnections) this.spawn();
+  }
+
+  /** Open one server connection; on success it goes to a waiter or the idle stack. */
+  spawn(): Promise<ServerConnection | null> {
+    const s = new ServerConnection(this.endpoint, this);
+    this.all.add(s);
+    this.connecting++;
+    return s.open(this.creds, {}, this.settings.connectTimeoutMs).then(
+      (srv) => {
+        this.connecting--;
+        this.lastError = null;
+        if (this.serverParams === null) this.serverParams = srv.params;
+        this.give(srv);
+        return srv;
+      },
+      (e: LoginError) => {
+        this.connecting--;
+        this.all.delete(s);
+        this.lastError = e;
+        if (isPermanent(e)) this.failWaiters(e);
+        else this.scheduleRetry();
+        return null;
+      },
+    );
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== null || this.waiters.length === 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.paused) this.grow();
+    }, 200);
+  }
+
+  private failWaiters(e: LoginError): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.serverFailed(e);
+  }
+
+  /** Hand a ready server to the first waiter, or park it idle. */
+  private give(s: ServerConnection): void {
+    if (s.state === ServerState.Closed) return;
+    s.lessee = null;
+    s.lastUsedAt = performance.now();
+    if (!this.paused) {
+      const w = this.waiters.shift();
+      if (w !== undefined) {
+        const waited = (performance.now() - w.waitingSince) * 1000;
+        this.stats.totalWaitUs += waited;
+        if (waited > this.stats.maxWaitUs) this.stats.maxWaitUs = waited;
+        s.state = ServerState.Active;
+        w.serverLeased(s);
+        return;
+      }
+    }
+    s.state = ServerState.Idle;
+    this.idle.push(s);
+  }
+
+  /** A client is done with a server. Broken, busy or expired servers are closed instead. */
+  release(s: ServerConnection): void {
+    this.stats.xactCount++;
+    s.lessee = null;
+    if (!s.reusable || s.queue.length !== 0) {
+      s.close("released while busy");
+      return;
+    }
+    if (this.settings.lifetimeMs > 0 && performance.now() - s.createdAt > this.settings.lifetimeMs) {
+      s.close("server lifetime reached");
+      return;
+    }
+    this.give(s);
+  }
+
+  serverClosed(s: ServerConnection): void {
+    if (!this.all.delete(s)) return;
+    const i = this.idle.indexOf(s);
+    if (i >= 0) this.idle.splice(i, 1);
+    if (this.waiters.length > 0 && !this.paused) this.grow();
+  }
+
+  /** Periodic upkeep: idle timeouts, lifetimes, waiter timeouts, min pool size. */
+  tick(now: number): void {
+    const st = this.settings;
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const s = this.idle[i]!;
+      const tooOld = st.lifetimeMs > 0 && now - s.createdAt > st.lifetimeMs;
+      const tooIdle = st.idleTimeoutMs > 0 && now - s.lastUsedAt > st.idleTimeoutMs && this.all.size > st.minConnections;
+      if (tooOld || tooIdle) s.close(tooOld ? "server lifetime reached" : "server idle timeout");
+    }
+    if (st.waitTimeoutMs > 0 && this.waiters.length > 0) {
+      const expired = this.waiters.filter((w) => now - w.waitingSince > st.waitTimeoutMs);
+      if (expired.length > 0) {
+        this.waiters = this.waiters.filter((w) => now - w.waitingSince <= st.waitTimeoutMs);
+        const e = new LoginError(
+          `no server connection available within wait_timeout (${st.waitTimeoutMs / 1000} s)` +
+            (this.lastError ? `: ${this.lastError.message}` : ""),
+          "08006",
+        );
+        for (const w of expired) w.serverFailed(e);
+      }
+    }
+    if (!this.paused && this.lastError === null) {
+      while (this.all.size < st.minConnections) void this.spawn();
+    }
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    while (this.idle.length > 0 && this.waiters.length > 0) this.give(this.idle.pop()!);
+    this.grow();
+  }
+
+  /** Close every idle server (reconnect / reload of a changed backend). */
+  closeIdle(reason: string): void {
+    for (const s of [...this.idle]) s.close(reason);
+  }
+
+  closeAll(reason: string): void {
+    for (const s of [...this.all]) s.close(reason);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  /** Counts for SHOW POOLS / metrics. */
+  counts(): { idle: number; active: number; connecting: number; waiting: number; total: number } {
+    return { idle: this.idle.length, active: this.active, connecting: this.connecting, waiting: this.waiters.length, total: this.all.size };
+  }
+}
+
+/** Auth and unknown-database failures will not fix themselves by retrying. */
+function isPermanent(e: LoginError): boolean {
+  return e.code.startsWith("28") || e.code === "3D000" || e.code === "42501";
+}
+
+export { TxStatus };

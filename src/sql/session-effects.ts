@@ -1,0 +1,216 @@
+// Byte-level scan of SQL text for statements that change session state (SET, PREPARE, LISTEN...).
+
+/** Bit flags: what the statements in one Query/Parse do to the session. */
+export const enum Effect {
+  None = 0,
+  /** SET / RESET of a session parameter (not LOCAL, not TRANSACTION). */
+  SetGuc = 1,
+  /** Needs the same server for the rest of the session (PREPARE, LISTEN, temp table, WITH HOLD, advisory lock). */
+  Pin = 2,
+  DiscardAll = 4,
+  Deallocate = 8,
+  /** ROLLBACK / ABORT: session SETs of the transaction are undone. */
+  Rollback = 16,
+}
+
+/** One statement's span and its effects (only statements with an effect are reported). */
+export interface StatementSpan {
+  start: number;
+  end: number;
+  effect: Effect;
+}
+
+const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13);
+const isIdentStart = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c >= 128;
+const isIdent = (c: number) => isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
+
+/** Compare the identifier at b[s, e) with an upper-case ASCII keyword. */
+function wordIs(b: Uint8Array, s: number, e: number, kw: string): boolean {
+  if (e - s !== kw.length) return false;
+  for (let i = 0; i < kw.length; i++) if ((b[s + i]! & 0xdf) !== kw.charCodeAt(i)) return false;
+  return true;
+}
+
+function wordIsLower(b: Uint8Array, s: number, e: number, name: string): boolean {
+  if (e - s !== name.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    let c = b[s + i]!;
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+const ADVISORY = ["pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared"];
+
+/**
+ * Scan b[start, end) (SQL text, possibly NUL-terminated) and return the effects of all statements,
+ * OR-ed; `spans` (if given) receives the statements that have an effect. Quotes, dollar quotes,
+ * E'' strings and comments are skipped so words inside them never count.
+ */
+export function scanEffects(b: Uint8Array, start: number, end: number, spans?: StatementSpan[]): Effect {
+  let all = Effect.None;
+  let p = start;
+  while (p < end && b[p] !== 0) {
+    // Statement start: skip blanks, comments and stray semicolons.
+    p = skipBlank(b, p, end);
+    if (p >= end || b[p] === 0) break;
+    if (b[p] === 59) {
+      p++;
+      continue;
+    }
+    const stmtStart = p;
+    let words = 0;
+    let first = -1;
+    let effect = Effect.None;
+    let w1s = 0, w1e = 0;
+    let sawHold = false;
+    // Walk the statement to its terminating semicolon.
+    while (p < end) {
+      const c = b[p]!;
+      if (c === 0 || c === 59) break;
+      if (c === 39) p = skipQuoted(b, p + 1, end, 39, b[p - 1] === 69 || b[p - 1] === 101);
+      else if (c === 34) p = skipQuoted(b, p + 1, end, 34, false);
+      else if (c === 45 && b[p + 1] === 45) p = skipLineComment(b, p, end);
+      else if (c === 47 && b[p + 1] === 42) p = skipBlockComment(b, p, end);
+      else if (c === 36 && !(p > stmtStart && isIdent(b[p - 1]!))) p = skipDollar(b, p, end);
+      else if (isIdentStart(c)) {
+        const ws = p;
+        while (p < end && isIdent(b[p]!)) p++;
+        words++;
+        if (words === 1) {
+          first = classifyFirst(b, ws, p);
+        } else if (words === 2) {
+          w1s = ws;
+          w1e = p;
+          effect = classifySecond(first, b, ws, p);
+        } else if (first === K_DECLARE && wordIs(b, ws, p, "HOLD")) sawHold = true;
+        else if (first === K_CREATE && words === 3 && (wordIs(b, w1s, w1e, "LOCAL") || wordIs(b, w1s, w1e, "GLOBAL")) &&
+          (wordIs(b, ws, p, "TEMP") || wordIs(b, ws, p, "TEMPORARY"))) effect |= Effect.Pin;
+        if (p - ws >= 16 && (b[ws] === 112 || b[ws] === 80)) {
+          for (const name of ADVISORY) if (wordIsLower(b, ws, p, name)) effect |= Effect.Pin;
+        }
+        continue;
+      } else p++;
+    }
+    if (words === 1) effect = classifySecond(first, b, 0, 0);
+    if (sawHold) effect |= Effect.Pin;
+    if (effect !== Effect.None) {
+      all |= effect;
+      spans?.push({ start: stmtStart, end: p, effect });
+    }
+    if (p < end && b[p] === 59) p++;
+  }
+  return all;
+}
+
+const K_OTHER = 0, K_SET = 1, K_RESET = 2, K_PREPARE = 3, K_LISTEN = 4, K_DECLARE = 5, K_CREATE = 6,
+  K_DISCARD = 7, K_DEALLOCATE = 8, K_ROLLBACK = 9;
+
+function classifyFirst(b: Uint8Array, s: number, e: number): number {
+  switch (e - s) {
+    case 3:
+      return wordIs(b, s, e, "SET") ? K_SET : K_OTHER;
+    case 5:
+      return wordIs(b, s, e, "RESET") ? K_RESET : wordIs(b, s, e, "ABORT") ? K_ROLLBACK : K_OTHER;
+    case 6:
+      return wordIs(b, s, e, "LISTEN") ? K_LISTEN : wordIs(b, s, e, "CREATE") ? K_CREATE : K_OTHER;
+    case 7:
+      return wordIs(b, s, e, "PREPARE") ? K_PREPARE : wordIs(b, s, e, "DECLARE") ? K_DECLARE
+        : wordIs(b, s, e, "DISCARD") ? K_DISCARD : K_OTHER;
+    case 8:
+      return wordIs(b, s, e, "ROLLBACK") ? K_ROLLBACK : K_OTHER;
+    case 10:
+      return wordIs(b, s, e, "DEALLOCATE") ? K_DEALLOCATE : K_OTHER;
+    default:
+      return K_OTHER;
+  }
+}
+
+/** Effect from the first keyword and the second word (s === e when there is none). */
+function classifySecond(first: number, b: Uint8Array, s: number, e: number): Effect {
+  switch (first) {
+    case K_SET:
+      return wordIs(b, s, e, "LOCAL") || wordIs(b, s, e, "TRANSACTION") || wordIs(b, s, e, "CONSTRAINTS")
+        ? Effect.None : Effect.SetGuc;
+    case K_RESET:
+      return Effect.SetGuc;
+    case K_PREPARE:
+      return wordIs(b, s, e, "TRANSACTION") ? Effect.None : Effect.Pin;
+    case K_LISTEN:
+      return Effect.Pin;
+    case K_CREATE:
+      return wordIs(b, s, e, "TEMP") || wordIs(b, s, e, "TEMPORARY") ? Effect.Pin : Effect.None;
+    case K_DISCARD:
+      return wordIs(b, s, e, "ALL") ? Effect.DiscardAll : wordIs(b, s, e, "TEMP") || wordIs(b, s, e, "TEMPORARY") ? Effect.None : Effect.None;
+    case K_DEALLOCATE:
+      return Effect.Deallocate;
+    case K_ROLLBACK:
+      return wordIs(b, s, e, "TO") ? Effect.None : Effect.Rollback;
+    default:
+      return Effect.None;
+  }
+}
+
+function skipBlank(b: Uint8Array, p: number, end: number): number {
+  while (p < end) {
+    const c = b[p]!;
+    if (isSpace(c)) p++;
+    else if (c === 45 && b[p + 1] === 45) p = skipLineComment(b, p, end);
+    else if (c === 47 && b[p + 1] === 42) p = skipBlockComment(b, p, end);
+    else break;
+  }
+  return p;
+}
+
+function skipLineComment(b: Uint8Array, p: number, end: number): number {
+  while (p < end && b[p] !== 10) p++;
+  return p;
+}
+
+/** Block comments nest in PostgreSQL. */
+function skipBlockComment(b: Uint8Array, p: number, end: number): number {
+  let depth = 0;
+  while (p < end) {
+    if (b[p] === 47 && b[p + 1] === 42) {
+      depth++;
+      p += 2;
+    } else if (b[p] === 42 && b[p + 1] === 47) {
+      depth--;
+      p += 2;
+      if (depth === 0) return p;
+    } else p++;
+  }
+  return end;
+}
+
+/** Past the closing quote; doubled quotes continue; `escapes`: backslash escapes (E'...'). */
+function skipQuoted(b: Uint8Array, p: number, end: number, q: number, escapes: boolean): number {
+  while (p < end) {
+    const c = b[p]!;
+    if (escapes && c === 92) p += 2;
+    else if (c === q) {
+      if (b[p + 1] === q) p += 2;
+      else return p + 1;
+    } else p++;
+  }
+  return end;
+}
+
+/** $tag$ ... $tag$ ; a lone $ (positional parameter $1) is just skipped. */
+function skipDollar(b: Uint8Array, p: number, end: number): number {
+  let t = p + 1;
+  while (t < end && b[t] !== 36 && isIdent(b[t]!) && !(b[t]! >= 48 && b[t]! <= 57 && t === p + 1)) t++;
+  if (t >= end || b[t] !== 36) return p + 1;
+  const tagLen = t - p + 1;
+  let q = t + 1;
+  while (q < end) {
+    if (b[q] === 36) {
+      let ok = q + tagLen <= end;
+      for (let i = 0; ok && i < tagLen; i++) if (b[q + i] !== b[p + i]) ok = false;
+      if (ok) return q + tagLen;
+    }
+    q++;
+  }
+  return end;
+}
