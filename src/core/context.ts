@@ -1,5 +1,6 @@
 // Process-wide state shared by listeners and sessions: config, pools, live clients, cancel keys.
 
+import { readFileSync } from "node:fs";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
 import type { ServerCredentials } from "../server/login.ts";
@@ -68,7 +69,15 @@ export class ProxyContext {
       const node = this.primaryNode();
       const u = this.userEntry(user);
       const creds: ServerCredentials = { user, database, password: serverPassword(u) };
-      p = new Pool(database, user, { host: node.host, port: node.port, name: node.name }, creds, this.poolSettings(u));
+      const tls = this.config.tls;
+      const endpoint = {
+        host: node.host,
+        port: node.port,
+        name: node.name,
+        sslmode: tls.server_sslmode,
+        ca: tls.server_ca_file ? readFileSync(tls.server_ca_file, "utf8") : undefined,
+      };
+      p = new Pool(database, user, endpoint, creds, this.poolSettings(u));
       this.pools.set(key, p);
     }
     return p;

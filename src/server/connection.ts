@@ -3,7 +3,8 @@
 import type { Socket } from "bun";
 import { Be, TxStatus } from "../protocol/codes.ts";
 import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
-import { CloseComplete, ParseComplete, TerminateMessage, commandComplete, readyForQuery, startupMessage } from "../protocol/messages.ts";
+import { CloseComplete, ParseComplete, SslRequestPacket, TerminateMessage, commandComplete, readyForQuery, startupMessage } from "../protocol/messages.ts";
+import type { ServerSslMode } from "../config/types.ts";
 import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
 import { LoginError, LoginExchange, type ServerCredentials } from "./login.ts";
 import { Pending, ResponseQueue } from "./response-queue.ts";
@@ -31,10 +32,15 @@ export interface ServerEndpoint {
   host: string;
   port: number;
   name: string;
+  /** libpq-style sslmode towards this server, and the CA (PEM) for verify-ca / verify-full. */
+  sslmode?: ServerSslMode;
+  ca?: string;
 }
 
 export const enum ServerState {
   Connecting,
+  /** SSLRequest sent, waiting for the one-byte answer. */
+  SslWait,
   Login,
   Idle,
   Active,
@@ -80,6 +86,7 @@ export class ServerConnection implements BackpressureTarget {
   private loginResolve: ((s: ServerConnection) => void) | null = null;
   private loginReject: ((e: LoginError) => void) | null = null;
   private loginTimer: ReturnType<typeof setTimeout> | null = null;
+  private startupParams: Record<string, string> = {};
   closeReason = "";
 
   constructor(
@@ -97,7 +104,7 @@ export class ServerConnection implements BackpressureTarget {
         () => this.failLogin(new LoginError(`timeout connecting to ${this.endpoint.host}:${this.endpoint.port}`, "08001")),
         timeoutMs,
       );
-      const params = { user: creds.user, database: creds.database, ...startupParams };
+      this.startupParams = { user: creds.user, database: creds.database, ...startupParams };
       Bun.connect<ServerConnection>({
         hostname: this.endpoint.host,
         port: this.endpoint.port,
@@ -112,12 +119,63 @@ export class ServerConnection implements BackpressureTarget {
           this.sock = sock;
           this.out.attach(sock);
           sock.setNoDelay(true);
-          this.state = ServerState.Login;
-          this.out.write(startupMessage(params));
+          const mode = this.endpoint.sslmode ?? "disable";
+          if (mode === "disable") this.sendStartup();
+          else {
+            this.state = ServerState.SslWait;
+            this.out.write(SslRequestPacket);
+          }
         },
         (err: Error) => this.failLogin(new LoginError(`could not connect to ${this.endpoint.host}:${this.endpoint.port}: ${err.message}`, "08001")),
       );
     });
+  }
+
+  private sendStartup(): void {
+    this.state = ServerState.Login;
+    this.out.write(startupMessage(this.startupParams));
+  }
+
+  /** The server's answer to SSLRequest: 'S' (upgrade), 'N' (plaintext if the mode allows). */
+  private sslAnswer(chunk: Uint8Array): void {
+    const mode = this.endpoint.sslmode ?? "disable";
+    const answer = chunk[0];
+    if (answer === 83 && chunk.length === 1) {
+      const [, tls] = this.sock!.upgradeTLS<ServerConnection>({
+        data: this,
+        tls: {
+          serverName: this.endpoint.host,
+          rejectUnauthorized: false,
+          ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}),
+        },
+        socket: { ...serverHandlers, handshake: tlsHandshake },
+      });
+      this.sock = tls;
+      this.out.attach(tls);
+      this.tlsUpgraded = true;
+      return;
+    }
+    if (answer === 83) {
+      // Bytes after 'S' arrived unencrypted: they could be injected (CVE-2021-23222).
+      this.failLogin(new LoginError("server sent unencrypted data after SSL response", "08P01"));
+    } else if (answer === 78 && (mode === "allow" || mode === "prefer") && chunk.length === 1) {
+      this.sendStartup();
+    } else {
+      this.failLogin(new LoginError(answer === 78 ? "server does not support SSL, but SSL was required" : "invalid response to SSL negotiation", "08001"));
+    }
+  }
+
+  /** TLS established: check the certificate as the sslmode says, then log in. */
+  onHandshake(sock: Socket<ServerConnection>, error: Error | null): void {
+    if (sock !== this.sock || this.state !== ServerState.SslWait) return;
+    const mode = this.endpoint.sslmode ?? "disable";
+    const code = (error as { code?: string } | null)?.code ?? (error ? String(error) : "");
+    const hostOnly = code === "ERR_TLS_CERT_ALTNAME_INVALID";
+    if (error && (mode === "verify-full" || (mode === "verify-ca" && !hostOnly))) {
+      this.failLogin(new LoginError(`server certificate verification failed (${code})`, "08001"));
+      return;
+    }
+    this.sendStartup();
   }
 
   private failLogin(e: LoginError): void {
@@ -165,12 +223,19 @@ export class ServerConnection implements BackpressureTarget {
     }
   }
 
+  /** Set once the socket was upgraded to TLS (the handshake decides what follows). */
+  private tlsUpgraded = false;
+
   /** Method the server used to authenticate us (valid after login). */
   get loginMethod(): string {
     return this.login?.method ?? "";
   }
 
   onData(chunk: Uint8Array): void {
+    if (this.state === ServerState.SslWait) {
+      if (!this.tlsUpgraded) this.sslAnswer(chunk);
+      return;
+    }
     if (this.state === ServerState.Login) {
       this.recv.push(chunk);
       void this.runLogin();
@@ -379,7 +444,7 @@ export class ServerConnection implements BackpressureTarget {
 
   close(reason: string): void {
     if (this.state === ServerState.Closed) return;
-    const wasLoggingIn = this.state === ServerState.Login || this.state === ServerState.Connecting;
+    const wasLoggingIn = this.state === ServerState.Login || this.state === ServerState.Connecting || this.state === ServerState.SslWait;
     this.state = ServerState.Closed;
     this.closeReason = reason;
     if (this.loginTimer) clearTimeout(this.loginTimer);
@@ -405,20 +470,24 @@ export class ServerConnection implements BackpressureTarget {
   }
 }
 
+function tlsHandshake(sock: Socket<ServerConnection>, _ok: boolean, error: Error | null): void {
+  sock.data.onHandshake(sock, error);
+}
+
 const serverHandlers = {
   data(sock: Socket<ServerConnection>, chunk: Uint8Array) {
-    sock.data.onData(chunk);
+    if (sock === sock.data.sock) sock.data.onData(chunk);
   },
   drain(sock: Socket<ServerConnection>) {
-    sock.data.out.flush();
+    if (sock === sock.data.sock) sock.data.out.flush();
   },
   close(sock: Socket<ServerConnection>) {
-    sock.data.onSocketClosed("connection closed by server");
+    if (sock === sock.data.sock) sock.data.onSocketClosed("connection closed by server");
   },
   error(sock: Socket<ServerConnection>, err: Error) {
-    sock.data.onSocketClosed(`socket error: ${err.message}`);
+    if (sock === sock.data.sock) sock.data.onSocketClosed(`socket error: ${err.message}`);
   },
   end(sock: Socket<ServerConnection>) {
-    sock.data.onSocketClosed("server ended the connection");
+    if (sock === sock.data.sock) sock.data.onSocketClosed("server ended the connection");
   },
 };
