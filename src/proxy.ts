@@ -3,6 +3,7 @@
 import type { HeliosConfig } from "./config/types.ts";
 import { ProxyContext, type TlsMaterial } from "./core/context.ts";
 import { listenClients } from "./client/listener.ts";
+import { prewarmVerifiers } from "./client/auth.ts";
 import { ClientState } from "./client/session.ts";
 import { Errors } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
@@ -51,6 +52,7 @@ function sweepClients(ctx: ProxyContext, now: number): void {
 export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }): Promise<RunningProxy> {
   const ctx = new ProxyContext(cfg);
   ctx.tls = loadTls(cfg);
+  prewarmVerifiers(ctx);
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();

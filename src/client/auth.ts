@@ -11,7 +11,9 @@ import {
   authenticationSaslContinue,
   authenticationSaslFinal,
 } from "../protocol/messages.ts";
-import { verifyMd5Response } from "../protocol/md5.ts";
+import { isMd5Hash, verifyMd5Response } from "../protocol/md5.ts";
+import { log } from "../util/log.ts";
+import { lookupPassword } from "./auth-query.ts";
 import {
   deriveScramVerifier,
   mockScramVerifier,
@@ -39,9 +41,10 @@ type Verifier = ScramVerifier;
 /** Run the exchange for `user`; on success the pool knows how to log in to the server as that user. */
 export async function authenticateClient(ctx: ProxyContext, ch: AuthChannel, user: string, pool: Pool): Promise<AuthOutcome> {
   const fail: AuthOutcome = { ok: false, reply: Errors.authFailed(user) };
-  if (ctx.config.users.length === 0) return passthrough(ctx, ch, user, pool);
   const entry = ctx.userEntry(user);
   const method: ClientAuthMethod = (entry?.auth_method || ctx.config.auth.method) as ClientAuthMethod;
+  if (!entry && ctx.config.auth.auth_query) return authQuery(ctx, ch, user, pool, method);
+  if (ctx.config.users.length === 0) return passthrough(ctx, ch, user, pool);
   if (!entry) {
     // Unknown user: run the same exchange a real user gets, and fail it.
     if (method === "md5") {
@@ -56,6 +59,41 @@ export async function authenticateClient(ctx: ProxyContext, ch: AuthChannel, use
   const verifier = parseScramVerifier(entry.password) ?? (await verifierFromPassword(entry.password));
   if (!verifier) return fail;
   return (await scramExchange(ch, verifier)) ? { ok: true } : fail;
+}
+
+/**
+ * A user not in [[users]]: its stored password comes from auth_query. With a SCRAM verifier the
+ * ClientKey recovered from the client's proof logs the proxy in to PostgreSQL too; with an md5
+ * hash, the hash does. A failed lookup fails the login (never a fallback user).
+ */
+async function authQuery(ctx: ProxyContext, ch: AuthChannel, user: string, pool: Pool, method: ClientAuthMethod): Promise<AuthOutcome> {
+  const fail: AuthOutcome = { ok: false, reply: Errors.authFailed(user) };
+  const found = await lookupPassword(ctx, user);
+  if (found.error) log.warn("auth_query failed", { user, error: found.error });
+  const stored = found.password;
+  const verifier = stored ? parseScramVerifier(stored) : null;
+  if (verifier) {
+    const clientKey = await scramExchange(ch, verifier);
+    if (!clientKey) return fail;
+    pool.creds = { user, database: pool.database, password: null, scramKeys: { clientKey, verifier } };
+    return { ok: true };
+  }
+  if (stored && isMd5Hash(stored)) {
+    if (!(await md5Exchange(ch, user, stored))) return fail;
+    pool.creds = { user, database: pool.database, password: stored };
+    return { ok: true };
+  }
+  // No row, NULL password (expired by the query's VALID UNTIL check) or an unusable one.
+  if (method === "md5") await md5Exchange(ch, user, null);
+  else await scramExchange(ch, mockScramVerifier(user, ctx.mockSecret));
+  return fail;
+}
+
+/** Derive SCRAM verifiers for configured plain passwords ahead of time (logins then cost the same for all users). */
+export function prewarmVerifiers(ctx: ProxyContext): void {
+  for (const u of ctx.config.users) {
+    if (u.password && !parseScramVerifier(u.password) && !isMd5Hash(u.password)) void verifierFromPassword(u.password);
+  }
 }
 
 const verifierCache = new Map<string, Verifier>();
@@ -78,25 +116,25 @@ async function md5Exchange(ch: AuthChannel, user: string, stored: string | null)
   return verifyMd5Response(stored, user, salt, response);
 }
 
-/** Server side of SCRAM-SHA-256 against a verifier. */
-async function scramExchange(ch: AuthChannel, verifier: Verifier): Promise<boolean> {
+/** Server side of SCRAM-SHA-256 against a verifier; returns the client's recovered ClientKey, or null. */
+async function scramExchange(ch: AuthChannel, verifier: Verifier): Promise<Uint8Array | null> {
   ch.send(AuthenticationSaslScram);
   const init = await ch.receive();
-  if (init === null) return false;
+  if (init === null) return null;
   const z = init.indexOf(0);
-  if (z < 0 || decoder.decode(init.subarray(0, z)) !== "SCRAM-SHA-256" || init.length < z + 5) return false;
+  if (z < 0 || decoder.decode(init.subarray(0, z)) !== "SCRAM-SHA-256" || init.length < z + 5) return null;
   const len = readInt32(init, z + 1);
-  if (len < 0 || z + 5 + len > init.length) return false;
+  if (len < 0 || z + 5 + len > init.length) return null;
   const clientFirst = decoder.decode(init.subarray(z + 5, z + 5 + len));
   const first = scramServerFirst(clientFirst, verifier);
-  if (!first.ok) return false;
+  if (!first.ok) return null;
   ch.send(authenticationSaslContinue(first.serverFirst));
   const fin = await ch.receive();
-  if (fin === null) return false;
+  if (fin === null) return null;
   const res = scramServerFinal(first.state, decoder.decode(fin));
-  if (!res.ok) return false;
+  if (!res.ok) return null;
   ch.send(authenticationSaslFinal(res.serverFinal));
-  return true;
+  return res.clientKey;
 }
 
 /**

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
 import type { ServerCredentials } from "../server/login.ts";
+import type { ServerEndpoint } from "../server/connection.ts";
 import type { ClientSession } from "../client/session.ts";
 
 /** Certificate and key handed to Bun for client-facing TLS. */
@@ -61,23 +62,41 @@ export class ProxyContext {
     };
   }
 
+  /** How to reach the primary, with the configured server-facing TLS. */
+  primaryEndpoint(): ServerEndpoint {
+    const node = this.primaryNode();
+    const tls = this.config.tls;
+    return {
+      host: node.host,
+      port: node.port,
+      name: node.name,
+      sslmode: tls.server_sslmode,
+      ca: tls.server_ca_file ? readFileSync(tls.server_ca_file, "utf8") : undefined,
+    };
+  }
+
   /** The pool for (database, user) on the primary, created on first use. */
   pool(database: string, user: string): Pool {
     const key = `${database}\u0000${user}`;
     let p = this.pools.get(key);
     if (p === undefined) {
-      const node = this.primaryNode();
       const u = this.userEntry(user);
       const creds: ServerCredentials = { user, database, password: serverPassword(u) };
-      const tls = this.config.tls;
-      const endpoint = {
-        host: node.host,
-        port: node.port,
-        name: node.name,
-        sslmode: tls.server_sslmode,
-        ca: tls.server_ca_file ? readFileSync(tls.server_ca_file, "utf8") : undefined,
-      };
-      p = new Pool(database, user, endpoint, creds, this.poolSettings(u));
+      p = new Pool(database, user, this.primaryEndpoint(), creds, this.poolSettings(u));
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  /** Pool the auth_query runs on: auth_user in auth_database ("postgres" when unset); at most 2 servers. */
+  authQueryPool(): Pool {
+    const a = this.config.auth;
+    const database = a.auth_database || "postgres";
+    const key = `\u0001auth\u0000${database}\u0000${a.auth_user}`;
+    let p = this.pools.get(key);
+    if (p === undefined) {
+      const creds: ServerCredentials = { user: a.auth_user, database, password: a.auth_password || null };
+      p = new Pool(database, a.auth_user, this.primaryEndpoint(), creds, { ...this.poolSettings(), minConnections: 0, maxConnections: 2 });
       this.pools.set(key, p);
     }
     return p;

@@ -361,7 +361,7 @@ function isVerifier(v: unknown): v is ScramVerifier {
 export function scramServerFinal(
   state: ScramServerState,
   clientFinalMessage: string | Uint8Array,
-): { ok: true; serverFinal: string } | ScramFailure {
+): { ok: true; serverFinal: string; clientKey: Uint8Array } | ScramFailure {
   try {
     if (!state || typeof state !== "object" || !isVerifier(state.verifier)) return malformed("no SCRAM exchange in progress");
     if (state.done) return malformed("SCRAM exchange already finished");
@@ -388,7 +388,8 @@ export function scramServerFinal(
     const proofOk = constantTimeEqual(sha256(clientKey), storedKey);
     const serverSignature = hmac(serverKey, authMessage);
     if (!proofOk || mocks.has(state.verifier)) return fail("28P01", "password authentication failed");
-    return { ok: true, serverFinal: `v=${toB64(serverSignature)}` };
+    // The recovered ClientKey lets the proxy log in to a server holding the same verifier.
+    return { ok: true, serverFinal: `v=${toB64(serverSignature)}`, clientKey };
   } catch {
     return malformed("unreadable client-final-message");
   }
@@ -416,8 +417,39 @@ export async function scramClientFinal(
   nonce: string,
   serverFirst: string | Uint8Array,
 ): Promise<{ ok: true; message: string; expectedServerSignature: Uint8Array } | { ok: false; error: string }> {
+  if (typeof password !== "string" || password.length === 0) return { ok: false, error: "empty password" };
+  return clientFinal(nonce, serverFirst, (salt, iterations) => deriveKeys(password, salt, iterations));
+}
+
+/** Keys recovered from a client's SCRAM exchange against the server's own verifier. */
+export interface ScramClientKeys {
+  clientKey: Uint8Array;
+  verifier: ScramVerifier;
+}
+
+/**
+ * Answer the server-first-message with a ClientKey instead of a password. Works only when the
+ * server offers the salt and iteration count of the verifier the key was recovered against.
+ */
+export async function scramClientFinalWithKeys(
+  keys: ScramClientKeys,
+  nonce: string,
+  serverFirst: string | Uint8Array,
+): Promise<{ ok: true; message: string; expectedServerSignature: Uint8Array } | { ok: false; error: string }> {
+  return clientFinal(nonce, serverFirst, async (salt, iterations) => {
+    if (iterations !== keys.verifier.iterations || !constantTimeEqual(salt, keys.verifier.salt)) {
+      throw new Error("server verifier differs from the one the client authenticated against");
+    }
+    return { clientKey: keys.clientKey, storedKey: keys.verifier.storedKey, serverKey: keys.verifier.serverKey };
+  });
+}
+
+async function clientFinal(
+  nonce: string,
+  serverFirst: string | Uint8Array,
+  keysFor: (salt: Uint8Array, iterations: number) => Promise<DerivedKeys>,
+): Promise<{ ok: true; message: string; expectedServerSignature: Uint8Array } | { ok: false; error: string }> {
   try {
-    if (typeof password !== "string" || password.length === 0) return { ok: false, error: "empty password" };
     if (typeof nonce !== "string" || !validNonce(nonce)) return { ok: false, error: "invalid client nonce" };
     const msg = messageText(serverFirst, SCRAM_MAX_SERVER_FIRST);
     if (msg === null) return { ok: false, error: "server-first-message too long or not UTF-8" };
@@ -436,14 +468,14 @@ export async function scramClientFinal(
     const iterations = Number(i!.value);
     if (iterations < 1 || iterations > SCRAM_MAX_ITERATIONS) return { ok: false, error: "SCRAM iteration count out of range" };
 
-    const keys = await deriveKeys(password, salt, iterations);
+    const keys = await keysFor(salt, iterations);
     const withoutProof = `c=biws,r=${fullNonce}`;
     const authMessage = `n=,r=${nonce},${msg},${withoutProof}`;
     const proof = xor(keys.clientKey, hmac(keys.storedKey, authMessage));
     const expectedServerSignature = hmac(keys.serverKey, authMessage);
     return { ok: true, message: `${withoutProof},p=${toB64(proof)}`, expectedServerSignature };
-  } catch {
-    return { ok: false, error: "SCRAM client exchange failed" };
+  } catch (e) {
+    return { ok: false, error: e instanceof Error && e.message.startsWith("server verifier") ? e.message : "SCRAM client exchange failed" };
   }
 }
 

@@ -5,13 +5,21 @@ import { errorFields } from "../protocol/errors.ts";
 import { readInt32 } from "../protocol/framing.ts";
 import { passwordMessage, saslInitialResponse, saslResponse } from "../protocol/messages.ts";
 import { md5Response } from "../protocol/md5.ts";
-import { scramClientFinal, scramClientFirst, verifyServerFinal } from "../protocol/scram.ts";
+import {
+  scramClientFinal,
+  scramClientFinalWithKeys,
+  scramClientFirst,
+  verifyServerFinal,
+  type ScramClientKeys,
+} from "../protocol/scram.ts";
 
 export interface ServerCredentials {
   user: string;
   database: string;
   /** null: no password known (trust, or passthrough before the client gave one). */
   password: string | null;
+  /** SCRAM keys recovered from a client's login against the server's verifier (auth_query). */
+  scramKeys?: ScramClientKeys;
 }
 
 /** Why a login failed: `code` is the server's SQLSTATE, or ours for transport and auth problems. */
@@ -96,7 +104,7 @@ export class LoginExchange {
         return;
       case AuthCode.SASL: {
         this.method = "scram";
-        if (pw === null) throw new LoginError("server requested a password", "28P01", true);
+        if (pw === null && !this.creds.scramKeys) throw new LoginError("server requested a password", "28P01", true);
         const mechs = decoder.decode(b.subarray(body + 4, end)).split("\0");
         if (!mechs.includes("SCRAM-SHA-256")) {
           throw new LoginError(`server offers no supported SASL mechanism (${mechs.filter(Boolean).join(", ")})`, "28000");
@@ -109,7 +117,10 @@ export class LoginExchange {
       case AuthCode.SASLContinue: {
         if (end - body > 2048 + 4) throw new LoginError("oversized SCRAM message from server", "08P01");
         const serverFirst = decoder.decode(b.subarray(body + 4, end));
-        const r = await scramClientFinal(pw ?? "", this.scramNonce, serverFirst);
+        const keys = this.creds.scramKeys;
+        const r = pw === null && keys
+          ? await scramClientFinalWithKeys(keys, this.scramNonce, serverFirst)
+          : await scramClientFinal(pw ?? "", this.scramNonce, serverFirst);
         if (!r.ok) throw new LoginError(`SCRAM exchange with server failed: ${r.error}`, "08P01");
         this.expectedServerSignature = r.expectedServerSignature;
         this.send(saslResponse(r.message));
