@@ -184,6 +184,14 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.tlsDone = true;
   }
 
+  /** With [tls] ca_file set a client must present a certificate that verifies against it. */
+  onHandshake(sock: Socket<ClientSession>, error: Error | null): void {
+    if (sock !== this.sock || !this.ctx.config.tls.ca_file) return;
+    if (error || !sock.getPeerCertificate()?.subject) {
+      this.fatal(Errors.clientCertificate((error as { code?: string } | null)?.code ?? "no certificate"));
+    }
+  }
+
   private async login(minor: number, unsupported: string[]): Promise<void> {
     const ctx = this.ctx;
     this.state = ClientState.Auth;
@@ -467,6 +475,9 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
 }
 
 export const clientHandlers = {
+  handshake(sock: Socket<ClientSession>, _ok: boolean, error: Error | null) {
+    sock.data.onHandshake(sock, error);
+  },
   data(sock: Socket<ClientSession>, chunk: Uint8Array) {
     sock.data.onData(sock, chunk);
   },

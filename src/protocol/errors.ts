@@ -45,6 +45,8 @@ export const Errors = {
     ),
   noUser: () => fatal(SqlState.InvalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet"),
   authFailed: (user: string) => fatal(SqlState.InvalidPassword, `password authentication failed for user "${user}"`),
+  clientCertificate: (why: string) =>
+    fatal(SqlState.InvalidAuthorizationSpecification, `client certificate verification failed (${why})`),
   tlsRequired: () => fatal(SqlState.InvalidAuthorizationSpecification, "SSL connection is required by this proxy"),
   unencryptedAfterSsl: () => fatal(SqlState.ProtocolViolation, "received unencrypted data after SSL request"),
   tooManyClients: (limit: number) =>
