@@ -19,7 +19,8 @@ export class RequestForwarder {
   midRequest = false;
   /** Client statement name -> shared server-side statement (pooled modes). */
   readonly statements = new Map<string, StatementEntry>();
-  private stage = new Uint8Array(16384);
+  /** Allocated on the first rewrite; most sessions in transaction mode need it, idle ones don't. */
+  private stage = new Uint8Array(0);
   private staged = -1; // -1: not staging this round; else bytes staged
   /** SET/RESET texts sent but not yet known to have committed. */
   private pendingSets: string[] = [];
@@ -224,7 +225,7 @@ export class RequestForwarder {
 
   private room(n: number): void {
     if (this.staged + n <= this.stage.length) return;
-    let cap = this.stage.length * 2;
+    let cap = Math.max(this.stage.length * 2, 4096);
     while (cap < this.staged + n) cap *= 2;
     const next = new Uint8Array(cap);
     next.set(this.stage.subarray(0, this.staged));
@@ -243,7 +244,7 @@ export class RequestForwarder {
       if (pos > run) this.put(b, run, pos);
       if (this.staged > 0) server.out.write(this.stage.subarray(0, this.staged));
       this.staged = -1;
-      if (this.stage.length > 1 << 20) this.stage = new Uint8Array(16384);
+      if (this.stage.length > 1 << 20) this.stage = new Uint8Array(0);
     } else if (pos > run) {
       server.out.write(b.subarray(run, pos));
     }

@@ -393,6 +393,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.server = null;
     this.pool!.release(s);
     if (this.recv.size > 0) this.processBuffered();
+    else this.recv.shrinkIfIdle();
   }
 
   serverLost(_s: ServerConnection, reason: string): void {

@@ -5,13 +5,12 @@
  * whole messages from `start`. It compacts or doubles, never concatenates per read.
  */
 export class ReceiveBuffer {
-  buf: Uint8Array;
+  /** Empty until the first partial message arrives: idle connections hold no buffer. */
+  buf: Uint8Array = EMPTY;
   start = 0;
   end = 0;
 
-  constructor(initial = 16384) {
-    this.buf = new Uint8Array(initial);
-  }
+  constructor(private readonly initial = 16384) {}
 
   get size(): number {
     return this.end - this.start;
@@ -25,7 +24,7 @@ export class ReceiveBuffer {
       if (live + n <= this.buf.length && this.start > 0) {
         this.buf.copyWithin(0, this.start, this.end);
       } else {
-        let cap = this.buf.length * 2;
+        let cap = Math.max(this.buf.length * 2, this.initial);
         while (cap < live + n) cap *= 2;
         const next = new Uint8Array(cap);
         next.set(this.buf.subarray(this.start, this.end));
@@ -52,15 +51,17 @@ export class ReceiveBuffer {
     this.end = 0;
   }
 
-  /** Shrink back to a small buffer after a burst of large messages (idle sockets stay cheap). */
-  shrinkIfIdle(limit = 65536, to = 16384): void {
+  /** Drop a large buffer once it is empty again (idle sockets stay cheap). */
+  shrinkIfIdle(limit = 65536): void {
     if (this.end === this.start && this.buf.length > limit) {
-      this.buf = new Uint8Array(to);
+      this.buf = EMPTY;
       this.start = 0;
       this.end = 0;
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Big-endian int32 at `pos`. */
 export function readInt32(b: Uint8Array, pos: number): number {
