@@ -1,7 +1,7 @@
 // Starting and stopping the proxy: listener, upkeep timer, timeouts, signals, reload.
 
 import type { HeliosConfig } from "./config/types.ts";
-import { ProxyContext, type TlsMaterial } from "./core/context.ts";
+import { ProxyContext, serverPassword, type TlsMaterial } from "./core/context.ts";
 import { listenClients } from "./client/listener.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
 import { ClientState } from "./client/session.ts";
@@ -49,6 +49,26 @@ function sweepClients(ctx: ProxyContext, now: number): void {
   }
 }
 
+/**
+ * After a reload: new limits apply at once; a pool whose server password or backend changed
+ * closes its idle servers (busy ones finish and are not reused). Unchanged pools keep theirs.
+ */
+function applyToPools(ctx: ProxyContext): void {
+  const endpoint = ctx.primaryEndpoint();
+  for (const p of ctx.pools.values()) {
+    p.settings = ctx.poolSettings(ctx.userEntry(p.user));
+    const entry = ctx.userEntry(p.user);
+    const password = entry ? serverPassword(entry) : p.creds.password;
+    const moved = p.endpoint.host !== endpoint.host || p.endpoint.port !== endpoint.port ||
+      p.endpoint.sslmode !== endpoint.sslmode || p.endpoint.ca !== endpoint.ca;
+    if (moved || password !== p.creds.password) {
+      p.creds = { ...p.creds, password };
+      p.endpoint = endpoint;
+      p.recycle(moved ? "backend changed by reload" : "password changed by reload");
+    }
+  }
+}
+
 export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }): Promise<RunningProxy> {
   const ctx = new ProxyContext(cfg);
   ctx.tls = loadTls(cfg);
@@ -90,7 +110,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       const next = loadConfig(opts.configPath);
       ctx.config = next;
       ctx.tls = loadTls(next);
-      for (const p of ctx.pools.values()) p.settings = ctx.poolSettings(ctx.userEntry(p.user));
+      applyToPools(ctx);
       log.info("configuration reloaded");
     } catch (e) {
       log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);

@@ -77,6 +77,8 @@ export class ServerConnection implements BackpressureTarget {
   txStatus = TxStatus.Idle;
   /** Session-pinning state (temp tables, LISTEN, ...) that requires a full reset before reuse. */
   dirty = false;
+  /** The pool generation this connection was made in (see Pool.recycle). */
+  generation = 0;
   /** ErrorResponses relayed so far (lets a client tell whether its SETs succeeded). */
   errors = 0;
   /** Bytes of an oversized DataRow/CopyData still streaming straight to the client. */

@@ -48,7 +48,7 @@ export class Pool implements ServerOwner {
   constructor(
     readonly database: string,
     readonly user: string,
-    readonly endpoint: ServerEndpoint,
+    public endpoint: ServerEndpoint,
     public creds: ServerCredentials,
     public settings: PoolSettings,
   ) {}
@@ -90,6 +90,7 @@ export class Pool implements ServerOwner {
   /** Open one server connection; on success it goes to a waiter or the idle stack. */
   spawn(): Promise<ServerConnection | null> {
     const s = new ServerConnection(this.endpoint, this);
+    s.generation = this.generation;
     this.all.add(s);
     this.connecting++;
     return s.open(this.creds, {}, this.settings.connectTimeoutMs).then(
@@ -157,6 +158,10 @@ export class Pool implements ServerOwner {
       s.close("server lifetime reached");
       return;
     }
+    if (s.generation !== this.generation) {
+      s.close("pool recycled");
+      return;
+    }
     this.give(s);
   }
 
@@ -202,6 +207,15 @@ export class Pool implements ServerOwner {
     while (this.idle.length > 0 && this.waiters.length > 0) this.give(this.idle.pop()!);
     this.grow();
   }
+
+  /** Servers made before this moment are not reused: idle ones close now, busy ones when released. */
+  recycle(reason: string): void {
+    this.generation++;
+    this.closeIdle(reason);
+  }
+
+  /** Bumped by recycle(); a server from an older generation is closed on release. */
+  generation = 0;
 
   /** Close every idle server (reconnect / reload of a changed backend). */
   closeIdle(reason: string): void {
