@@ -30,12 +30,13 @@ export const enum ClientState {
   Closed,
 }
 
+const NO_PARAMS = new Map<string, string>();
 let nextPid = 1 + Math.floor(Math.random() * 1_000_000);
 
 export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   state = ClientState.Startup;
   sock: Socket<ClientSession>;
-  readonly recv = new ReceiveBuffer(4096);
+  readonly recv = new ReceiveBuffer(1024);
   readonly out: Outbox = new Outbox(this);
   user = "";
   database = "";
@@ -248,6 +249,8 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.lastActivity = performance.now();
     if (this.mode === "session") this.pinned = true;
     if (this.recv.size > 0) this.processBuffered();
+    else this.recv.shrinkIfIdle(0); // the startup packet's buffer is not needed by an idle client
+    this.params = NO_PARAMS;
   }
 
   private authChannel() {
