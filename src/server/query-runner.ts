@@ -1,0 +1,114 @@
+// Running one statement of the proxy's own on a server connection and collecting its rows as text.
+
+import { Be, Fe } from "../protocol/codes.ts";
+import { errorFields } from "../protocol/errors.ts";
+import { readInt32 } from "../protocol/framing.ts";
+import { build } from "../protocol/writer.ts";
+import type { Lessee, ServerConnection, Sink } from "./connection.ts";
+import { Pending } from "./response-queue.ts";
+
+export interface QueryResult {
+  rows: (string | null)[][];
+  /** Set when the server answered with an error, or the connection failed. */
+  error?: { code: string; message: string };
+}
+
+const decoder = new TextDecoder();
+
+/** Lessee that frames the reply runs it is given and keeps DataRows and the first error. */
+class RowCollector implements Lessee, Sink {
+  readonly out = this;
+  readonly rows: (string | null)[][] = [];
+  error: QueryResult["error"];
+  private readonly timer: ReturnType<typeof setTimeout>;
+
+  constructor(
+    private readonly server: ServerConnection,
+    private readonly done: (r: QueryResult) => void,
+    timeoutMs: number,
+  ) {
+    this.timer = setTimeout(() => {
+      server.close("proxy query timed out");
+      this.finish({ rows: [], error: { code: "57014", message: "query timed out" } });
+    }, timeoutMs);
+  }
+
+  write(b: Uint8Array): boolean {
+    let p = 0;
+    while (p + 5 <= b.length) {
+      const type = b[p]!;
+      const end = p + 1 + readInt32(b, p + 1);
+      if (type === Be.DataRow) this.rows.push(columns(b, p + 5, end));
+      else if (type === Be.ErrorResponse && !this.error) {
+        const f = errorFields(b, p + 5, end);
+        this.error = { code: f.code, message: f.message };
+      }
+      p = end;
+    }
+    return true;
+  }
+
+  private finish(r: QueryResult): void {
+    clearTimeout(this.timer);
+    if (this.server.lessee === this) this.server.lessee = null;
+    this.done(r);
+  }
+
+  serverReady(s: ServerConnection): void {
+    if (s.owed === 0) this.finish(this.error ? { rows: this.rows, error: this.error } : { rows: this.rows });
+  }
+
+  serverLost(_s: ServerConnection, reason: string): void {
+    this.finish({ rows: [], error: { code: "08006", message: reason } });
+  }
+
+  injectedFailed(): void {}
+  pauseReading(): void {}
+  resumeReading(): void {}
+}
+
+function columns(b: Uint8Array, p: number, end: number): (string | null)[] {
+  const n = (b[p]! << 8) | b[p + 1]!;
+  const out: (string | null)[] = [];
+  p += 2;
+  for (let i = 0; i < n && p + 4 <= end; i++) {
+    const len = readInt32(b, p);
+    p += 4;
+    if (len < 0) out.push(null);
+    else {
+      out.push(decoder.decode(b.subarray(p, p + len)));
+      p += len;
+    }
+  }
+  return out;
+}
+
+/**
+ * Run `sql` on an idle server the caller holds. With `params` it goes through the extended
+ * protocol with bound text parameters (never spliced into the text); without, as a simple Query.
+ * The server is left idle for the caller to release. Never rejects.
+ */
+export function runQuery(server: ServerConnection, sql: string, params?: string[], timeoutMs = 5000): Promise<QueryResult> {
+  return new Promise((resolve) => {
+    const c = new RowCollector(server, resolve, timeoutMs);
+    server.lessee = c;
+    if (params === undefined) {
+      server.out.write(build((w) => w.msg(Fe.Query).cstr(sql).end()));
+      server.expect(Pending.Query);
+      return;
+    }
+    const msgs = build((w) => {
+      w.msg(Fe.Parse).cstr("").cstr(sql).int16(0).end();
+      w.msg(Fe.Bind).cstr("").cstr("").int16(0).int16(params.length);
+      for (const v of params) w.int32(Buffer.byteLength(v)).str(v);
+      w.int16(0).end();
+      w.msg(Fe.Execute).cstr("").int32(0).end();
+      w.msg(Fe.Sync).end();
+    });
+    server.out.write(msgs);
+    server.expect(Pending.Parse);
+    server.expect(Pending.Bind);
+    server.expect(Pending.Execute);
+    server.expect(Pending.Sync);
+  });
+}
