@@ -119,10 +119,14 @@ export const SCHEMA = {
     check_query: { kind: "string", default: "SELECT 1", doc: "Query a healthy node answers." },
     failure_threshold: { kind: "int", default: 3, min: 1, max: 1000, doc: "Consecutive failures that mark a node down." },
     recovery_threshold: { kind: "int", default: 1, min: 1, max: 1000, doc: "Consecutive successes that mark a down node up." },
+    user: { kind: "string", default: "postgres", doc: "User the health checker logs in as." },
+    password: { kind: "string", default: "", secret: true, doc: "Password of the health-check user (\"\" = none: trust)." },
+    database: { kind: "string", default: "postgres", doc: "Database the health checker connects to." },
   }),
   load_balancer: table<LoadBalancerSection>("Choosing a node for each request.", {
     strategy: { kind: "enum", default: "round_robin", values: ["round_robin", "least_connections", "latency"], doc: "How a node is picked among those eligible." },
     read_write_split: { kind: "bool", default: false, doc: "Send read-only requests to standbys (writes always go to the primary)." },
+    read_safe_functions: { kind: "strings", default: [], doc: "Functions (besides the built-in list of read-only ones) whose calls may run on a standby." },
   }),
   nodes: array<NodeEntry>("Database nodes (one [[nodes]] entry each; at least one).", {
     name: { kind: "string", default: "", doc: "Name used by the admin API and hints (\"\" = node<N>, N counting from 1)." },

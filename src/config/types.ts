@@ -93,11 +93,17 @@ export interface HealthSection {
   check_query: string;
   failure_threshold: number;
   recovery_threshold: number;
+  /** Credentials of the probe connections. */
+  user: string;
+  password: string;
+  database: string;
 }
 
 export interface LoadBalancerSection {
   strategy: LbStrategy;
   read_write_split: boolean;
+  /** Extra functions whose calls are safe on a standby. */
+  read_safe_functions: string[];
 }
 
 export interface NodeEntry {

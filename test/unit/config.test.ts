@@ -60,8 +60,17 @@ describe("defaults", () => {
     expect(c.tls.server_sslmode).toBe("disable");
     expect(c.auth.method).toBe("scram-sha-256");
     expect(c.auth.admin_users).toEqual([]);
-    expect(c.health).toEqual({ check_interval_secs: 5, check_timeout_secs: 1, check_query: "SELECT 1", failure_threshold: 3, recovery_threshold: 1 });
-    expect(c.load_balancer).toEqual({ strategy: "round_robin", read_write_split: false });
+    expect(c.health).toEqual({
+      check_interval_secs: 5,
+      check_timeout_secs: 1,
+      check_query: "SELECT 1",
+      failure_threshold: 3,
+      recovery_threshold: 1,
+      user: "postgres",
+      password: "",
+      database: "postgres",
+    });
+    expect(c.load_balancer).toEqual({ strategy: "round_robin", read_write_split: false, read_safe_functions: [] });
     expect(c.users).toEqual([]);
     expect(c.modules).toEqual({});
     expect(c.source).toBe(resolve("proxy.toml"));
