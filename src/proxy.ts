@@ -8,6 +8,10 @@ import { ClientState } from "./client/session.ts";
 import { Errors } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
 import { log } from "./util/log.ts";
+import { HealthChecker } from "./cluster/health.ts";
+import type { ClusterEvent } from "./cluster/cluster.ts";
+import { QueryClassifier, loadParser } from "./sql/classify.ts";
+import { makeBalancer } from "./router/balancers.ts";
 
 export interface RunningProxy {
   ctx: ProxyContext;
@@ -24,6 +28,13 @@ function loadTls(cfg: HeliosConfig): TlsMaterial | null {
     key: fs.readFileSync(t.key_file, "utf8"),
     ...(t.ca_file ? { ca: fs.readFileSync(t.ca_file, "utf8"), requestCert: true, rejectUnauthorized: false } : {}),
   };
+}
+
+/** A node went down or was drained: its idle servers close; leased ones finish and are not reused. */
+function onClusterEvent(ctx: ProxyContext, e: ClusterEvent): void {
+  if (e.type === "NodeDown" || (e.type === "NodeDrained" && e.drained)) {
+    for (const p of ctx.allPools()) if (p.node === e.node) p.recycle(e.type === "NodeDown" ? "node down" : "node drained");
+  }
 }
 
 /** Client-side timeouts, checked on every upkeep tick. */
@@ -54,11 +65,12 @@ function sweepClients(ctx: ProxyContext, now: number): void {
  * closes its idle servers (busy ones finish and are not reused). Unchanged pools keep theirs.
  */
 function applyToPools(ctx: ProxyContext): void {
-  const endpoint = ctx.primaryEndpoint();
-  for (const p of ctx.pools.values()) {
+  for (const p of ctx.allPools()) {
     p.settings = ctx.poolSettings(ctx.userEntry(p.user));
     const entry = ctx.userEntry(p.user);
     const password = entry ? serverPassword(entry) : p.creds.password;
+    const node = ctx.config.nodes.find((n) => n.name === p.node);
+    const endpoint = node ? ctx.endpoint(node) : p.endpoint;
     const moved = p.endpoint.host !== endpoint.host || p.endpoint.port !== endpoint.port ||
       p.endpoint.sslmode !== endpoint.sslmode || p.endpoint.ca !== endpoint.ca;
     if (moved || password !== p.creds.password) {
@@ -73,6 +85,11 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   const ctx = new ProxyContext(cfg);
   ctx.tls = loadTls(cfg);
   prewarmVerifiers(ctx);
+  if (ctx.splitting) await loadParser();
+  const health = new HealthChecker(ctx.cluster, cfg.health, (name) => ctx.endpoint(ctx.cluster.node(name)!));
+  ctx.health = health;
+  ctx.cluster.subscribe((e) => onClusterEvent(ctx, e));
+  health.start();
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
@@ -97,7 +114,8 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       }
       for (const s of ctx.sessions) s.fatal(Errors.shuttingDown());
       clearInterval(ticker);
-      for (const p of ctx.pools.values()) p.closeAll("proxy shutdown");
+      health.stop();
+      for (const p of ctx.allPools()) p.closeAll("proxy shutdown");
       listener.stop(true);
     })();
     return stopping;
@@ -110,6 +128,10 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       const next = loadConfig(opts.configPath);
       ctx.config = next;
       ctx.tls = loadTls(next);
+      ctx.classifier = new QueryClassifier(next.load_balancer.read_safe_functions);
+      ctx.balancer = makeBalancer(next.load_balancer.strategy);
+      if (ctx.splitting) await loadParser();
+      health.reconfigure(next.health);
       applyToPools(ctx);
       log.info("configuration reloaded");
     } catch (e) {

@@ -59,7 +59,7 @@ export class RequestForwarder {
           sess.fatal(type === Fe.Password ? Errors.protocolViolation("unexpected password message") : Errors.invalidMessageType(type));
           return end;
         }
-        if (!sess.acquireServer()) break;
+        if (!sess.acquireServer(pooled ? this.mayWrite(type, b, pos, msgEnd) : true)) break;
         server = sess.server!;
         run = pos;
       }
@@ -98,6 +98,10 @@ export class RequestForwarder {
             this.raiseError(server, "42P05", `prepared statement "${name}" already exists`);
           } else {
             const entry = entryForParse(b, nameEnd, msgEnd);
+            if (sess.ctx.splitting) {
+              const textEnd = b.indexOf(0, nameEnd + 1);
+              entry.write = textEnd < 0 || sess.ctx.classifier.isWrite(decoder.decode(b.subarray(nameEnd + 1, textEnd)));
+            }
             this.statements.set(name, entry);
             const g = entry.global;
             if (server.prepared.has(g)) {
@@ -202,6 +206,28 @@ export class RequestForwarder {
     }
     this.flush(server, b, run, pos);
     return pos;
+  }
+
+  /**
+   * Whether the request starting with this message may write (then only the primary will do).
+   * Asks the parser only when reads may go elsewhere; unknown kinds count as writes.
+   */
+  private mayWrite(type: number, b: Uint8Array, pos: number, msgEnd: number): boolean {
+    const ctx = this.session.ctx;
+    if (!ctx.splitting) return true;
+    if (type === Fe.Query) return ctx.classifier.isWrite(decoder.decode(b.subarray(pos + 5, msgEnd - 1)));
+    if (type === Fe.Parse) {
+      const nameEnd = b.indexOf(0, pos + 5);
+      const textEnd = nameEnd < 0 ? -1 : b.indexOf(0, nameEnd + 1);
+      return textEnd < 0 || ctx.classifier.isWrite(decoder.decode(b.subarray(nameEnd + 1, textEnd)));
+    }
+    if (type === Fe.Bind) {
+      const portalEnd = b.indexOf(0, pos + 5);
+      const nameEnd = portalEnd < 0 ? -1 : b.indexOf(0, portalEnd + 1);
+      if (nameEnd <= portalEnd + 1 || nameEnd >= msgEnd) return true;
+      return this.statements.get(decodeAscii(b, portalEnd + 1, nameEnd))?.write ?? true;
+    }
+    return true;
   }
 
   private requestStarted(): void {
@@ -381,7 +407,7 @@ export class RequestForwarder {
 
   /** The client is gone: give the server back clean, or close it. */
   returnServer(server: ServerConnection, reset: boolean): void {
-    returnServer(this.session.pool!, server, this.midRequest, reset || server.dirty, this.session.ctx.config.pool.reset_query);
+    returnServer(server, this.midRequest, reset || server.dirty, this.session.ctx.config.pool.reset_query);
   }
 }
 

@@ -9,6 +9,8 @@ export interface StatementEntry {
   global: string;
   /** A ready Parse message carrying the global name, for servers that do not have it yet. */
   parse: Uint8Array;
+  /** The statement may write (set when reads are split off to standbys). */
+  write?: boolean;
 }
 
 const latin1 = new TextDecoder("latin1");

@@ -50,7 +50,8 @@ class ServerReset implements Lessee {
  * is closed: never reused busy. One inside a transaction is rolled back; a session-mode or
  * session-pinned one runs the reset query; a clean one goes straight back.
  */
-export function returnServer(pool: Pool, s: ServerConnection, midRequest: boolean, reset: boolean, resetQuery: string): void {
+export function returnServer(s: ServerConnection, midRequest: boolean, reset: boolean, resetQuery: string): void {
+  const pool = s.owner as Pool;
   if (s.state === ServerState.Closed) return;
   if (s.owed !== 0 || midRequest || !s.out.empty) {
     s.lessee = null;

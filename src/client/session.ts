@@ -12,6 +12,8 @@ import { NEWEST_MINOR, parseStartupPacket } from "../protocol/startup.ts";
 import type { Lessee, ServerConnection } from "../server/connection.ts";
 import type { LoginError } from "../server/login.ts";
 import type { Pool, PoolWaiter } from "../server/pool.ts";
+import type { PoolGroup } from "../server/pool-group.ts";
+import { route } from "../router/route.ts";
 import { authenticateClient, loginFailure } from "./auth.ts";
 import { welcome } from "./welcome.ts";
 import { RequestForwarder } from "./forwarder.ts";
@@ -231,6 +233,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     }
     if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
     this.pool = pool;
+    this.group = ctx.group(this.database, this.user);
     this.counted = true;
     ctx.clientCount++;
     pool.clients++;
@@ -334,18 +337,29 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     }
   }
 
-  /** Get a server for the next request; false when the client must wait. */
-  acquireServer(): boolean {
+  /**
+   * Get a server for the next request, on the node the router picks (`write`: only the primary
+   * will do); false when the client must wait.
+   */
+  acquireServer(write: boolean): boolean {
     if (this.server !== null) return true;
     if (this.waiting) return false;
-    const s = this.pool!.acquire(this);
+    const ctx = this.ctx;
+    const pool = write || !ctx.splitting ? this.pool! : ctx.nodePool(this.group!, route({ write }, ctx.routeContext()));
+    const s = pool.acquire(this);
     if (s === null) {
       this.waiting = true;
+      this.waitPool = pool;
       return false;
     }
     this.attach(s);
     return true;
   }
+
+  /** The pool this client waits in, if it waits. */
+  private waitPool: Pool | null = null;
+  /** The client's (database, user) pools across nodes. */
+  group: PoolGroup | null = null;
 
   private attach(s: ServerConnection): void {
     this.server = s;
@@ -359,8 +373,9 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
 
   serverLeased(s: ServerConnection): void {
     this.waiting = false;
+    this.waitPool = null;
     if (this.state === ClientState.Closed) {
-      this.pool!.release(s);
+      (s.owner as Pool).release(s);
       return;
     }
     this.attach(s);
@@ -370,6 +385,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
 
   serverFailed(e: LoginError): void {
     this.waiting = false;
+    this.waitPool = null;
     const f = loginFailure(this.ctx, this.user, e.code, e.message);
     this.fatal(f.ok ? Errors.serverLost() : f.reply);
   }
@@ -394,7 +410,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
       return;
     }
     this.server = null;
-    this.pool!.release(s);
+    (s.owner as Pool).release(s);
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle();
   }
@@ -471,7 +487,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
       ctx.adjust(ctx.perDatabase, this.database, -1);
       ctx.adjust(ctx.perUser, this.user, -1);
     }
-    if (this.waiting) this.pool?.forget(this);
+    if (this.waiting) this.waitPool?.forget(this);
     const s = this.server;
     this.server = null;
     if (s !== null) this.forwarder.returnServer(s, this.pinned || this.mode === "session");

@@ -5,6 +5,12 @@ import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
 import type { ServerCredentials } from "../server/login.ts";
 import type { ServerEndpoint } from "../server/connection.ts";
+import { Cluster, type NodeView } from "../cluster/cluster.ts";
+import type { HealthChecker } from "../cluster/health.ts";
+import { makeBalancer, type Balancer, type LoadInfo } from "../router/balancers.ts";
+import type { RouteContext } from "../router/route.ts";
+import { QueryClassifier } from "../sql/classify.ts";
+import { PoolGroup } from "../server/pool-group.ts";
 import type { ClientSession } from "../client/session.ts";
 
 /** Certificate and key handed to Bun for client-facing TLS. */
@@ -23,7 +29,21 @@ export interface CancelTarget {
 }
 
 export class ProxyContext {
+  /** Pools of the proxy's own (auth_query); client pools live in groups. */
   readonly pools = new Map<string, Pool>();
+  readonly groups = new Map<string, PoolGroup>();
+  cluster: Cluster;
+  health: HealthChecker | null = null;
+  balancer: Balancer;
+  classifier: QueryClassifier;
+  /** Leased servers per node, for least-connections balancing. */
+  readonly load: LoadInfo = {
+    active: (node: string) => {
+      let n = 0;
+      for (const g of this.groups.values()) n += g.pools.get(node)?.active ?? 0;
+      return n;
+    },
+  };
   /** Every open client connection (logged in or not). */
   readonly sessions = new Set<ClientSession>();
   /** Client-facing TLS, loaded at start and on reload; null when [tls] mode is disable. */
@@ -40,10 +60,15 @@ export class ProxyContext {
   readonly mockSecret = crypto.getRandomValues(new Uint8Array(32));
   readonly stats = { loginsOk: 0, loginsFailed: 0, clientsRefused: 0 };
 
-  constructor(public config: HeliosConfig) {}
+  constructor(public config: HeliosConfig) {
+    this.cluster = new Cluster(config.nodes);
+    this.balancer = makeBalancer(config.load_balancer.strategy);
+    this.classifier = new QueryClassifier(config.load_balancer.read_safe_functions);
+  }
 
-  primaryNode(): NodeEntry {
-    return this.config.nodes.find((n) => n.role === "primary") ?? this.config.nodes[0]!;
+  /** True when reads may leave the primary: split on and a standby configured. */
+  get splitting(): boolean {
+    return this.config.load_balancer.read_write_split && this.config.nodes.length > 1;
   }
 
   userEntry(name: string): UserEntry | undefined {
@@ -62,9 +87,8 @@ export class ProxyContext {
     };
   }
 
-  /** How to reach the primary, with the configured server-facing TLS. */
-  primaryEndpoint(): ServerEndpoint {
-    const node = this.primaryNode();
+  /** How to reach a node, with the configured server-facing TLS. */
+  endpoint(node: NodeView | NodeEntry): ServerEndpoint {
     const tls = this.config.tls;
     return {
       host: node.host,
@@ -75,17 +99,47 @@ export class ProxyContext {
     };
   }
 
-  /** The pool for (database, user) on the primary, created on first use. */
-  pool(database: string, user: string): Pool {
+  primaryEndpoint(): ServerEndpoint {
+    return this.endpoint(this.cluster.primary());
+  }
+
+  /** The pools of (database, user): one per node, created on first use, sharing credentials. */
+  group(database: string, user: string): PoolGroup {
     const key = `${database}\u0000${user}`;
-    let p = this.pools.get(key);
-    if (p === undefined) {
+    let g = this.groups.get(key);
+    if (g === undefined) {
       const u = this.userEntry(user);
-      const creds: ServerCredentials = { user, database, password: serverPassword(u) };
-      p = new Pool(database, user, this.primaryEndpoint(), creds, this.poolSettings(u));
-      this.pools.set(key, p);
+      g = new PoolGroup(database, user, { creds: { user, database, password: serverPassword(u) }, serverParams: null });
+      this.groups.set(key, g);
+    }
+    return g;
+  }
+
+  /** The pool of a group on one node. */
+  nodePool(g: PoolGroup, node: NodeView): Pool {
+    let p = g.pools.get(node.name);
+    if (p === undefined) {
+      p = new Pool(g.database, g.user, this.endpoint(node), g.shared, this.poolSettings(this.userEntry(g.user)));
+      p.onBackendFailure = (reason) => this.health?.reportFailure(node.name, reason);
+      g.pools.set(node.name, p);
     }
     return p;
+  }
+
+  /** The pool for (database, user) on the primary: logins and everything that must write. */
+  pool(database: string, user: string): Pool {
+    return this.nodePool(this.group(database, user), this.cluster.primary());
+  }
+
+  /** Every pool, for upkeep, admin output and reloads. */
+  *allPools(): IterableIterator<Pool> {
+    for (const g of this.groups.values()) yield* g.pools.values();
+    yield* this.pools.values();
+  }
+
+  /** Inputs of the routing decision, as of now. */
+  routeContext(): RouteContext {
+    return { nodes: this.cluster.snapshot(), readWriteSplit: this.config.load_balancer.read_write_split, balancer: this.balancer, load: this.load };
   }
 
   /** Pool the auth_query runs on: auth_user in auth_database ("postgres" when unset); at most 2 servers. */
@@ -96,7 +150,7 @@ export class ProxyContext {
     let p = this.pools.get(key);
     if (p === undefined) {
       const creds: ServerCredentials = { user: a.auth_user, database, password: a.auth_password || null };
-      p = new Pool(database, a.auth_user, this.primaryEndpoint(), creds, { ...this.poolSettings(), minConnections: 0, maxConnections: 2 });
+      p = new Pool(database, a.auth_user, this.primaryEndpoint(), { creds, serverParams: null }, { ...this.poolSettings(), minConnections: 0, maxConnections: 2 });
       this.pools.set(key, p);
     }
     return p;
@@ -112,7 +166,7 @@ export class ProxyContext {
   /** Periodic upkeep of every pool. */
   tick(): void {
     const now = performance.now();
-    for (const p of this.pools.values()) p.tick(now);
+    for (const p of this.allPools()) p.tick(now);
   }
 }
 

@@ -31,27 +31,48 @@ export interface PoolStats {
   bytesOut: number;
 }
 
+/** What the pools of one (database, user) on different nodes share: how to log in, what clients are told. */
+export interface PoolShared {
+  creds: ServerCredentials;
+  /** Parameters reported by the first server login (what clients are told at login). */
+  serverParams: Map<string, string> | null;
+}
+
 export class Pool implements ServerOwner {
   readonly idle: ServerConnection[] = [];
   readonly all = new Set<ServerConnection>();
   private waiters: PoolWaiter[] = [];
   private connecting = 0;
-  /** Parameters reported by the first server login (what clients are told at login). */
-  serverParams: Map<string, string> | null = null;
   lastError: LoginError | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   paused = false;
   readonly stats: PoolStats = { xactCount: 0, queryCount: 0, totalWaitUs: 0, maxWaitUs: 0, bytesIn: 0, bytesOut: 0 };
   /** Clients logged in to this pool. */
   clients = 0;
+  /** Told about connect failures that are not the client's fault (health accounting). */
+  onBackendFailure: ((reason: string) => void) | null = null;
 
   constructor(
     readonly database: string,
     readonly user: string,
     public endpoint: ServerEndpoint,
-    public creds: ServerCredentials,
+    readonly shared: PoolShared,
     public settings: PoolSettings,
+    /** Node name this pool's servers live on. */
+    readonly node = endpoint.name,
   ) {}
+
+  get creds(): ServerCredentials {
+    return this.shared.creds;
+  }
+
+  set creds(c: ServerCredentials) {
+    this.shared.creds = c;
+  }
+
+  get serverParams(): Map<string, string> | null {
+    return this.shared.serverParams;
+  }
 
   get waiting(): number {
     return this.waiters.length;
@@ -97,7 +118,7 @@ export class Pool implements ServerOwner {
       (srv) => {
         this.connecting--;
         this.lastError = null;
-        if (this.serverParams === null) this.serverParams = srv.params;
+        if (this.shared.serverParams === null) this.shared.serverParams = srv.params;
         this.give(srv);
         return srv;
       },
@@ -106,7 +127,10 @@ export class Pool implements ServerOwner {
         this.all.delete(s);
         this.lastError = e;
         if (isPermanent(e)) this.failWaiters(e);
-        else this.scheduleRetry();
+        else {
+          this.onBackendFailure?.(e.message);
+          this.scheduleRetry();
+        }
         return null;
       },
     );

@@ -1,0 +1,14 @@
+// The pools of one (database, user): one per node, sharing login credentials and reported parameters.
+
+import type { Pool, PoolShared } from "./pool.ts";
+
+export class PoolGroup {
+  /** Node name -> pool. */
+  readonly pools = new Map<string, Pool>();
+
+  constructor(
+    readonly database: string,
+    readonly user: string,
+    readonly shared: PoolShared,
+  ) {}
+}
