@@ -411,5 +411,6 @@ export function updateDoc(id: string, markdown: string, docPath = DOC): void {
 
 /** The command line as the user typed it (relative to the repository). */
 export function commandLine(script: string): string {
-  return ["bun", script, ...process.argv.slice(2)].join(" ");
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`);
+  return ["bun", script, ...process.argv.slice(2)].map(quote).join(" ");
 }
