@@ -268,10 +268,12 @@ export class RequestForwarder {
     if (server === null) return;
     if (this.staged >= 0) {
       if (pos > run) this.put(b, run, pos);
+      server.stats.bytesIn += this.staged;
       if (this.staged > 0) server.out.write(this.stage.subarray(0, this.staged));
       this.staged = -1;
       if (this.stage.length > 1 << 20) this.stage = new Uint8Array(0);
     } else if (pos > run) {
+      server.stats.bytesIn += pos - run;
       server.out.write(b.subarray(run, pos));
     }
   }

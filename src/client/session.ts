@@ -7,7 +7,8 @@ import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
 import { Fe, MAX_AUTH_MESSAGE, TxStatus } from "../protocol/codes.ts";
 import { Errors } from "../protocol/errors.ts";
 import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
-import { SslNo, SslYes, negotiateProtocolVersion } from "../protocol/messages.ts";
+import { ReadyIdle, SslNo, SslYes, negotiateProtocolVersion } from "../protocol/messages.ts";
+import { AdminConsole, CONSOLE_DATABASES } from "../admin/console.ts";
 import { NEWEST_MINOR, parseStartupPacket } from "../protocol/startup.ts";
 import type { Lessee, ServerConnection } from "../server/connection.ts";
 import type { LoginError } from "../server/login.ts";
@@ -92,6 +93,11 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.lastActivity = performance.now();
     switch (this.state) {
       case ClientState.Ready:
+        if (this.console !== null) {
+          this.recv.push(chunk);
+          this.consoleData();
+          return;
+        }
         if (this.recv.size === 0 && !this.waiting) this.process(chunk, 0, chunk.length, false);
         else {
           this.recv.push(chunk);
@@ -210,13 +216,16 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
       return this.fatal(Errors.tooManyClients(limit));
     }
     if (this.database.length > 63 || this.user.length > 63) return this.fatal(Errors.authFailed(this.user));
-    const pool = ctx.pool(this.database, this.user);
+    // The admin console is a virtual database: who may log in is checked like a login to "postgres".
+    const toConsole = CONSOLE_DATABASES.has(this.database);
+    const pool = ctx.pool(toConsole ? "postgres" : this.database, this.user);
     const res = await authenticateClient(ctx, this.authChannel(), this.user, pool);
     if (this.closed) return;
     if (!res.ok) {
       ctx.stats.loginsFailed++;
       return this.fatal(res.reply);
     }
+    if (toConsole) return this.openConsole(pool);
     const dbLimit = ctx.config.limits.max_db_connections;
     const userLimit = ctx.config.limits.max_user_connections;
     if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.fatal(Errors.tooManyForDatabase(this.database, dbLimit));
@@ -254,6 +263,58 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle(0); // the startup packet's buffer is not needed by an idle client
     this.params = NO_PARAMS;
+  }
+
+  /** Logged in to the virtual admin database: listed admin or stats users only. */
+  private openConsole(pool: Pool): void {
+    const a = this.ctx.config.auth;
+    const role = a.admin_users.includes(this.user) ? "admin" : a.stats_users.includes(this.user) ? "stats" : null;
+    if (role === null) return this.fatal(Errors.notConsoleUser(this.user));
+    this.console = new AdminConsole(this.ctx, { user: this.user, role });
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
+    this.sessionState = new SessionState(this.params);
+    this.pid = nextPid++;
+    this.cancelSecret = crypto.getRandomValues(new Uint8Array(4));
+    const params = pool.serverParams ?? new Map([["server_version", "15"], ["client_encoding", "UTF8"], ["standard_conforming_strings", "on"]]);
+    this.out.write(welcome(params, this.sessionState, this.pid, this.cancelSecret));
+    this.state = ClientState.Ready;
+    this.params = NO_PARAMS;
+    if (this.recv.size > 0) this.consoleData();
+  }
+
+  /** Admin console sessions: one simple Query at a time, answered by the console. */
+  console: AdminConsole | null = null;
+  private consoleBusy = false;
+
+  private consoleData(): void {
+    const r = this.recv;
+    if (this.consoleBusy) return;
+    while (r.size >= 5 && this.console) {
+      const type = r.buf[r.start]!;
+      const len = readInt32(r.buf, r.start + 1);
+      if (len < 4 || len > 1 << 20) return this.fatal(Errors.invalidMessageLength());
+      if (r.size < len + 1) return;
+      if (type === Fe.Terminate) return this.close();
+      if (type !== Fe.Query) {
+        r.consume(len + 1);
+        if (type === Fe.Sync) {
+          this.out.write(Errors.consoleSimpleOnly());
+          this.out.write(ReadyIdle);
+        }
+        continue;
+      }
+      const sql = new TextDecoder().decode(r.buf.subarray(r.start + 5, r.start + len));
+      r.consume(len + 1);
+      this.consoleBusy = true;
+      void this.console.execute(sql).then((reply) => {
+        this.consoleBusy = false;
+        if (this.closed) return;
+        this.out.write(reply);
+        this.consoleData();
+      });
+      return;
+    }
   }
 
   private authChannel() {

@@ -47,6 +47,9 @@ export const Errors = {
   authFailed: (user: string) => fatal(SqlState.InvalidPassword, `password authentication failed for user "${user}"`),
   clientCertificate: (why: string) =>
     fatal(SqlState.InvalidAuthorizationSpecification, `client certificate verification failed (${why})`),
+  notConsoleUser: (user: string) =>
+    fatal(SqlState.InsufficientPrivilege, `user "${user}" is not allowed to use the admin console`),
+  consoleSimpleOnly: () => error(SqlState.FeatureNotSupported, "the admin console accepts simple queries only"),
   tlsRequired: () => fatal(SqlState.InvalidAuthorizationSpecification, "SSL connection is required by this proxy"),
   unencryptedAfterSsl: () => fatal(SqlState.ProtocolViolation, "received unencrypted data after SSL request"),
   tooManyClients: (limit: number) =>

@@ -49,6 +49,17 @@ export const enum ServerState {
 
 let nextServerId = 1;
 
+/** Traffic counters a pool keeps for its connections. */
+export interface ConnectionStats {
+  /** Requests answered (ReadyForQuery relayed to a client). */
+  queryCount: number;
+  /** Bytes clients sent to servers, and servers sent back. */
+  bytesIn: number;
+  bytesOut: number;
+}
+
+const NO_STATS: ConnectionStats = { queryCount: 0, bytesIn: 0, bytesOut: 0 };
+
 /** Hands closed or failed connections back to whoever owns them (the pool). */
 export interface ServerOwner {
   serverClosed(s: ServerConnection): void;
@@ -77,6 +88,8 @@ export class ServerConnection implements BackpressureTarget {
   txStatus = TxStatus.Idle;
   /** Session-pinning state (temp tables, LISTEN, ...) that requires a full reset before reuse. */
   dirty = false;
+  /** Counters of the pool this connection belongs to (set by the pool). */
+  stats: ConnectionStats = NO_STATS;
   /** The pool generation this connection was made in (see Pool.recycle). */
   generation = 0;
   /** ErrorResponses relayed so far (lets a client tell whether its SETs succeeded). */
@@ -244,6 +257,7 @@ export class ServerConnection implements BackpressureTarget {
       return;
     }
     if (this.state === ServerState.Closed) return;
+    this.stats.bytesOut += chunk.length;
     const r = this.recv;
     if (this.passthrough > 0) {
       const n = Math.min(this.passthrough, chunk.length);
@@ -314,6 +328,7 @@ export class ServerConnection implements BackpressureTarget {
           run = this.fakes(lessee, b, run, msgEnd);
           pos = msgEnd;
           if (!drop) {
+            this.stats.queryCount++;
             lessee.serverReady(this, status);
             if (this.state === ServerState.Closed) return;
           }

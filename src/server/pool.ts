@@ -1,7 +1,7 @@
 // Server connections for one (node, database, user): idle stack, waiters, limits, timeouts.
 
 import { TxStatus } from "../protocol/codes.ts";
-import { ServerConnection, ServerState, type ServerEndpoint, type ServerOwner } from "./connection.ts";
+import { ServerConnection, ServerState, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
 
 /** A client waiting for a server. The pool calls back exactly once (unless it leaves the queue). */
@@ -21,14 +21,13 @@ export interface PoolSettings {
   waitTimeoutMs: number;
 }
 
-export interface PoolStats {
-  /** Transactions (leases) completed. */
+export interface PoolStats extends ConnectionStats {
+  /** Leases completed (transactions in transaction mode). */
   xactCount: number;
-  queryCount: number;
   totalWaitUs: number;
   maxWaitUs: number;
-  bytesIn: number;
-  bytesOut: number;
+  /** Clients that got a server after waiting. */
+  waitCount: number;
 }
 
 /** What the pools of one (database, user) on different nodes share: how to log in, what clients are told. */
@@ -46,7 +45,7 @@ export class Pool implements ServerOwner {
   lastError: LoginError | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   paused = false;
-  readonly stats: PoolStats = { xactCount: 0, queryCount: 0, totalWaitUs: 0, maxWaitUs: 0, bytesIn: 0, bytesOut: 0 };
+  readonly stats: PoolStats = { xactCount: 0, queryCount: 0, totalWaitUs: 0, maxWaitUs: 0, waitCount: 0, bytesIn: 0, bytesOut: 0 };
   /** Clients logged in to this pool. */
   clients = 0;
   /** Told about connect failures that are not the client's fault (health accounting). */
@@ -112,6 +111,7 @@ export class Pool implements ServerOwner {
   spawn(): Promise<ServerConnection | null> {
     const s = new ServerConnection(this.endpoint, this);
     s.generation = this.generation;
+    s.stats = this.stats;
     this.all.add(s);
     this.connecting++;
     return s.open(this.creds, {}, this.settings.connectTimeoutMs).then(
@@ -160,6 +160,7 @@ export class Pool implements ServerOwner {
       if (w !== undefined) {
         const waited = (performance.now() - w.waitingSince) * 1000;
         this.stats.totalWaitUs += waited;
+        this.stats.waitCount++;
         if (waited > this.stats.maxWaitUs) this.stats.maxWaitUs = waited;
         s.state = ServerState.Active;
         w.serverLeased(s);
