@@ -121,8 +121,8 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
     return stopping;
   };
 
-  const reload = async () => {
-    if (!opts.configPath) return;
+  const reload = async (): Promise<{ ok: boolean; error?: string }> => {
+    if (!opts.configPath) return { ok: false, error: "no config file to reload" };
     try {
       const { loadConfig } = await import("./config/load.ts");
       const next = loadConfig(opts.configPath);
@@ -134,11 +134,13 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       health.reconfigure(next.health);
       applyToPools(ctx);
       log.info("configuration reloaded");
+      return { ok: true };
     } catch (e) {
       log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
+      return { ok: false, error: (e as Error).message };
     }
   };
-  (ctx as ProxyContext & { reload?: () => Promise<void> }).reload = reload;
+  ctx.reload = reload;
 
   if (opts.configPath) {
     process.on("SIGHUP", () => void reload());

@@ -55,6 +55,8 @@ export class ProxyContext {
   readonly perDatabase = new Map<string, number>();
   readonly perUser = new Map<string, number>();
   shuttingDown = false;
+  /** Re-read and apply the config file (validated first; the old config stays on error). */
+  reload: () => Promise<{ ok: boolean; error?: string }> = async () => ({ ok: false, error: "no config file to reload" });
   paused = false;
   /** Secret for stable mock SCRAM salts of unknown users. */
   readonly mockSecret = crypto.getRandomValues(new Uint8Array(32));
