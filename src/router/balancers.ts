@@ -66,7 +66,10 @@ export class LeastConnections implements Balancer {
   }
 }
 
-/** Lowest moving-average latency per unit of weight; nodes never measured are tried first. */
+/**
+ * Lowest moving-average latency per unit of weight. Nodes within 20% (or 0.1 ms) of the best
+ * share the traffic in turn, so equal nodes do not herd onto one; unmeasured nodes are tried first.
+ */
 export class LatencyBased implements Balancer {
   readonly name = "latency" as const;
   private rotor = 0;
@@ -76,9 +79,11 @@ export class LatencyBased implements Balancer {
     if (c.length === 0) return null;
     const unmeasured = c.filter((n) => n.latencyMs === null);
     if (unmeasured.length > 0) return unmeasured[this.rotor++ % unmeasured.length]!;
-    let best = c[0]!;
-    for (const n of c) if (n.latencyMs! / n.weight < best.latencyMs! / best.weight) best = n;
-    return best;
+    let best = Infinity;
+    for (const n of c) best = Math.min(best, n.latencyMs! / n.weight);
+    const limit = Math.max(best * 1.2, best + 0.1);
+    const near = c.filter((n) => n.latencyMs! / n.weight <= limit);
+    return near[this.rotor++ % near.length]!;
   }
 }
 

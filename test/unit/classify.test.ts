@@ -1,0 +1,52 @@
+// Read/write classification with the real PostgreSQL parser.
+
+import { beforeAll, expect, test } from "bun:test";
+import { QueryClassifier, loadParser } from "../../src/sql/classify.ts";
+
+let c: QueryClassifier;
+beforeAll(async () => {
+  await loadParser();
+  c = new QueryClassifier(["my_report"]);
+});
+
+const reads = [
+  "select 1",
+  "SELECT abalance FROM pgbench_accounts WHERE aid = 5",
+  "with x as (select 1) select * from x",
+  "select count(*), max(a) from t group by b",
+  "show search_path",
+  "begin read only",
+  "start transaction isolation level serializable, read only",
+  "explain select * from t",
+  "select my_report(1)",
+  "/* comment */ select lower('A')",
+];
+const writes = [
+  "insert into t values (1)",
+  "update t set a = 1",
+  "delete from t",
+  "SELECT * FROM t FOR UPDATE",
+  "select * from t for share",
+  "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+  "select nextval('s')",
+  "select my_func(1)",
+  "select * into t2 from t",
+  "begin",
+  "set search_path = x",
+  "listen chan",
+  "explain analyze delete from t",
+  "select 1; insert into t values (1)",
+  "create table q (a int)",
+  "not sql at all",
+];
+
+test.each(reads)("read: %s", (q) => expect(c.isWrite(q)).toBe(false));
+test.each(writes)("write: %s", (q) => expect(c.isWrite(q)).toBe(true));
+
+test("results are cached by text", () => {
+  const before = { ...c.stats };
+  c.isWrite("select 42");
+  c.isWrite("select 42");
+  expect(c.stats.misses - before.misses).toBe(1);
+  expect(c.stats.hits - before.hits).toBe(1);
+});
