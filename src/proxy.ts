@@ -8,6 +8,7 @@ import { ClientState } from "./client/session.ts";
 import { Errors } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
 import { log } from "./util/log.ts";
+import { clock } from "./core/clock.ts";
 import { HealthChecker } from "./cluster/health.ts";
 import type { ClusterEvent } from "./cluster/cluster.ts";
 import { QueryClassifier, loadParser } from "./sql/classify.ts";
@@ -43,8 +44,12 @@ function sweepClients(ctx: ProxyContext, now: number): void {
   const queryMs = t.query_timeout_secs * 1000;
   const idleTxMs = t.idle_in_transaction_timeout_secs * 1000;
   const idleMs = t.client_idle_timeout_secs * 1000;
+  const loginMs = ctx.config.proxy.login_timeout_secs * 1000;
   for (const s of ctx.sessions) {
-    if (s.state !== ClientState.Ready) continue;
+    if (s.state !== ClientState.Ready) {
+      if (s.state !== ClientState.Closed && now - s.connectedAt > loginMs) s.fatal(Errors.loginTimeout());
+      continue;
+    }
     const busy = s.server !== null && s.server.owed > 0;
     if (busy) {
       if (queryMs > 0 && s.requestStartedAt > 0 && now - s.requestStartedAt > queryMs) {
@@ -93,7 +98,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
-    sweepClients(ctx, performance.now());
+    sweepClients(ctx, clock.now);
   }, 250);
   log.info(`listening on ${cfg.proxy.listen_address} (pool mode ${cfg.pool.mode})`);
 

@@ -5,6 +5,7 @@ import { Errors } from "../protocol/errors.ts";
 import { decodeAscii, readInt32, writeInt32 } from "../protocol/framing.ts";
 import { queryMessage } from "../protocol/messages.ts";
 import { build } from "../protocol/writer.ts";
+import { clock } from "../core/clock.ts";
 import type { ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
@@ -231,7 +232,7 @@ export class RequestForwarder {
   }
 
   private requestStarted(): void {
-    if (this.session.requestStartedAt === 0) this.session.requestStartedAt = performance.now();
+    if (this.session.requestStartedAt === 0) this.session.requestStartedAt = clock.now;
   }
 
   // ---- staging: when a message is rewritten, the round's bytes are copied into one buffer ----
@@ -269,12 +270,12 @@ export class RequestForwarder {
     if (this.staged >= 0) {
       if (pos > run) this.put(b, run, pos);
       server.stats.bytesIn += this.staged;
-      if (this.staged > 0) server.out.write(this.stage.subarray(0, this.staged));
+      if (this.staged > 0) server.out.write(this.stage, 0, this.staged);
       this.staged = -1;
       if (this.stage.length > 1 << 20) this.stage = new Uint8Array(0);
     } else if (pos > run) {
       server.stats.bytesIn += pos - run;
-      server.out.write(b.subarray(run, pos));
+      server.out.write(b, run, pos);
     }
   }
 

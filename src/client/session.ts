@@ -22,6 +22,7 @@ import { SessionState } from "./session-state.ts";
 import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
+import { clock } from "../core/clock.ts";
 
 export const enum ClientState {
   /** Waiting for StartupMessage / SSLRequest / CancelRequest. */
@@ -54,8 +55,8 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   waitingSince = 0;
   sessionState: SessionState | null = null;
   txStatus = TxStatus.Idle;
-  readonly connectedAt = performance.now();
-  lastActivity = performance.now();
+  readonly connectedAt = clock.now;
+  lastActivity = clock.now;
   /** When the oldest request still owed a reply was sent (0 = none). */
   requestStartedAt = 0;
   pid = 0;
@@ -64,7 +65,6 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   private rawSock: Socket<ClientSession> | null = null;
   private authQueue: Uint8Array[] = [];
   private authWaiter: ((b: Uint8Array | null) => void) | null = null;
-  private loginTimer: ReturnType<typeof setTimeout> | null = null;
   readonly forwarder: RequestForwarder;
   private inLoop = false;
   private releaseDeferred = false;
@@ -78,7 +78,6 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.out.attach(sock);
     this.mode = ctx.config.pool.mode;
     this.forwarder = new RequestForwarder(this);
-    this.loginTimer = setTimeout(() => this.fatal(Errors.loginTimeout()), ctx.config.proxy.login_timeout_secs * 1000);
   }
 
   /** Read through a method so the compiler does not narrow it across awaits. */
@@ -90,7 +89,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
 
   onData(sock: Socket<ClientSession>, chunk: Uint8Array): void {
     if (sock !== this.sock) return; // ciphertext still arriving on the pre-TLS socket
-    this.lastActivity = performance.now();
+    this.lastActivity = clock.now;
     switch (this.state) {
       case ClientState.Ready:
         if (this.console !== null) {
@@ -254,11 +253,9 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     if (nextPid > 0x7ffffff0) nextPid = 1;
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(this.minor >= 2 ? 32 : 4));
     ctx.cancelTargets.set(this.pid, this);
-    if (this.loginTimer) clearTimeout(this.loginTimer);
-    this.loginTimer = null;
-    this.out.write(welcome(pool.serverParams!, this.sessionState, this.pid, this.cancelSecret));
+    this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
     this.state = ClientState.Ready;
-    this.lastActivity = performance.now();
+    this.lastActivity = clock.now;
     if (this.mode === "session") this.pinned = true;
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle(0); // the startup packet's buffer is not needed by an idle client
@@ -271,13 +268,10 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     const role = a.admin_users.includes(this.user) ? "admin" : a.stats_users.includes(this.user) ? "stats" : null;
     if (role === null) return this.fatal(Errors.notConsoleUser(this.user));
     this.console = new AdminConsole(this.ctx, { user: this.user, role });
-    if (this.loginTimer) clearTimeout(this.loginTimer);
-    this.loginTimer = null;
     this.sessionState = new SessionState(this.params);
     this.pid = nextPid++;
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(4));
-    const params = pool.serverParams ?? new Map([["server_version", "15"], ["client_encoding", "UTF8"], ["standard_conforming_strings", "on"]]);
-    this.out.write(welcome(params, this.sessionState, this.pid, this.cancelSecret));
+    this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
     this.state = ClientState.Ready;
     this.params = NO_PARAMS;
     if (this.recv.size > 0) this.consoleData();
@@ -532,7 +526,6 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   private teardown(): void {
     if (this.state === ClientState.Closed) return;
     this.state = ClientState.Closed;
-    if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.authWaiter) {
       const w = this.authWaiter;
       this.authWaiter = null;

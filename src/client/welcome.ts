@@ -3,6 +3,7 @@
 import { Be } from "../protocol/codes.ts";
 import { AuthenticationOk, ReadyIdle } from "../protocol/messages.ts";
 import { MessageWriter } from "../protocol/writer.ts";
+import type { Pool } from "../server/pool.ts";
 import type { SessionState } from "./session-state.ts";
 
 /** Parameters PostgreSQL reports to clients (GUC_REPORT) that a client may set at startup. */
@@ -12,7 +13,13 @@ const REPORTED = new Map<string, string>([
   ["datestyle", "DateStyle"],
   ["intervalstyle", "IntervalStyle"],
   ["timezone", "TimeZone"],
-  ["extra_float_digits", ""],
+]);
+
+/** What a client is told before it has a server: known when no server was ever reached (admin console). */
+const FALLBACK = new Map([
+  ["server_version", "15"],
+  ["client_encoding", "UTF8"],
+  ["standard_conforming_strings", "on"],
 ]);
 
 /** PostgreSQL reports encodings by canonical name. */
@@ -21,8 +28,16 @@ function canonicalEncoding(v: string): string {
   return u === "UNICODE" ? "UTF8" : u;
 }
 
-export function welcome(serverParams: Map<string, string>, state: SessionState, pid: number, secret: Uint8Array): Uint8Array {
-  const params = new Map(serverParams);
+/** AuthenticationOk + ParameterStatus messages, cached per pool and session-state key. */
+const cache = new WeakMap<Pool, Map<string, Uint8Array>>();
+
+function greeting(pool: Pool, state: SessionState): Uint8Array {
+  let perPool = cache.get(pool);
+  if (perPool === undefined) cache.set(pool, (perPool = new Map()));
+  const key = state.key;
+  let bytes = perPool.get(key);
+  if (bytes !== undefined) return bytes;
+  const params = new Map(pool.serverParams ?? FALLBACK);
   for (const [name, value] of state.startupSettings()) {
     const reported = REPORTED.get(name.toLowerCase());
     if (reported) params.set(reported, reported === "client_encoding" ? canonicalEncoding(value) : value);
@@ -31,6 +46,18 @@ export function welcome(serverParams: Map<string, string>, state: SessionState, 
   const w = new MessageWriter(512);
   w.bytes(AuthenticationOk);
   for (const [k, v] of params) w.msg(Be.ParameterStatus).cstr(k).cstr(v).end();
+  bytes = w.take();
+  if (pool.serverParams !== null) {
+    if (perPool.size >= 256) perPool.clear();
+    perPool.set(key, bytes);
+  }
+  return bytes;
+}
+
+export function welcome(pool: Pool, state: SessionState, pid: number, secret: Uint8Array): Uint8Array {
+  const head = greeting(pool, state);
+  const w = new MessageWriter(head.length + 64);
+  w.bytes(head);
   w.msg(Be.BackendKeyData).int32(pid).bytes(secret).end();
   w.bytes(ReadyIdle);
   return w.take();

@@ -1,6 +1,7 @@
 // Process-wide state shared by listeners and sessions: config, pools, live clients, cancel keys.
 
 import { readFileSync } from "node:fs";
+import { tickClock } from "./clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
 import type { ServerCredentials } from "../server/login.ts";
@@ -167,7 +168,7 @@ export class ProxyContext {
 
   /** Periodic upkeep of every pool. */
   tick(): void {
-    const now = performance.now();
+    const now = tickClock();
     for (const p of this.allPools()) p.tick(now);
   }
 }

@@ -32,15 +32,16 @@ export class Outbox {
     this.sock = sock;
   }
 
-  /** Write bytes; returns false once the queue is over the high-water mark. */
-  write(data: Uint8Array): boolean {
-    if (this.closed || data.length === 0) return !this.closed;
+  /** Write data[from, to) (default: all); returns false once the queue is over the high-water mark. */
+  write(data: Uint8Array, from = 0, to = data.length): boolean {
+    const len = to - from;
+    if (this.closed || len <= 0) return !this.closed;
     if (this.queued === 0) {
-      const n = this.sock!.write(data);
-      if (n === data.length) return true;
-      this.enqueue(n > 0 ? data.subarray(n) : data);
+      const n = this.sock!.write(data, from, len);
+      if (n === len) return true;
+      this.enqueue(data.slice(from + Math.max(0, n), to));
     } else {
-      this.enqueue(data);
+      this.enqueue(data.slice(from, to));
     }
     if (this.queued > HIGH_WATER && !this.paused) {
       this.paused = true;
@@ -49,8 +50,9 @@ export class Outbox {
     return this.queued <= HIGH_WATER;
   }
 
+  /** `rest` is already a private copy. */
   private enqueue(rest: Uint8Array): void {
-    this.queue.push(rest.slice());
+    this.queue.push(rest);
     this.queued += rest.length;
   }
 

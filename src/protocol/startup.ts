@@ -61,26 +61,26 @@ export function parseStartupPacket(b: Uint8Array, start: number, end: number): S
   const minor = code & 0xffff;
   if (major !== 3) return { kind: "reject", reply: Errors.unsupportedProtocol(major, minor) };
   const stop = start + len;
-  if (b[stop - 1] !== 0) {
-    return { kind: "reject", reply: Errors.protocolViolation("invalid startup packet layout: expected terminator as last byte") };
-  }
+  // PostgreSQL's own loop: an empty name ends the list, which must then end exactly at the last byte.
   const params = new Map<string, string>();
   const unsupportedOptions: string[] = [];
   let p = start + 8;
-  while (p < stop - 1) {
-    const kEnd = b.indexOf(0, p);
-    if (kEnd < 0 || kEnd >= stop - 1) {
-      return { kind: "reject", reply: Errors.protocolViolation("invalid startup packet layout: expected terminator as last byte") };
-    }
-    const key = decoder.decode(b.subarray(p, kEnd));
-    const vEnd = b.indexOf(0, kEnd + 1);
-    if (vEnd < 0 || vEnd >= stop) {
-      return { kind: "reject", reply: Errors.protocolViolation("invalid startup packet layout: expected terminator as last byte") };
-    }
-    const value = decoder.decode(b.subarray(kEnd + 1, vEnd));
+  while (p < stop) {
+    if (b[p] === 0) break;
+    let nameEnd = b.indexOf(0, p);
+    if (nameEnd < 0 || nameEnd > stop) nameEnd = stop;
+    const valStart = nameEnd + 1;
+    if (valStart >= stop) break;
+    let valEnd = b.indexOf(0, valStart);
+    if (valEnd < 0 || valEnd > stop) valEnd = stop;
+    const key = decoder.decode(b.subarray(p, nameEnd));
+    const value = decoder.decode(b.subarray(valStart, valEnd));
     if (key.startsWith("_pq_.")) unsupportedOptions.push(key);
     else params.set(key, value);
-    p = vEnd + 1;
+    p = valEnd + 1;
+  }
+  if (p !== stop - 1) {
+    return { kind: "reject", reply: Errors.protocolViolation("invalid startup packet layout: expected terminator as last byte") };
   }
   if (!params.get("user")) return { kind: "reject", reply: Errors.noUser() };
   return { kind: "startup", length: len, minor, params, unsupportedOptions };

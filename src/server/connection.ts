@@ -6,12 +6,14 @@ import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
 import { CloseComplete, ParseComplete, SslRequestPacket, TerminateMessage, commandComplete, readyForQuery, startupMessage } from "../protocol/messages.ts";
 import type { ServerSslMode } from "../config/types.ts";
 import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
+import { clock } from "../core/clock.ts";
 import { LoginError, LoginExchange, type ServerCredentials } from "./login.ts";
 import { Pending, ResponseQueue } from "./response-queue.ts";
 
 /** Where replies for a client go (its outbox, or nowhere while the proxy resets a server). */
 export interface Sink {
-  write(data: Uint8Array): boolean;
+  /** Write data[from, to) (default: all of it). */
+  write(data: Uint8Array, from?: number, to?: number): boolean;
 }
 
 /** The client side of a lease, as the server connection sees it. */
@@ -82,8 +84,8 @@ export class ServerConnection implements BackpressureTarget {
   params = new Map<string, string>();
   pid = 0;
   secret: Uint8Array = new Uint8Array(4);
-  readonly createdAt = performance.now();
-  lastUsedAt = performance.now();
+  readonly createdAt = clock.now;
+  lastUsedAt = clock.now;
   /** Transaction status from the last ReadyForQuery. */
   txStatus = TxStatus.Idle;
   /** Session-pinning state (temp tables, LISTEN, ...) that requires a full reset before reuse. */
@@ -262,7 +264,7 @@ export class ServerConnection implements BackpressureTarget {
     if (this.passthrough > 0) {
       const n = Math.min(this.passthrough, chunk.length);
       this.passthrough -= n;
-      this.lessee?.out.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+      this.lessee?.out.write(chunk, 0, n);
       if (n === chunk.length) return;
       chunk = chunk.subarray(n);
     }
@@ -295,7 +297,7 @@ export class ServerConnection implements BackpressureTarget {
       if (msgEnd > end) {
         // Stream an oversized row or copy chunk instead of buffering all of it.
         if ((type === Be.DataRow || type === Be.CopyData) && len > 65536 && lessee && q.peek() !== Pending.InjectedQuery) {
-          lessee.out.write(b.subarray(run, end));
+          lessee.out.write(b, run, end);
           this.passthrough = msgEnd - end;
           if (owned) this.recv.clear();
           return;
@@ -322,7 +324,7 @@ export class ServerConnection implements BackpressureTarget {
           this.owed--;
           if (drop) run = this.cut(lessee, b, run, pos, msgEnd);
           else {
-            lessee.out.write(b.subarray(run, msgEnd));
+            lessee.out.write(b, run, msgEnd);
             run = msgEnd;
           }
           run = this.fakes(lessee, b, run, msgEnd);
@@ -378,7 +380,7 @@ export class ServerConnection implements BackpressureTarget {
       pos = msgEnd;
     }
     const lessee = this.lessee;
-    if (run < pos && lessee) lessee.out.write(b.subarray(run, pos));
+    if (run < pos && lessee) lessee.out.write(b, run, pos);
     if (owned) this.recv.consume(pos - start);
     else if (pos < end) this.recv.push(b.subarray(pos, end));
   }
@@ -397,7 +399,7 @@ export class ServerConnection implements BackpressureTarget {
 
   /** Write the run before a dropped message and return the new run start (after it). */
   private cut(lessee: Lessee, b: Uint8Array, run: number, pos: number, msgEnd: number): number {
-    if (run < pos) lessee.out.write(b.subarray(run, pos));
+    if (run < pos) lessee.out.write(b, run, pos);
     return msgEnd;
   }
 
@@ -405,7 +407,7 @@ export class ServerConnection implements BackpressureTarget {
   private fakes(lessee: Lessee, b: Uint8Array, run: number, msgEnd: number): number {
     const k = this.queue.peek();
     if (k !== Pending.FakeParseComplete && k !== Pending.FakeCloseComplete && k !== Pending.FakeCommand) return run;
-    if (run < msgEnd) lessee.out.write(b.subarray(run, msgEnd));
+    if (run < msgEnd) lessee.out.write(b, run, msgEnd);
     this.drainFakes(lessee);
     return msgEnd;
   }

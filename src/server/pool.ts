@@ -3,6 +3,7 @@
 import { TxStatus } from "../protocol/codes.ts";
 import { ServerConnection, ServerState, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
+import { clock } from "../core/clock.ts";
 
 /** A client waiting for a server. The pool calls back exactly once (unless it leaves the queue). */
 export interface PoolWaiter {
@@ -154,7 +155,7 @@ export class Pool implements ServerOwner {
   private give(s: ServerConnection): void {
     if (s.state === ServerState.Closed) return;
     s.lessee = null;
-    s.lastUsedAt = performance.now();
+    s.lastUsedAt = clock.now;
     if (!this.paused) {
       const w = this.waiters.shift();
       if (w !== undefined) {
@@ -179,7 +180,7 @@ export class Pool implements ServerOwner {
       s.close("released while busy");
       return;
     }
-    if (this.settings.lifetimeMs > 0 && performance.now() - s.createdAt > this.settings.lifetimeMs) {
+    if (this.settings.lifetimeMs > 0 && clock.now - s.createdAt > this.settings.lifetimeMs) {
       s.close("server lifetime reached");
       return;
     }

@@ -33,9 +33,9 @@ class RowCollector implements Lessee, Sink {
     }, timeoutMs);
   }
 
-  write(b: Uint8Array): boolean {
-    let p = 0;
-    while (p + 5 <= b.length) {
+  write(b: Uint8Array, from = 0, to = b.length): boolean {
+    let p = from;
+    while (p + 5 <= to) {
       const type = b[p]!;
       const end = p + 1 + readInt32(b, p + 1);
       if (type === Be.DataRow) this.rows.push(columns(b, p + 5, end));
