@@ -13,6 +13,7 @@ import { HealthChecker } from "./cluster/health.ts";
 import type { ClusterEvent } from "./cluster/cluster.ts";
 import { QueryClassifier, loadParser } from "./sql/classify.ts";
 import { makeBalancer } from "./router/balancers.ts";
+import { startAdmin } from "./admin/http.ts";
 
 export interface RunningProxy {
   ctx: ProxyContext;
@@ -112,7 +113,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       // In-flight transactions finish; idle clients are told and closed.
       while (performance.now() < deadline) {
         for (const s of ctx.sessions) {
-          if (s.state !== ClientState.Ready || (s.server === null && s.recv.size === 0)) s.fatal(Errors.shuttingDown());
+          if (s.state !== ClientState.Ready || s.server === null) s.fatal(Errors.shuttingDown());
         }
         if (ctx.sessions.size === 0) break;
         await Bun.sleep(50);
@@ -122,6 +123,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       health.stop();
       for (const p of ctx.allPools()) p.closeAll("proxy shutdown");
       listener.stop(true);
+      admin.stop();
     })();
     return stopping;
   };
@@ -146,6 +148,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
     }
   };
   ctx.reload = reload;
+  const admin = startAdmin(ctx, { reload });
 
   if (opts.configPath) {
     process.on("SIGHUP", () => void reload());

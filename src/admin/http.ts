@@ -2,11 +2,10 @@
 
 import type { ProxyContext } from "../core/context.ts";
 import type { NodeView } from "../cluster/cluster.ts";
-import type { Pool } from "../server/pool.ts";
 import { parseAddress } from "../config/schema.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
-import { createMetrics } from "./metrics.ts";
+import { clientPools, createMetrics } from "./metrics.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { openApiDocument } from "./openapi.ts";
 
@@ -69,11 +68,6 @@ export type NodeState = "up" | "down" | "draining";
 
 export function nodeState(n: NodeView): NodeState {
   return n.health === "down" ? "down" : n.drained ? "draining" : "up";
-}
-
-/** Every client pool: one per (database, user, node). */
-export function* clientPools(ctx: ProxyContext): IterableIterator<Pool> {
-  for (const g of ctx.groups.values()) yield* g.pools.values();
 }
 
 function poolCountsByNode(ctx: ProxyContext): Map<string, { active: number; idle: number; connecting: number; waiting: number; total: number }> {
@@ -211,7 +205,9 @@ function drainHandler(ctx: ProxyContext, drained: boolean): Handler {
   };
 }
 
-function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, startedAt: number, metrics: ReturnType<typeof createMetrics>): Route[] {
+function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, startedAt: number): Route[] {
+  // Built on the first scrape: a proxy nobody scrapes pays nothing for it.
+  let metrics: ReturnType<typeof createMetrics> | null = null;
   const route = (method: Route["method"], path: string, handler: Handler, isPublic = false): Route => ({
     method,
     segments: path.split("/").filter(Boolean),
@@ -235,7 +231,10 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     }),
     route("GET", "/topology", () => json(200, topologyView(ctx))),
     route("GET", "/pools", () => json(200, poolsView(ctx))),
-    route("GET", "/metrics", async () => new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } })),
+    route("GET", "/metrics", async () => {
+      metrics ??= createMetrics(ctx);
+      return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
+    }),
     route("POST", "/nodes/:id/drain", drainHandler(ctx, true)),
     route("POST", "/nodes/:id/undrain", drainHandler(ctx, false)),
     route("POST", "/pause", () => {
@@ -334,8 +333,7 @@ export function startAdmin(ctx: ProxyContext, opts: AdminOptions = {}): AdminSer
   if (!sec.loopback && sec.adminToken === "" && sec.readToken === "")
     log.warn(`admin API on ${address} is beyond loopback and no HELIOSPROXY_ADMIN_TOKEN/HELIOSPROXY_READ_TOKEN is set: every request will be refused`);
   const startedAt = performance.now();
-  const metrics = createMetrics(ctx);
-  const routes = buildRoutes(ctx, opts.reload ?? (() => ctx.reload()), startedAt, metrics);
+  const routes = buildRoutes(ctx, opts.reload ?? (() => ctx.reload()), startedAt);
 
   const handle = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);

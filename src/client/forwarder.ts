@@ -27,6 +27,11 @@ export class RequestForwarder {
   private pendingSets: string[] = [];
   private pendingErrors = 0;
   private pendingDiscarded = false;
+  /**
+   * Statement names added or closed by requests PostgreSQL has not finished: entry number of the
+   * message on the server queue, the name, and what the name meant before. Undone if skipped.
+   */
+  private nameChanges: { at: number; name: string; before: StatementEntry | undefined }[] = [];
 
   constructor(private readonly session: ClientSession) {}
 
@@ -49,15 +54,17 @@ export class RequestForwarder {
         sess.fatal(Errors.invalidMessageLength());
         return end;
       }
+      // Judge the type before waiting for a body: garbage must not hold the connection open.
+      if (!isFrontendType(type) && type !== Fe.Terminate) {
+        this.flush(server, b, run, pos);
+        sess.fatal(type === Fe.Password ? Errors.protocolViolation("unexpected password message") : Errors.invalidMessageType(type));
+        return end;
+      }
       const msgEnd = pos + 1 + len;
       if (msgEnd > end) break;
       if (server === null) {
         if (type === Fe.Terminate) {
           sess.close();
-          return end;
-        }
-        if (!isFrontendType(type)) {
-          sess.fatal(type === Fe.Password ? Errors.protocolViolation("unexpected password message") : Errors.invalidMessageType(type));
           return end;
         }
         if (!sess.acquireServer(pooled ? this.mayWrite(type, b, pos, msgEnd) : true)) break;
@@ -115,6 +122,7 @@ export class RequestForwarder {
               server.prepared.set(g, true);
               server.expect(Pending.Parse, g);
             }
+            this.nameChanges.push({ at: server.queue.pushed - 1, name, before: undefined });
           }
           run = pos = msgEnd;
           continue;
@@ -154,6 +162,7 @@ export class RequestForwarder {
               run = this.spill(b, run, pos);
               if (type === Fe.Close) {
                 // The server copy stays cached for others; PostgreSQL answers CloseComplete even for unknown names.
+                this.nameChanges.push({ at: server.queue.pushed, name, before: entry });
                 this.statements.delete(name);
                 server.expect(Pending.FakeCloseComplete);
                 run = pos = msgEnd;
@@ -378,9 +387,47 @@ export class RequestForwarder {
     return true;
   }
 
+  /** A request failed at entry `failed`: name changes from there on never happened. */
+  undoFrom(failed: number): void {
+    const changes = this.nameChanges;
+    for (let i = changes.length - 1; i >= 0 && changes[i]!.at >= failed; i--) {
+      const c = changes.pop()!;
+      const undone = this.statements.get(c.name);
+      if (undone) this.forgotten.set(undone.global, c.name);
+      if (c.before === undefined) this.statements.delete(c.name);
+      else this.statements.set(c.name, c.before);
+    }
+  }
+
+  /** Server-side names of statements whose creation was undone, for error messages (bounded). */
+  private forgotten = new Map<string, string>();
+
+  /** An error naming a server-side statement ("hp_N") is rewritten to name the client's statement. */
+  clientError(b: Uint8Array, from: number, to: number): Uint8Array | null {
+    const text = decoder.decode(b.subarray(from + 5, to));
+    const m = /"(hp_[0-9a-z]+)"/.exec(text);
+    if (!m) return null;
+    const global = m[1]!;
+    let name = this.forgotten.get(global);
+    if (name === undefined) for (const [n, e] of this.statements) if (e.global === global) name = n;
+    if (name === undefined) return null;
+    if (this.forgotten.size > 64) this.forgotten.clear();
+    const fields = text.split("\0").map((f) => (f.length > 1 ? f[0] + f.slice(1).replaceAll(`"${global}"`, `"${name}"`) : f));
+    const body = new TextEncoder().encode(fields.join("\0"));
+    const out = new Uint8Array(body.length + 5);
+    out[0] = b[from]!;
+    writeInt32(out, 1, body.length + 4);
+    out.set(body, 5);
+    return out;
+  }
+
   /** After each ReadyForQuery: settle SETs, re-apply startup settings after DISCARD ALL. */
   onReady(server: ServerConnection, status: number): void {
     const sess = this.session;
+    if (this.nameChanges.length > 0) {
+      const done = server.queue.shifted;
+      this.nameChanges = this.nameChanges.filter((c) => c.at >= done);
+    }
     if (this.afterDiscard && status === TxStatus.Idle && server.owed === 0) {
       this.afterDiscard = false;
       const sql = sess.sessionState!.applySql(true);

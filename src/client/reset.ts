@@ -22,6 +22,10 @@ class ServerReset implements Lessee {
     this.timer = setTimeout(() => server.close("reset did not finish in time"), RESET_TIMEOUT_MS);
   }
 
+  injectedReady(s: ServerConnection, status: number): void {
+    this.serverReady(s, status);
+  }
+
   serverReady(s: ServerConnection, status: number): void {
     if (s.owed !== 0) return;
     clearTimeout(this.timer);
@@ -41,6 +45,7 @@ class ServerReset implements Lessee {
     s.close("reset failed");
   }
 
+  extendedFailed(): void {}
   pauseReading(): void {}
   resumeReading(): void {}
 }

@@ -165,10 +165,6 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
             this.fatal(Errors.tlsRequired());
             return;
           }
-          if (r.size > 0) {
-            this.fatal(Errors.protocolViolation("unexpected data after startup packet"));
-            return;
-          }
           this.params = pkt.params;
           this.user = pkt.params.get("user")!;
           this.database = pkt.params.get("database") || this.user;
@@ -474,6 +470,19 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.server = null;
     log.debug("server lost", { pid: this.pid, reason });
     this.fatal(Errors.serverLost());
+  }
+
+  clientError(b: Uint8Array, from: number, to: number): Uint8Array | null {
+    return this.mode === "session" ? null : this.forwarder.clientError(b, from, to);
+  }
+
+  extendedFailed(_s: ServerConnection, failed: number): void {
+    this.forwarder.undoFrom(failed);
+  }
+
+  /** An injected statement finished (session state applied, or the startup settings after DISCARD ALL). */
+  injectedReady(): void {
+    this.maybeRelease();
   }
 
   injectedFailed(s: ServerConnection, message: string): void {

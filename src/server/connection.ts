@@ -24,6 +24,12 @@ export interface Lessee {
   serverReady(server: ServerConnection, status: number): void;
   /** The server connection broke while leased. */
   serverLost(server: ServerConnection, reason: string): void;
+  /** The ReadyForQuery of an injected statement arrived (and was not forwarded). */
+  injectedReady(server: ServerConnection, status: number): void;
+  /** An extended-protocol request failed at entry number `failed`: it and the entries up to Sync were skipped. */
+  extendedFailed(server: ServerConnection, failed: number): void;
+  /** Client-facing form of an error that names a server-side statement (null: forward it unchanged). */
+  clientError?(b: Uint8Array, from: number, to: number): Uint8Array | null;
   /** An injected statement (session state, reset) failed. */
   injectedFailed(server: ServerConnection, message: string): void;
   pauseReading(): void;
@@ -332,8 +338,8 @@ export class ServerConnection implements BackpressureTarget {
           if (!drop) {
             this.stats.queryCount++;
             lessee.serverReady(this, status);
-            if (this.state === ServerState.Closed) return;
-          }
+          } else lessee.injectedReady(this, status);
+          if (this.state === ServerState.Closed) return;
           continue;
         }
         case Be.ParseComplete:
@@ -372,7 +378,14 @@ export class ServerConnection implements BackpressureTarget {
         case Be.ErrorResponse:
           this.errors++;
           if (drop) lessee.injectedFailed(this, "injected statement failed");
-          else if (head !== 0 && head !== Pending.Query && head !== Pending.Sync) this.skipToSync();
+          else {
+            if (head !== 0 && head !== Pending.Query && head !== Pending.Sync) this.skipToSync();
+            const renamed = lessee.clientError?.(b, pos, msgEnd) ?? null;
+            if (renamed !== null) {
+              run = this.cut(lessee, b, run, pos, msgEnd);
+              lessee.out.write(renamed);
+            }
+          }
           break;
       }
       if (drop) run = this.cut(lessee, b, run, pos, msgEnd);
@@ -388,6 +401,7 @@ export class ServerConnection implements BackpressureTarget {
   /** After an error in the extended protocol the server ignores everything up to Sync: forget those entries. */
   private skipToSync(): void {
     const q = this.queue;
+    this.lessee?.extendedFailed(this, q.shifted);
     for (let k = q.peek(); k !== 0 && k !== Pending.Sync; k = q.peek()) {
       if (k === Pending.Parse || k === Pending.InjectedParse) {
         const name = q.peekName();

@@ -63,6 +63,8 @@ class RowCollector implements Lessee, Sink {
   }
 
   injectedFailed(): void {}
+  injectedReady(): void {}
+  extendedFailed(): void {}
   pauseReading(): void {}
   resumeReading(): void {}
 }

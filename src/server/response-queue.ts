@@ -28,6 +28,9 @@ export class ResponseQueue {
   private head = 0;
   private tail = 0;
   private mask = 63;
+  /** Entries ever pushed / shifted: entry number n is the n-th pushed (from 0). */
+  pushed = 0;
+  shifted = 0;
 
   get length(): number {
     return (this.tail - this.head) & this.mask;
@@ -42,6 +45,7 @@ export class ResponseQueue {
     this.kinds[this.tail] = kind;
     this.names[this.tail] = name;
     this.tail = (this.tail + 1) & this.mask;
+    this.pushed++;
   }
 
   /** Kind at the head, or 0 when empty. */
@@ -57,6 +61,7 @@ export class ResponseQueue {
     const k = this.kinds[this.head]!;
     this.names[this.head] = null;
     this.head = (this.head + 1) & this.mask;
+    this.shifted++;
     return k;
   }
 
@@ -69,6 +74,7 @@ export class ResponseQueue {
 
   clear(): void {
     this.names.fill(null);
+    this.shifted += this.length;
     this.head = 0;
     this.tail = 0;
   }

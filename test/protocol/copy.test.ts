@@ -154,3 +154,29 @@ function suite(mode: Mode): void {
 
 suite("transaction");
 suite("statement");
+
+// ---- failing against the current proxy -------------------------------------------------------
+
+suite("session");
+
+describe("session-mode server reuse", () => {
+  test("a client that leaves gives its server back at once, reset, to the next client", async () => {
+    const proxy = await startProxy({ mode: "session", maxConnections: 1, poolExtra: "wait_timeout_secs = 1" });
+    try {
+      const a = await F.login(proxy.port, USER);
+      const first = F.firstColumn(await a.conn.roundTrip(F.query("set statement_timeout = '3s'; select pg_backend_pid()")))[0];
+      a.conn.quit();
+      await Bun.sleep(100);
+      const b = await F.login(proxy.port, USER);
+      const t0 = performance.now();
+      const r = await b.conn.roundTrip(F.query("select pg_backend_pid(), current_setting('statement_timeout')"), 1, 3000);
+      expect(F.errors(r)).toEqual([]);
+      expect(performance.now() - t0).toBeLessThan(500);
+      expect(F.dataRow(r.find((m) => m.type === "D")!)).toEqual([first!, "0"]);
+      b.conn.quit();
+    } finally {
+      F.RawConn.destroyAll();
+      await proxy.stop();
+    }
+  });
+});

@@ -378,3 +378,23 @@ describe("A20 async FATAL on an idle pooled server", () => {
     conn.quit();
   });
 });
+
+// ---- failing against the current proxy -------------------------------------------------------
+
+describe("PostgreSQL parity of message typing after login", () => {
+  test("A12 unknown message type declaring a body not yet sent: FATAL 08P01 at once", async () => {
+    const { conn } = await F.login(proxy.port, USER);
+    await conn.send(F.message(1, "", { length: 5000 }));
+    expect(await conn.waitClosed(1000)).toBe(true);
+    const e = F.errors(conn.take());
+    expect(e.map((x) => [x.severity, x.code, x.message])).toEqual([["FATAL", "08P01", "invalid frontend message type 1"]]);
+  });
+
+  test("A14 a second StartupMessage after login: FATAL 08P01 at once", async () => {
+    const { conn } = await F.login(proxy.port, USER);
+    await conn.send(F.startup(USER));
+    expect(await conn.waitClosed(1000)).toBe(true);
+    const e = F.errors(conn.take());
+    expect(e.map((x) => [x.severity, x.code, x.message])).toEqual([["FATAL", "08P01", "invalid frontend message type 0"]]);
+  });
+});

@@ -1,0 +1,171 @@
+// Prometheus metrics for /metrics: one prom-client registry per proxy, filled from the context on each scrape.
+
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { ProxyContext } from "../core/context.ts";
+import type { Pool } from "../server/pool.ts";
+
+type Labels = Record<string, string>;
+
+/** Client pools: one per (database, user, node). */
+export function* clientPools(ctx: ProxyContext): IterableIterator<Pool> {
+  for (const g of ctx.groups.values()) yield* g.pools.values();
+}
+
+/** Sum `value` per label set (pools of one node share a label set for per-node series). */
+function sumBy<T>(items: Iterable<T>, key: (x: T) => Labels, value: (x: T) => number): { labels: Labels; value: number }[] {
+  const acc = new Map<string, { labels: Labels; value: number }>();
+  for (const x of items) {
+    const labels = key(x);
+    const k = JSON.stringify(labels);
+    const cur = acc.get(k);
+    if (cur) cur.value += value(x);
+    else acc.set(k, { labels, value: value(x) });
+  }
+  return [...acc.values()];
+}
+
+/**
+ * A summary with only _sum and _count (no quantiles): pool stats keep totals, not samples, and
+ * the hot path stays untouched. rate(_sum)/rate(_count) gives the mean wait.
+ */
+function waitSummary(ctx: ProxyContext, registry: Registry): void {
+  const name = "heliosproxy_pool_wait_seconds";
+  const help = "Time clients waited for a server connection (clients served at once are not counted)";
+  registry.registerMetric({
+    name,
+    help,
+    type: "summary",
+    aggregator: "sum",
+    get: async () => {
+      const values = [];
+      for (const p of clientPools(ctx)) {
+        const labels = { node: p.node, database: p.database, user: p.user };
+        values.push({ metricName: `${name}_sum`, labels, value: p.stats.totalWaitUs / 1e6 });
+        values.push({ metricName: `${name}_count`, labels, value: p.stats.waitCount });
+      }
+      return { name, help, type: "summary", aggregator: "sum", values };
+    },
+    reset() {},
+  } as unknown as Gauge);
+}
+
+export function createMetrics(ctx: ProxyContext): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  new Gauge({
+    name: "heliosproxy_client_connections",
+    help: "Logged-in client connections",
+    labelNames: ["database", "user"],
+    registers,
+    collect() {
+      this.reset();
+      for (const s of sumBy(clientPools(ctx), (p) => ({ database: p.database, user: p.user }), (p) => p.clients)) this.set(s.labels, s.value);
+    },
+  });
+
+  new Gauge({
+    name: "heliosproxy_server_connections",
+    help: "Server connections by node, pool and state",
+    labelNames: ["node", "database", "user", "state"],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of clientPools(ctx)) {
+        const c = p.counts();
+        const base = { node: p.node, database: p.database, user: p.user };
+        this.set({ ...base, state: "active" }, c.active);
+        this.set({ ...base, state: "idle" }, c.idle);
+        this.set({ ...base, state: "connecting" }, c.connecting);
+      }
+    },
+  });
+
+  new Gauge({
+    name: "heliosproxy_clients_waiting",
+    help: "Clients queued for a server connection",
+    labelNames: ["node", "database", "user"],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of clientPools(ctx)) this.set({ node: p.node, database: p.database, user: p.user }, p.waiting);
+    },
+  });
+
+  waitSummary(ctx, registry);
+
+  new Gauge({
+    name: "heliosproxy_pool_wait_max_seconds",
+    help: "Longest time a client has waited for a server connection since start",
+    labelNames: ["node", "database", "user"],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of clientPools(ctx)) this.set({ node: p.node, database: p.database, user: p.user }, p.stats.maxWaitUs / 1e6);
+    },
+  });
+
+  /** A counter that mirrors totals kept elsewhere (set, never incremented here). */
+  const mirror = (name: string, help: string, labelNames: string[], read: () => { labels: Labels; value: number }[]) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of read()) this.inc(s.labels, s.value);
+      },
+    });
+
+  mirror("heliosproxy_queries_total", "Requests answered by servers (ReadyForQuery relayed)", ["node"], () =>
+    sumBy(clientPools(ctx), (p) => ({ node: p.node }), (p) => p.stats.queryCount),
+  );
+  mirror("heliosproxy_transactions_total", "Server leases completed (transactions in transaction mode)", ["node"], () =>
+    sumBy(clientPools(ctx), (p) => ({ node: p.node }), (p) => p.stats.xactCount),
+  );
+  mirror("heliosproxy_bytes_total", "Bytes relayed: in = clients to servers, out = servers to clients", ["node", "direction"], () => [
+    ...sumBy(clientPools(ctx), (p) => ({ node: p.node, direction: "in" }), (p) => p.stats.bytesIn),
+    ...sumBy(clientPools(ctx), (p) => ({ node: p.node, direction: "out" }), (p) => p.stats.bytesOut),
+  ]);
+  mirror("heliosproxy_logins_total", "Client login attempts by result", ["result"], () => [
+    { labels: { result: "ok" }, value: ctx.stats.loginsOk },
+    { labels: { result: "failed" }, value: ctx.stats.loginsFailed },
+    { labels: { result: "refused" }, value: ctx.stats.clientsRefused },
+  ]);
+
+  /** One gauge series per node, skipped where the value is unknown. */
+  const perNode = (name: string, help: string, read: (n: ReturnType<ProxyContext["cluster"]["snapshot"]>[number]) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["node"],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of ctx.cluster.snapshot()) {
+          const v = read(n);
+          if (v !== null) this.set({ node: n.name }, v);
+        }
+      },
+    });
+
+  perNode("heliosproxy_node_up", "1 when the node passes health checks, else 0", (n) => (n.health === "up" ? 1 : 0));
+  perNode("heliosproxy_node_drained", "1 when the node is drained (out of rotation)", (n) => (n.drained ? 1 : 0));
+  perNode("heliosproxy_node_primary", "1 on the node the proxy sends writes to", (n) => (n.role === "primary" ? 1 : 0));
+  perNode("heliosproxy_replication_lag_bytes", "Bytes of WAL the node's replay is behind the primary", (n) => n.lagBytes);
+  perNode("heliosproxy_replication_lag_seconds", "Seconds the node's replay is behind the primary", (n) => n.lagSeconds);
+  perNode("heliosproxy_node_latency_seconds", "Moving average of probe and query latency", (n) => (n.latencyMs === null ? null : n.latencyMs / 1000));
+
+  new Gauge({
+    name: "heliosproxy_paused",
+    help: "1 while the pools are paused (PAUSE / POST /pause)",
+    registers,
+    collect() {
+      this.set(ctx.paused ? 1 : 0);
+    },
+  });
+
+  return registry;
+}
