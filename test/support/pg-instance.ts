@@ -1,0 +1,824 @@
+// Test fixture: throwaway PostgreSQL servers (initdb/pg_ctl as the postgres OS user), TLS files, and a raw wire-protocol client.
+
+import { chownSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
+import { connect as netConnect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "./proxy.ts";
+
+export const PG_BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
+const PG_OS_USER = "postgres";
+
+// ---- processes ---------------------------------------------------------------------------
+
+interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+async function run(cmd: string[], opts: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
+  const proc = Bun.spawn(cmd, {
+    cwd: opts.cwd,
+    stdin: opts.input !== undefined ? new TextEncoder().encode(opts.input) : "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...opts.env },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { stdout, stderr, code };
+}
+
+async function runOk(cmd: string[], opts: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Promise<string> {
+  const r = await run(cmd, opts);
+  if (r.code !== 0) throw new Error(`${cmd.join(" ")} exited ${r.code}\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** Run a PostgreSQL server binary as the postgres OS user (they refuse to run as root). */
+function asPostgres(bin: string, args: string[]): string[] {
+  const path = join(PG_BIN, bin);
+  return process.getuid?.() === 0 ? ["runuser", "-u", PG_OS_USER, "--", path, ...args] : [path, ...args];
+}
+
+function pgIds(): { uid: number; gid: number } {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${PG_OS_USER}:`));
+  if (!line) throw new Error(`no ${PG_OS_USER} OS user`);
+  const f = line.split(":");
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+/** Give a path to the postgres OS user (no-op when not root). */
+function givePostgres(path: string, mode?: number): void {
+  if (process.getuid?.() === 0) {
+    const { uid, gid } = pgIds();
+    chownSync(path, uid, gid);
+  }
+  if (mode !== undefined) chmodSync(path, mode);
+}
+
+// ---- TLS material -------------------------------------------------------------------------
+
+export interface TlsFiles {
+  dir: string;
+  /** CA that signed serverCert. */
+  caCert: string;
+  caKey: string;
+  /** Certificate for CN=localhost with SANs DNS:localhost and IP:127.0.0.1, signed by caCert. */
+  serverCert: string;
+  serverKey: string;
+  /** An unrelated CA: verifying serverCert against it must fail. */
+  otherCaCert: string;
+  /** Self-signed CN=localhost certificate and key. */
+  selfSignedCert: string;
+  selfSignedKey: string;
+}
+
+const tlsCache = new Map<string, TlsFiles>();
+
+/** Generate a CA, a CA-signed localhost certificate, an unrelated CA and a self-signed certificate in `dir`. */
+export async function makeTlsFiles(dir: string = mkdtempSync(join(tmpdir(), "helios-tls-"))): Promise<TlsFiles> {
+  const cached = tlsCache.get(dir);
+  if (cached) return cached;
+  mkdirSync(dir, { recursive: true });
+  const p = (n: string) => join(dir, n);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const ossl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
+  await ossl(["req", "-x509", ...ec, "-keyout", p("ca.key"), "-out", p("ca.crt"), "-days", "3", "-subj", "/CN=Helios Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  await ossl(["req", "-x509", ...ec, "-keyout", p("other-ca.key"), "-out", p("other-ca.crt"), "-days", "3", "-subj", "/CN=Unrelated Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  await ossl(["req", "-new", ...ec, "-keyout", p("server.key"), "-out", p("server.csr"), "-subj", "/CN=localhost"]);
+  writeFileSync(p("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n");
+  await ossl(["x509", "-req", "-in", p("server.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"), "-CAcreateserial", "-days", "3", "-extfile", p("server.ext"), "-out", p("server.crt")]);
+  await ossl(["req", "-x509", ...ec, "-keyout", p("self.key"), "-out", p("self.crt"), "-days", "3", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]);
+  for (const k of ["ca.key", "other-ca.key", "server.key", "self.key"]) chmodSync(p(k), 0o600);
+  const files: TlsFiles = {
+    dir,
+    caCert: p("ca.crt"),
+    caKey: p("ca.key"),
+    serverCert: p("server.crt"),
+    serverKey: p("server.key"),
+    otherCaCert: p("other-ca.crt"),
+    selfSignedCert: p("self.crt"),
+    selfSignedKey: p("self.key"),
+  };
+  tlsCache.set(dir, files);
+  return files;
+}
+
+// ---- PostgreSQL instances -----------------------------------------------------------------
+
+export interface PgInstanceOptions {
+  /** pg_hba.conf lines, placed after the fixture's own `local` trust lines (used by psql()). */
+  hba?: string[];
+  /** postgresql.conf settings (values written verbatim: quote strings yourself, e.g. "'md5'"). */
+  conf?: Record<string, string>;
+  /** Serve TLS with `certs.serverCert` (signed by `certs.caCert`). */
+  ssl?: boolean;
+  /** Databases created once the server is up. */
+  databases?: string[];
+  /** TCP port (default: a free one). */
+  port?: number;
+  /** Build the data directory with pg_basebackup from this running instance and start as its standby. */
+  standbyOf?: PgInstance;
+  /** With standbyOf: application_name of the standby (for synchronous_standby_names). */
+  applicationName?: string;
+}
+
+export interface PsqlOptions {
+  db?: string;
+  user?: string;
+}
+
+export interface PgInstance {
+  readonly host: string;
+  readonly port: number;
+  /** Temp directory holding everything below (removed by destroy()). */
+  readonly baseDir: string;
+  readonly dataDir: string;
+  readonly socketDir: string;
+  readonly logFile: string;
+  /** TLS files (generated when ssl was asked for). */
+  readonly certs: TlsFiles | null;
+  /** libpq URL over TCP. */
+  url(db?: string, user?: string): string;
+  /** Run SQL as the superuser over the unix socket (trust); returns `psql -At` output, trimmed. Throws on error. */
+  psql(sql: string, opts?: PsqlOptions): Promise<string>;
+  /** Like psql() but never throws. */
+  tryPsql(sql: string, opts?: PsqlOptions): Promise<RunResult>;
+  /** Postmaster pid while running. */
+  pid(): number | null;
+  running(): boolean;
+  start(): Promise<void>;
+  stop(mode?: "smart" | "fast" | "immediate"): Promise<void>;
+  restart(mode?: "smart" | "fast" | "immediate"): Promise<void>;
+  /** SIGKILL the postmaster and its children (a crash); start() then runs crash recovery. */
+  kill9(): Promise<void>;
+  /** Re-read config files (pg_hba.conf, postgresql.conf). */
+  reload(): Promise<void>;
+  /** Replace the custom pg_hba.conf lines (call reload() after). */
+  setHba(lines: string[]): void;
+  /** Append postgresql.conf settings (call reload() or restart() after). */
+  setConf(conf: Record<string, string>): void;
+  /** Promote a standby. */
+  promote(): Promise<void>;
+  /** Stop (immediate) and remove the directory. Safe to call twice. */
+  destroy(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A detached shell that outlives a crashed or killed test process: once `ownerPid` is gone it stops
+ * the server and removes its directory (bun test runs no exit hooks and kills the children it
+ * spawned, so the shell puts itself in the background). destroy() ends it first.
+ */
+function spawnJanitor(ownerPid: number, dataDir: string, baseDir: string): { kill(): void } {
+  const stop = asPostgres("pg_ctl", ["stop", "-D", dataDir, "-m", "immediate", "-w"]).map((a) => `'${a}'`).join(" ");
+  const body = `while kill -0 ${ownerPid} 2>/dev/null; do sleep 1; done; if [ -f '${dataDir}/postmaster.pid' ]; then ${stop}; fi; rm -rf '${baseDir}'`;
+  const r = Bun.spawnSync(["sh", "-c", `(${body}) </dev/null >/dev/null 2>&1 & echo $!`]);
+  const pid = Number(r.stdout.toString().trim());
+  return {
+    kill() {
+      try {
+        if (pid > 0) process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+const FIXTURE_HBA = ["local all all trust", "local replication all trust", "host replication all 127.0.0.1/32 trust"];
+
+function confLines(conf: Record<string, string>): string {
+  return Object.entries(conf)
+    .map(([k, v]) => `${k} = ${v}`)
+    .join("\n");
+}
+
+/** initdb (or pg_basebackup for a standby), configure, start and wait until it accepts connections. */
+export async function startPgInstance(o: PgInstanceOptions = {}): Promise<PgInstance> {
+  const baseDir = mkdtempSync(join(tmpdir(), "helios-pg-"));
+  givePostgres(baseDir, 0o755);
+  const dataDir = join(baseDir, "data");
+  const janitor = spawnJanitor(process.pid, dataDir, baseDir);
+  const socketDir = join(baseDir, "sock");
+  const logFile = join(baseDir, "postgres.log");
+  mkdirSync(socketDir);
+  givePostgres(socketDir, 0o755);
+  writeFileSync(logFile, "");
+  givePostgres(logFile, 0o644);
+  const port = o.port ?? freePort();
+  let certs: TlsFiles | null = null;
+  if (o.ssl) {
+    const certDir = join(baseDir, "certs");
+    certs = await makeTlsFiles(certDir);
+    givePostgres(certDir, 0o755);
+    for (const f of [certs.serverCert, certs.serverKey, certs.caCert]) givePostgres(f);
+  }
+
+  if (o.standbyOf) {
+    const p = o.standbyOf;
+    await runOk(asPostgres("pg_basebackup", ["-h", p.socketDir, "-p", String(p.port), "-U", "postgres", "-D", dataDir, "-R", "-X", "stream", "-c", "fast"]), { cwd: baseDir });
+    if (o.applicationName) {
+      appendFileSync(join(dataDir, "postgresql.auto.conf"), `primary_conninfo = 'host=${p.socketDir} port=${p.port} user=postgres application_name=${o.applicationName}'\n`);
+    }
+  } else {
+    await runOk(asPostgres("initdb", ["-D", dataDir, "-A", "trust", "--username=postgres", "--no-sync", "-E", "UTF8", "--locale=C"]), { cwd: baseDir });
+  }
+
+  const conf: Record<string, string> = {
+    port: String(port),
+    listen_addresses: "'127.0.0.1'",
+    unix_socket_directories: `'${socketDir}'`,
+    // Durability off for speed; WAL stays complete so standbys, promotion and pg_rewind work.
+    fsync: "off",
+    wal_log_hints: "on",
+    max_connections: "200",
+    shared_buffers: "32MB",
+    max_wal_senders: "10",
+    wal_level: "replica",
+    hot_standby: "on",
+    logging_collector: "off",
+    ...(certs ? { ssl: "on", ssl_cert_file: `'${certs.serverCert}'`, ssl_key_file: `'${certs.serverKey}'`, ssl_ca_file: `'${certs.caCert}'` } : {}),
+    ...o.conf,
+  };
+  // The fixture's settings go in a file of their own so setConf() can append without touching initdb's.
+  const confFile = join(dataDir, "helios-test.conf");
+  writeFileSync(confFile, confLines(conf) + "\n");
+  givePostgres(confFile, 0o644);
+  const mainConf = join(dataDir, "postgresql.conf");
+  if (!readFileSync(mainConf, "utf8").includes("include 'helios-test.conf'")) appendFileSync(mainConf, "\ninclude 'helios-test.conf'\n");
+  let hba = o.hba ?? ["host all all 127.0.0.1/32 trust"];
+  const writeHba = () => {
+    const f = join(dataDir, "pg_hba.conf");
+    writeFileSync(f, [...FIXTURE_HBA, ...hba].join("\n") + "\n");
+    givePostgres(f, 0o600);
+  };
+  writeHba();
+
+  const pgctl = (args: string[]) => runOk(asPostgres("pg_ctl", ["-D", dataDir, ...args]), { cwd: baseDir });
+  const readPid = (): number | null => {
+    try {
+      const pid = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+      if (!pid) return null;
+      process.kill(pid, 0);
+      if (/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"))) return null;
+      return pid;
+    } catch {
+      return null;
+    }
+  };
+  const psqlArgs = (sql: string, po: PsqlOptions) => [
+    "psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", po.user ?? "postgres", "-d", po.db ?? "postgres", "-c", sql,
+  ];
+  let destroyed = false;
+
+  const inst: PgInstance = {
+    host: "127.0.0.1",
+    port,
+    baseDir,
+    dataDir,
+    socketDir,
+    logFile,
+    certs,
+    url: (db = "postgres", user = "postgres") => `postgresql://${user}@127.0.0.1:${port}/${db}`,
+    async psql(sql, po = {}) {
+      const r = await run(psqlArgs(sql, po));
+      if (r.code !== 0) throw new Error(`psql failed (${r.code}): ${r.stderr.trim()}\nSQL: ${sql}`);
+      return r.stdout.trim();
+    },
+    tryPsql: (sql, po = {}) => run(psqlArgs(sql, po)),
+    pid: readPid,
+    running: () => readPid() !== null,
+    async start() {
+      await pgctl(["start", "-w", "-t", "60", "-l", logFile]);
+    },
+    async stop(mode = "fast") {
+      if (readPid() === null) return;
+      await pgctl(["stop", "-w", "-t", "60", "-m", mode]);
+    },
+    async restart(mode = "fast") {
+      await pgctl(["restart", "-w", "-t", "60", "-m", mode, "-l", logFile]);
+    },
+    async kill9() {
+      const pm = readPid();
+      if (pm === null) return;
+      let children: number[] = [];
+      try {
+        children = readFileSync(`/proc/${pm}/task/${pm}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        // no children listed
+      }
+      process.kill(pm, "SIGKILL");
+      for (const c of children) {
+        try {
+          process.kill(c, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      // Wait until the processes are gone (PostgreSQL refuses its lock file while even a zombie holds the pid).
+      const deadline = Date.now() + 10000;
+      const exists = (p: number) => {
+        try {
+          process.kill(p, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      while (Date.now() < deadline && [pm, ...children].some(exists)) await Bun.sleep(20);
+      if (exists(pm)) rmSync(join(dataDir, "postmaster.pid"), { force: true });
+    },
+    async reload() {
+      await pgctl(["reload"]);
+      await Bun.sleep(100);
+    },
+    setHba(lines) {
+      hba = lines;
+      writeHba();
+    },
+    setConf(c) {
+      appendFileSync(confFile, confLines(c) + "\n");
+    },
+    async promote() {
+      await pgctl(["promote", "-w", "-t", "60"]);
+    },
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      try {
+        if (readPid() !== null) await pgctl(["stop", "-w", "-t", "30", "-m", "immediate"]);
+      } catch {
+        await inst.kill9().catch(() => {});
+      }
+      rmSync(baseDir, { recursive: true, force: true });
+      janitor.kill();
+    },
+    async [Symbol.asyncDispose]() {
+      await inst.destroy();
+    },
+  };
+  try {
+    await inst.start();
+    for (const db of o.databases ?? []) await inst.psql(`CREATE DATABASE "${db.replaceAll('"', '""')}"`);
+  } catch (e) {
+    const log = existsSync(logFile) ? readFileSync(logFile, "utf8").slice(-4000) : "";
+    await inst.destroy();
+    throw new Error(`${(e as Error).message}\n--- postgres log ---\n${log}`);
+  }
+  return inst;
+}
+
+/** Poll `check` until it returns true (or a truthy value), or throw after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : String(last)})`);
+    await Bun.sleep(everyMs);
+  }
+}
+
+// ---- raw wire protocol -------------------------------------------------------------------------
+
+/** Frontend message builders (protocol 3). */
+export const wire = {
+  /** StartupMessage; minor 0 = protocol 3.0. */
+  startup(params: Record<string, string>, minor = 0): Buffer {
+    const body = Buffer.concat([...Object.entries(params).flatMap(([k, v]) => [Buffer.from(k + "\0"), Buffer.from(v + "\0")]), Buffer.from([0])]);
+    const b = Buffer.alloc(8 + body.length);
+    b.writeInt32BE(b.length, 0);
+    b.writeInt32BE((3 << 16) | minor, 4);
+    body.copy(b, 8);
+    return b;
+  },
+  sslRequest(): Buffer {
+    const b = Buffer.alloc(8);
+    b.writeInt32BE(8, 0);
+    b.writeInt32BE(80877103, 4);
+    return b;
+  },
+  cancel(pid: number, secret: Uint8Array): Buffer {
+    const b = Buffer.alloc(12 + secret.length);
+    b.writeInt32BE(b.length, 0);
+    b.writeInt32BE(80877102, 4);
+    b.writeInt32BE(pid, 8);
+    Buffer.from(secret).copy(b, 12);
+    return b;
+  },
+  /** A typed message with a raw body. */
+  msg(type: string, body: Uint8Array = new Uint8Array(0)): Buffer {
+    const b = Buffer.alloc(5 + body.length);
+    b[0] = type.charCodeAt(0);
+    b.writeInt32BE(4 + body.length, 1);
+    Buffer.from(body).copy(b, 5);
+    return b;
+  },
+  query(sql: string): Buffer {
+    return wire.msg("Q", Buffer.from(sql + "\0"));
+  },
+  parse(name: string, sql: string): Buffer {
+    return wire.msg("P", Buffer.concat([Buffer.from(name + "\0" + sql + "\0"), Buffer.from([0, 0])]));
+  },
+  /** Bind with no parameters and text results. */
+  bind(portal: string, stmt: string): Buffer {
+    return wire.msg("B", Buffer.concat([Buffer.from(portal + "\0" + stmt + "\0"), Buffer.from([0, 0, 0, 0, 0, 0])]));
+  },
+  execute(portal = "", maxRows = 0): Buffer {
+    const tail = Buffer.alloc(4);
+    tail.writeInt32BE(maxRows, 0);
+    return wire.msg("E", Buffer.concat([Buffer.from(portal + "\0"), tail]));
+  },
+  sync(): Buffer {
+    return wire.msg("S");
+  },
+  flush(): Buffer {
+    return wire.msg("H");
+  },
+  terminate(): Buffer {
+    return wire.msg("X");
+  },
+  password(text: string): Buffer {
+    return wire.msg("p", Buffer.from(text + "\0"));
+  },
+  saslInitial(mechanism: string, data: string | Uint8Array): Buffer {
+    const d = typeof data === "string" ? Buffer.from(data) : Buffer.from(data);
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(d.length, 0);
+    return wire.msg("p", Buffer.concat([Buffer.from(mechanism + "\0"), len, d]));
+  },
+  saslResponse(data: string): Buffer {
+    return wire.msg("p", Buffer.from(data));
+  },
+};
+
+export interface WireMessage {
+  /** Message type letter. */
+  type: string;
+  body: Buffer;
+}
+
+export interface PgErrorInfo {
+  severity: string;
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+  /** Every field, keyed by its letter. */
+  fields: Record<string, string>;
+}
+
+/** Decode an ErrorResponse / NoticeResponse body. */
+export function parseError(body: Buffer): PgErrorInfo {
+  const fields: Record<string, string> = {};
+  let p = 0;
+  while (p < body.length && body[p] !== 0) {
+    const f = String.fromCharCode(body[p]!);
+    const z = body.indexOf(0, p + 1);
+    if (z < 0) break;
+    fields[f] = body.subarray(p + 1, z).toString("utf8");
+    p = z + 1;
+  }
+  return { severity: fields.V ?? fields.S ?? "", code: fields.C ?? "", message: fields.M ?? "", detail: fields.D, hint: fields.H, fields };
+}
+
+/** Authentication request subcode of an 'R' message. */
+export function authCode(m: WireMessage): number {
+  return m.body.readInt32BE(0);
+}
+
+/**
+ * A client socket that frames backend messages. The one-byte answer to an SSLRequest sent with
+ * `sendSslRequest()` is read with `sslAnswer()`.
+ */
+export class WireClient {
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  readonly closedAt: Promise<number>;
+  private markClosed!: (t: number) => void;
+  /** Bytes received in DataRow ('D') messages, counted as they are framed. */
+  dataRowBytes = 0;
+  dataRows = 0;
+  /** Keep only counts for DataRow messages (do not queue them). */
+  countRowsOnly = false;
+  private queue: WireMessage[] = [];
+  error: Error | null = null;
+  /** An SSLRequest is outstanding: the next byte is its one-byte answer, not a message. */
+  private holdRaw = false;
+
+  private constructor(readonly sock: Socket) {
+    this.closedAt = new Promise((r) => (this.markClosed = r));
+    sock.on("data", (chunk: Buffer) => {
+      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      this.frame();
+      this.wake();
+    });
+    const onEnd = () => {
+      if (!this.closed) {
+        this.closed = true;
+        this.markClosed(performance.now());
+      }
+      this.wake();
+    };
+    sock.on("close", onEnd);
+    sock.on("end", onEnd);
+    sock.on("error", (e) => {
+      this.error = e;
+      onEnd();
+    });
+  }
+
+  static connect(port: number, host = "127.0.0.1", timeoutMs = 5000): Promise<WireClient> {
+    return new Promise((resolve, reject) => {
+      const sock = netConnect({ port, host });
+      const t = setTimeout(() => {
+        sock.destroy();
+        reject(new Error(`connect to ${host}:${port} timed out`));
+      }, timeoutMs);
+      sock.once("connect", () => {
+        clearTimeout(t);
+        sock.setNoDelay(true);
+        resolve(new WireClient(sock));
+      });
+      sock.once("error", (e) => {
+        clearTimeout(t);
+        reject(e);
+      });
+    });
+  }
+
+  /** Connect and send a StartupMessage. */
+  static async start(port: number, params: Record<string, string>, minor = 0): Promise<WireClient> {
+    const c = await WireClient.connect(port);
+    c.write(wire.startup(params, minor));
+    return c;
+  }
+
+  private frame(): void {
+    if (this.holdRaw) return;
+    let p = 0;
+    const b = this.buf;
+    while (b.length - p >= 5) {
+      const len = b.readInt32BE(p + 1);
+      if (b.length - p < 1 + len) break;
+      const type = String.fromCharCode(b[p]!);
+      if (type === "D") {
+        this.dataRows++;
+        this.dataRowBytes += 1 + len;
+      }
+      if (type !== "D" || !this.countRowsOnly) this.queue.push({ type, body: b.subarray(p + 5, p + 1 + len) });
+      p += 1 + len;
+    }
+    if (p > 0) this.buf = p === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(p));
+  }
+
+  private wake(): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w();
+  }
+
+  private waitForChange(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  write(b: Uint8Array): boolean {
+    return this.sock.write(b);
+  }
+
+  /** Send an SSLRequest (and `extra` bytes in the same write). Read the answer with sslAnswer(). */
+  sendSslRequest(extra: Uint8Array = new Uint8Array(0)): void {
+    this.holdRaw = true;
+    this.write(Buffer.concat([wire.sslRequest(), extra]));
+  }
+
+  /**
+   * The server's answer to sendSslRequest(): 'S' or 'N', consumed; or 'E' when it answered with an
+   * ErrorResponse, which stays to be read as a message.
+   */
+  async sslAnswer(timeoutMs = 5000): Promise<string> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.buf.length === 0) {
+      if (this.closed) throw new Error("connection closed before the SSL answer");
+      if (!(await this.waitForChange(deadline - performance.now()))) throw new Error("no SSL answer");
+    }
+    const c = String.fromCharCode(this.buf[0]!);
+    if (c !== "E") this.buf = Buffer.from(this.buf.subarray(1));
+    this.holdRaw = false;
+    this.frame();
+    return c;
+  }
+
+  /** Next message, or null once the connection is closed with nothing left. Throws on timeout. */
+  async next(timeoutMs = 5000): Promise<WireMessage | null> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) return m;
+      if (this.closed) return null;
+      const left = deadline - performance.now();
+      if (left <= 0 || !(await this.waitForChange(left))) throw new Error(`no message within ${timeoutMs} ms`);
+    }
+  }
+
+  /** Messages up to and including the first whose type is in `types` (or until close). */
+  async until(types: string, timeoutMs = 5000): Promise<WireMessage[]> {
+    const out: WireMessage[] = [];
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const m = await this.next(Math.max(1, deadline - performance.now()));
+      if (m === null) return out;
+      out.push(m);
+      if (types.includes(m.type)) return out;
+    }
+  }
+
+  /** Every message until the server closes the connection. */
+  async drain(timeoutMs = 5000): Promise<WireMessage[]> {
+    const out: WireMessage[] = [];
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const m = await this.next(Math.max(1, deadline - performance.now()));
+      if (m === null) return out;
+      out.push(m);
+    }
+  }
+
+  /** Run a simple query to ReadyForQuery; returns the rows as text (null for NULL) and any error. */
+  async simpleQuery(sql: string, timeoutMs = 10000): Promise<{ rows: (string | null)[][]; error: PgErrorInfo | null; status: string }> {
+    this.write(wire.query(sql));
+    const rows: (string | null)[][] = [];
+    let error: PgErrorInfo | null = null;
+    for (const m of await this.until("Z", timeoutMs)) {
+      if (m.type === "D") rows.push(decodeRow(m.body));
+      else if (m.type === "E") error = parseError(m.body);
+      else if (m.type === "Z") return { rows, error, status: String.fromCharCode(m.body[0]!) };
+    }
+    throw Object.assign(new Error(`connection closed during query${error ? `: ${error.code} ${error.message}` : ""}`), { pgError: error });
+  }
+
+  end(): void {
+    this.sock.end();
+  }
+
+  /** Drop the connection without a Terminate message. */
+  destroy(): void {
+    this.sock.destroy();
+  }
+}
+
+function decodeRow(body: Buffer): (string | null)[] {
+  const n = body.readInt16BE(0);
+  const out: (string | null)[] = [];
+  let p = 2;
+  for (let i = 0; i < n; i++) {
+    const len = body.readInt32BE(p);
+    p += 4;
+    if (len < 0) out.push(null);
+    else {
+      out.push(body.subarray(p, p + len).toString("utf8"));
+      p += len;
+    }
+  }
+  return out;
+}
+
+export interface LoginResult {
+  ok: boolean;
+  /** Every message received during the login, in order. */
+  messages: WireMessage[];
+  error: PgErrorInfo | null;
+  /** BackendKeyData, when sent. */
+  key: { pid: number; secret: Buffer } | null;
+  /** SCRAM client-final proof sent (base64), when SCRAM ran. */
+  scramProof?: string;
+  /** Server-first message received, when SCRAM ran. */
+  serverFirst?: string;
+}
+
+/**
+ * Log in on a WireClient that has sent its StartupMessage, answering cleartext, md5 and
+ * SCRAM-SHA-256 requests with `password` (null: give up when asked for one).
+ */
+export async function wireLogin(c: WireClient, user: string, password: string | null, timeoutMs = 10000): Promise<LoginResult> {
+  const messages: WireMessage[] = [];
+  const res: LoginResult = { ok: false, messages, error: null, key: null };
+  let scram: ScramClient | null = null;
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const m = await c.next(Math.max(1, deadline - performance.now()));
+    if (m === null) return res;
+    messages.push(m);
+    switch (m.type) {
+      case "E":
+        res.error = parseError(m.body);
+        break;
+      case "K":
+        res.key = { pid: m.body.readInt32BE(0), secret: Buffer.from(m.body.subarray(4)) };
+        break;
+      case "Z":
+        res.ok = res.error === null;
+        return res;
+      case "R": {
+        const code = authCode(m);
+        if (code === 0) break;
+        if (password === null) {
+          c.end();
+          return res;
+        }
+        if (code === 3) c.write(wire.password(password));
+        else if (code === 5) c.write(wire.password(md5Response(password, user, m.body.subarray(4, 8))));
+        else if (code === 10) {
+          scram = new ScramClient(password);
+          c.write(wire.saslInitial("SCRAM-SHA-256", scram.clientFirst()));
+        } else if (code === 11 && scram) {
+          res.serverFirst = m.body.subarray(4).toString();
+          const fin = scram.clientFinal(res.serverFirst);
+          res.scramProof = scram.proof;
+          c.write(wire.saslResponse(fin));
+        } else if (code === 12) {
+          // server-final: signature check is not this helper's business
+        } else throw new Error(`unexpected authentication request ${code}`);
+        break;
+      }
+    }
+  }
+}
+
+/** Connect, send startup and log in. */
+export async function wireConnect(port: number, user: string, database: string, password: string | null, extra: Record<string, string> = {}): Promise<{ c: WireClient; login: LoginResult }> {
+  const c = await WireClient.start(port, { user, database, ...extra });
+  const login = await wireLogin(c, user, password);
+  return { c, login };
+}
+
+// ---- password hashing (client side) -------------------------------------------------------
+
+/** PasswordMessage text for md5 auth: "md5" + md5(md5(password + user) + salt). */
+export function md5Response(password: string, user: string, salt: Uint8Array): string {
+  const inner = createHash("md5").update(password + user).digest("hex");
+  return "md5" + createHash("md5").update(Buffer.concat([Buffer.from(inner), Buffer.from(salt)])).digest("hex");
+}
+
+/** Stored md5 password as pg_authid keeps it. */
+export function md5Stored(password: string, user: string): string {
+  return "md5" + createHash("md5").update(password + user).digest("hex");
+}
+
+/** Client side of SCRAM-SHA-256 (no channel binding). */
+export class ScramClient {
+  readonly nonce = randomBytes(18).toString("base64");
+  private first = "";
+  proof = "";
+
+  constructor(private readonly password: string) {}
+
+  clientFirst(): string {
+    this.first = `n=,r=${this.nonce}`;
+    return `n,,${this.first}`;
+  }
+
+  clientFinal(serverFirst: string): string {
+    const attrs = Object.fromEntries(serverFirst.split(",").map((kv) => [kv[0], kv.slice(2)]));
+    const salted = pbkdf2Sync(this.password.normalize("NFKC"), Buffer.from(attrs.s!, "base64"), Number(attrs.i), 32, "sha256");
+    const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+    const storedKey = createHash("sha256").update(clientKey).digest();
+    const withoutProof = `c=biws,r=${attrs.r}`;
+    const authMessage = `${this.first},${serverFirst},${withoutProof}`;
+    const sig = createHmac("sha256", storedKey).update(authMessage).digest();
+    const proof = Buffer.alloc(32);
+    for (let i = 0; i < 32; i++) proof[i] = clientKey[i]! ^ sig[i]!;
+    this.proof = proof.toString("base64");
+    return `${withoutProof},p=${this.proof}`;
+  }
+}
+
+/** Fields of a SCRAM server-first message (r, s, i). */
+export function parseServerFirst(serverFirst: string): { r: string; s: string; i: number } {
+  const a = Object.fromEntries(serverFirst.split(",").map((kv) => [kv[0], kv.slice(2)]));
+  return { r: a.r!, s: a.s!, i: Number(a.i) };
+}
+
+/** Resident set size of a process in kB (Linux). */
+export function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : 0;
+}
