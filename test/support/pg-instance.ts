@@ -113,7 +113,10 @@ export async function makeTlsFiles(dir: string = mkdtempSync(join(tmpdir(), "hel
 export interface PgInstanceOptions {
   /** pg_hba.conf lines, placed after the fixture's own `local` trust lines (used by psql()). */
   hba?: string[];
-  /** postgresql.conf settings (values written verbatim: quote strings yourself, e.g. "'md5'"). */
+  /**
+   * postgresql.conf settings (values written verbatim: quote strings yourself, e.g. "'md5'").
+   * With synchronous_standby_names set, commits made through psql() wait until a standby attaches.
+   */
   conf?: Record<string, string>;
   /** Serve TLS with `certs.serverCert` (signed by `certs.caCert`). */
   ssl?: boolean;
@@ -364,7 +367,11 @@ export async function startPgInstance(o: PgInstanceOptions = {}): Promise<PgInst
   };
   try {
     await inst.start();
-    for (const db of o.databases ?? []) await inst.psql(`CREATE DATABASE "${db.replaceAll('"', '""')}"`);
+    // Setup commits never wait for a synchronous standby that is not there yet.
+    for (const db of o.databases ?? []) {
+      const r = await run(psqlArgs(`CREATE DATABASE "${db.replaceAll('"', '""')}"`, {}), { env: { PGOPTIONS: "-c synchronous_commit=local" } });
+      if (r.code !== 0) throw new Error(`CREATE DATABASE ${db} failed: ${r.stderr.trim()}`);
+    }
   } catch (e) {
     const log = existsSync(logFile) ? readFileSync(logFile, "utf8").slice(-4000) : "";
     await inst.destroy();
