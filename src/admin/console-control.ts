@@ -122,7 +122,8 @@ export async function pause(ctx: ProxyContext, db: string | null, who: string, w
 export function resume(ctx: ProxyContext, db: string | null, who: string): void {
   const st = pauseState(ctx);
   if (db === null) {
-    const pools = clientPools(ctx);
+    // Every pool, so that pools paused by other means (the HTTP API) resume too.
+    const pools = [...ctx.allPools()];
     if (!anythingPaused(ctx) && !pools.some((p) => p.paused)) throw ConsoleErrors.state("the proxy is not paused");
     ctx.paused = false;
     st.databases.clear();

@@ -108,15 +108,16 @@ const COMMANDS: Record<string, Command> = {
   SHOW: {
     admin: false,
     run: (inv) => {
-      if (inv.args.length !== 1 || inv.args[0]!.kind !== "word") throw ConsoleErrors.syntax(["SHOW", ...inv.args.map((t) => t.text)].join(" "));
-      const what = inv.args[0]!.text.toLowerCase();
+      const arg = inv.args[0];
+      if (inv.args.length !== 1 || (arg!.kind !== "word" && arg!.kind !== "ident")) throw ConsoleErrors.syntax(["SHOW", ...inv.args.map((t) => t.text)].join(" "));
+      const what = arg!.text.toLowerCase();
       if (what === "help") {
         writeNotice(inv.w, "Console usage", `\n\t${HELP_TEXT}`);
         writeTag(inv.w, "SHOW");
         return;
       }
       const show = SHOWS[what];
-      if (show === undefined) throw ConsoleErrors.unknownShow(inv.args[0]!.text);
+      if (show === undefined) throw ConsoleErrors.unknownShow(arg!.text);
       writeResult(inv.w, show(inv.console.ctx));
     },
   },
