@@ -75,6 +75,8 @@ function applyToPools(ctx: ProxyContext): void {
     p.settings = ctx.poolSettings(ctx.userEntry(p.user));
     const entry = ctx.userEntry(p.user);
     const password = entry ? serverPassword(entry) : p.creds.password;
+    // Passthrough users prove themselves to the server again after a reload (passwords may have changed).
+    if (!entry) p.shared.passthrough = "unknown";
     const node = ctx.config.nodes.find((n) => n.name === p.node);
     const endpoint = node ? ctx.endpoint(node) : p.endpoint;
     const moved = p.endpoint.host !== endpoint.host || p.endpoint.port !== endpoint.port ||

@@ -144,36 +144,48 @@ async function scramExchange(ch: AuthChannel, verifier: Verifier): Promise<Uint8
  */
 async function passthrough(ctx: ProxyContext, ch: AuthChannel, user: string, pool: Pool): Promise<AuthOutcome> {
   const fail: AuthOutcome = { ok: false, reply: Errors.authFailed(user) };
-  if (pool.serverParams !== null) {
-    if (pool.creds.password === null) return { ok: true };
+  const sh = pool.shared;
+  if (sh.passthrough === "trust") return { ok: true };
+  if (sh.passthrough === "password" && pool.creds.password !== null) {
     const v = await verifierFromPassword(pool.creds.password);
     return v && (await scramExchange(ch, v)) ? { ok: true } : fail;
   }
-  const probe = await pool.spawn();
-  if (probe !== null) return { ok: true };
-  const err = pool.lastError!;
-  if (!err.needsPassword) return loginFailure(ctx, user, err.code, err.message);
+  // Unknown: ask the server, first without a password (trust), then with the client's.
+  const deadline = performance.now() + ctx.config.pool.wait_timeout_secs * 1000;
+  const noPassword = { ...pool.creds, password: null, scramKeys: undefined };
+  sh.trustProbe ??= pool.tryLogin(deadline, noPassword).finally(() => (sh.trustProbe = null));
+  const probe = await sh.trustProbe;
+  if (probe === null) {
+    pool.creds = noPassword;
+    sh.passthrough = "trust";
+    return { ok: true };
+  }
+  if (!probe.needsPassword) return loginFailure(ctx, user, probe.code, probe.message);
   ch.send(AuthenticationCleartext);
   const body = await ch.receive();
   if (body === null) return fail;
   const z = body.indexOf(0);
   const password = decoder.decode(body.subarray(0, z < 0 ? body.length : z));
   if (password === "") return fail;
-  const saved = pool.creds.password;
-  pool.creds = { ...pool.creds, password };
-  const second = await pool.spawn();
-  if (second !== null) return { ok: true };
-  pool.creds = { ...pool.creds, password: saved };
-  return loginFailure(ctx, user, pool.lastError!.code, pool.lastError!.message);
+  const withPassword = { ...pool.creds, password, scramKeys: undefined };
+  const e = await pool.tryLogin(deadline, withPassword);
+  if (e !== null) return loginFailure(ctx, user, e.code, e.message);
+  pool.creds = withPassword;
+  sh.passthrough = "password";
+  return { ok: true };
 }
 
-/** Auth and unknown-database failures all read as a wrong password; transport trouble says so. */
+/**
+ * Auth and unknown-database failures all read as a wrong password; transport trouble says so,
+ * without naming servers or addresses (the detail goes to the log).
+ */
 function loginFailure(_ctx: ProxyContext, user: string, code: string, message: string): AuthOutcome {
   if (code.startsWith("28") || code === "3D000") return { ok: false, reply: Errors.authFailed(user) };
+  log.warn("server login failed", { user, code, error: message });
   if (code === "53300" || code === "57P03") {
-    return { ok: false, reply: errorResponse({ severity: "FATAL", code, message }) };
+    return { ok: false, reply: errorResponse({ severity: "FATAL", code, message: code === "53300" ? "too many connections on the server" : "the server is starting up" }) };
   }
-  return { ok: false, reply: errorResponse({ severity: "FATAL", code: SqlState.SqlClientUnableToEstablish, message: "could not connect to the PostgreSQL server", detail: message }) };
+  return { ok: false, reply: errorResponse({ severity: "FATAL", code: SqlState.SqlClientUnableToEstablish, message: "could not connect to the PostgreSQL server" }) };
 }
 
 export { loginFailure };

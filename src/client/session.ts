@@ -210,7 +210,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
       ctx.stats.clientsRefused++;
       return this.fatal(Errors.tooManyClients(limit));
     }
-    if (this.database.length > 63 || this.user.length > 63) return this.fatal(Errors.authFailed(this.user));
+    if (Buffer.byteLength(this.database) > 63 || Buffer.byteLength(this.user) > 63) return this.fatal(Errors.authFailed(this.user));
     // The admin console is a virtual database: who may log in is checked like a login to "postgres".
     const toConsole = CONSOLE_DATABASES.has(this.database);
     const pool = ctx.pool(toConsole ? "postgres" : this.database, this.user);
@@ -226,11 +226,10 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.fatal(Errors.tooManyForDatabase(this.database, dbLimit));
     if (userLimit > 0 && (ctx.perUser.get(this.user) ?? 0) >= userLimit) return this.fatal(Errors.tooManyForUser(this.user, userLimit));
     if (pool.serverParams === null) {
-      const s = await pool.spawn();
+      const e = await pool.prime(performance.now() + ctx.config.pool.wait_timeout_secs * 1000);
       if (this.closed) return;
-      if (s === null) {
+      if (e !== null) {
         ctx.stats.loginsFailed++;
-        const e = pool.lastError!;
         const f = loginFailure(ctx, this.user, e.code, e.message);
         return this.fatal(f.ok ? Errors.serverLost() : f.reply);
       }

@@ -112,7 +112,13 @@ export class ProxyContext {
     let g = this.groups.get(key);
     if (g === undefined) {
       const u = this.userEntry(user);
-      g = new PoolGroup(database, user, { creds: { user, database, password: serverPassword(u) }, serverParams: null });
+      g = new PoolGroup(database, user, {
+        creds: { user, database, password: serverPassword(u) },
+        serverParams: null,
+        passthrough: "unknown",
+        firstLogin: null,
+        trustProbe: null,
+      });
       this.groups.set(key, g);
     }
     return g;
@@ -153,7 +159,11 @@ export class ProxyContext {
     let p = this.pools.get(key);
     if (p === undefined) {
       const creds: ServerCredentials = { user: a.auth_user, database, password: a.auth_password || null };
-      p = new Pool(database, a.auth_user, this.primaryEndpoint(), { creds, serverParams: null }, { ...this.poolSettings(), minConnections: 0, maxConnections: 2 });
+      p = new Pool(database, a.auth_user, this.primaryEndpoint(), { creds, serverParams: null, passthrough: "unknown", firstLogin: null, trustProbe: null }, {
+        ...this.poolSettings(),
+        minConnections: 0,
+        maxConnections: 2,
+      });
       this.pools.set(key, p);
     }
     return p;

@@ -36,6 +36,15 @@ export interface PoolShared {
   creds: ServerCredentials;
   /** Parameters reported by the first server login (what clients are told at login). */
   serverParams: Map<string, string> | null;
+  /**
+   * Passthrough auth (no [[users]]): what the server is known to demand of this user. "unknown"
+   * until a login proves it, and again after a reload or when the learned password stops working.
+   */
+  passthrough: "unknown" | "trust" | "password";
+  /** The one login attempt in flight for a pool nobody has reached yet. */
+  firstLogin: Promise<LoginError | null> | null;
+  /** The one passwordless (trust) probe in flight while passthrough is unknown. */
+  trustProbe: Promise<LoginError | null> | null;
 }
 
 export class Pool implements ServerOwner {
@@ -108,14 +117,46 @@ export class Pool implements ServerOwner {
     while (this.connecting < this.waiters.length && this.all.size < this.settings.maxConnections) this.spawn();
   }
 
+  /**
+   * Log in once with `creds` (default: the pool's), retrying transient failures (server down,
+   * starting up) until `deadline` (performance.now() scale), never beyond max_connections. The
+   * server joins the pool. Returns null on success, else why it failed.
+   */
+  async tryLogin(deadline: number, creds: ServerCredentials = this.creds): Promise<LoginError | null> {
+    for (;;) {
+      // A full pool makes room by closing an idle server: a login must not wait on idle ones.
+      if (this.all.size >= this.settings.maxConnections && this.idle.length > 0) this.idle[0]!.close("making room for a login");
+      if (this.all.size < this.settings.maxConnections) {
+        if ((await this.spawn(creds)) !== null) return null;
+        const e = this.lastError!;
+        if (isPermanent(e) || e.needsPassword) return e;
+      }
+      if (performance.now() >= deadline) {
+        return this.lastError ?? new LoginError(`no server connection available within wait_timeout`, "08006");
+      }
+      await Bun.sleep(this.all.size < this.settings.maxConnections ? 200 : 25);
+    }
+  }
+
+  /** Make sure the pool has reached its server once (shared by concurrent first logins). */
+  async prime(deadline: number): Promise<LoginError | null> {
+    const sh = this.shared;
+    while (sh.serverParams === null) {
+      sh.firstLogin ??= this.tryLogin(deadline).finally(() => (sh.firstLogin = null));
+      const e = await sh.firstLogin;
+      if (e !== null && sh.serverParams === null) return e;
+    }
+    return null;
+  }
+
   /** Open one server connection; on success it goes to a waiter or the idle stack. */
-  spawn(): Promise<ServerConnection | null> {
+  spawn(creds: ServerCredentials = this.creds): Promise<ServerConnection | null> {
     const s = new ServerConnection(this.endpoint, this);
     s.generation = this.generation;
     s.stats = this.stats;
     this.all.add(s);
     this.connecting++;
-    return s.open(this.creds, {}, this.settings.connectTimeoutMs).then(
+    return s.open(creds, {}, this.settings.connectTimeoutMs).then(
       (srv) => {
         this.connecting--;
         this.lastError = null;
@@ -127,6 +168,10 @@ export class Pool implements ServerOwner {
         this.connecting--;
         this.all.delete(s);
         this.lastError = e;
+        // The password learned in passthrough no longer works: the next login must prove a new one.
+        if (creds === this.creds && ((e.code === "28P01" && this.shared.passthrough === "password") || (e.needsPassword && this.shared.passthrough === "trust"))) {
+          this.shared.passthrough = "unknown";
+        }
         if (isPermanent(e)) this.failWaiters(e);
         else {
           this.onBackendFailure?.(e.message);
