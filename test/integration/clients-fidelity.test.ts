@@ -72,6 +72,26 @@ beforeAll(async () => {
   }
 });
 
+test("C3: 20 clients logging in at once to a fresh pool never open more than max_connections servers", async () => {
+  const fresh = await startProxy({ mode: "transaction", maxConnections: 2 });
+  try {
+    const cs = await clients(fresh.port, 20);
+    try {
+      const pids = new Set<number>();
+      await Promise.all(
+        cs.map(async (c: pg.Client) => {
+          for (let i = 0; i < 5; i++) pids.add((await c.query("SELECT pg_backend_pid() AS pid")).rows[0].pid);
+        }),
+      );
+      expect(pids.size).toBeLessThanOrEqual(2);
+    } finally {
+      await endAll(cs);
+    }
+  } finally {
+    await fresh.stop();
+  }
+}, T);
+
 afterAll(async () => {
   await Promise.all([tx?.stop(), cache5?.stop()]);
   const d = await pgClient(PG_PORT);
