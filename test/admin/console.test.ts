@@ -37,7 +37,7 @@ interface Client {
 }
 
 async function connect(port: number, database: string, user = "postgres"): Promise<Client> {
-  const c = new pg.Client({ host: PG_HOST, port, user, database, connectionTimeoutMillis: 10_000 }) as Client;
+  const c = new pg.Client({ host: PG_HOST, port, user, database, connectionTimeoutMillis: 10_000 }) as unknown as Client;
   c.queryMany = (sql) => c.query(sql) as unknown as Promise<QueryResult[]>;
   c.asyncErrors = [];
   c.on("error", (e) => c.asyncErrors.push(e));

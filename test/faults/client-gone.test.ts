@@ -100,7 +100,7 @@ describe("B10 client gone during pg_sleep(60)", () => {
     expect(performance.now() - t0).toBeLessThan(3000);
     await other.end();
     await waitFor("the sleeping query to go away", async () => !(await activity("b10")).some((a) => a.state === "active" && a.query.includes("b10")), 5000);
-    expect(sleeper.pid).toBeGreaterThan(0);
+    expect(sleeper!.pid).toBeGreaterThan(0);
   }, 30000);
 });
 

@@ -528,7 +528,7 @@ export class WireClient {
   private constructor(readonly sock: Socket) {
     this.closedAt = new Promise((r) => (this.markClosed = r));
     sock.on("data", (chunk: Buffer) => {
-      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      this.buf = (this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])) as typeof this.buf;
       this.frame();
       this.wake();
     });

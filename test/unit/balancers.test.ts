@@ -83,8 +83,8 @@ describe("strategy specifics", () => {
   test("latency prefers the fastest node and tries unmeasured ones first", () => {
     const fast = node("fast", { latencyMs: 0.5 });
     const slow = node("slow", { latencyMs: 4 });
-    expect(new LatencyBased().pick([slow, fast], noLoad)!.name).toBe("fast");
-    expect(new LatencyBased().pick([slow, fast, node("new", { latencyMs: null })], noLoad)!.name).toBe("new");
+    expect(new LatencyBased().pick([slow, fast])!.name).toBe("fast");
+    expect(new LatencyBased().pick([slow, fast, node("new", { latencyMs: null })])!.name).toBe("new");
   });
 });
 
