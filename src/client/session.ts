@@ -237,6 +237,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
     this.pool = pool;
     this.group = ctx.group(this.database, this.user);
+    this.mode = ctx.userEntry(this.user)?.pool_mode || ctx.config.pool.mode;
     this.counted = true;
     ctx.clientCount++;
     pool.clients++;

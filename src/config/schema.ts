@@ -80,8 +80,8 @@ export const SCHEMA = {
   }),
   limits: table<LimitsSection>("Connection limits.", {
     max_client_conn: { kind: "int", default: 10000, min: 1, max: 10000000, doc: "Most client connections the proxy accepts." },
-    max_db_connections: { kind: "int", default: 0, min: 0, max: 10000000, doc: "Most server connections per database across users (0 = unlimited)." },
-    max_user_connections: { kind: "int", default: 0, min: 0, max: 10000000, doc: "Most server connections per user across databases (0 = unlimited)." },
+    max_db_connections: { kind: "int", default: 0, min: 0, max: 10000000, doc: "Most logged-in clients per database across users (0 = unlimited)." },
+    max_user_connections: { kind: "int", default: 0, min: 0, max: 10000000, doc: "Most logged-in clients per user across databases (0 = unlimited)." },
   }),
   timeouts: table<TimeoutsSection>("Client-side timeouts.", {
     query_timeout_secs: { kind: "number", default: 0, min: 0, max: SECS_MAX, doc: "Cancel a running query after this many seconds (0 = off)." },
