@@ -40,7 +40,7 @@ if (m) { sessionStorage.setItem("heliosproxy.token", decodeURIComponent(m[1])); 
 let token = sessionStorage.getItem("heliosproxy.token") || "";
 const history_ = [];
 const prevCounts = new Map();
-let prevTotal = null, prevAt = 0;
+let prevTotal = null, prevAt = null;
 
 async function get(path) {
   const r = await fetch(path, { headers: token ? { authorization: "Bearer " + token } : {}, cache: "no-store" });
@@ -106,7 +106,7 @@ function renderPools(pools, dt) {
   for (const p of pools) {
     const key = p.database + "/" + p.user + "@" + p.node;
     const before = prevCounts.get(key);
-    const qps = before === undefined || dt <= 0 ? null : Math.max(0, p.query_count - before) / dt;
+    const qps = before === undefined || !(dt > 0) ? null : Math.max(0, p.query_count - before) / dt;
     prevCounts.set(key, p.query_count);
     const tr = body.insertRow();
     tr.dataset.pool = key;
@@ -127,10 +127,10 @@ function renderPools(pools, dt) {
 
 function renderSpark() {
   const svg = $("spark");
-  const w = 600, h = 60, max = Math.max(1, ...history_);
-  const pts = history_.map((v, i) => (i * w / 59).toFixed(1) + "," + (h - 4 - (v / max) * (h - 8)).toFixed(1));
+  const w = 600, h = 60, peak = Math.max(0, ...history_), scale = Math.max(1, peak);
+  const pts = history_.map((v, i) => (i * w / 59).toFixed(1) + "," + (h - 4 - (v / scale) * (h - 8)).toFixed(1));
   svg.querySelector("polyline").setAttribute("points", pts.join(" "));
-  $("spark-max").textContent = "peak " + fmtNum(max, 1) + " q/s";
+  $("spark-max").textContent = history_.length ? "peak " + fmtNum(peak, 1) + " q/s over the last " + history_.length + " s" : "";
 }
 
 function renderTopology(t) {
@@ -144,12 +144,12 @@ function renderTopology(t) {
 async function refresh() {
   try {
     const [nodes, pools, topo, health] = await Promise.all([get("/nodes"), get("/pools"), get("/topology"), get("/health")]);
-    const now = performance.now();
-    const dt = prevAt ? (now - prevAt) / 1000 : 0;
+    // Rates use the proxy's own sample time: right however late the browser polls.
+    const dt = prevAt === null ? 0 : (pools.uptime_ms - prevAt) / 1000;
     const total = pools.pools.reduce((a, p) => a + p.query_count, 0);
-    const qps = prevTotal === null || dt <= 0 ? 0 : Math.max(0, total - prevTotal) / dt;
-    prevTotal = total; prevAt = now;
-    history_.push(qps); if (history_.length > 60) history_.shift();
+    const qps = prevTotal === null || !(dt > 0) ? null : Math.max(0, total - prevTotal) / dt;
+    prevTotal = total; prevAt = pools.uptime_ms;
+    if (qps !== null) { history_.push(qps); if (history_.length > 60) history_.shift(); }
     renderTopology(topo);
     renderNodes(nodes.nodes);
     renderPools(pools.pools, dt);

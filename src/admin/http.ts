@@ -140,7 +140,7 @@ function topologyView(ctx: ProxyContext) {
   };
 }
 
-function poolsView(ctx: ProxyContext) {
+function poolsView(ctx: ProxyContext, startedAt: number) {
   const pools = [];
   for (const p of clientPools(ctx)) {
     const c = p.counts();
@@ -166,7 +166,8 @@ function poolsView(ctx: ProxyContext) {
       max_wait_us: Math.round(s.maxWaitUs),
     });
   }
-  return { pools };
+  // A monotonic sample time, so rates come out right whatever the reader's clock does.
+  return { uptime_ms: round(performance.now() - startedAt), pools };
 }
 
 /** Leased servers on `node` made before its last recycle (the drain): in-flight work that must finish. */
@@ -230,7 +231,7 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
       return n ? json(200, nodeJson(n, poolCountsByNode(ctx))) : fail(404, "not_found", `no node named ${JSON.stringify(params.id)}`);
     }),
     route("GET", "/topology", () => json(200, topologyView(ctx))),
-    route("GET", "/pools", () => json(200, poolsView(ctx))),
+    route("GET", "/pools", () => json(200, poolsView(ctx, startedAt))),
     route("GET", "/metrics", async () => {
       metrics ??= createMetrics(ctx);
       return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });

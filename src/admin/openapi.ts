@@ -154,7 +154,14 @@ const paths = {
     get: {
       summary: "Every pool (database, user, node) with counts and traffic totals",
       responses: {
-        "200": jsonBody({ type: "object", required: ["pools"], properties: { pools: { type: "array", items: ref("Pool") } } }, "All pools"),
+        "200": jsonBody(
+          {
+            type: "object",
+            required: ["uptime_ms", "pools"],
+            properties: { uptime_ms: { type: "number", minimum: 0, description: "Monotonic sample time: rates are deltas of counters over deltas of this" }, pools: { type: "array", items: ref("Pool") } },
+          },
+          "All pools",
+        ),
         ...authErrors,
       },
     },
