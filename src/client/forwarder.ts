@@ -106,6 +106,13 @@ export class RequestForwarder {
             this.raiseError(server, "42P05", `prepared statement "${name}" already exists`);
           } else {
             const entry = entryForParse(b, nameEnd, msgEnd);
+            const fx = scanEffects(b, nameEnd + 1, msgEnd);
+            if (fx & Effect.Pin) this.queryEffects(server, Effect.Pin, b, pos, msgEnd, run);
+            if (fx & TRACKED) {
+              const spans: StatementSpan[] = [];
+              scanEffects(b, nameEnd + 1, msgEnd, spans);
+              entry.tracked = trackedOf(spans, b);
+            }
             if (sess.ctx.splitting) {
               const textEnd = b.indexOf(0, nameEnd + 1);
               entry.write = textEnd < 0 || sess.ctx.classifier.isWrite(decoder.decode(b.subarray(nameEnd + 1, textEnd)));
@@ -137,6 +144,7 @@ export class RequestForwarder {
               if (nameEnd > 0 && nameEnd < msgEnd) {
                 const entry = this.statements.get(decodeAscii(b, nameStart, nameEnd));
                 if (entry !== undefined) {
+                  if (entry.tracked) this.track(server, entry.tracked);
                   run = this.spill(b, run, pos);
                   this.ensurePrepared(server, entry);
                   this.putRenamed(b, pos, nameStart, nameEnd, msgEnd, entry.global);
@@ -312,7 +320,8 @@ export class RequestForwarder {
       server.prepared.delete(oldest);
       const close = build((w) => w.msg(Fe.Close).byte(83).cstr(oldest).end());
       this.put(close, 0, close.length);
-      server.expect(Pending.InjectedClose);
+      // Named: if an error skips the Close, the server still has the statement (see skipToSync).
+      server.expect(Pending.InjectedClose, oldest);
     }
   }
 
@@ -344,14 +353,13 @@ export class RequestForwarder {
       sess.pinned = true;
       server.dirty = true;
     }
-    if (fx & (Effect.SetGuc | Effect.Deallocate)) {
+    if (fx & (TRACKED | Effect.Deallocate)) {
       const spans: StatementSpan[] = [];
       scanEffects(b, textStart, msgEnd, spans);
       if (fx & Effect.Deallocate && spans.length === 1 && b[pos] === Fe.Query && this.deallocate(server, b, spans[0]!, run, pos)) {
         return true;
       }
-      if (this.pendingSets.length === 0) this.pendingErrors = server.errors;
-      for (const s of spans) if (s.effect & Effect.SetGuc) this.pendingSets.push(decoder.decode(b.subarray(s.start, s.end)));
+      this.track(server, trackedOf(spans, b));
     }
     if (fx & Effect.Rollback) this.pendingDiscarded = true;
     if (fx & Effect.DiscardAll) {
@@ -368,6 +376,35 @@ export class RequestForwarder {
   }
 
   private afterDiscard = false;
+  /** Open savepoints of the current transaction and how many pending SETs came before each. */
+  private savepoints: { name: string; mark: number }[] = [];
+
+  /**
+   * Follow SETs and savepoints in the order the server will run them: a SET counts once its
+   * transaction commits, unless a ROLLBACK TO an earlier savepoint undid it.
+   */
+  private track(server: ServerConnection, items: readonly TrackedStatement[]): void {
+    for (const it of items) {
+      if (it.effect & Effect.SetGuc) {
+        if (this.pendingSets.length === 0) this.pendingErrors = server.errors;
+        this.pendingSets.push(it.text);
+      } else if (it.effect & Effect.Savepoint) {
+        this.savepoints.push({ name: savepointName(it.text), mark: this.pendingSets.length });
+      } else if (it.effect & (Effect.RollbackTo | Effect.Release)) {
+        const name = savepointName(it.text);
+        let i = this.savepoints.length - 1;
+        while (i >= 0 && this.savepoints[i]!.name !== name) i--;
+        if (i < 0) continue;
+        if (it.effect & Effect.RollbackTo) {
+          // The transaction goes on from the savepoint: later SETs and errors never happened.
+          this.pendingSets.length = this.savepoints[i]!.mark;
+          this.savepoints.length = i + 1;
+          this.pendingDiscarded = false;
+          this.pendingErrors = server.errors;
+        } else this.savepoints.length = i;
+      }
+    }
+  }
 
   /** DEALLOCATE of a protocol-level statement: answered here, the shared server copy stays. */
   private deallocate(server: ServerConnection, b: Uint8Array, span: StatementSpan, run: number, pos: number): boolean {
@@ -435,6 +472,7 @@ export class RequestForwarder {
       if (sql !== "") this.injectQuery(server, sql);
       return;
     }
+    if (status === TxStatus.Idle && server.owed === 0) this.savepoints.length = 0;
     if (this.pendingSets.length === 0) return;
     if (status === TxStatus.Failed) this.pendingDiscarded = true;
     if (status !== TxStatus.Idle || server.owed !== 0) return;
@@ -459,6 +497,28 @@ export class RequestForwarder {
   returnServer(server: ServerConnection, reset: boolean): void {
     returnServer(server, this.midRequest, reset || server.dirty, this.session.ctx.config.pool.reset_query);
   }
+}
+
+/** Effects followed statement by statement (SETs and the savepoints that can undo them). */
+const TRACKED = Effect.SetGuc | Effect.Savepoint | Effect.RollbackTo | Effect.Release;
+
+/** A statement with a tracked effect, as text. */
+export interface TrackedStatement {
+  effect: Effect;
+  text: string;
+}
+
+function trackedOf(spans: readonly StatementSpan[], b: Uint8Array): TrackedStatement[] {
+  const out: TrackedStatement[] = [];
+  for (const s of spans) if (s.effect & TRACKED) out.push({ effect: s.effect, text: decoder.decode(b.subarray(s.start, s.end)) });
+  return out;
+}
+
+/** The savepoint a SAVEPOINT / ROLLBACK TO / RELEASE statement names (folded unless quoted). */
+function savepointName(text: string): string {
+  const m = /("(?:[^"]|"")+"|[^\s;"]+)\s*;?\s*$/.exec(text.trim());
+  const n = m ? m[1]! : "";
+  return n.startsWith('"') ? n.slice(1, -1).replaceAll('""', '"') : n.toLowerCase();
 }
 
 /** Types whose messages are never large (PostgreSQL bounds them too). */

@@ -11,6 +11,8 @@ export interface StatementEntry {
   parse: Uint8Array;
   /** The statement may write (set when reads are split off to standbys). */
   write?: boolean;
+  /** SET / savepoint statements in its text: they take effect at each execution. */
+  tracked?: readonly { effect: number; text: string }[];
 }
 
 const latin1 = new TextDecoder("latin1");

@@ -124,7 +124,7 @@ export class ServerConnection implements BackpressureTarget {
       this.loginReject = reject;
       this.login = new LoginExchange(creds, (b) => this.out.write(b));
       this.loginTimer = setTimeout(
-        () => this.failLogin(new LoginError(`timeout connecting to ${this.endpoint.host}:${this.endpoint.port}`, "08001")),
+        () => this.failLogin(new LoginError(`timeout connecting to ${this.endpoint.host}:${this.endpoint.port}`, "08001", false, true)),
         timeoutMs,
       );
       this.startupParams = { user: creds.user, database: creds.database, ...startupParams };
@@ -184,7 +184,11 @@ export class ServerConnection implements BackpressureTarget {
     } else if (answer === 78 && (mode === "allow" || mode === "prefer") && chunk.length === 1) {
       this.sendStartup();
     } else {
-      this.failLogin(new LoginError(answer === 78 ? "server does not support SSL, but SSL was required" : "invalid response to SSL negotiation", "08001"));
+      this.failLogin(
+        answer === 78
+          ? new LoginError("server does not support SSL, but SSL was required", "08001", false, true)
+          : new LoginError("invalid response to SSL negotiation", "08P01"),
+      );
     }
   }
 
@@ -195,7 +199,7 @@ export class ServerConnection implements BackpressureTarget {
     const code = (error as { code?: string } | null)?.code ?? (error ? String(error) : "");
     const hostOnly = code === "ERR_TLS_CERT_ALTNAME_INVALID";
     if (error && (mode === "verify-full" || (mode === "verify-ca" && !hostOnly))) {
-      this.failLogin(new LoginError(`server certificate verification failed (${code})`, "08001"));
+      this.failLogin(new LoginError(`server certificate verification failed (${code})`, "08001", false, true));
       return;
     }
     this.sendStartup();
@@ -402,10 +406,16 @@ export class ServerConnection implements BackpressureTarget {
   private skipToSync(): void {
     const q = this.queue;
     this.lessee?.extendedFailed(this, q.shifted);
+    // Each statement is left as it was before the first skipped message that touched it:
+    // a skipped Close means it is still there, a skipped Parse that it never was.
+    let touched: Set<string> | null = null;
     for (let k = q.peek(); k !== 0 && k !== Pending.Sync; k = q.peek()) {
-      if (k === Pending.Parse || k === Pending.InjectedParse) {
-        const name = q.peekName();
-        if (name !== null) this.prepared.delete(name);
+      const name = q.peekName();
+      const parse = k === Pending.Parse || k === Pending.InjectedParse;
+      if ((parse || k === Pending.InjectedClose) && name !== null && !touched?.has(name)) {
+        (touched ??= new Set()).add(name);
+        if (parse) this.prepared.delete(name);
+        else this.prepared.set(name, true);
       } else if (k === Pending.FakeCommand) this.owed--;
       q.shift();
     }

@@ -29,6 +29,8 @@ export class LoginError extends Error {
     readonly code: string,
     /** The server asked for a password and we had none. */
     readonly needsPassword = false,
+    /** Not worth another try even though the code is a connection error (connect timeout, certificate). */
+    readonly final = false,
   ) {
     super(message);
   }
@@ -72,7 +74,8 @@ export class LoginExchange {
         return false;
       case Be.ErrorResponse: {
         const f = errorFields(b, body, end);
-        throw new LoginError(f.message || "server refused the login", f.code || "08006");
+        // An ErrorResponse without a SQLSTATE is a protocol violation, not a reason to retry.
+        throw new LoginError(f.message || "server refused the login", f.code || "08P01");
       }
       case Be.NoticeResponse:
       case Be.NegotiateProtocolVersion:

@@ -129,7 +129,7 @@ export class Pool implements ServerOwner {
       if (this.all.size < this.settings.maxConnections) {
         if ((await this.spawn(creds)) !== null) return null;
         const e = this.lastError!;
-        if (isPermanent(e) || e.needsPassword) return e;
+        if (!isTransient(e)) return e;
       }
       if (performance.now() >= deadline) {
         return this.lastError ?? new LoginError(`no server connection available within wait_timeout`, "08006");
@@ -302,6 +302,11 @@ export class Pool implements ServerOwner {
   counts(): { idle: number; active: number; connecting: number; waiting: number; total: number } {
     return { idle: this.idle.length, active: this.active, connecting: this.connecting, waiting: this.waiters.length, total: this.all.size };
   }
+}
+
+/** Failures worth another try: the server unreachable, gone mid-login, starting up or full. */
+function isTransient(e: LoginError): boolean {
+  return !e.needsPassword && !e.final && (e.code === "08001" || e.code === "08006" || e.code === "57P03" || e.code === "53300");
 }
 
 /** Auth and unknown-database failures will not fix themselves by retrying. */

@@ -11,6 +11,10 @@ export const enum Effect {
   Deallocate = 8,
   /** ROLLBACK / ABORT: session SETs of the transaction are undone. */
   Rollback = 16,
+  /** SAVEPOINT x / ROLLBACK TO x / RELEASE x: SETs after a savepoint can be undone on their own. */
+  Savepoint = 32,
+  RollbackTo = 64,
+  Release = 128,
 }
 
 /** One statement's span and its effects (only statements with an effect are reported). */
@@ -105,7 +109,7 @@ export function scanEffects(b: Uint8Array, start: number, end: number, spans?: S
 }
 
 const K_OTHER = 0, K_SET = 1, K_RESET = 2, K_PREPARE = 3, K_LISTEN = 4, K_DECLARE = 5, K_CREATE = 6,
-  K_DISCARD = 7, K_DEALLOCATE = 8, K_ROLLBACK = 9;
+  K_DISCARD = 7, K_DEALLOCATE = 8, K_ROLLBACK = 9, K_SAVEPOINT = 10, K_RELEASE = 11;
 
 function classifyFirst(b: Uint8Array, s: number, e: number): number {
   switch (e - s) {
@@ -117,9 +121,11 @@ function classifyFirst(b: Uint8Array, s: number, e: number): number {
       return wordIs(b, s, e, "LISTEN") ? K_LISTEN : wordIs(b, s, e, "CREATE") ? K_CREATE : K_OTHER;
     case 7:
       return wordIs(b, s, e, "PREPARE") ? K_PREPARE : wordIs(b, s, e, "DECLARE") ? K_DECLARE
-        : wordIs(b, s, e, "DISCARD") ? K_DISCARD : K_OTHER;
+        : wordIs(b, s, e, "DISCARD") ? K_DISCARD : wordIs(b, s, e, "RELEASE") ? K_RELEASE : K_OTHER;
     case 8:
       return wordIs(b, s, e, "ROLLBACK") ? K_ROLLBACK : K_OTHER;
+    case 9:
+      return wordIs(b, s, e, "SAVEPOINT") ? K_SAVEPOINT : K_OTHER;
     case 10:
       return wordIs(b, s, e, "DEALLOCATE") ? K_DEALLOCATE : K_OTHER;
     default:
@@ -146,7 +152,12 @@ function classifySecond(first: number, b: Uint8Array, s: number, e: number): Eff
     case K_DEALLOCATE:
       return Effect.Deallocate;
     case K_ROLLBACK:
-      return wordIs(b, s, e, "TO") ? Effect.None : Effect.Rollback;
+      // ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] x keeps the transaction; the TO may come third.
+      return wordIs(b, s, e, "TO") ? Effect.RollbackTo : wordIs(b, s, e, "WORK") || wordIs(b, s, e, "TRANSACTION") ? Effect.Rollback | Effect.RollbackTo : Effect.Rollback;
+    case K_SAVEPOINT:
+      return Effect.Savepoint;
+    case K_RELEASE:
+      return Effect.Release;
     default:
       return Effect.None;
   }

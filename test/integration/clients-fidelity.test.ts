@@ -224,6 +224,23 @@ describe("E4: no session-state bleed in transaction mode", () => {
     }
   }, T);
 
+  test("SET undone by ROLLBACK TO SAVEPOINT does not stick; SET before the savepoint does", async () => {
+    const [a, h0, h1] = await clients(tx.port, 3);
+    try {
+      await a!.query("BEGIN");
+      await a!.query("SET application_name = 'fid_before_savepoint'");
+      await a!.query("SAVEPOINT sp1");
+      await a!.query("SET application_name = 'fid_savepoint'");
+      await a!.query("SET statement_timeout = '999ms'");
+      await a!.query("ROLLBACK TO SAVEPOINT sp1");
+      expect((await a!.query("SHOW application_name")).rows[0].application_name).toBe("fid_before_savepoint");
+      await a!.query("COMMIT");
+      for (const r of await onBothServers(a!, [h0!, h1!])) expect(settings(r)).toEqual({ ...DEFAULTS, app: "fid_before_savepoint" });
+    } finally {
+      await endAll([a!, h0!, h1!]);
+    }
+  }, T);
+
   test("startup parameters (application_name, options=-c ...) follow the client", async () => {
     const a = await pgClient(tx.port, { application_name: "fid_startup", options: `-c search_path=${STARTUP_SCHEMA} -c statement_timeout=2345` });
     const [b, h0, h1] = await clients(tx.port, 3);
@@ -245,6 +262,23 @@ describe("E4: no session-state bleed in transaction mode", () => {
     }
   }, T);
 
+  test("a SET sent as a named prepared statement (postgres.js) follows its client and no other", async () => {
+    // Only postgres.js clients (same startup parameters): only their SETs tell them apart.
+    const [a, b, h0, h1] = Array.from({ length: 4 }, () => pgjs(tx.port, { max: 1, prepare: true }));
+    try {
+      const probe = (sql: ReturnType<typeof pgjs>) => async () => (await sql.unsafe(PROBE, [], { prepare: true }))[0] as unknown as Probe;
+      const base = settings(await probe(b!)());
+      expect(base.app).toBe("postgres.js");
+      await a!`SET application_name = 'fid_pgjs_set'`;
+      await a!`SET statement_timeout = '3210ms'`;
+      for (let round = 0; round < 2; round++) {
+        for (const r of await onBothServers(probe(b!), [h0!, h1!])) expect(settings(r)).toEqual(base);
+        for (const r of await onBothServers(probe(a!), [h0!, h1!])) expect(settings(r)).toEqual({ ...base, app: "fid_pgjs_set", st: "3210ms" });
+      }
+    } finally {
+      await Promise.all([a, b, h0, h1].map((x) => x!.end()));
+    }
+  }, T);
 });
 
 describe("E5: prepared statements are transparent across server connections", () => {
@@ -421,6 +455,42 @@ describe("E5: prepared statements are transparent across server connections", ()
     }
   }, T);
 
+  test("statement cache limit 5: eviction inside failing pipelines (C11), same replies as PostgreSQL", async () => {
+    const N = 20;
+    const prepare: Step = {
+      send: [...Array.from({ length: N }, (_, j) => fe.parse(`c11_${j}`, `SELECT $1::int4 + ${j * 100}`, [23])), fe.parse("c11_div", "SELECT 100 / $1::int4", [23]), fe.sync()],
+    };
+    const run = (order: number[], failAt: number, arg: string): Step => {
+      const msgs: Uint8Array[] = [];
+      order.forEach((j, i) => {
+        if (i === failAt) msgs.push(fe.bind("", "c11_div", ["0"]), fe.execute());
+        msgs.push(fe.bind("", `c11_${j}`, [arg]), fe.execute());
+      });
+      msgs.push(fe.sync());
+      return { send: msgs };
+    };
+    const fwd = Array.from({ length: N }, (_, j) => j);
+    const rev = [...fwd].reverse();
+    const steps = (): Step[] => [
+      prepare,
+      run(fwd, 3, "1"),
+      run(fwd, -1, "2"),
+      run(rev, 0, "3"),
+      run(rev, -1, "4"),
+      run(fwd, 15, "5"),
+      run([0, 5, 10, 15, 19, 1, 6, 11, 16, 2], 2, "6"),
+      run(fwd, -1, "7"),
+      run(rev, -1, "8"),
+      { send: [fe.query("SELECT 'in sync'")] },
+    ];
+    const { proxy, direct } = await parity(cache5.port, steps);
+    expect(proxy).toEqual(direct);
+    const okRows = (arg: number, order: number[]) => order.map((j) => `D:["${j * 100 + arg}"]`);
+    expect(proxy[2]!.filter((m) => m.startsWith("D:"))).toEqual(okRows(2, fwd));
+    expect(proxy[1]!.filter((m) => m.startsWith("E:") || m.startsWith("Z:"))).toEqual(["E:22012", "Z:I"]);
+    expect(proxy[8]!.filter((m) => m.startsWith("D:"))).toEqual(okRows(8, rev));
+    expect(proxy[9]).toEqual(["T", 'D:["in sync"]', "C:SELECT 1", "Z:I"]);
+  }, T);
 });
 
 describe("session state that pins a client to its server works in transaction mode", () => {
@@ -496,6 +566,29 @@ describe("session state that pins a client to its server works in transaction mo
       expect((await c.query("SELECT count(*)::int AS n FROM pg_listening_channels()")).rows[0].n).toBe(0);
     } finally {
       await c.end();
+    }
+  }, T);
+
+  test("pinning statements sent as named prepared statements pin too (temp table, advisory lock)", async () => {
+    const [a, b, h] = await clients(tx.port, 3);
+    try {
+      await a!.query({ name: "fid_named_tmp", text: "CREATE TEMP TABLE fid_named_tmp (x int)" });
+      await a!.query({ name: "fid_named_lock", text: "SELECT 1 AS ok FROM (SELECT pg_advisory_lock($1)) l", values: [7_525_252] });
+      const pids = new Set<number>();
+      for (let i = 0; i < 3; i++) {
+        // Another client holds a server in a transaction, then lets go: A must not move.
+        await h!.query("BEGIN");
+        pids.add((await a!.query("SELECT pg_backend_pid() AS pid")).rows[0].pid);
+        expect((await a!.query("SELECT count(*)::int AS n FROM fid_named_tmp")).rows).toEqual([{ n: 0 }]);
+        await h!.query("COMMIT");
+        pids.add((await a!.query("SELECT pg_backend_pid() AS pid")).rows[0].pid);
+        expect((await a!.query("SELECT count(*)::int AS n FROM fid_named_tmp")).rows).toEqual([{ n: 0 }]);
+      }
+      expect(pids.size).toBe(1);
+      expect((await b!.query("SELECT pg_try_advisory_lock($1) AS got", [7_525_252])).rows[0].got).toBe(false);
+      expect((await a!.query("SELECT pg_advisory_unlock($1) AS released", [7_525_252])).rows[0].released).toBe(true);
+    } finally {
+      await endAll([a!, b!, h!]);
     }
   }, T);
 

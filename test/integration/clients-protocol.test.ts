@@ -399,5 +399,19 @@ describe("E11: LISTEN/NOTIFY", () => {
     }, T);
   }
 
+  test("transaction mode: postgres.js listen() works through the proxy", async () => {
+    const sql = pgjs(proxies.transaction.port, { max: 1 });
+    const b = await pgClient(proxies.transaction.port);
+    const got: string[] = [];
+    try {
+      await sql.listen("fid_pgjs", (payload) => got.push(payload));
+      for (let i = 0; i < 3; i++) await b.query("SELECT pg_notify('fid_pgjs', $1)", [`p${i}`]);
+      for (let i = 0; i < 40 && got.length < 3; i++) await Bun.sleep(50);
+      expect(got).toEqual(["p0", "p1", "p2"]);
+    } finally {
+      await sql.end();
+      await b.end();
+    }
+  }, T);
 });
 
