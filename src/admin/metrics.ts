@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { ProxyContext } from "../core/context.ts";
 import type { Pool } from "../server/pool.ts";
+import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from "../core/latency.ts";
 
 type Labels = Record<string, string>;
 
@@ -44,6 +45,43 @@ function waitSummary(ctx: ProxyContext, registry: Registry): void {
         values.push({ metricName: `${name}_count`, labels, value: p.stats.waitCount });
       }
       return { name, help, type: "summary", aggregator: "sum", values };
+    },
+    reset() {},
+  } as unknown as Gauge);
+}
+
+/**
+ * Request round-trip time through the proxy's servers, per node and the route that chose it
+ * (primary or standby), from the pools' sampled histograms.
+ */
+function latencyHistogram(ctx: ProxyContext, registry: Registry): void {
+  const name = "heliosproxy_query_duration_seconds";
+  const help = `Request round trip (first message forwarded to ReadyForQuery), sampled 1 in ${LATENCY_SAMPLE_EVERY}`;
+  registry.registerMetric({
+    name,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    get: async () => {
+      const perNode = new Map<string, { role: string; counts: number[]; sum: number; count: number }>();
+      for (const p of clientPools(ctx)) {
+        const role = ctx.cluster.node(p.node)?.role ?? "primary";
+        const acc = perNode.get(p.node) ?? { role, counts: new Array(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 };
+        p.stats.latency.cumulative().forEach((c, i) => (acc.counts[i] += c));
+        acc.sum += p.stats.latency.sum;
+        acc.count += p.stats.latency.count;
+        perNode.set(p.node, acc);
+      }
+      const values = [];
+      for (const [node, h] of perNode) {
+        const base = { node, route: h.role };
+        h.counts.forEach((c, i) =>
+          values.push({ metricName: `${name}_bucket`, labels: { ...base, le: i < LATENCY_BUCKETS.length ? String(LATENCY_BUCKETS[i]) : "+Inf" }, value: c }),
+        );
+        values.push({ metricName: `${name}_sum`, labels: base, value: h.sum });
+        values.push({ metricName: `${name}_count`, labels: base, value: h.count });
+      }
+      return { name, help, type: "histogram", aggregator: "sum", values };
     },
     reset() {},
   } as unknown as Gauge);
@@ -129,6 +167,12 @@ export function createMetrics(ctx: ProxyContext): Registry {
     ...sumBy(clientPools(ctx), (p) => ({ node: p.node, direction: "in" }), (p) => p.stats.bytesIn),
     ...sumBy(clientPools(ctx), (p) => ({ node: p.node, direction: "out" }), (p) => p.stats.bytesOut),
   ]);
+  mirror("heliosproxy_errors_total", "ErrorResponses relayed to clients, by node and SQLSTATE", ["node", "sqlstate"], () => {
+    const out: { labels: Labels; value: number }[] = [];
+    for (const p of clientPools(ctx)) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, sqlstate }, value: n });
+    return sumBy(out, (x) => x.labels, (x) => x.value);
+  });
+  latencyHistogram(ctx, registry);
   mirror("heliosproxy_logins_total", "Client login attempts by result", ["result"], () => [
     { labels: { result: "ok" }, value: ctx.stats.loginsOk },
     { labels: { result: "failed" }, value: ctx.stats.loginsFailed },

@@ -7,6 +7,8 @@ import { CloseComplete, ParseComplete, SslRequestPacket, TerminateMessage, comma
 import type { ServerSslMode } from "../config/types.ts";
 import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
 import { clock } from "../core/clock.ts";
+import { LATENCY_SAMPLE_EVERY, LatencyHistogram } from "../core/latency.ts";
+import { errorFields } from "../protocol/errors.ts";
 import { LoginError, LoginExchange, type ServerCredentials } from "./login.ts";
 import { Pending, ResponseQueue } from "./response-queue.ts";
 
@@ -64,9 +66,13 @@ export interface ConnectionStats {
   /** Bytes clients sent to servers, and servers sent back. */
   bytesIn: number;
   bytesOut: number;
+  /** Request round trips through this pool's servers, sampled (see LATENCY_SAMPLE_EVERY). */
+  latency: LatencyHistogram;
+  /** ErrorResponses relayed to clients, by SQLSTATE. */
+  errors: Map<string, number>;
 }
 
-const NO_STATS: ConnectionStats = { queryCount: 0, bytesIn: 0, bytesOut: 0 };
+const NO_STATS: ConnectionStats = { queryCount: 0, bytesIn: 0, bytesOut: 0, latency: new LatencyHistogram(), errors: new Map() };
 
 /** Hands closed or failed connections back to whoever owns them (the pool). */
 export interface ServerOwner {
@@ -100,6 +106,9 @@ export class ServerConnection implements BackpressureTarget {
   stats: ConnectionStats = NO_STATS;
   /** The pool generation this connection was made in (see Pool.recycle). */
   generation = 0;
+  /** Latency sampling: requests since the last sample, and when the sampled one started (0: none). */
+  private sampleTick = 0;
+  private sampledAt = 0;
   /** ErrorResponses relayed so far (lets a client tell whether its SETs succeeded). */
   errors = 0;
   /** Bytes of an oversized DataRow/CopyData still streaming straight to the client. */
@@ -341,6 +350,10 @@ export class ServerConnection implements BackpressureTarget {
           pos = msgEnd;
           if (!drop) {
             this.stats.queryCount++;
+            if (this.sampledAt !== 0 && this.owed === 0) {
+              this.stats.latency.observe((performance.now() - this.sampledAt) / 1000);
+              this.sampledAt = 0;
+            }
             lessee.serverReady(this, status);
           } else lessee.injectedReady(this, status);
           if (this.state === ServerState.Closed) return;
@@ -383,6 +396,8 @@ export class ServerConnection implements BackpressureTarget {
           this.errors++;
           if (drop) lessee.injectedFailed(this, "injected statement failed");
           else {
+            const code = errorFields(b, pos + 5, msgEnd).code;
+            this.stats.errors.set(code, (this.stats.errors.get(code) ?? 0) + 1);
             if (head !== 0 && head !== Pending.Query && head !== Pending.Sync) this.skipToSync();
             const renamed = lessee.clientError?.(b, pos, msgEnd) ?? null;
             if (renamed !== null) {
@@ -459,7 +474,14 @@ export class ServerConnection implements BackpressureTarget {
   /** Queue an entry; a fake at the head of an empty queue is answered at once. */
   expect(kind: Pending, name: string | null = null): void {
     this.queue.push(kind, name);
-    if (kind === Pending.Sync || kind === Pending.Query || kind === Pending.InjectedQuery || kind === Pending.FakeCommand) this.owed++;
+    if (kind === Pending.Sync || kind === Pending.Query) {
+      // A client request starts on an idle server: time one in LATENCY_SAMPLE_EVERY of them.
+      if (this.owed === 0 && ++this.sampleTick >= LATENCY_SAMPLE_EVERY) {
+        this.sampleTick = 0;
+        this.sampledAt = performance.now();
+      }
+      this.owed++;
+    } else if (kind === Pending.InjectedQuery || kind === Pending.FakeCommand) this.owed++;
     if (this.queue.length === 1 && this.lessee && (kind === Pending.FakeParseComplete || kind === Pending.FakeCloseComplete || kind === Pending.FakeCommand)) {
       this.drainFakes(this.lessee);
     }

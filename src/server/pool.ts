@@ -4,6 +4,7 @@ import { TxStatus } from "../protocol/codes.ts";
 import { ServerConnection, ServerState, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
 import { clock } from "../core/clock.ts";
+import { LatencyHistogram } from "../core/latency.ts";
 
 /** A client waiting for a server. The pool calls back exactly once (unless it leaves the queue). */
 export interface PoolWaiter {
@@ -55,7 +56,17 @@ export class Pool implements ServerOwner {
   lastError: LoginError | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   paused = false;
-  readonly stats: PoolStats = { xactCount: 0, queryCount: 0, totalWaitUs: 0, maxWaitUs: 0, waitCount: 0, bytesIn: 0, bytesOut: 0 };
+  readonly stats: PoolStats = {
+    xactCount: 0,
+    queryCount: 0,
+    totalWaitUs: 0,
+    maxWaitUs: 0,
+    waitCount: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    latency: new LatencyHistogram(),
+    errors: new Map(),
+  };
   /** Clients logged in to this pool. */
   clients = 0;
   /** Told about connect failures that are not the client's fault (health accounting). */
