@@ -5,7 +5,8 @@ import type { PoolMode } from "../config/types.ts";
 import type { ProxyContext } from "../core/context.ts";
 import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
 import { Fe, MAX_AUTH_MESSAGE, TxStatus } from "../protocol/codes.ts";
-import { Errors } from "../protocol/errors.ts";
+import { Errors, errorResponse } from "../protocol/errors.ts";
+import { SqlState } from "../protocol/sqlstate.ts";
 import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
 import { ReadyIdle, SslNo, SslYes, negotiateProtocolVersion } from "../protocol/messages.ts";
 import { AdminConsole, CONSOLE_DATABASES } from "../admin/console.ts";
@@ -434,11 +435,14 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.processBuffered();
   }
 
+  /** No server for a logged-in client (wait_timeout, server gone): it may hear why. */
   serverFailed(e: LoginError): void {
     this.waiting = false;
     this.waitPool = null;
-    const f = loginFailure(this.ctx, this.user, e.code, e.message);
-    this.fatal(f.ok ? Errors.serverLost() : f.reply);
+    if (e.code.startsWith("28") || e.code === "3D000") {
+      const f = loginFailure(this.ctx, this.user, e.code, e.message);
+      this.fatal(f.ok ? Errors.serverLost() : f.reply);
+    } else this.fatal(errorResponse({ severity: "FATAL", code: e.code.startsWith("08") ? e.code : SqlState.ConnectionFailure, message: e.message }));
   }
 
   serverReady(s: ServerConnection, status: number): void {
