@@ -10,7 +10,8 @@ import { TxStatus } from "./protocol/codes.ts";
 import { log } from "./util/log.ts";
 import { clock } from "./core/clock.ts";
 import { HealthChecker } from "./cluster/health.ts";
-import type { ClusterEvent } from "./cluster/cluster.ts";
+import { Cluster, type ClusterEvent, type NodeView } from "./cluster/cluster.ts";
+import type { NodeEntry } from "./config/types.ts";
 import { QueryClassifier, loadParser } from "./sql/classify.ts";
 import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
@@ -30,6 +31,22 @@ function loadTls(cfg: HeliosConfig): TlsMaterial | null {
     key: fs.readFileSync(t.key_file, "utf8"),
     ...(t.ca_file ? { ca: fs.readFileSync(t.ca_file, "utf8"), requestCert: true, rejectUnauthorized: false } : {}),
   };
+}
+
+/** Health-check the configured nodes and react to their events. */
+function watchCluster(ctx: ProxyContext, cfg: HeliosConfig): HealthChecker {
+  const health = new HealthChecker(ctx.cluster, cfg.health, (name) => ctx.endpoint(ctx.cluster.node(name)!));
+  ctx.health = health;
+  ctx.cluster.subscribe((e) => onClusterEvent(ctx, e));
+  health.start();
+  return health;
+}
+
+/** Whether a reload changes which nodes there are or how to reach them. */
+function nodesDiffer(current: readonly NodeView[], next: readonly NodeEntry[]): boolean {
+  const key = (n: { name: string; host: string; port: number; role: string; sync: boolean; weight: number }) =>
+    `${n.name}|${n.host}|${n.port}|${n.role}|${n.sync}|${n.weight}`;
+  return current.map(key).join("\n") !== next.map(key).join("\n");
 }
 
 /** A node went down or was drained: its idle servers close; leased ones finish and are not reused. */
@@ -78,7 +95,11 @@ function applyToPools(ctx: ProxyContext): void {
     // Passthrough users prove themselves to the server again after a reload (passwords may have changed).
     if (!entry) p.shared.passthrough = "unknown";
     const node = ctx.config.nodes.find((n) => n.name === p.node);
-    const endpoint = node ? ctx.endpoint(node) : p.endpoint;
+    if (!node) {
+      p.recycle("node removed by reload");
+      continue;
+    }
+    const endpoint = ctx.endpoint(node);
     const moved = p.endpoint.host !== endpoint.host || p.endpoint.port !== endpoint.port ||
       p.endpoint.sslmode !== endpoint.sslmode || p.endpoint.ca !== endpoint.ca;
     if (moved || password !== p.creds.password) {
@@ -94,10 +115,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   ctx.tls = loadTls(cfg);
   prewarmVerifiers(ctx);
   if (ctx.splitting) await loadParser();
-  const health = new HealthChecker(ctx.cluster, cfg.health, (name) => ctx.endpoint(ctx.cluster.node(name)!));
-  ctx.health = health;
-  ctx.cluster.subscribe((e) => onClusterEvent(ctx, e));
-  health.start();
+  let health = watchCluster(ctx, cfg);
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
@@ -140,7 +158,14 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       ctx.classifier = new QueryClassifier(next.load_balancer.read_safe_functions);
       ctx.balancer = makeBalancer(next.load_balancer.strategy);
       if (ctx.splitting) await loadParser();
-      health.reconfigure(next.health);
+      if (nodesDiffer(ctx.cluster.snapshot(), next.nodes)) {
+        // New node list: a new cluster view (drain marks kept by name) and health checker; pools follow.
+        const drained = new Set(ctx.cluster.snapshot().filter((n) => n.drained).map((n) => n.name));
+        health.stop();
+        ctx.cluster = new Cluster(next.nodes);
+        for (const name of drained) ctx.cluster.setDrained(name, true);
+        health = watchCluster(ctx, next);
+      } else health.reconfigure(next.health);
       applyToPools(ctx);
       log.info("configuration reloaded");
       return { ok: true };
