@@ -61,7 +61,7 @@ test("a TLS client cut off mid-transaction without close_notify: the proxy rolls
   for (let i = 0; i < 3; i++) {
     const t = await tlsClientInTransaction(proxy.port);
     // Destroy the TCP socket under TLS: no close_notify alert is sent.
-    (t as unknown as { _parent?: import("node:net").Socket }).destroy();
+    t.destroy();
   }
   // max_connections = 1: each abrupt leaver's server was rolled back and reused.
   const r = await psql(proxy.port, ["-Atc", "select 'after' , count(*) from pg_stat_activity where state = 'idle in transaction' and application_name = ''"], {
