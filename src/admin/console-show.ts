@@ -6,7 +6,7 @@ import { SCHEMA, type FieldSpec } from "../config/schema.ts";
 import type { ProxyContext } from "../core/context.ts";
 import { ServerState, type ServerConnection } from "../server/connection.ts";
 import type { Pool } from "../server/pool.ts";
-import { anythingPaused, databasePaused } from "./console-control.ts";
+import { anythingPaused, isPaused } from "../core/pause.ts";
 import { columns, type Cell, type ResultSet } from "./console-wire.ts";
 
 const VERSION = (require("../../package.json") as { version: string }).version;
@@ -192,14 +192,8 @@ export function sampleStats(ctx: ProxyContext): { now: Snapshot; base: Snapshot 
   return { now: cur, base };
 }
 
-interface Averages {
-  assignments: number;
-  xacts: number;
-  queries: number;
-  received: number;
-  sent: number;
-  waitUs: number;
-}
+/** Per-second rates (wait: per transaction) of the same counters. */
+type Averages = Totals;
 
 function averages(cur: Totals, old: Totals | undefined, ms: number): Averages {
   const o = old ?? zero();
@@ -269,7 +263,7 @@ export function showDatabases(ctx: ProxyContext): ResultSet {
   const rows = [...servers.keys()].sort(cmp).map((db): Cell[] => [
     db, primary.host, primary.port, db, null, c.pool.max_connections, c.pool.min_connections, 0,
     Math.round(c.pool.server_lifetime_secs), null, null, c.limits.max_db_connections, servers.get(db) ?? 0, 0,
-    ctx.perDatabase.get(db) ?? 0, databasePaused(ctx, db) ? 1 : 0, 0,
+    ctx.perDatabase.get(db) ?? 0, isPaused(ctx, db) ? 1 : 0, 0,
   ]);
   return { columns: DATABASE_COLUMNS, rows };
 }

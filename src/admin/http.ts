@@ -5,7 +5,8 @@ import type { NodeView } from "../cluster/cluster.ts";
 import { parseAddress } from "../config/schema.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
-import { clientPools, createMetrics } from "./metrics.ts";
+import { isPaused, pause, resume, waitUntilIdle } from "../core/pause.ts";
+import { createMetrics } from "./metrics.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { openApiDocument } from "./openapi.ts";
 
@@ -24,8 +25,8 @@ export interface AdminServer {
   stop(): void;
 }
 
-/** Longest wait a drain request may ask for, seconds. */
-const MAX_DRAIN_WAIT_SECS = 300;
+/** Longest wait a drain or pause request may ask for, seconds. */
+const MAX_WAIT_SECS = 300;
 
 type Handler = (r: AdminRequest) => Response | Promise<Response>;
 
@@ -73,7 +74,7 @@ export function nodeState(n: NodeView): NodeState {
 function poolCountsByNode(ctx: ProxyContext): Map<string, { active: number; idle: number; connecting: number; waiting: number; total: number }> {
   const out = new Map<string, { active: number; idle: number; connecting: number; waiting: number; total: number }>();
   for (const n of ctx.cluster.snapshot()) out.set(n.name, { active: 0, idle: 0, connecting: 0, waiting: 0, total: 0 });
-  for (const p of clientPools(ctx)) {
+  for (const p of ctx.clientPools()) {
     const acc = out.get(p.node);
     if (acc === undefined) continue;
     const c = p.counts();
@@ -122,7 +123,7 @@ function healthView(ctx: ProxyContext, startedAt: number): { ok: boolean; body: 
     status: reasons.length === 0 ? "ok" : "unavailable",
     reasons,
     primary: primary?.name ?? null,
-    paused: ctx.paused,
+    paused: isPaused(ctx),
     nodes: { total: nodes.length, up: count("up"), down: count("down"), draining: count("draining") },
     clients: ctx.clientCount,
     uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
@@ -142,7 +143,7 @@ function topologyView(ctx: ProxyContext) {
 
 function poolsView(ctx: ProxyContext, startedAt: number) {
   const pools = [];
-  for (const p of clientPools(ctx)) {
+  for (const p of ctx.clientPools()) {
     const c = p.counts();
     const s = p.stats;
     pools.push({
@@ -186,8 +187,8 @@ function parseWait(url: URL): number | Response {
   const raw = url.searchParams.get("wait");
   if (raw === null) return 0;
   const secs = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(secs) || secs < 0 || secs > MAX_DRAIN_WAIT_SECS)
-    return fail(400, "bad_request", `wait: expected seconds between 0 and ${MAX_DRAIN_WAIT_SECS}, got ${JSON.stringify(raw)}`);
+  if (raw.trim() === "" || !Number.isFinite(secs) || secs < 0 || secs > MAX_WAIT_SECS)
+    return fail(400, "bad_request", `wait: expected seconds between 0 and ${MAX_WAIT_SECS}, got ${JSON.stringify(raw)}`);
   return secs;
 }
 
@@ -238,25 +239,17 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     }),
     route("POST", "/nodes/:id/drain", drainHandler(ctx, true)),
     route("POST", "/nodes/:id/undrain", drainHandler(ctx, false)),
-    route("POST", "/pause", () => {
-      ctx.paused = true;
-      let pools = 0;
-      for (const p of ctx.allPools()) {
-        p.pause();
-        pools++;
-      }
-      log.info("pools paused via admin API");
-      return json(200, { paused: true, pools });
+    // As the console's PAUSE and RESUME (core/pause.ts), but repeating one is not an error.
+    route("POST", "/pause", async ({ url }) => {
+      const wait = parseWait(url);
+      if (wait instanceof Response) return wait;
+      if (pause(ctx, null)) log.info("proxy paused via admin API");
+      const busy = await waitUntilIdle(ctx, null, wait * 1000);
+      return json(200, { paused: isPaused(ctx), pools: [...ctx.clientPools()].length, busy, complete: busy === 0 });
     }),
     route("POST", "/resume", () => {
-      ctx.paused = false;
-      let pools = 0;
-      for (const p of ctx.allPools()) {
-        p.resume();
-        pools++;
-      }
-      log.info("pools resumed via admin API");
-      return json(200, { paused: false, pools });
+      if (resume(ctx, null)) log.info("proxy resumed via admin API");
+      return json(200, { paused: false, pools: [...ctx.clientPools()].length });
     }),
     route("POST", "/reload", async () => {
       const r = await reload();

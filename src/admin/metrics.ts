@@ -1,16 +1,26 @@
 // Prometheus metrics for /metrics: one prom-client registry per proxy, filled from the context on each scrape.
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { ProxyContext } from "../core/context.ts";
-import type { Pool } from "../server/pool.ts";
+import { isPaused } from "../core/pause.ts";
 import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from "../core/latency.ts";
 
 type Labels = Record<string, string>;
 
-/** Client pools: one per (database, user, node). */
-export function* clientPools(ctx: ProxyContext): IterableIterator<Pool> {
-  for (const g of ctx.groups.values()) yield* g.pools.values();
-}
+type Collector = (registry: Registry) => void;
+
+/**
+ * The process series of prom-client's default metrics: CPU, start time, memory, file descriptors.
+ * Not collectDefaultMetrics(): under Bun its event-loop-lag series are nonsense (a min of ~9.2e9 s
+ * and a NaN mean when nothing was sampled) and its delay monitor wakes the process every 10 ms.
+ */
+const PROCESS_COLLECTORS: Collector[] = [
+  require("prom-client/lib/metrics/processCpuTotal"),
+  require("prom-client/lib/metrics/processStartTime"),
+  require("prom-client/lib/metrics/osMemoryHeap"),
+  require("prom-client/lib/metrics/processOpenFileDescriptors"),
+  require("prom-client/lib/metrics/processMaxFileDescriptors"),
+];
 
 /** Sum `value` per label set (pools of one node share a label set for per-node series). */
 function sumBy<T>(items: Iterable<T>, key: (x: T) => Labels, value: (x: T) => number): { labels: Labels; value: number }[] {
@@ -39,7 +49,7 @@ function waitSummary(ctx: ProxyContext, registry: Registry): void {
     aggregator: "sum",
     get: async () => {
       const values = [];
-      for (const p of clientPools(ctx)) {
+      for (const p of ctx.clientPools()) {
         const labels = { node: p.node, database: p.database, user: p.user };
         values.push({ metricName: `${name}_sum`, labels, value: p.stats.totalWaitUs / 1e6 });
         values.push({ metricName: `${name}_count`, labels, value: p.stats.waitCount });
@@ -64,7 +74,7 @@ function latencyHistogram(ctx: ProxyContext, registry: Registry): void {
     aggregator: "sum",
     get: async () => {
       const perNode = new Map<string, { role: string; counts: number[]; sum: number; count: number }>();
-      for (const p of clientPools(ctx)) {
+      for (const p of ctx.clientPools()) {
         const role = ctx.cluster.node(p.node)?.role ?? "primary";
         const acc = perNode.get(p.node) ?? { role, counts: new Array(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 };
         p.stats.latency.cumulative().forEach((c, i) => (acc.counts[i] += c));
@@ -89,7 +99,7 @@ function latencyHistogram(ctx: ProxyContext, registry: Registry): void {
 
 export function createMetrics(ctx: ProxyContext): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  for (const collect of PROCESS_COLLECTORS) collect(registry);
   const registers = [registry];
 
   new Gauge({
@@ -99,7 +109,7 @@ export function createMetrics(ctx: ProxyContext): Registry {
     registers,
     collect() {
       this.reset();
-      for (const s of sumBy(clientPools(ctx), (p) => ({ database: p.database, user: p.user }), (p) => p.clients)) this.set(s.labels, s.value);
+      for (const s of sumBy(ctx.clientPools(), (p) => ({ database: p.database, user: p.user }), (p) => p.clients)) this.set(s.labels, s.value);
     },
   });
 
@@ -110,7 +120,7 @@ export function createMetrics(ctx: ProxyContext): Registry {
     registers,
     collect() {
       this.reset();
-      for (const p of clientPools(ctx)) {
+      for (const p of ctx.clientPools()) {
         const c = p.counts();
         const base = { node: p.node, database: p.database, user: p.user };
         this.set({ ...base, state: "active" }, c.active);
@@ -127,7 +137,7 @@ export function createMetrics(ctx: ProxyContext): Registry {
     registers,
     collect() {
       this.reset();
-      for (const p of clientPools(ctx)) this.set({ node: p.node, database: p.database, user: p.user }, p.waiting);
+      for (const p of ctx.clientPools()) this.set({ node: p.node, database: p.database, user: p.user }, p.waiting);
     },
   });
 
@@ -140,7 +150,7 @@ export function createMetrics(ctx: ProxyContext): Registry {
     registers,
     collect() {
       this.reset();
-      for (const p of clientPools(ctx)) this.set({ node: p.node, database: p.database, user: p.user }, p.stats.maxWaitUs / 1e6);
+      for (const p of ctx.clientPools()) this.set({ node: p.node, database: p.database, user: p.user }, p.stats.maxWaitUs / 1e6);
     },
   });
 
@@ -158,18 +168,18 @@ export function createMetrics(ctx: ProxyContext): Registry {
     });
 
   mirror("heliosproxy_queries_total", "Requests answered by servers (ReadyForQuery relayed)", ["node"], () =>
-    sumBy(clientPools(ctx), (p) => ({ node: p.node }), (p) => p.stats.queryCount),
+    sumBy(ctx.clientPools(), (p) => ({ node: p.node }), (p) => p.stats.queryCount),
   );
   mirror("heliosproxy_transactions_total", "Server leases completed (transactions in transaction mode)", ["node"], () =>
-    sumBy(clientPools(ctx), (p) => ({ node: p.node }), (p) => p.stats.xactCount),
+    sumBy(ctx.clientPools(), (p) => ({ node: p.node }), (p) => p.stats.xactCount),
   );
   mirror("heliosproxy_bytes_total", "Bytes relayed: in = clients to servers, out = servers to clients", ["node", "direction"], () => [
-    ...sumBy(clientPools(ctx), (p) => ({ node: p.node, direction: "in" }), (p) => p.stats.bytesIn),
-    ...sumBy(clientPools(ctx), (p) => ({ node: p.node, direction: "out" }), (p) => p.stats.bytesOut),
+    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, direction: "in" }), (p) => p.stats.bytesIn),
+    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, direction: "out" }), (p) => p.stats.bytesOut),
   ]);
   mirror("heliosproxy_errors_total", "ErrorResponses relayed to clients, by node and SQLSTATE", ["node", "sqlstate"], () => {
     const out: { labels: Labels; value: number }[] = [];
-    for (const p of clientPools(ctx)) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, sqlstate }, value: n });
+    for (const p of ctx.clientPools()) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, sqlstate }, value: n });
     return sumBy(out, (x) => x.labels, (x) => x.value);
   });
   latencyHistogram(ctx, registry);
@@ -179,7 +189,7 @@ export function createMetrics(ctx: ProxyContext): Registry {
     { labels: { result: "refused" }, value: ctx.stats.clientsRefused },
   ]);
 
-  /** One gauge series per node, skipped where the value is unknown. */
+  /** One gauge series per node, skipped where the value is unknown (never NaN). */
   const perNode = (name: string, help: string, read: (n: ReturnType<ProxyContext["cluster"]["snapshot"]>[number]) => number | null) =>
     new Gauge({
       name,
@@ -190,7 +200,7 @@ export function createMetrics(ctx: ProxyContext): Registry {
         this.reset();
         for (const n of ctx.cluster.snapshot()) {
           const v = read(n);
-          if (v !== null) this.set({ node: n.name }, v);
+          if (v !== null && Number.isFinite(v)) this.set({ node: n.name }, v);
         }
       },
     });
@@ -204,10 +214,10 @@ export function createMetrics(ctx: ProxyContext): Registry {
 
   new Gauge({
     name: "heliosproxy_paused",
-    help: "1 while the pools are paused (PAUSE / POST /pause)",
+    help: "1 while the whole proxy is paused (PAUSE without a database, POST /pause)",
     registers,
     collect() {
-      this.set(ctx.paused ? 1 : 0);
+      this.set(isPaused(ctx) ? 1 : 0);
     },
   });
 

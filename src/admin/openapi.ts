@@ -9,6 +9,8 @@ const int = { type: "integer", minimum: 0 };
 const nullableNumber = { type: ["number", "null"] };
 
 const nodeId = { name: "id", in: "path", required: true, description: "Node name ([[nodes]] name)", schema: { type: "string" } };
+/** The ?wait=N of drain and pause (http.ts MAX_WAIT_SECS). */
+const waitParam = (what: string) => ({ name: "wait", in: "query", required: false, description: `Seconds (0..300) to wait ${what}`, schema: { type: "number", minimum: 0, maximum: 300 } });
 
 /** Refusals every protected route can answer with. */
 const authErrors = {
@@ -127,7 +129,7 @@ const paths = {
       summary: "Take a node out of rotation: in-flight transactions finish, idle servers close",
       parameters: [
         nodeId,
-        { name: "wait", in: "query", required: false, description: "Seconds (0..300) to wait for in-flight work to finish", schema: { type: "number", minimum: 0, maximum: 300 } },
+        waitParam("for in-flight work to finish"),
       ],
       responses: {
         "200": jsonBody(
@@ -171,8 +173,24 @@ const paths = {
   },
   "/pause": {
     post: {
-      summary: "Stop handing out server connections (clients queue; in-flight work finishes)",
-      responses: { "200": jsonBody({ type: "object", properties: { paused: { const: true }, pools: int } }, "Paused"), ...authErrors },
+      summary: "Pause every client pool, as the console's PAUSE: new transactions queue; idle servers close now, busy ones when their transactions end",
+      parameters: [waitParam("until no server is in a transaction (default 0: answer at once)")],
+      responses: {
+        "200": jsonBody(
+          {
+            type: "object",
+            properties: {
+              paused: { type: "boolean", description: "False when a resume came during the wait" },
+              pools: int,
+              busy: { ...int, description: "Servers still in a transaction" },
+              complete: { type: "boolean", description: "True when no server is busy (they are all closed)" },
+            },
+          },
+          "Paused",
+        ),
+        "400": error("Bad wait value"),
+        ...authErrors,
+      },
     },
   },
   "/resume": {

@@ -13,6 +13,7 @@ import type { RouteContext } from "../router/route.ts";
 import { QueryClassifier } from "../sql/classify.ts";
 import { PoolGroup } from "../server/pool-group.ts";
 import type { ClientSession } from "../client/session.ts";
+import { isPaused } from "./pause.ts";
 
 /** Certificate and key handed to Bun for client-facing TLS. */
 export interface TlsMaterial {
@@ -58,7 +59,6 @@ export class ProxyContext {
   shuttingDown = false;
   /** Re-read and apply the config file (validated first; the old config stays on error). */
   reload: () => Promise<{ ok: boolean; error?: string }> = async () => ({ ok: false, error: "no config file to reload" });
-  paused = false;
   /** Secret for stable mock SCRAM salts of unknown users. */
   readonly mockSecret = crypto.getRandomValues(new Uint8Array(32));
   readonly stats = { loginsOk: 0, loginsFailed: 0, clientsRefused: 0 };
@@ -124,12 +124,13 @@ export class ProxyContext {
     return g;
   }
 
-  /** The pool of a group on one node. */
+  /** The pool of a group on one node; made paused while its database or the proxy is (core/pause.ts). */
   nodePool(g: PoolGroup, node: NodeView): Pool {
     let p = g.pools.get(node.name);
     if (p === undefined) {
       p = new Pool(g.database, g.user, this.endpoint(node), g.shared, this.poolSettings(this.userEntry(g.user)));
       p.onBackendFailure = (reason) => this.health?.reportFailure(node.name, reason);
+      if (isPaused(this, g.database)) p.pause();
       g.pools.set(node.name, p);
     }
     return p;
@@ -142,8 +143,13 @@ export class ProxyContext {
 
   /** Every pool, for upkeep, admin output and reloads. */
   *allPools(): IterableIterator<Pool> {
-    for (const g of this.groups.values()) yield* g.pools.values();
+    yield* this.clientPools();
     yield* this.pools.values();
+  }
+
+  /** Pools serving clients (not the proxy's own auth_query pools), optionally of one database. */
+  *clientPools(database: string | null = null): IterableIterator<Pool> {
+    for (const g of this.groups.values()) if (database === null || g.database === database) yield* g.pools.values();
   }
 
   /** Inputs of the routing decision, as of now. */

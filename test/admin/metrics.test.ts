@@ -1,13 +1,12 @@
 // /metrics: sampled request latency per node and route, and errors by SQLSTATE.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { psql, startProxy, waitForPort, type RunningProxy } from "../support/proxy.ts";
+import { psql, startProxy, type RunningProxy } from "../support/proxy.ts";
 
 let proxy: RunningProxy;
 
 beforeAll(async () => {
   proxy = await startProxy();
-  await waitForPort(proxy.adminPort);
 });
 
 afterAll(async () => {

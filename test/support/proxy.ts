@@ -98,7 +98,7 @@ export async function waitForPort(port: number, timeoutMs = 10000): Promise<void
   throw new Error(`nothing listening on ${port} after ${timeoutMs} ms`);
 }
 
-/** Start the proxy (`bun src/cli/main.ts --config FILE`) and wait for its port. */
+/** Start the proxy (`bun src/cli/main.ts --config FILE`) and wait for its ports. */
 export async function startProxy(o: ProxyOptions = {}): Promise<RunningProxy> {
   const port = freePort();
   const adminPort = freePort();
@@ -106,6 +106,7 @@ export async function startProxy(o: ProxyOptions = {}): Promise<RunningProxy> {
   return startProxyWithConfig(configPath, port, adminPort, o.env);
 }
 
+/** Start the proxy on a config file; returns once `port` and `adminPort` (when not 0) accept connections. */
 export async function startProxyWithConfig(
   configPath: string,
   port: number,
@@ -127,6 +128,8 @@ export async function startProxyWithConfig(
   void pump(proc.stderr as ReadableStream<Uint8Array>);
   try {
     await waitForPort(port);
+    // The admin API binds a few ms after the client listener.
+    if (adminPort > 0) await waitForPort(adminPort);
   } catch (e) {
     proc.kill();
     throw new Error(`proxy did not start: ${(e as Error).message}\n${out}`);
