@@ -3,19 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { BUN, startProxy, writeConfig, type RunningProxy } from "../support/proxy.ts";
-import {
-  authCode,
-  parseError,
-  parseServerFirst,
-  ScramClient,
-  startPgInstance,
-  wire,
-  WireClient,
-  wireConnect,
-  type PgErrorInfo,
-  type PgInstance,
-  type WireMessage,
-} from "../support/pg-instance.ts";
+import { startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { parseServerFirst, RawConn, ScramClient, tryLogin } from "../support/wire.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const E31 = "é".repeat(31); // 62 bytes: a real database
@@ -49,34 +39,34 @@ afterAll(async () => {
 }, 60000);
 
 /** Everything a failed login shows: message types in order and the error's fields (user name masked). */
-function shape(messages: WireMessage[], user: string): { types: string; error: PgErrorInfo | null } {
-  const types = messages.map((m) => (m.type === "R" ? `R${authCode(m)}` : m.type)).join(",");
+function shape(messages: F.BackendMessage[], user: string): { types: string; error: F.ErrorFields | null } {
+  const types = messages.map((m) => (m.type === "R" ? `R${F.authCode(m)}` : m.type)).join(",");
   const e = messages.find((m) => m.type === "E");
   if (!e) return { types, error: null };
-  const err = parseError(e.body);
+  const err = F.errorFields(e.body);
   const mask = (s: string | undefined) => s?.replaceAll(`"${user}"`, '"<user>"');
   return { types, error: { ...err, message: mask(err.message)!, fields: Object.fromEntries(Object.entries(err.fields).map(([k, v]) => [k, mask(v)!])) } };
 }
 
 async function attempt(port: number, user: string, db: string, password: string) {
-  const { c, login } = await wireConnect(port, user, db, password);
+  const { conn: c, login } = await tryLogin(port, { user, database: db }, password);
   c.destroy();
   return { login, shape: shape(login.messages, user) };
 }
 
 /** The SCRAM server-first message offered to `user` (the exchange is then abandoned). */
 async function serverFirst(port: number, user: string): Promise<{ r: string; s: string; i: number }> {
-  const c = await WireClient.start(port, { user, database: "d3" });
+  const c = await RawConn.start(port, { user, database: "d3" });
   const req = await c.next();
   expect(req?.type).toBe("R");
-  expect(authCode(req!)).toBe(10);
+  expect(F.authCode(req!)).toBe(10);
   const sc = new ScramClient("irrelevant");
-  c.write(wire.saslInitial("SCRAM-SHA-256", sc.clientFirst()));
+  await c.send(F.saslInitialResponse("SCRAM-SHA-256", sc.clientFirst()));
   const cont = await c.next();
   expect(cont?.type).toBe("R");
-  expect(authCode(cont!)).toBe(11);
+  expect(F.authCode(cont!)).toBe(11);
   c.destroy();
-  const sf = parseServerFirst(cont!.body.subarray(4).toString());
+  const sf = parseServerFirst(F.saslData(cont!));
   expect(sf.r.startsWith(sc.nonce)).toBe(true);
   return sf;
 }
@@ -127,7 +117,7 @@ describe("D9 nothing about servers reaches a client before login", () => {
   test("a trusted user asking for a missing database gets one ErrorResponse and nothing else", async () => {
     const { login } = await attempt(proxy.port, "trusty", "no_such_db", "");
     expect(login.messages.map((m) => m.type)).toEqual(["E"]);
-    const e = parseError(login.messages[0]!.body);
+    const e = F.errorFields(login.messages[0]!.body);
     expect(e.code).toBe("28P01");
     expect(JSON.stringify(e.fields)).not.toContain("no_such_db");
   });
@@ -135,13 +125,13 @@ describe("D9 nothing about servers reaches a client before login", () => {
   test("passthrough to a trusting server: a missing database gets one ErrorResponse and nothing else", async () => {
     const { login } = await attempt(passthrough.port, "unlisted", "no_such_db", "");
     expect(login.messages.map((m) => m.type)).toEqual(["E"]);
-    expect(JSON.stringify(parseError(login.messages[0]!.body).fields)).not.toContain("does not exist");
+    expect(JSON.stringify(F.errorFields(login.messages[0]!.body).fields)).not.toContain("does not exist");
   });
 
   test("passthrough with a password: only authentication requests come before the error", async () => {
     const { login } = await attempt(passthrough.port, "pknown", "no_such_db_2", "pknown-pw");
     expect(login.messages.map((m) => m.type)).toEqual(["R", "E"]);
-    expect(authCode(login.messages[0]!)).toBe(3);
+    expect(F.authCode(login.messages[0]!)).toBe(3);
   });
 });
 

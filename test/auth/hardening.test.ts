@@ -1,9 +1,10 @@
 // Auth hardening (RELIABILITY D4, D8, D15): cancel keys of the wrong length, no secrets in debug logs, oversized or stalled auth messages.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import net from "node:net";
 import { configText, freePort, startProxyWithConfig, writeConfig, type ProxyOptions, type RunningProxy } from "../support/proxy.ts";
-import { authCode, md5Response, parseError, startPgInstance, wire, WireClient, wireConnect, wireLogin, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { exchange, md5Response, RawConn, tryLogin } from "../support/wire.ts";
 
 let inst: PgInstance;
 let proxy: RunningProxy;
@@ -50,30 +51,16 @@ afterAll(async () => {
   await inst?.destroy();
 }, 60000);
 
-/** Send a raw cancel packet on its own connection and wait for the proxy to close it. */
-async function sendCancel(port: number, packet: Buffer): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => s.write(packet));
-    s.on("error", () => resolve());
-    s.on("close", () => resolve());
-    setTimeout(() => {
-      s.destroy();
-      resolve();
-    }, 2000);
-  });
-}
-
-function cancelPacket(pid: number, secret: Uint8Array, lengthOverride?: number): Buffer {
-  const b = wire.cancel(pid, secret);
-  if (lengthOverride !== undefined) b.writeInt32BE(lengthOverride, 0);
-  return b;
+/** Send a raw cancel packet on its own connection and wait (at most 2 s) for the proxy to close it. */
+async function sendCancel(port: number, pid: number, secret: Uint8Array): Promise<void> {
+  await exchange(port, F.cancelRequest(pid, secret), { timeoutMs: 2000 });
 }
 
 describe("D4 cancel keys", () => {
   for (const minor of [0, 2]) {
     test(`protocol 3.${minor}: keys of the wrong length or value cancel nothing; the right key cancels`, async () => {
-      const started = await WireClient.start(passthrough.port, { user: "postgres", database: "d8" }, minor);
-      const l = await wireLogin(started, "postgres", null);
+      const started = await RawConn.start(passthrough.port, { user: "postgres", database: "d8" }, { minor });
+      const l = await started.login("postgres", null);
       expect(l.ok).toBe(true);
       const { pid, secret } = l.key!;
       expect(secret.length).toBe(minor === 2 ? 32 : 4);
@@ -89,21 +76,21 @@ describe("D4 cancel keys", () => {
         Buffer.concat([secret, Buffer.alloc(256 - secret.length)]),
       ];
       const t0 = performance.now();
-      started.write(wire.query("SELECT pg_sleep(1.2)"));
+      await started.send(F.query("SELECT pg_sleep(1.2)"));
       await Bun.sleep(150);
-      for (const s of bad) await sendCancel(passthrough.port, cancelPacket(pid, s));
-      await sendCancel(passthrough.port, cancelPacket(pid + 1, secret));
+      for (const s of bad) await sendCancel(passthrough.port, pid, s);
+      await sendCancel(passthrough.port, pid + 1, secret);
       const msgs = await started.until("Z", 5000);
-      expect(msgs.filter((m) => m.type === "E").map((m) => parseError(m.body).code)).toEqual([]);
+      expect(msgs.filter((m) => m.type === "E").map((m) => F.errorFields(m.body).code)).toEqual([]);
       expect(performance.now() - t0).toBeGreaterThan(1100);
 
       // The right key does cancel.
       const t1 = performance.now();
-      started.write(wire.query("SELECT pg_sleep(5)"));
+      await started.send(F.query("SELECT pg_sleep(5)"));
       await Bun.sleep(150);
-      await sendCancel(passthrough.port, cancelPacket(pid, secret));
+      await sendCancel(passthrough.port, pid, secret);
       const res = await started.until("Z", 5000);
-      expect(res.filter((m) => m.type === "E").map((m) => parseError(m.body).code)).toEqual(["57014"]);
+      expect(res.filter((m) => m.type === "E").map((m) => F.errorFields(m.body).code)).toEqual(["57014"]);
       expect(performance.now() - t1).toBeLessThan(2500);
       started.destroy();
     }, 20000);
@@ -121,9 +108,9 @@ describe("D8 no secret in logs", () => {
         const port = user === "p8" ? passthrough.port : proxy.port;
         for (const attempt of [pw, "wrong-Secret-1"]) {
           logins.push(
-            wireConnect(port, user, "d8", attempt).then(({ c, login }) => {
+            tryLogin(port, { user, database: "d8" }, attempt).then(({ conn: c, login }) => {
               if (login.scramProof) secrets.add(login.scramProof);
-              const md5Req = login.messages.find((m) => m.type === "R" && authCode(m) === 5);
+              const md5Req = login.messages.find((m) => m.type === "R" && F.authCode(m) === 5);
               if (md5Req) secrets.add(md5Response(attempt, user, md5Req.body.subarray(4, 8)).slice(3));
               c.destroy();
             }),
@@ -132,13 +119,13 @@ describe("D8 no secret in logs", () => {
       }
     }
     await Promise.all(logins);
-    const admin = await wireConnect(proxy.port, "postgres", "d8", null);
+    const admin = await tryLogin(proxy.port, { user: "postgres", database: "d8" }, null);
     expect(admin.login.ok).toBe(true);
-    const alter = await admin.c.simpleQuery("ALTER ROLE s8 PASSWORD 'secret123'");
+    const alter = await admin.conn.simpleQuery("ALTER ROLE s8 PASSWORD 'secret123'");
     expect(alter.error).toBeNull();
-    const bad = await admin.c.simpleQuery("ALTER ROLE nobody_here PASSWORD 'secret123'");
+    const bad = await admin.conn.simpleQuery("ALTER ROLE nobody_here PASSWORD 'secret123'");
     expect(bad.error?.code).toBe("42704");
-    admin.c.end();
+    admin.conn.end();
     await inst.psql(`ALTER ROLE s8 PASSWORD '${passwords.s8}'`);
     await Bun.sleep(200);
 
@@ -150,20 +137,20 @@ describe("D8 no secret in logs", () => {
 });
 
 describe("D15 oversized and stalled auth messages", () => {
-  async function afterRequest(user: string, code: number): Promise<WireClient> {
-    const c = await WireClient.start(proxy.port, { user, database: "d8" });
+  async function afterRequest(user: string, code: number): Promise<RawConn> {
+    const c = await RawConn.start(proxy.port, { user, database: "d8" });
     const r = await c.next();
     expect(r?.type).toBe("R");
-    expect(authCode(r!)).toBe(code);
+    expect(F.authCode(r!)).toBe(code);
     return c;
   }
 
-  async function expectProtocolViolation(c: WireClient, send: Buffer): Promise<void> {
+  async function expectProtocolViolation(c: RawConn, send: Buffer): Promise<void> {
     const t0 = performance.now();
-    c.write(send);
+    await c.send(send);
     const msgs = await c.drain(3000);
     expect(msgs.map((m) => m.type)).toEqual(["E"]);
-    const e = parseError(msgs[0]!.body);
+    const e = F.errorFields(msgs[0]!.body);
     expect(e.code).toBe("08P01");
     expect(e.severity).toBe("FATAL");
     expect(c.closed).toBe(true);
@@ -187,34 +174,34 @@ describe("D15 oversized and stalled auth messages", () => {
   });
 
   test("a 1 MB cleartext password (passthrough) is refused without reaching the server", async () => {
-    const c = await WireClient.start(passthrough.port, { user: "p8", database: "d8_other" });
+    const c = await RawConn.start(passthrough.port, { user: "p8", database: "d8_other" });
     const r = await c.next();
-    expect(authCode(r!)).toBe(3);
-    c.write(bigMessage(1 << 20, 4096));
+    expect(F.authCode(r!)).toBe(3);
+    await c.send(bigMessage(1 << 20, 4096));
     const msgs = await c.drain(3000);
     expect(msgs.map((m) => m.type)).toEqual(["E"]);
-    expect(parseError(msgs[0]!.body).code).toBe("08P01");
+    expect(F.errorFields(msgs[0]!.body).code).toBe("08P01");
   });
 
   test("a whole 1 MB SASLInitialResponse sent at once: refused, closed, the proxy unharmed", async () => {
     const c = await afterRequest("s8", 10);
-    const big = wire.saslInitial("SCRAM-SHA-256", Buffer.alloc(1 << 20, 0x61));
-    c.write(big);
+    const big = F.saslInitialResponse("SCRAM-SHA-256", Buffer.alloc(1 << 20, 0x61));
+    await c.send(big);
     const msgs = await c.drain(3000).catch(() => []);
     expect(msgs.some((m) => m.type === "R" || m.type === "Z")).toBe(false);
-    for (const m of msgs) expect(parseError(m.body).code).toBe("08P01");
-    await c.closedAt;
-    const ok = await wireConnect(proxy.port, "s8", "d8", passwords.s8);
+    for (const m of msgs) expect(F.errorFields(m.body).code).toBe("08P01");
+    expect(await c.waitClosed(10000)).toBe(true);
+    const ok = await tryLogin(proxy.port, { user: "s8", database: "d8" }, passwords.s8);
     expect(ok.login.ok).toBe(true);
-    ok.c.destroy();
+    ok.conn.destroy();
   });
 
   test("a SCRAM client-first message far over its size limit fails the login cleanly", async () => {
     const c = await afterRequest("s8", 10);
-    c.write(wire.saslInitial("SCRAM-SHA-256", `n,,n=,r=${"x".repeat(60000)}`));
+    await c.send(F.saslInitialResponse("SCRAM-SHA-256", `n,,n=,r=${"x".repeat(60000)}`));
     const msgs = await c.drain(3000);
     expect(msgs.map((m) => m.type)).toEqual(["E"]);
-    expect(["28P01", "08P01"]).toContain(parseError(msgs[0]!.body).code);
+    expect(["28P01", "08P01"]).toContain(F.errorFields(msgs[0]!.body).code);
   });
 
   test("a client that stalls in the SCRAM exchange is closed at login_timeout_secs", async () => {

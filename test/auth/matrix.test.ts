@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { authCode, md5Stored, startPgInstance, ScramClient, wire, WireClient, wireConnect, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { md5Stored, RawConn, ScramClient, tryLogin } from "../support/wire.ts";
 
 type Method = "trust" | "md5" | "scram";
 const METHODS: Method[] = ["trust", "md5", "scram"];
@@ -98,9 +100,9 @@ describe("D1 client/server auth matrix", () => {
       const role = roleName(c, s);
       test(`client ${c} -> proxy -> server ${s}`, async () => {
         // The proxy asks the client for the configured method...
-        const { c: conn, login } = await wireConnect(proxy.port, role, "d1", pw(role));
+        const { conn, login } = await tryLogin(proxy.port, { user: role, database: "d1" }, pw(role));
         const firstR = login.messages.find((m) => m.type === "R")!;
-        expect(authCode(firstR)).toBe(FIRST_REQUEST[c]);
+        expect(F.authCode(firstR)).toBe(FIRST_REQUEST[c]);
         expect(login.error).toBeNull();
         expect(login.ok).toBe(true);
         expect((await conn.simpleQuery("SELECT current_user")).rows).toEqual([[role]]);
@@ -109,7 +111,7 @@ describe("D1 client/server auth matrix", () => {
         expect(await pgLogin(proxy.port, role, pw(role))).toBe(role);
         expect(serverMethodLogged(role)).toBe({ trust: "trust", md5: "md5", scram: "scram-sha-256" }[s]);
         if (c !== "trust") {
-          const bad = await wireConnect(proxy.port, role, "d1", "not-the-password");
+          const bad = await tryLogin(proxy.port, { user: role, database: "d1" }, "not-the-password");
           expect(bad.login.ok).toBe(false);
           expect(bad.login.error?.code).toBe("28P01");
         }
@@ -118,8 +120,8 @@ describe("D1 client/server auth matrix", () => {
   }
 
   test("a user without auth_method inherits [auth] method (scram-sha-256)", async () => {
-    const { c, login } = await wireConnect(proxy.port, "inherit_scram", "d1", pw("inherit_scram"));
-    expect(authCode(login.messages[0]!)).toBe(10);
+    const { conn: c, login } = await tryLogin(proxy.port, { user: "inherit_scram", database: "d1" }, pw("inherit_scram"));
+    expect(F.authCode(login.messages[0]!)).toBe(10);
     expect(login.ok).toBe(true);
     c.end();
   });
@@ -127,32 +129,32 @@ describe("D1 client/server auth matrix", () => {
   test("passthrough: the first login hands the password over in cleartext, later logins use SCRAM", async () => {
     for (const s of METHODS) {
       const role = `p_${s}`;
-      const first = await wireConnect(passthrough.port, role, "d1", pw(role));
+      const first = await tryLogin(passthrough.port, { user: role, database: "d1" }, pw(role));
       expect(first.login.ok).toBe(true);
       const expectFirst = s === "trust" ? 0 : 3;
-      expect(authCode(first.login.messages[0]!)).toBe(expectFirst);
-      first.c.end();
-      const second = await wireConnect(passthrough.port, role, "d1", pw(role));
+      expect(F.authCode(first.login.messages[0]!)).toBe(expectFirst);
+      first.conn.end();
+      const second = await tryLogin(passthrough.port, { user: role, database: "d1" }, pw(role));
       expect(second.login.ok).toBe(true);
-      expect(authCode(second.login.messages[0]!)).toBe(s === "trust" ? 0 : 10);
-      expect((await second.c.simpleQuery("SELECT current_user")).rows).toEqual([[role]]);
-      second.c.end();
+      expect(F.authCode(second.login.messages[0]!)).toBe(s === "trust" ? 0 : 10);
+      expect((await second.conn.simpleQuery("SELECT current_user")).rows).toEqual([[role]]);
+      second.conn.end();
       expect(await pgLogin(passthrough.port, role, pw(role))).toBe(role);
       if (s !== "trust") {
-        const bad = await wireConnect(passthrough.port, role, "d1", "wrong");
+        const bad = await tryLogin(passthrough.port, { user: role, database: "d1" }, "wrong");
         expect(bad.login.error?.code).toBe("28P01");
       }
     }
   });
 
   test("passthrough: a wrong first password fails and teaches the proxy nothing", async () => {
-    const bad = await wireConnect(passthrough.port, "p_scram2", "d1", "wrong");
+    const bad = await tryLogin(passthrough.port, { user: "p_scram2", database: "d1" }, "wrong");
     expect(bad.login.error?.code).toBe("28P01");
-    expect(authCode(bad.login.messages[0]!)).toBe(3);
-    const good = await wireConnect(passthrough.port, "p_scram2", "d1", pw("p_scram2"));
+    expect(F.authCode(bad.login.messages[0]!)).toBe(3);
+    const good = await tryLogin(passthrough.port, { user: "p_scram2", database: "d1" }, pw("p_scram2"));
     expect(good.login.ok).toBe(true);
-    good.c.end();
-    const badAgain = await wireConnect(passthrough.port, "p_scram2", "d1", "wrong");
+    good.conn.end();
+    const badAgain = await tryLogin(passthrough.port, { user: "p_scram2", database: "d1" }, "wrong");
     expect(badAgain.login.error?.code).toBe("28P01");
   });
 });
@@ -160,26 +162,26 @@ describe("D1 client/server auth matrix", () => {
 describe("D2 wrong or empty passwords", () => {
   /** Log in answering every password request with the empty string, by hand (client libraries refuse to). */
   async function emptyPasswordLogin(port: number, user: string): Promise<string> {
-    const c = await WireClient.start(port, { user, database: "d1" });
+    const c = await RawConn.start(port, { user, database: "d1" });
     let scram: ScramClient | null = null;
     for (;;) {
       const m = await c.next(10000);
       if (m === null) return "closed";
       if (m.type === "E") {
         c.destroy();
-        return m.body.includes(Buffer.from("C28P01")) ? "28P01" : "other error";
+        return F.errorFields(m.body).code === "28P01" ? "28P01" : "other error";
       }
       if (m.type === "Z") {
         c.destroy();
         return "logged in";
       }
       if (m.type !== "R") continue;
-      const code = authCode(m);
-      if (code === 3 || code === 5) c.write(wire.password(""));
+      const code = F.authCode(m);
+      if (code === 3 || code === 5) await c.send(F.password(""));
       else if (code === 10) {
         scram = new ScramClient("");
-        c.write(wire.saslInitial("SCRAM-SHA-256", scram.clientFirst()));
-      } else if (code === 11) c.write(wire.saslResponse(scram!.clientFinal(m.body.subarray(4).toString())));
+        await c.send(F.saslInitialResponse("SCRAM-SHA-256", scram.clientFirst()));
+      } else if (code === 11) await c.send(F.saslResponse(scram!.clientFinal(F.saslData(m))));
     }
   }
 
@@ -195,7 +197,7 @@ describe("D2 wrong or empty passwords", () => {
   test("a configured user with no password cannot log in with any password", async () => {
     for (const role of ["nopw_scram", "nopw_md5"]) {
       for (const attempt of ["whatever", "x"]) {
-        const r = await wireConnect(proxy.port, role, "d1", attempt);
+        const r = await tryLogin(proxy.port, { user: role, database: "d1" }, attempt);
         expect(r.login.ok).toBe(false);
         expect(r.login.error?.code).toBe("28P01");
       }

@@ -2,7 +2,9 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, startProxy, type RunningProxy } from "../support/proxy.ts";
-import { parseError, startPgInstance, wireConnect, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { tryLogin } from "../support/wire.ts";
 
 /** 63 bytes in 32 characters: the longest database name PostgreSQL keeps. */
 const REAL = "a" + "é".repeat(31);
@@ -27,12 +29,12 @@ describe("D13 database names from the network are bounded in bytes", () => {
     proxies.push(p);
     expect(Buffer.byteLength(REAL)).toBe(63);
     expect(Buffer.byteLength(LONG)).toBe(64);
-    const ok = await wireConnect(p.port, "postgres", REAL, null);
+    const ok = await tryLogin(p.port, { user: "postgres", database: REAL }, null);
     expect(ok.login.ok).toBe(true);
     // Were LONG accepted it would reach the same database under another pool, past max_db_connections.
-    const long = await wireConnect(p.port, "postgres", LONG, null);
-    long.c.destroy();
-    ok.c.destroy();
+    const long = await tryLogin(p.port, { user: "postgres", database: LONG }, null);
+    long.conn.destroy();
+    ok.conn.destroy();
     expect(long.login.ok).toBe(false);
     expect(long.login.error?.code).toBe("28P01");
   });
@@ -43,11 +45,11 @@ describe("D9 an unreachable server is not described to a client that has not log
     const deadPort = freePort();
     const p = await startProxy({ nodes: [{ host: "127.0.0.1", port: deadPort }], poolExtra: "wait_timeout_secs = 1\nconnect_timeout_secs = 1" });
     proxies.push(p);
-    const { c, login } = await wireConnect(p.port, "postgres", "postgres", "pw");
+    const { conn: c, login } = await tryLogin(p.port, { user: "postgres", database: "postgres" }, "pw");
     c.destroy();
     expect(login.ok).toBe(false);
     expect(login.messages.map((m) => m.type)).toEqual(["E"]);
-    const e = parseError(login.messages[0]!.body);
+    const e = F.errorFields(login.messages[0]!.body);
     expect(e.code).toMatch(/^08/);
     const text = JSON.stringify(e.fields);
     expect(text).not.toContain(String(deadPort));

@@ -2,7 +2,8 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { startPgInstance, wireConnect, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import { loginOutcome } from "../support/wire.ts";
 
 let inst: PgInstance;
 let proxy: RunningProxy;
@@ -18,16 +19,7 @@ afterAll(async () => {
   await inst?.destroy();
 }, 60000);
 
-async function login(port: number, user: string, password: string): Promise<string> {
-  const { c, login } = await wireConnect(port, user, "rot", password);
-  if (!login.ok) {
-    c.destroy();
-    return login.error?.code ?? "closed";
-  }
-  const q = await c.simpleQuery("SELECT current_user");
-  c.end();
-  return q.error ? q.error.code : "ok";
-}
+const login = (port: number, user: string, password: string): Promise<string> => loginOutcome(port, { user, database: "rot" }, password);
 
 describe("D1 password rotation, passthrough", () => {
   test("after ALTER ROLE and a reload the new password logs in and the old one is refused", async () => {

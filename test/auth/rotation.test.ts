@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { configText, freePort, startProxyWithConfig, writeConfig, type RunningProxy } from "../support/proxy.ts";
-import { startPgInstance, waitFor, wireConnect, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, waitFor, type PgInstance } from "../support/pg-instance.ts";
+import { loginOutcome } from "../support/wire.ts";
 
 let inst: PgInstance;
 const proxies: RunningProxy[] = [];
@@ -18,16 +19,7 @@ afterAll(async () => {
   await inst?.destroy();
 }, 60000);
 
-async function login(port: number, user: string, password: string): Promise<string> {
-  const { c, login } = await wireConnect(port, user, "rot", password);
-  if (!login.ok) {
-    c.destroy();
-    return login.error?.code ?? "closed";
-  }
-  const q = await c.simpleQuery("SELECT current_user");
-  c.end();
-  return q.error ? q.error.code : "ok";
-}
+const login = (port: number, user: string, password: string): Promise<string> => loginOutcome(port, { user, database: "rot" }, password);
 
 async function terminateBackends(user: string): Promise<void> {
   await inst.psql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${user}'`);

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pg from "pg";
 import { psql, startProxy, type RunningProxy } from "../support/proxy.ts";
-import { parseError, startPgInstance, wire, WireClient, wireConnect, type PgInstance, type TlsFiles } from "../support/pg-instance.ts";
+import { startPgInstance, type PgInstance, type TlsFiles } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { RawConn, tryLogin } from "../support/wire.ts";
 
 let inst: PgInstance;
 let certs: TlsFiles;
@@ -32,11 +34,11 @@ const serverSide = () => ({ server_sslmode: "verify-full", server_ca_file: certs
 describe("D6 client-facing TLS", () => {
   test("mode = require: a plaintext client is refused with 28000; psql with sslmode=require gets an SSL session", async () => {
     const p = await proxyWithTls({ mode: "require", cert_file: certs.serverCert, key_file: certs.serverKey, ...serverSide() });
-    const plain = await wireConnect(p.port, "postgres", "d6", null);
+    const plain = await tryLogin(p.port, { user: "postgres", database: "d6" }, null);
     expect(plain.login.ok).toBe(false);
     expect(plain.login.messages.map((m) => m.type)).toEqual(["E"]);
     expect(plain.login.error?.code).toBe("28000");
-    expect(plain.c.closed || (await plain.c.drain(2000)).length === 0).toBe(true);
+    expect(plain.conn.closed || (await plain.conn.drain(2000)).length === 0).toBe(true);
 
     const lib = new pg.Client({ host: "127.0.0.1", port: p.port, database: "d6", user: "postgres", ssl: false });
     lib.on("error", () => {});
@@ -70,21 +72,21 @@ describe("D6 client-facing TLS", () => {
 
   test("bytes sent after SSLRequest before the handshake are refused (08P01)", async () => {
     const p = await proxyWithTls({ mode: "allow", cert_file: certs.serverCert, key_file: certs.serverKey, ...serverSide() });
-    const c = await WireClient.connect(p.port);
-    c.sendSslRequest(wire.startup({ user: "postgres", database: "d6" }));
+    const c = await RawConn.open(p.port);
+    await c.sendSslRequest(F.startup({ user: "postgres", database: "d6" }));
     // Refused before any handshake: no 'S', an ErrorResponse in plaintext.
     expect(await c.sslAnswer()).toBe("E");
     const msgs = await c.drain(3000);
     expect(msgs.map((m) => m.type)).toEqual(["E"]);
-    expect(parseError(msgs[0]!.body).code).toBe("08P01");
+    expect(F.errorFields(msgs[0]!.body).code).toBe("08P01");
   });
 
   test("mode = disable: SSLRequest is answered 'N' and the login goes on in plaintext", async () => {
     const p = await proxyWithTls({ mode: "disable", ...serverSide() });
-    const c = await WireClient.connect(p.port);
-    c.sendSslRequest();
+    const c = await RawConn.open(p.port);
+    await c.sendSslRequest();
     expect(await c.sslAnswer()).toBe("N");
-    c.write(wire.startup({ user: "postgres", database: "d6" }));
+    await c.send(F.startup({ user: "postgres", database: "d6" }));
     const msgs = await c.until("ZE", 5000);
     expect(msgs.at(-1)?.type).toBe("Z");
     c.end();
@@ -93,7 +95,7 @@ describe("D6 client-facing TLS", () => {
 
 describe("D6 server-facing TLS", () => {
   async function loginThrough(p: RunningProxy): Promise<{ ok: boolean; code?: string; ssl?: string }> {
-    const { c, login } = await wireConnect(p.port, "postgres", "d6", null);
+    const { conn: c, login } = await tryLogin(p.port, { user: "postgres", database: "d6" }, null);
     if (!login.ok) {
       c.destroy();
       return { ok: false, code: login.error?.code };

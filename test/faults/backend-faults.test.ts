@@ -5,6 +5,7 @@ import net from "node:net";
 import pg from "pg";
 import { freePort, startProxy, type RunningProxy } from "../support/proxy.ts";
 import { startPgInstance, waitFor, type PgInstance } from "../support/pg-instance.ts";
+import { pgClient } from "../support/clients.ts";
 
 let inst: PgInstance;
 const proxies: RunningProxy[] = [];
@@ -29,12 +30,7 @@ async function proxyFor(port: number, poolExtra = "", toml = ""): Promise<Runnin
   return p;
 }
 
-async function client(port: number, database: string): Promise<pg.Client> {
-  const c = new pg.Client({ host: "127.0.0.1", port, database, user: "postgres", connectionTimeoutMillis: 15000 });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
+const client = (port: number, database: string) => pgClient(port, { database, connectionTimeoutMillis: 15000 });
 
 /** SQLSTATE of a failure, or "conn" for a connection-level error without one. */
 function failureKind(e: unknown): string {

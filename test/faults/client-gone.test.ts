@@ -1,9 +1,11 @@
 // Clients that vanish (RELIABILITY B8-B10) and proxy shutdown on SIGTERM (B14): servers come back rolled back, or are discarded, never reused busy.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { startPgInstance, waitFor, wire, wireConnect, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, waitFor, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { tryLogin } from "../support/wire.ts";
+import { pgClient } from "../support/clients.ts";
 
 let inst: PgInstance;
 let proxy: RunningProxy;
@@ -21,12 +23,7 @@ afterAll(async () => {
   await inst?.destroy();
 }, 60000);
 
-async function client(port: number, database: string): Promise<pg.Client> {
-  const c = new pg.Client({ host: "127.0.0.1", port, database, user: "postgres", connectionTimeoutMillis: 10000 });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
+const client = (port: number, database: string) => pgClient(port, { database });
 
 async function activity(db: string): Promise<{ pid: number; state: string; query: string }[]> {
   const out = await inst.psql(`SELECT pid, state, query FROM pg_stat_activity WHERE datname = '${db}' AND backend_type = 'client backend'`);
@@ -41,7 +38,7 @@ async function activity(db: string): Promise<{ pid: number; state: string; query
 describe("B8 client gone mid-transaction", () => {
   for (const kind of ["open", "failed"] as const) {
     test(`${kind} transaction: rolled back before the server is reused, no idle-in-transaction left`, async () => {
-      const { c, login } = await wireConnect(proxy.port, "postgres", "b8", null);
+      const { conn: c, login } = await tryLogin(proxy.port, { user: "postgres", database: "b8" }, null);
       expect(login.ok).toBe(true);
       expect((await c.simpleQuery("BEGIN")).status).toBe("T");
       expect((await c.simpleQuery("INSERT INTO b8 VALUES (1)")).error).toBeNull();
@@ -67,10 +64,10 @@ describe("B8 client gone mid-transaction", () => {
 describe("B9 Parse without Sync, then the client vanishes", () => {
   test("no backend is left waiting and the pool keeps serving", async () => {
     for (let i = 0; i < 20; i++) {
-      const { c, login } = await wireConnect(proxy.port, "postgres", "b9", null);
+      const { conn: c, login } = await tryLogin(proxy.port, { user: "postgres", database: "b9" }, null);
       expect(login.ok).toBe(true);
-      if (i % 2 === 0) c.write(wire.parse(`s${i}`, "SELECT $1::int"));
-      else c.write(Buffer.concat([wire.parse("", "SELECT pg_sleep(30)"), wire.bind("", ""), wire.execute(), wire.flush()]));
+      if (i % 2 === 0) await c.send(F.parse(`s${i}`, "SELECT $1::int"));
+      else await c.send(F.concat(F.parse("", "SELECT pg_sleep(30)"), F.bind("", ""), F.execute(), F.flush()));
       await Bun.sleep(30);
       c.destroy();
     }
@@ -86,9 +83,9 @@ describe("B9 Parse without Sync, then the client vanishes", () => {
 
 describe("B10 client gone during pg_sleep(60)", () => {
   test("the query is cancelled or its connection discarded within seconds; the server is never reused busy", async () => {
-    const { c, login } = await wireConnect(proxy.port, "postgres", "b10", null);
+    const { conn: c, login } = await tryLogin(proxy.port, { user: "postgres", database: "b10" }, null);
     expect(login.ok).toBe(true);
-    c.write(wire.query("SELECT pg_sleep(60) /* b10 */"));
+    await c.send(F.query("SELECT pg_sleep(60) /* b10 */"));
     const sleeper = await waitFor("the sleep to start", async () => (await activity("b10")).find((a) => a.state === "active" && a.query.includes("b10")), 5000);
     c.destroy();
 

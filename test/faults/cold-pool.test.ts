@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pg from "pg";
 import { startProxy, type ProxyOptions, type RunningProxy } from "../support/proxy.ts";
 import { startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import { pgClient } from "../support/clients.ts";
 
 let inst: PgInstance;
 let monitor: pg.Client;
@@ -11,8 +12,7 @@ const proxies: RunningProxy[] = [];
 
 beforeAll(async () => {
   inst = await startPgInstance({ databases: ["cold_b2", "cold_c3"] });
-  monitor = new pg.Client({ host: "127.0.0.1", port: inst.port, database: "postgres", user: "postgres" });
-  await monitor.connect();
+  monitor = await pgClient(inst.port, { database: "postgres" });
 }, 60000);
 
 afterAll(async () => {
@@ -27,12 +27,7 @@ async function proxyWith(o: ProxyOptions): Promise<RunningProxy> {
   return p;
 }
 
-async function client(port: number, database: string): Promise<pg.Client> {
-  const c = new pg.Client({ host: "127.0.0.1", port, database, user: "postgres", connectionTimeoutMillis: 15000 });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
+const client = (port: number, database: string) => pgClient(port, { database, connectionTimeoutMillis: 15000 });
 
 async function backendCount(db: string): Promise<number> {
   const r = await monitor.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [db]);
@@ -55,8 +50,7 @@ describe("B2 backend down at the first login of a pool", () => {
       result = `${(e as { code?: string }).code}: ${(e as Error).message}`;
     }
     await back;
-    monitor = new pg.Client({ host: "127.0.0.1", port: inst.port, database: "postgres", user: "postgres" });
-    await monitor.connect();
+    monitor = await pgClient(inst.port, { database: "postgres" });
     expect(result).toBe("cold");
     expect(performance.now() - t0).toBeLessThan(10000);
   }, 30000);

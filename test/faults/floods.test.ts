@@ -4,7 +4,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import pg from "pg";
 import { configText, freePort, startProxy, startProxyWithConfig, writeConfig, type RunningProxy } from "../support/proxy.ts";
-import { rssKb, startPgInstance, wire, WireClient, wireLogin, type PgInstance } from "../support/pg-instance.ts";
+import { rssKb, startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { RawConn } from "../support/wire.ts";
+import { pgClient } from "../support/clients.ts";
 
 let inst: PgInstance;
 let monitor: pg.Client;
@@ -12,8 +15,7 @@ const proxies: RunningProxy[] = [];
 
 beforeAll(async () => {
   inst = await startPgInstance({ databases: ["c7", "c8", "c9"] });
-  monitor = new pg.Client({ host: "127.0.0.1", port: inst.port, database: "postgres", user: "postgres" });
-  await monitor.connect();
+  monitor = await pgClient(inst.port, { database: "postgres" });
 }, 60000);
 
 afterAll(async () => {
@@ -34,16 +36,16 @@ async function backendCount(db: string): Promise<number> {
 }
 
 /** Outcome of one raw login: "ok", a SQLSTATE, or "closed"/"error" without one; plus when it was decided. */
-async function rawLogin(port: number, db: string): Promise<{ c: WireClient | null; outcome: string; ms: number }> {
+async function rawLogin(port: number, db: string): Promise<{ c: RawConn | null; outcome: string; ms: number }> {
   const t0 = performance.now();
-  let c: WireClient;
+  let c: RawConn;
   try {
-    c = await WireClient.start(port, { user: "postgres", database: db });
+    c = await RawConn.start(port, { user: "postgres", database: db });
   } catch {
     return { c: null, outcome: "connect-error", ms: performance.now() - t0 };
   }
   try {
-    const r = await wireLogin(c, "postgres", null, 15000);
+    const r = await c.login("postgres", null, 15000);
     return { c, outcome: r.ok ? "ok" : (r.error?.code ?? "closed"), ms: performance.now() - t0 };
   } catch {
     return { c, outcome: "timeout", ms: performance.now() - t0 };
@@ -58,7 +60,7 @@ describe("C7 slowloris", () => {
     const slow = await startProxyWithConfig(writeConfig(config.replace("[proxy]\n", "[proxy]\nlogin_timeout_secs = 2\n")), port, adminPort);
     proxies.push(slow);
 
-    const packet = wire.startup({ user: "postgres", database: "c7" });
+    const packet = F.startup({ user: "postgres", database: "c7" });
     const t0 = performance.now();
     const closedAfter: number[] = [];
     const sockets = await Promise.all(
@@ -115,7 +117,7 @@ describe("C8 connection flood", () => {
           () =>
             new Promise<void>((resolve) => {
               const s = net.connect(proxy.port, "127.0.0.1", () => {
-                s.write(wire.startup({ user: "postgres", database: "c8" }));
+                s.write(F.startup({ user: "postgres", database: "c8" }));
                 s.destroy();
               });
               s.on("error", () => resolve());
@@ -150,17 +152,17 @@ describe("C8 connection flood", () => {
 describe("C9 slow reader of a large result", () => {
   test("100 MB read with pauses: proxy memory stays bounded (backpressure) and every DataRow byte arrives", async () => {
     const proxy = await proxyWith("", 1);
-    const c = await WireClient.start(proxy.port, { user: "postgres", database: "c9" });
-    expect((await wireLogin(c, "postgres", null)).ok).toBe(true);
+    const c = await RawConn.start(proxy.port, { user: "postgres", database: "c9" });
+    expect((await c.login("postgres", null)).ok).toBe(true);
     expect((await c.simpleQuery("SELECT repeat('x', 1000) FROM generate_series(1, 100)")).rows.length).toBe(100);
     const pid = proxy.proc.pid;
     const base = rssKb(pid);
     const rows = 100000;
-    c.countRowsOnly = true;
-    c.dataRows = 0;
-    c.dataRowBytes = 0;
-    c.sock.pause();
-    c.write(wire.query(`SELECT repeat('x', 1000) FROM generate_series(1, ${rows})`));
+    c.reader.keepDataRows = false;
+    c.reader.dataRows = 0;
+    c.reader.dataRowBytes = 0;
+    c.socket.pause();
+    await c.send(F.query(`SELECT repeat('x', 1000) FROM generate_series(1, ${rows})`));
     // Not reading at all: the proxy must stop reading from the server rather than buffer the result.
     let pausedPeak = base;
     for (let i = 0; i < 4; i++) {
@@ -171,19 +173,19 @@ describe("C9 slow reader of a large result", () => {
     let peak = pausedPeak;
     const done = c.until("Z", 60000);
     const t0 = performance.now();
-    while (c.dataRows < rows && performance.now() - t0 < 40000) {
-      c.sock.resume();
+    while (c.reader.dataRows < rows && performance.now() - t0 < 40000) {
+      c.socket.resume();
       await Bun.sleep(2);
-      c.sock.pause();
+      c.socket.pause();
       await Bun.sleep(20);
       peak = Math.max(peak, rssKb(pid));
     }
-    c.sock.resume();
+    c.socket.resume();
     const tail = await done;
     expect(tail.some((m) => m.type === "E")).toBe(false);
-    expect(c.dataRows).toBe(rows);
+    expect(c.reader.dataRows).toBe(rows);
     // 'D', length, column count, value length, 1,000 bytes.
-    expect(c.dataRowBytes).toBe(rows * (1 + 4 + 2 + 4 + 1000));
+    expect(c.reader.dataRowBytes).toBe(rows * (1 + 4 + 2 + 4 + 1000));
     expect((pausedPeak - base) / 1024).toBeLessThan(16);
     // Streaming churns buffers the GC reclaims late: allow for that, far below what holding the result would take.
     expect((peak - base) / 1024).toBeLessThan(150);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pg from "pg";
 import { startProxy, type ProxyOptions, type RunningProxy } from "../support/proxy.ts";
 import { startPgInstance, waitFor, type PgInstance } from "../support/pg-instance.ts";
+import { pgClient } from "../support/clients.ts";
 
 let inst: PgInstance;
 let monitor: pg.Client;
@@ -12,8 +13,7 @@ const proxies: RunningProxy[] = [];
 beforeAll(async () => {
   inst = await startPgInstance({ databases: ["c1", "c2a", "c2b", "c2burst", "c3", "c3min", "c4", "c5"] });
   await inst.psql("CREATE ROLE u1 LOGIN; CREATE ROLE u2 LOGIN");
-  monitor = new pg.Client({ host: "127.0.0.1", port: inst.port, database: "postgres", user: "postgres" });
-  await monitor.connect();
+  monitor = await pgClient(inst.port, { database: "postgres" });
 }, 60000);
 
 afterAll(async () => {
@@ -28,12 +28,7 @@ async function proxyWith(o: ProxyOptions): Promise<RunningProxy> {
   return p;
 }
 
-async function client(port: number, database: string, user = "postgres"): Promise<pg.Client> {
-  const c = new pg.Client({ host: "127.0.0.1", port, database, user, connectionTimeoutMillis: 10000 });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
+const client = (port: number, database: string, user = "postgres") => pgClient(port, { database, user });
 
 async function failure(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
   try {

@@ -1,9 +1,11 @@
 // Client-side timeouts (RELIABILITY C6): query timeout, idle-in-transaction timeout, client idle timeout.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { parseError, startPgInstance, waitFor, wireConnect, type PgInstance } from "../support/pg-instance.ts";
+import { startPgInstance, waitFor, type PgInstance } from "../support/pg-instance.ts";
+import * as F from "../support/frames.ts";
+import { tryLogin } from "../support/wire.ts";
+import { pgClient } from "../support/clients.ts";
 
 let inst: PgInstance;
 let proxy: RunningProxy;
@@ -23,12 +25,7 @@ afterAll(async () => {
   await inst?.destroy();
 }, 60000);
 
-async function client(): Promise<pg.Client> {
-  const c = new pg.Client({ host: "127.0.0.1", port: proxy.port, database: "c6", user: "postgres" });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
+const client = () => pgClient(proxy.port, { database: "c6" });
 
 describe("C6 timeouts", () => {
   test("query_timeout cancels a long query with 57014 and the session stays usable", async () => {
@@ -58,7 +55,7 @@ describe("C6 timeouts", () => {
   });
 
   test("idle_in_transaction_timeout closes the client with 25P03 and rolls the transaction back", async () => {
-    const { c, login } = await wireConnect(proxy.port, "postgres", "c6", null);
+    const { conn: c, login } = await tryLogin(proxy.port, { user: "postgres", database: "c6" }, null);
     expect(login.ok).toBe(true);
     expect((await c.simpleQuery("BEGIN")).status).toBe("T");
     expect((await c.simpleQuery("INSERT INTO c6 VALUES (2)")).error).toBeNull();
@@ -66,7 +63,7 @@ describe("C6 timeouts", () => {
     const msgs = await c.drain(6000);
     const took = performance.now() - t0;
     expect(msgs.map((m) => m.type)).toEqual(["E"]);
-    const err = parseError(msgs[0]!.body);
+    const err = F.errorFields(msgs[0]!.body);
     expect(err.code).toBe("25P03");
     expect(err.severity).toBe("FATAL");
     expect(took).toBeGreaterThan(2300);
@@ -77,14 +74,14 @@ describe("C6 timeouts", () => {
   }, 15000);
 
   test("client_idle_timeout closes an idle client with 57P05", async () => {
-    const { c, login } = await wireConnect(proxy.port, "postgres", "c6", null);
+    const { conn: c, login } = await tryLogin(proxy.port, { user: "postgres", database: "c6" }, null);
     expect(login.ok).toBe(true);
     expect((await c.simpleQuery("SELECT 1")).error).toBeNull();
     const t0 = performance.now();
     const msgs = await c.drain(6000);
     const took = performance.now() - t0;
     expect(msgs.map((m) => m.type)).toEqual(["E"]);
-    expect(parseError(msgs[0]!.body).code).toBe("57P05");
+    expect(F.errorFields(msgs[0]!.body).code).toBe("57P05");
     expect(took).toBeGreaterThan(2300);
     expect(took).toBeLessThan(4000);
     expect(c.closed).toBe(true);

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { PG_PORT, RawConn, fe, parity, pgClient, pgjs, rejection, type Step } from "../support/clients.ts";
+import { PG_PORT, pgClient, pgjs, rejection } from "../support/clients.ts";
+import * as F from "../support/frames.ts";
+import { parity, type Step } from "../support/wire.ts";
 
 const T = 30_000;
 const SCHEMA = "clients_fid_a";
@@ -366,25 +368,25 @@ describe("E5: prepared statements are transparent across server connections", ()
 
   test("protocol-level duplicate (42P05), unknown (26000), Close and DEALLOCATE: same replies as PostgreSQL", async () => {
     const steps = (): Step[] => [
-      { send: [fe.parse("s1", "SELECT $1::int4 + 1", [23]), fe.sync()] },
-      { send: [fe.bind("", "s1", ["41"]), fe.execute(), fe.sync()] },
-      { send: [fe.parse("s1", "SELECT 2"), fe.sync()] },
-      { send: [fe.bind("", "s1", ["1"]), fe.execute(), fe.sync()] },
-      { send: [fe.bind("", "nope", []), fe.execute(), fe.sync()] },
-      { send: [fe.describe("S", "nope"), fe.sync()] },
-      { send: [fe.query("DEALLOCATE s1")] },
-      { send: [fe.bind("", "s1", ["1"]), fe.execute(), fe.sync()] },
-      { send: [fe.parse("s2", "SELECT 'two'"), fe.parse("s3", "SELECT 'three'"), fe.describe("S", "s3"), fe.sync()] },
-      { send: [fe.query("DEALLOCATE ALL")] },
-      { send: [fe.bind("", "s2"), fe.execute(), fe.sync()] },
-      { send: [fe.bind("", "s3"), fe.execute(), fe.sync()] },
-      { send: [fe.parse("s4", "SELECT 4"), fe.sync()] },
-      { send: [fe.query("DISCARD ALL")] },
-      { send: [fe.bind("", "s4"), fe.execute(), fe.sync()] },
-      { send: [fe.parse("s5", "SELECT 5"), fe.close("S", "s5"), fe.close("S", "s5"), fe.sync()] },
-      { send: [fe.bind("", "s5"), fe.execute(), fe.sync()] },
+      { send: [F.parse("s1", "SELECT $1::int4 + 1", [23]), F.sync()] },
+      { send: [F.bind("", "s1", ["41"]), F.execute(), F.sync()] },
+      { send: [F.parse("s1", "SELECT 2"), F.sync()] },
+      { send: [F.bind("", "s1", ["1"]), F.execute(), F.sync()] },
+      { send: [F.bind("", "nope", []), F.execute(), F.sync()] },
+      { send: [F.describe("S", "nope"), F.sync()] },
+      { send: [F.query("DEALLOCATE s1")] },
+      { send: [F.bind("", "s1", ["1"]), F.execute(), F.sync()] },
+      { send: [F.parse("s2", "SELECT 'two'"), F.parse("s3", "SELECT 'three'"), F.describe("S", "s3"), F.sync()] },
+      { send: [F.query("DEALLOCATE ALL")] },
+      { send: [F.bind("", "s2"), F.execute(), F.sync()] },
+      { send: [F.bind("", "s3"), F.execute(), F.sync()] },
+      { send: [F.parse("s4", "SELECT 4"), F.sync()] },
+      { send: [F.query("DISCARD ALL")] },
+      { send: [F.bind("", "s4"), F.execute(), F.sync()] },
+      { send: [F.parse("s5", "SELECT 5"), F.close("S", "s5"), F.close("S", "s5"), F.sync()] },
+      { send: [F.bind("", "s5"), F.execute(), F.sync()] },
       // Reusing a name after it was freed is fine.
-      { send: [fe.parse("s1", "SELECT 'again'"), fe.bind("", "s1"), fe.execute(), fe.sync()] },
+      { send: [F.parse("s1", "SELECT 'again'"), F.bind("", "s1"), F.execute(), F.sync()] },
     ];
     const { proxy, direct } = await parity(tx.port, steps);
     expect(proxy).toEqual(direct);
@@ -458,15 +460,15 @@ describe("E5: prepared statements are transparent across server connections", ()
   test("statement cache limit 5: eviction inside failing pipelines (C11), same replies as PostgreSQL", async () => {
     const N = 20;
     const prepare: Step = {
-      send: [...Array.from({ length: N }, (_, j) => fe.parse(`c11_${j}`, `SELECT $1::int4 + ${j * 100}`, [23])), fe.parse("c11_div", "SELECT 100 / $1::int4", [23]), fe.sync()],
+      send: [...Array.from({ length: N }, (_, j) => F.parse(`c11_${j}`, `SELECT $1::int4 + ${j * 100}`, [23])), F.parse("c11_div", "SELECT 100 / $1::int4", [23]), F.sync()],
     };
     const run = (order: number[], failAt: number, arg: string): Step => {
       const msgs: Uint8Array[] = [];
       order.forEach((j, i) => {
-        if (i === failAt) msgs.push(fe.bind("", "c11_div", ["0"]), fe.execute());
-        msgs.push(fe.bind("", `c11_${j}`, [arg]), fe.execute());
+        if (i === failAt) msgs.push(F.bind("", "c11_div", ["0"]), F.execute());
+        msgs.push(F.bind("", `c11_${j}`, [arg]), F.execute());
       });
-      msgs.push(fe.sync());
+      msgs.push(F.sync());
       return { send: msgs };
     };
     const fwd = Array.from({ length: N }, (_, j) => j);
@@ -481,7 +483,7 @@ describe("E5: prepared statements are transparent across server connections", ()
       run([0, 5, 10, 15, 19, 1, 6, 11, 16, 2], 2, "6"),
       run(fwd, -1, "7"),
       run(rev, -1, "8"),
-      { send: [fe.query("SELECT 'in sync'")] },
+      { send: [F.query("SELECT 'in sync'")] },
     ];
     const { proxy, direct } = await parity(cache5.port, steps);
     expect(proxy).toEqual(direct);

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { RawConn, fe, fields, pgClient, pgjs, psqlRaw, psycopg, rejection, summarize } from "../support/clients.ts";
+import { pgClient, pgjs, psqlRaw, psycopg, rejection } from "../support/clients.ts";
+import * as F from "../support/frames.ts";
+import { login } from "../support/wire.ts";
 
 const MODES = ["session", "transaction", "statement"] as const;
 const UNICODE = "héllo wörld ☃ 🐘 ünïcødé";
@@ -197,19 +199,19 @@ for (const mode of MODES) {
     } else {
       test("multi-statement transactions are refused with 0A000; single statements work", async () => {
         // Raw protocol: what exactly the client sees.
-        const raw = await RawConn.connect(proxy.port);
-        raw.send(fe.query("BEGIN"));
+        const { conn: raw } = await login(proxy.port);
+        await raw.send(F.query("BEGIN"));
         const msgs: string[] = [];
         let errorMsg: Record<string, string> = {};
         for (;;) {
           const m = await raw.next();
           if (m === null) break;
-          msgs.push(summarize([m])[0]!);
-          if (m.type === "E") errorMsg = fields(m);
+          msgs.push(F.summarize([m])[0]!);
+          if (m.type === "E") errorMsg = F.errorFields(m.body).fields;
         }
         expect(errorMsg.C).toBe("0A000");
         expect(msgs).toContain("E:0A000");
-        expect(raw.ended).toBe(true);
+        expect(raw.closed).toBe(true);
 
         // node-postgres.
         const c = await pgClient(proxy.port);

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { PG_PORT, RawConn, concat, fe, parity, pgClient, pgjs, psqlRaw, summarize, type Step } from "../support/clients.ts";
+import { PG_PORT, pgClient, pgjs, psqlRaw } from "../support/clients.ts";
+import * as F from "../support/frames.ts";
+import { login, parity, type LoggedIn, type Step } from "../support/wire.ts";
 
 const T = 30_000;
 const MODES = ["session", "transaction", "statement"] as const;
@@ -40,54 +42,54 @@ afterAll(async () => {
 });
 
 /** Parse + Bind + Execute of an unnamed statement with no parameters. */
-const pbe = (sql: string) => [fe.parse("", sql), fe.bind("", ""), fe.execute()];
+const pbe = (sql: string) => [F.parse("", sql), F.bind("", ""), F.execute()];
 
 describe("E7 / A21: ReadyForQuery status and replies match PostgreSQL (transaction mode)", () => {
   test("login burst: same message types and reported parameters as PostgreSQL", async () => {
-    const viaProxy = await RawConn.connect(proxies.transaction.port);
-    const direct = await RawConn.connect(PG_PORT);
+    const viaProxy = await login(proxies.transaction.port);
+    const direct = await login(PG_PORT);
     try {
-      const shape = (c: RawConn) => summarize(c.startup).filter((t, i, all) => t !== "S" || all[i - 1] !== "S");
+      const shape = (l: LoggedIn) => F.summarize(l.messages).filter((t, i, all) => t !== "S" || all[i - 1] !== "S");
       expect(shape(viaProxy)).toEqual(["R", "S", "K", "Z:I"]);
       expect(shape(viaProxy)).toEqual(shape(direct));
-      const names = (c: RawConn) =>
-        c.startup
+      const names = (l: LoggedIn) =>
+        l.messages
           .filter((m) => m.type === "S")
           .map((m) => new TextDecoder().decode(m.body.subarray(0, m.body.indexOf(0))))
           .sort();
       expect(names(viaProxy)).toEqual(names(direct));
     } finally {
-      viaProxy.close();
-      direct.close();
+      viaProxy.conn.quit();
+      direct.conn.quit();
     }
   }, T);
 
   test("simple and extended protocol: transaction blocks, errors, savepoints, portals", async () => {
     const steps = (): Step[] => [
-      { send: [fe.query("BEGIN")] },
-      { send: [fe.query("SELECT 1")] },
-      { send: [fe.query("SELECT 1/0")] },
-      { send: [fe.query("SELECT 1")] },
-      { send: [fe.query("ROLLBACK")] },
-      { send: [fe.query("ROLLBACK")] },
-      { send: [fe.query("BEGIN; SELECT 2; COMMIT")] },
-      { send: [fe.query("BEGIN; SELECT 1/0; COMMIT")] },
-      { send: [fe.query("ROLLBACK")] },
-      { send: [fe.query("")] },
-      { send: [fe.query("SAVEPOINT x")] },
-      { send: [fe.query("BEGIN"), fe.query("SAVEPOINT a"), fe.query("SELECT 1/0"), fe.query("ROLLBACK TO a"), fe.query("SELECT 'ok'"), fe.query("COMMIT")], ready: 6 },
-      { send: [...pbe("BEGIN"), fe.sync()] },
-      { send: [...pbe("SELECT 1/0"), fe.sync()] },
-      { send: [...pbe("SELECT 1"), fe.sync()] },
-      { send: [fe.query("COMMIT")] },
-      { send: [...pbe("BEGIN"), ...pbe("SELECT 1"), fe.sync()] },
-      { send: [...pbe("COMMIT"), fe.sync()] },
-      { send: [...pbe("SELECT 1"), ...pbe("SELECT 1/0"), ...pbe("SELECT 3"), fe.sync()] },
-      { send: [fe.parse("", "SELECT g FROM generate_series(1, 5) g"), fe.bind("", ""), fe.execute("", 2), fe.execute("", 2), fe.execute("", 2), fe.sync()] },
-      { send: [fe.parse("", "SELECT $1::int4 AS a"), fe.describe("S", ""), fe.bind("", "", ["5"]), fe.describe("P", ""), fe.execute(), fe.sync()] },
-      { send: [...pbe("SELECT 'flushed'"), fe.flush()], until: "C" },
-      { send: [fe.sync()] },
-      { send: [fe.query("SELECT 'end'")] },
+      { send: [F.query("BEGIN")] },
+      { send: [F.query("SELECT 1")] },
+      { send: [F.query("SELECT 1/0")] },
+      { send: [F.query("SELECT 1")] },
+      { send: [F.query("ROLLBACK")] },
+      { send: [F.query("ROLLBACK")] },
+      { send: [F.query("BEGIN; SELECT 2; COMMIT")] },
+      { send: [F.query("BEGIN; SELECT 1/0; COMMIT")] },
+      { send: [F.query("ROLLBACK")] },
+      { send: [F.query("")] },
+      { send: [F.query("SAVEPOINT x")] },
+      { send: [F.query("BEGIN"), F.query("SAVEPOINT a"), F.query("SELECT 1/0"), F.query("ROLLBACK TO a"), F.query("SELECT 'ok'"), F.query("COMMIT")], ready: 6 },
+      { send: [...pbe("BEGIN"), F.sync()] },
+      { send: [...pbe("SELECT 1/0"), F.sync()] },
+      { send: [...pbe("SELECT 1"), F.sync()] },
+      { send: [F.query("COMMIT")] },
+      { send: [...pbe("BEGIN"), ...pbe("SELECT 1"), F.sync()] },
+      { send: [...pbe("COMMIT"), F.sync()] },
+      { send: [...pbe("SELECT 1"), ...pbe("SELECT 1/0"), ...pbe("SELECT 3"), F.sync()] },
+      { send: [F.parse("", "SELECT g FROM generate_series(1, 5) g"), F.bind("", ""), F.execute("", 2), F.execute("", 2), F.execute("", 2), F.sync()] },
+      { send: [F.parse("", "SELECT $1::int4 AS a"), F.describe("S", ""), F.bind("", "", ["5"]), F.describe("P", ""), F.execute(), F.sync()] },
+      { send: [...pbe("SELECT 'flushed'"), F.flush()], until: "C" },
+      { send: [F.sync()] },
+      { send: [F.query("SELECT 'end'")] },
     ];
     const { proxy, direct } = await parity(proxies.transaction.port, steps);
     expect(proxy).toEqual(direct);
@@ -105,24 +107,24 @@ describe("E7 / A21: ReadyForQuery status and replies match PostgreSQL (transacti
 
   test("a server is never released while its client is in a transaction (T) or a failed one (E)", async () => {
     const port = proxies.transaction.port;
-    const raw = await RawConn.connect(port);
+    const { conn: raw } = await login(port);
     const others = await Promise.all(Array.from({ length: 4 }, () => pgClient(port)));
     try {
-      expect(summarize(await raw.query("BEGIN"))).toEqual(["C:BEGIN", "Z:T"]);
-      const pid = summarize(await raw.query("SELECT pg_backend_pid()"))[1];
+      expect(F.summarize(await raw.query("BEGIN"))).toEqual(["C:BEGIN", "Z:T"]);
+      const pid = F.summarize(await raw.query("SELECT pg_backend_pid()"))[1];
       await Promise.all(others.map(async (c: pg.Client) => {
         for (let i = 0; i < 10; i++) expect((await c.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
       }));
-      expect(summarize(await raw.query("SELECT pg_backend_pid()"))[1]).toBe(pid);
-      expect(summarize(await raw.query("SELECT 1/0"))).toEqual(["E:22012", "Z:E"]);
+      expect(F.summarize(await raw.query("SELECT pg_backend_pid()"))[1]).toBe(pid);
+      expect(F.summarize(await raw.query("SELECT 1/0"))).toEqual(["E:22012", "Z:E"]);
       await Promise.all(others.map(async (c: pg.Client) => {
         for (let i = 0; i < 10; i++) expect((await c.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
       }));
-      expect(summarize(await raw.query("SELECT 1"))).toEqual(["E:25P02", "Z:E"]);
-      expect(summarize(await raw.query("ROLLBACK"))).toEqual(["C:ROLLBACK", "Z:I"]);
-      expect(summarize(await raw.query("SELECT 'after'"))).toEqual(["T", 'D:["after"]', "C:SELECT 1", "Z:I"]);
+      expect(F.summarize(await raw.query("SELECT 1"))).toEqual(["E:25P02", "Z:E"]);
+      expect(F.summarize(await raw.query("ROLLBACK"))).toEqual(["C:ROLLBACK", "Z:I"]);
+      expect(F.summarize(await raw.query("SELECT 'after'"))).toEqual(["T", 'D:["after"]', "C:SELECT 1", "Z:I"]);
     } finally {
-      raw.close();
+      raw.quit();
       await endAll(others);
     }
   }, T);
@@ -131,11 +133,11 @@ describe("E7 / A21: ReadyForQuery status and replies match PostgreSQL (transacti
 describe("A17: pipelines", () => {
   test("50 Parse/Bind/Execute/Sync in one write: results in order, one ReadyForQuery each", async () => {
     const steps = (): Step[] => [
-      { send: Array.from({ length: 50 }, (_, i) => [...pbe(`SELECT ${i} * 2`), fe.sync()]).flat(), ready: 50 },
-      { send: [...Array.from({ length: 50 }, (_, i) => fe.parse(`pipe_${i}`, `SELECT $1::int4 + ${i}`)), fe.sync()] },
-      { send: Array.from({ length: 50 }, (_, i) => [fe.bind("", `pipe_${i}`, [String(i * 1000)]), fe.execute(), fe.sync()]).flat(), ready: 50 },
-      { send: Array.from({ length: 1000 }, (_, i) => [fe.bind("", `pipe_${i % 50}`, ["0"]), fe.execute(), fe.sync()]).flat(), ready: 1000 },
-      { send: [fe.query("SELECT 'in sync'")] },
+      { send: Array.from({ length: 50 }, (_, i) => [...pbe(`SELECT ${i} * 2`), F.sync()]).flat(), ready: 50 },
+      { send: [...Array.from({ length: 50 }, (_, i) => F.parse(`pipe_${i}`, `SELECT $1::int4 + ${i}`)), F.sync()] },
+      { send: Array.from({ length: 50 }, (_, i) => [F.bind("", `pipe_${i}`, [String(i * 1000)]), F.execute(), F.sync()]).flat(), ready: 50 },
+      { send: Array.from({ length: 1000 }, (_, i) => [F.bind("", `pipe_${i % 50}`, ["0"]), F.execute(), F.sync()]).flat(), ready: 1000 },
+      { send: [F.query("SELECT 'in sync'")] },
     ];
     const { proxy, direct } = await parity(proxies.transaction.port, steps);
     expect(proxy).toEqual(direct);
@@ -150,13 +152,13 @@ describe("A17: pipelines", () => {
     for (const mode of MODES) {
       const steps = (): Step[] => [
         // 50 Syncs, the 25th request fails: only it is lost.
-        { send: Array.from({ length: 50 }, (_, i) => [...pbe(i === 24 ? "SELECT 1/0" : `SELECT ${i}`), fe.sync()]).flat(), ready: 50 },
+        { send: Array.from({ length: 50 }, (_, i) => [...pbe(i === 24 ? "SELECT 1/0" : `SELECT ${i}`), F.sync()]).flat(), ready: 50 },
         // One Sync around ten requests, the fifth fails: the rest up to Sync is skipped.
-        { send: [...Array.from({ length: 10 }, (_, i) => pbe(i === 4 ? "SELECT 1/0" : `SELECT ${i}`)).flat(), fe.sync()] },
+        { send: [...Array.from({ length: 10 }, (_, i) => pbe(i === 4 ? "SELECT 1/0" : `SELECT ${i}`)).flat(), F.sync()] },
         // A named statement whose Parse fails, then used in the same pipeline and the next one.
-        { send: [fe.parse("bad_stmt", "SELECT * FROM clients_proto_no_such_table"), fe.bind("", "bad_stmt"), fe.execute(), fe.sync(), fe.bind("", "bad_stmt"), fe.execute(), fe.sync()], ready: 2 },
-        { send: [fe.parse("bad_stmt", "SELECT 'now it exists'"), fe.bind("", "bad_stmt"), fe.execute(), fe.sync()] },
-        { send: [fe.query("SELECT 'in sync'")] },
+        { send: [F.parse("bad_stmt", "SELECT * FROM clients_proto_no_such_table"), F.bind("", "bad_stmt"), F.execute(), F.sync(), F.bind("", "bad_stmt"), F.execute(), F.sync()], ready: 2 },
+        { send: [F.parse("bad_stmt", "SELECT 'now it exists'"), F.bind("", "bad_stmt"), F.execute(), F.sync()] },
+        { send: [F.query("SELECT 'in sync'")] },
       ];
       const { proxy, direct } = await parity(proxies[mode].port, steps);
       expect(proxy).toEqual(direct);
@@ -252,25 +254,25 @@ describe("E9: COPY", () => {
     test(`A18 (${mode} mode): COPY FROM failing before and after CopyDone, same replies as PostgreSQL, server released cleanly`, async () => {
       const steps = (): Step[] => [
         // The client aborts before CopyDone.
-        { send: [fe.query(`COPY ${COPYIN} FROM STDIN`)], until: "G" },
-        { send: [fe.copyData("1\tone\n2\ttwo\n"), fe.copyFail("client gave up")] },
+        { send: [F.query(`COPY ${COPYIN} FROM STDIN`)], until: "G" },
+        { send: [F.copyData("1\tone\n2\ttwo\n"), F.copyFail("client gave up")] },
         // The server rejects a row mid-stream; the client still sends the rest and CopyDone.
-        { send: [fe.query(`COPY ${COPYIN} FROM STDIN`)], until: "G" },
-        { send: [fe.copyData("3\tthree\nxx\tbad\n"), fe.copyData("5\tfive\n"), fe.copyDone()] },
+        { send: [F.query(`COPY ${COPYIN} FROM STDIN`)], until: "G" },
+        { send: [F.copyData("3\tthree\nxx\tbad\n"), F.copyData("5\tfive\n"), F.copyDone()] },
         // The failure comes after CopyDone (deferred unique check at the end of the statement).
-        { send: [fe.query(`COPY ${UNIQ} FROM STDIN`)], until: "G" },
-        { send: [fe.copyData("1\n2\n"), fe.copyData("1\n"), fe.copyDone()] },
+        { send: [F.query(`COPY ${UNIQ} FROM STDIN`)], until: "G" },
+        { send: [F.copyData("1\n2\n"), F.copyData("1\n"), F.copyDone()] },
         // Extended protocol: error in the data, then CopyDone and Sync.
-        { send: [fe.parse("", `COPY ${COPYIN} FROM STDIN`), fe.bind("", ""), fe.execute()], until: "G" },
-        { send: [fe.copyData("7\tseven\n8\n"), fe.copyDone(), fe.sync()] },
+        { send: [F.parse("", `COPY ${COPYIN} FROM STDIN`), F.bind("", ""), F.execute()], until: "G" },
+        { send: [F.copyData("7\tseven\n8\n"), F.copyDone(), F.sync()] },
         // Extended protocol: CopyFail, then Sync.
-        { send: [fe.parse("", `COPY ${COPYIN} FROM STDIN`), fe.bind("", ""), fe.execute()], until: "G" },
-        { send: [fe.copyData("8\teight\n"), fe.copyFail("nope"), fe.sync()] },
+        { send: [F.parse("", `COPY ${COPYIN} FROM STDIN`), F.bind("", ""), F.execute()], until: "G" },
+        { send: [F.copyData("8\teight\n"), F.copyFail("nope"), F.sync()] },
         // Nothing of the above was stored; a good COPY still works on the same connection.
-        { send: [fe.query(`SELECT count(*) FROM ${COPYIN} WHERE id < 100`)] },
-        { send: [fe.query(`SELECT count(*) FROM ${UNIQ}`)] },
-        { send: [fe.query(`COPY ${COPYIN} FROM STDIN`)], until: "G" },
-        { send: [fe.copyData("100\tok\n"), fe.copyDone()] },
+        { send: [F.query(`SELECT count(*) FROM ${COPYIN} WHERE id < 100`)] },
+        { send: [F.query(`SELECT count(*) FROM ${UNIQ}`)] },
+        { send: [F.query(`COPY ${COPYIN} FROM STDIN`)], until: "G" },
+        { send: [F.copyData("100\tok\n"), F.copyDone()] },
       ];
       const { proxy, direct } = await parity(proxies[mode].port, steps);
       expect(proxy).toEqual(direct);
@@ -288,13 +290,13 @@ describe("E9: COPY", () => {
     test(`A18 (${mode} mode): a client vanishing mid-COPY leaves no stuck server; 5 more clients get through`, async () => {
       const port = proxies[mode].port;
       for (const partial of [false, true]) {
-        const raw = await RawConn.connect(port);
-        raw.send(fe.query(`COPY ${COPYIN} FROM STDIN`));
-        expect((await raw.readUntil("G")).map((m) => m.type)).toEqual(["G"]);
-        const more = fe.copyData("201\tnever\n");
-        raw.send(partial ? concat(fe.copyData("200\tvanish\n"), more.subarray(0, 7)) : fe.copyData("200\tvanish\n"));
+        const { conn: raw } = await login(port);
+        await raw.send(F.query(`COPY ${COPYIN} FROM STDIN`));
+        expect((await raw.until("G")).map((m) => m.type)).toEqual(["G"]);
+        const more = F.copyData("201\tnever\n");
+        await raw.send(partial ? F.concat(F.copyData("200\tvanish\n"), more.subarray(0, 7)) : F.copyData("200\tvanish\n"));
         await Bun.sleep(20);
-        raw.abort();
+        raw.end();
       }
       const fresh = await pgClient(port);
       try {

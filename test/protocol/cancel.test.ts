@@ -2,6 +2,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as F from "../support/frames.ts";
+import * as W from "../support/wire.ts";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
 
 const USER = { user: "postgres", database: "test" };
@@ -12,13 +13,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  F.RawConn.destroyAll();
+  W.RawConn.destroyAll();
   await proxy.stop();
 });
 
 /** Send a CancelRequest on its own connection; the proxy must close it without a byte. */
 async function cancel(pid: number, secret: Uint8Array | number, o: { length?: number } = {}): Promise<void> {
-  const r = await F.exchange(proxy.port, F.cancelRequest(pid, secret, o), { timeoutMs: 2000 });
+  const r = await W.exchange(proxy.port, F.cancelRequest(pid, secret, o), { timeoutMs: 2000 });
   expect(r.bytes.length).toBe(0);
   expect(r.closed).toBe(true);
   expect(r.closedAfterMs!).toBeLessThan(1000);
@@ -33,7 +34,7 @@ function wrong(secret: Uint8Array, bit = 0): Uint8Array {
 
 describe("A11 CancelRequest", () => {
   test("right key: the running query fails with 57014 and the session goes on", async () => {
-    const a = await F.login(proxy.port, USER);
+    const a = await W.login(proxy.port, USER);
     await a.conn.send(F.query("select pg_sleep(10)"));
     await Bun.sleep(200);
     const t0 = performance.now();
@@ -47,7 +48,7 @@ describe("A11 CancelRequest", () => {
   });
 
   test("wrong key or wrong pid: no reply, the query keeps running to its end", async () => {
-    const a = await F.login(proxy.port, USER);
+    const a = await W.login(proxy.port, USER);
     const t0 = performance.now();
     await a.conn.send(F.query("select pg_sleep(3), 'finished'"));
     await Bun.sleep(200);
@@ -62,7 +63,7 @@ describe("A11 CancelRequest", () => {
   });
 
   test("bad lengths: closed without a reply", async () => {
-    const a = await F.login(proxy.port, USER);
+    const a = await W.login(proxy.port, USER);
     await a.conn.send(F.query("select pg_sleep(0.5), 'finished'"));
     await Bun.sleep(100);
     await cancel(a.pid, new Uint8Array(0)); // 12 bytes: no key at all
@@ -75,8 +76,8 @@ describe("A11 CancelRequest", () => {
   });
 
   test("100 concurrent wrong-key cancels never cancel another client's query", async () => {
-    const a = await F.login(proxy.port, USER);
-    const idle = await F.login(proxy.port, USER);
+    const a = await W.login(proxy.port, USER);
+    const idle = await W.login(proxy.port, USER);
     await a.conn.send(F.query("select pg_sleep(1.5), 'finished'"));
     await Bun.sleep(150);
     await Promise.all(
@@ -95,8 +96,8 @@ describe("A11 CancelRequest", () => {
   });
 
   test("a cancel gets through while the pool is full and another client waits", async () => {
-    const holder = await F.login(proxy.port, USER);
-    const waiter = await F.login(proxy.port, USER);
+    const holder = await W.login(proxy.port, USER);
+    const waiter = await W.login(proxy.port, USER);
     await holder.conn.send(F.query("select pg_sleep(10)"));
     await Bun.sleep(150);
     await waiter.conn.send(F.query("select 'waited'"));
@@ -113,7 +114,7 @@ describe("A11 CancelRequest", () => {
   });
 
   test("protocol 3.2: the 32-byte key cancels, its 4-byte prefix does not", async () => {
-    const a = await F.login(proxy.port, USER, { minor: 2 });
+    const a = await W.login(proxy.port, USER, { minor: 2 });
     expect(a.secret.length).toBe(32);
     await a.conn.send(F.query("select pg_sleep(10)"));
     await Bun.sleep(200);

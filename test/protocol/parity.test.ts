@@ -2,6 +2,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as F from "../support/frames.ts";
+import * as W from "../support/wire.ts";
 import { PG_PORT, startProxy, type RunningProxy } from "../support/proxy.ts";
 
 const USER = { user: "postgres", database: "test" };
@@ -13,7 +14,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  F.RawConn.destroyAll();
+  W.RawConn.destroyAll();
   await proxy.stop();
 });
 
@@ -44,7 +45,7 @@ function observable(msgs: F.BackendMessage[]): string[] {
         out.push(`D ${JSON.stringify(F.dataRow(m))}`);
         break;
       case "R":
-        out.push(`R ${new DataView(m.body.buffer, m.body.byteOffset).getInt32(0)}`);
+        out.push(`R ${F.authCode(m)}`);
         break;
       default:
         out.push(m.type);
@@ -72,7 +73,7 @@ function readiesAsked(bytes: Uint8Array): number {
  * until the sentinel's ReadyForQuery or a close.
  */
 async function play(port: number, script: Uint8Array | Uint8Array[], withStartup = true): Promise<{ msgs: F.BackendMessage[]; closed: boolean }> {
-  const c = await F.RawConn.open(port);
+  const c = await W.RawConn.open(port);
   if (withStartup) await c.roundTrip(F.startup(USER));
   const steps = Array.isArray(script) ? script : [script];
   for (const step of steps.slice(0, -1)) await c.roundTrip(step, readiesAsked(step), 2000);

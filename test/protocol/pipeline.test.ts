@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import * as F from "../support/frames.ts";
+import * as W from "../support/wire.ts";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
 
 const USER = { user: "postgres", database: "test" };
@@ -13,7 +14,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  F.RawConn.destroyAll();
+  W.RawConn.destroyAll();
   await proxy.stop();
 });
 
@@ -25,8 +26,8 @@ function dump(msgs: F.BackendMessage[]): string[] {
 const count = (msgs: F.BackendMessage[], type: string) => msgs.filter((m) => m.type === type).length;
 
 /** Log in, send `script` as told, and read through `readies` ReadyForQuery messages. */
-async function run(script: Uint8Array, readies: number, o: F.SendOptions = {}): Promise<F.BackendMessage[]> {
-  const { conn } = await F.login(proxy.port, USER);
+async function run(script: Uint8Array, readies: number, o: W.SendOptions = {}): Promise<F.BackendMessage[]> {
+  const { conn } = await W.login(proxy.port, USER);
   await conn.send(script, o);
   const r = await conn.untilReady(readies, 15000);
   conn.quit();
@@ -91,7 +92,7 @@ describe("A15 the same bytes however they are split", () => {
 
   test("a query split in two at every byte boundary", async () => {
     const script = F.concat(F.query("select 'split' as w"), F.parse("", "select 2"), F.bind("", ""), F.execute(), F.sync());
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     const expected = dump(await conn.roundTrip(script, 2));
     for (let k = 1; k < script.length; k++) {
       await conn.send(script, { splitAt: [k], delayMs: 2 });
@@ -125,7 +126,7 @@ describe("A16 large messages and long pipelines", () => {
 
   test("2000 named Parses in one write, then statements from both ends still run", async () => {
     const parses = Array.from({ length: 2000 }, (_, i) => F.parse(`s${i}`, `select ${i}::int + 1000000`));
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     const r = await conn.roundTrip(F.concat(...parses, F.sync()), 1, 15000);
     expect(count(r, "1")).toBe(2000);
     expect(F.types(r.slice(2000))).toBe("Z");
@@ -147,7 +148,7 @@ describe("A16 large messages and long pipelines", () => {
 
 describe("A17 an error inside an extended-protocol pipeline", () => {
   test("everything up to Sync is skipped, one ReadyForQuery, and the session stays in sync", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     const r = await conn.roundTrip(
       F.concat(
         F.extended("select 'before'"),
@@ -187,7 +188,7 @@ describe("A17 an error inside an extended-protocol pipeline", () => {
   });
 
   test("an error inside an explicit transaction: ReadyForQuery 'E' until ROLLBACK", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     const r = await conn.roundTrip(F.concat(F.extended("begin"), F.extended("select 1/0"), F.extended("select 'skipped'"), F.sync()));
     expect(F.types(r)).toBe("12C1EZ");
     expect(F.readyStatus(r.at(-1)!)).toBe("E");

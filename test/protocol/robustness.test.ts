@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import * as F from "../support/frames.ts";
+import * as W from "../support/wire.ts";
 import { PG_PORT, startProxy, type RunningProxy } from "../support/proxy.ts";
 
 const USER = { user: "postgres", database: "test" };
@@ -14,13 +15,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  F.RawConn.destroyAll();
+  W.RawConn.destroyAll();
   await proxy.stop();
 });
 
 /** Send `data` on a fresh connection: the proxy must close within 1 s having sent nothing. */
-async function expectSilentClose(data: Uint8Array, o: F.SendOptions = {}): Promise<void> {
-  const r = await F.exchange(proxy.port, data, { timeoutMs: 2000, ...o });
+async function expectSilentClose(data: Uint8Array, o: W.SendOptions = {}): Promise<void> {
+  const r = await W.exchange(proxy.port, data, { timeoutMs: 2000, ...o });
   expect(r.bytes.length).toBe(0);
   expect(r.closed).toBe(true);
   expect(r.closedAfterMs!).toBeLessThan(1000);
@@ -28,7 +29,7 @@ async function expectSilentClose(data: Uint8Array, o: F.SendOptions = {}): Promi
 
 /** Send `data` on a fresh connection and expect exactly one FATAL with `code`, then a close. */
 async function expectFatal(data: Uint8Array, code: string, message?: string | RegExp): Promise<F.ErrorFields> {
-  const r = await F.exchange(proxy.port, data, { timeoutMs: 2000 });
+  const r = await W.exchange(proxy.port, data, { timeoutMs: 2000 });
   expect(F.types(r.messages)).toBe("E");
   const e = F.errorFields(r.messages[0]!.body);
   expect(e.severity).toBe("FATAL");
@@ -47,7 +48,7 @@ function startupOfSize(size: number): { packet: Uint8Array; padding: number } {
 
 /** The proxy answers a plain query after whatever the test did. */
 async function proxyStillServes(): Promise<void> {
-  const r = await F.simpleQuery(proxy.port, "select 40 + 2");
+  const r = await W.queryOnce(proxy.port, "select 40 + 2");
   expect(F.types(r)).toBe("TDCZ");
   expect(F.firstColumn(r)).toEqual(["42"]);
 }
@@ -69,7 +70,7 @@ describe("A2 large startup packets", () => {
     test(`${size}-byte startup logs in and its options apply`, async () => {
       const { packet, padding } = startupOfSize(size);
       expect(packet.length).toBe(size);
-      const c = await F.RawConn.open(proxy.port);
+      const c = await W.RawConn.open(proxy.port);
       const login = await c.roundTrip(packet);
       expect(F.types(login)).toMatch(/^RS+KZ$/);
       const r = await c.roundTrip(F.query("select length(current_setting('helios.pad'))"));
@@ -88,7 +89,7 @@ describe("A3 truncated startup", () => {
     const pkt = F.startup(USER);
     const before = openFds(proxy.proc.pid);
     const results = await Promise.all(
-      Array.from({ length: 40 }, () => F.exchange(proxy.port, pkt.subarray(0, 11), { endAfter: true, timeoutMs: 2000 })),
+      Array.from({ length: 40 }, () => W.exchange(proxy.port, pkt.subarray(0, 11), { endAfter: true, timeoutMs: 2000 })),
     );
     for (const r of results) {
       expect(r.bytes.length).toBe(0);
@@ -105,7 +106,7 @@ describe("A3 truncated startup", () => {
   });
 
   test("only the length word then EOF: silent close", async () => {
-    const r = await F.exchange(proxy.port, F.startup(USER).subarray(0, 4), { endAfter: true });
+    const r = await W.exchange(proxy.port, F.startup(USER).subarray(0, 4), { endAfter: true });
     expect(r.bytes.length).toBe(0);
     expect(r.closed).toBe(true);
   });
@@ -141,7 +142,7 @@ describe("A5 protocol versions", () => {
   });
 
   test("3.0: no NegotiateProtocolVersion, a 4-byte cancel key", async () => {
-    const { conn, messages, secret } = await F.login(proxy.port, USER);
+    const { conn, messages, secret } = await W.login(proxy.port, USER);
     expect(F.types(messages)).toMatch(/^RS+KZ$/);
     expect(secret.length).toBe(4);
     expect(F.readyStatus(messages.at(-1)!)).toBe("I");
@@ -149,7 +150,7 @@ describe("A5 protocol versions", () => {
   });
 
   test("3.2: BackendKeyData carries a 32-byte key and queries work", async () => {
-    const { conn, messages, secret } = await F.login(proxy.port, USER, { minor: 2 });
+    const { conn, messages, secret } = await W.login(proxy.port, USER, { minor: 2 });
     expect(F.types(messages)).toMatch(/^RS+KZ$/);
     expect(secret.length).toBe(32);
     expect(F.firstColumn(await conn.roundTrip(F.query("select 1")))).toEqual(["1"]);
@@ -157,7 +158,7 @@ describe("A5 protocol versions", () => {
   });
 
   test("3.3: exactly one NegotiateProtocolVersion (3.2), then login proceeds", async () => {
-    const { conn, messages, secret } = await F.login(proxy.port, USER, { minor: 3 });
+    const { conn, messages, secret } = await W.login(proxy.port, USER, { minor: 3 });
     expect(F.types(messages)).toMatch(/^vRS+KZ$/);
     expect(F.negotiateProtocolVersion(messages[0]!)).toEqual({ minor: 2, options: [] });
     expect(secret.length).toBe(32);
@@ -166,7 +167,7 @@ describe("A5 protocol versions", () => {
   });
 
   test("unknown _pq_ option: one NegotiateProtocolVersion naming it, then login proceeds", async () => {
-    const { conn, messages } = await F.login(proxy.port, { ...USER, "_pq_.helios_x": "on" });
+    const { conn, messages } = await W.login(proxy.port, { ...USER, "_pq_.helios_x": "on" });
     expect(F.types(messages)).toMatch(/^vRS+KZ$/);
     expect(F.negotiateProtocolVersion(messages[0]!)).toEqual({ minor: 0, options: ["_pq_.helios_x"] });
     expect(F.firstColumn(await conn.roundTrip(F.query("select 1")))).toEqual(["1"]);
@@ -178,12 +179,12 @@ describe("A6 plaintext injected after an SSL or GSS request", () => {
   const table = `helios_a6_${process.pid}`;
 
   beforeAll(async () => {
-    const r = await F.simpleQuery(PG_PORT, `drop table if exists ${table}; create table ${table} (v text)`);
+    const r = await W.queryOnce(PG_PORT, `drop table if exists ${table}; create table ${table} (v text)`);
     expect(F.errors(r)).toEqual([]);
   });
 
   afterAll(async () => {
-    await F.simpleQuery(PG_PORT, `drop table if exists ${table}`);
+    await W.queryOnce(PG_PORT, `drop table if exists ${table}`);
   });
 
   for (const [name, request] of [
@@ -192,7 +193,7 @@ describe("A6 plaintext injected after an SSL or GSS request", () => {
   ] as const) {
     test(`${name} + startup + INSERT in one write: FATAL 08P01, the INSERT never runs`, async () => {
       const injected = F.concat(request, F.startup(USER), F.query(`insert into ${table} values ('${name}')`));
-      const r = await F.exchange(proxy.port, injected, { singleBytes: 1, timeoutMs: 2000 });
+      const r = await W.exchange(proxy.port, injected, { singleBytes: 1, timeoutMs: 2000 });
       const msgs = r.messages[0]?.type === "N" ? r.messages.slice(1) : r.messages;
       expect(F.types(msgs)).toBe("E");
       const e = F.errorFields(msgs[0]!.body);
@@ -201,7 +202,7 @@ describe("A6 plaintext injected after an SSL or GSS request", () => {
       expect(e.message).toMatch(/^received unencrypted data after (SSL|GSSAPI encryption) request$/);
       expect(r.closed).toBe(true);
       await Bun.sleep(100);
-      const rows = await F.simpleQuery(PG_PORT, `select count(*) from ${table}`);
+      const rows = await W.queryOnce(PG_PORT, `select count(*) from ${table}`);
       expect(F.firstColumn(rows)).toEqual(["0"]);
     });
   }
@@ -209,7 +210,7 @@ describe("A6 plaintext injected after an SSL or GSS request", () => {
 
 describe("A8 GSSENCRequest", () => {
   test("answered 'N', then a startup logs in", async () => {
-    const c = await F.RawConn.open(proxy.port);
+    const c = await W.RawConn.open(proxy.port);
     c.reader.expectSingleByte();
     await c.send(F.gssencRequest());
     expect(await c.waitFor((x) => x.messages.length > 0, 2000)).toBe(true);
@@ -220,7 +221,7 @@ describe("A8 GSSENCRequest", () => {
   });
 
   test("answered 'N', then an SSLRequest is answered 'N' (no TLS configured) and startup works", async () => {
-    const c = await F.RawConn.open(proxy.port);
+    const c = await W.RawConn.open(proxy.port);
     c.reader.expectSingleByte();
     await c.send(F.gssencRequest());
     await c.waitFor((x) => x.messages.length >= 1, 2000);
@@ -261,7 +262,7 @@ describe("A9/A10 non-PostgreSQL traffic", () => {
     const http = new TextEncoder().encode("POST / HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n");
     await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        F.exchange(proxy.port, i % 2 ? http : F.concat(F.int32(0x7fffffff), new Uint8Array(65536)), { timeoutMs: 2000 }),
+        W.exchange(proxy.port, i % 2 ? http : F.concat(F.int32(0x7fffffff), new Uint8Array(65536)), { timeoutMs: 2000 }),
       ),
     );
     expect(rssKb(pid) - before).toBeLessThan(64 * 1024);
@@ -271,7 +272,7 @@ describe("A9/A10 non-PostgreSQL traffic", () => {
 
 describe("A12 framing violations after login", () => {
   test("message length below 4: closed at once (at most a FATAL 08P01 first)", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     await conn.send(F.message("Q", "", { length: 3 }));
     expect(await conn.waitClosed(1000)).toBe(true);
     const got = conn.take();
@@ -282,7 +283,7 @@ describe("A12 framing violations after login", () => {
 
   for (const type of ["S", "E", "H", "X"]) {
     test(`'${type}' declaring 20000 bytes (over the per-type limit): closed without waiting for the body`, async () => {
-      const { conn } = await F.login(proxy.port, USER);
+      const { conn } = await W.login(proxy.port, USER);
       await conn.send(F.message(type, "", { length: 20000 }));
       expect(await conn.waitClosed(1000)).toBe(true);
       expect(F.types(conn.take())).toMatch(/^E?$/);
@@ -290,7 +291,7 @@ describe("A12 framing violations after login", () => {
   }
 
   test("unknown message type: FATAL 08P01 invalid frontend message type", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     await conn.send(F.message(1));
     expect(await conn.waitClosed(1000)).toBe(true);
     const got = conn.take();
@@ -300,7 +301,7 @@ describe("A12 framing violations after login", () => {
   });
 
   test("unknown message type mid-transaction (server attached): FATAL 08P01, the transaction is not left open", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     const marker = `helios-a12-${process.pid}`;
     expect(F.readyStatus((await conn.roundTrip(F.query(`begin; select '${marker}'`))).at(-1)!)).toBe("T");
     await conn.send(F.message("y"));
@@ -309,7 +310,7 @@ describe("A12 framing violations after login", () => {
     expect(e.map((x) => [x.severity, x.code, x.message])).toEqual([["FATAL", "08P01", "invalid frontend message type 121"]]);
     await proxyStillServes();
     await Bun.sleep(200);
-    const stuck = await F.simpleQuery(PG_PORT, `select count(*) from pg_stat_activity where state = 'idle in transaction' and query like '%${marker}%'`);
+    const stuck = await W.queryOnce(PG_PORT, `select count(*) from pg_stat_activity where state = 'idle in transaction' and query like '%${marker}%'`);
     expect(F.firstColumn(stuck)).toEqual(["0"]);
   });
 });
@@ -322,8 +323,8 @@ describe("A13 malformed Query bodies", () => {
     test(`${name}: same reply as PostgreSQL (ERROR 08P01), connection usable, others unaffected`, async () => {
       const replies: F.BackendMessage[][] = [];
       for (const port of [PG_PORT, proxy.port]) {
-        const { conn } = await F.login(port, USER);
-        const other = port === proxy.port ? await F.login(port, USER) : null;
+        const { conn } = await W.login(port, USER);
+        const other = port === proxy.port ? await W.login(port, USER) : null;
         const r = await conn.roundTrip(bytes, 1, 3000);
         replies.push(r);
         expect(F.firstColumn(await conn.roundTrip(F.query("select 'still here'")))).toEqual(["still here"]);
@@ -345,13 +346,13 @@ describe("A13 malformed Query bodies", () => {
 describe("A14 messages out of place", () => {
   test("PasswordMessage before startup: closed at once, nothing sent (as PostgreSQL)", async () => {
     await expectSilentClose(F.password("secret"));
-    const direct = await F.exchange(PG_PORT, F.password("secret"), { timeoutMs: 2000 });
+    const direct = await W.exchange(PG_PORT, F.password("secret"), { timeoutMs: 2000 });
     expect(direct.bytes.length).toBe(0);
     expect(direct.closed).toBe(true);
   });
 
   test("PasswordMessage after login: FATAL 08P01 and close", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     await conn.send(F.password("secret"));
     expect(await conn.waitClosed(1000)).toBe(true);
     expect(F.errors(conn.take()).map((e) => [e.severity, e.code])).toEqual([["FATAL", "08P01"]]);
@@ -360,12 +361,12 @@ describe("A14 messages out of place", () => {
 
 describe("A20 async FATAL on an idle pooled server", () => {
   test("pg_terminate_backend of the proxy's idle server never reaches the idle client; the next query works", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     const first = F.firstColumn(await conn.roundTrip(F.query("select pg_backend_pid()")))[0]!;
-    const killed = await F.simpleQuery(PG_PORT, `select pg_terminate_backend(${first})`);
+    const killed = await W.queryOnce(PG_PORT, `select pg_terminate_backend(${first})`);
     expect(F.firstColumn(killed)).toEqual(["t"]);
     for (let i = 0; i < 40; i++) {
-      const left = await F.simpleQuery(PG_PORT, `select count(*) from pg_stat_activity where pid = ${first}`);
+      const left = await W.queryOnce(PG_PORT, `select count(*) from pg_stat_activity where pid = ${first}`);
       if (F.firstColumn(left)[0] === "0") break;
       await Bun.sleep(25);
     }
@@ -383,7 +384,7 @@ describe("A20 async FATAL on an idle pooled server", () => {
 
 describe("PostgreSQL parity of message typing after login", () => {
   test("A12 unknown message type declaring a body not yet sent: FATAL 08P01 at once", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     await conn.send(F.message(1, "", { length: 5000 }));
     expect(await conn.waitClosed(1000)).toBe(true);
     const e = F.errors(conn.take());
@@ -391,7 +392,7 @@ describe("PostgreSQL parity of message typing after login", () => {
   });
 
   test("A14 a second StartupMessage after login: FATAL 08P01 at once", async () => {
-    const { conn } = await F.login(proxy.port, USER);
+    const { conn } = await W.login(proxy.port, USER);
     await conn.send(F.startup(USER));
     expect(await conn.waitClosed(1000)).toBe(true);
     const e = F.errors(conn.take());

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import * as F from "../support/frames.ts";
+import * as W from "../support/wire.ts";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
 
 const { concat, cstr, int16, int32, message } = F;
@@ -103,7 +104,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  F.RawConn.destroyAll();
+  W.RawConn.destroyAll();
   await proxy.stop();
   fake.stop(true);
 });
@@ -111,14 +112,14 @@ afterAll(async () => {
 /** The proxy process is alive and a fresh client logs in and gets an answer through it. */
 async function proxyAlive(): Promise<void> {
   expect(proxy.proc.exitCode).toBeNull();
-  const r = await F.simpleQuery(proxy.port, "select 1");
+  const r = await W.queryOnce(proxy.port, "select 1");
   expect(F.types(r)).toBe("TDCZ");
   expect(F.firstColumn(r)).toEqual(["1"]);
 }
 
 /** Log in as `user` and expect one FATAL with a SQLSTATE, then a close. */
 async function loginRefused(user: string, password?: string): Promise<F.ErrorFields> {
-  const c = await F.RawConn.open(proxy.port);
+  const c = await W.RawConn.open(proxy.port);
   await c.send(F.startup({ user, database: "test" }));
   if (password !== undefined) {
     expect(await c.waitFor((x) => x.messages.some((m) => m.type === "R"), 3000)).toBe(true);
@@ -173,7 +174,7 @@ describe("A19 malicious upstream", () => {
   });
 
   test("ErrorResponse without a 'C' field in a query: relayed, the session goes on", async () => {
-    const { conn } = await F.login(proxy.port, { user: "postgres", database: "test" });
+    const { conn } = await W.login(proxy.port, { user: "postgres", database: "test" });
     const r = await conn.roundTrip(F.query("error without code"), 1, 3000);
     expect(F.types(r)).toBe("EZ");
     expect(F.errorFields(r[0]!.body).message).toBe("boom");
@@ -182,7 +183,7 @@ describe("A19 malicious upstream", () => {
   });
 
   test("DataRow field length -2: relayed untouched, no crash", async () => {
-    const { conn } = await F.login(proxy.port, { user: "postgres", database: "test" });
+    const { conn } = await W.login(proxy.port, { user: "postgres", database: "test" });
     const r = await conn.roundTrip(F.query("datarow minus two"), 1, 3000);
     expect(F.types(r)).toBe("TDCZ");
     expect(Array.from(r[1]!.body)).toEqual([0, 1, 0xff, 0xff, 0xff, 0xfe]);
@@ -192,7 +193,7 @@ describe("A19 malicious upstream", () => {
 
   for (const q of ["length ffffffff", "length two"]) {
     test(`backend message with ${q}: the client gets a FATAL and a close, the proxy lives on`, async () => {
-      const { conn } = await F.login(proxy.port, { user: "postgres", database: "test" });
+      const { conn } = await W.login(proxy.port, { user: "postgres", database: "test" });
       await conn.send(F.query(q));
       expect(await conn.waitClosed(3000)).toBe(true);
       const e = F.errors(conn.take());

@@ -1,6 +1,4 @@
-// One frame builder, backend-message reader and raw-socket client for every malformed-traffic test.
-
-import { connect, type Socket } from "node:net";
+// One frame builder and backend-message parser for every raw-protocol test (the raw connection is wire.ts).
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -28,6 +26,19 @@ export function concat(...parts: Part[]): Uint8Array {
     out.set(b, p);
     p += b.length;
   }
+  return out;
+}
+
+/** `b` cut at `cuts` (any order; taken modulo length + 1, so any integer is a valid cut); pieces may be empty. */
+export function splitAt(b: Uint8Array, cuts: number[]): Uint8Array[] {
+  const sorted = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y);
+  const out: Uint8Array[] = [];
+  let prev = 0;
+  for (const c of sorted) {
+    out.push(b.subarray(prev, c));
+    prev = c;
+  }
+  out.push(b.subarray(prev));
   return out;
 }
 
@@ -149,6 +160,15 @@ export const copyData = (data: Part): Uint8Array => message("d", data);
 export const copyDone = (): Uint8Array => message("c");
 export const copyFail = (reason: string): Uint8Array => message("f", cstr(reason));
 
+/** SASLInitialResponse ('p'): mechanism, then the client-first data with its length. */
+export function saslInitialResponse(mechanism: string, data: Part): Uint8Array {
+  const d = toBytes(data);
+  return message("p", concat(cstr(mechanism), int32(d.length), d));
+}
+
+/** SASLResponse ('p'): the client-final data as is. */
+export const saslResponse = (data: Part): Uint8Array => message("p", data);
+
 /** Parse + Bind + Execute of an unnamed statement with text parameters. */
 export function extended(sql: string, params: (string | null)[] = []): Uint8Array {
   return concat(parse("", sql), bind("", "", params), execute());
@@ -168,6 +188,11 @@ export interface BackendMessage {
  */
 export class BackendReader {
   readonly messages: BackendMessage[] = [];
+  /** DataRow messages and their bytes (type and length word included), kept or not. */
+  dataRows = 0;
+  dataRowBytes = 0;
+  /** False: DataRows are only counted (a large result read without holding it). */
+  keepDataRows = true;
   /** Unframed bytes, kept as chunks until enough arrived for the next message. */
   private pending: Uint8Array[] = [];
   private pendingLength = 0;
@@ -210,7 +235,12 @@ export class BackendReader {
         this.need = 1 + len;
         break;
       }
-      this.messages.push({ type: String.fromCharCode(buf[p]!), body: buf.slice(p + 5, p + 1 + len) });
+      if (buf[p] === 68) {
+        // D
+        this.dataRows++;
+        this.dataRowBytes += 1 + len;
+      }
+      if (buf[p] !== 68 || this.keepDataRows) this.messages.push({ type: String.fromCharCode(buf[p]!), body: buf.slice(p + 5, p + 1 + len) });
       p += 1 + len;
     }
     const rest = buf.subarray(p);
@@ -261,6 +291,16 @@ export function errorFields(body: Uint8Array): ErrorFields {
   };
 }
 
+/** Authentication request code of an 'R' message (0 ok, 3 cleartext, 5 md5, 10/11/12 SASL). */
+export function authCode(m: BackendMessage): number {
+  return new DataView(m.body.buffer, m.body.byteOffset, 4).getInt32(0);
+}
+
+/** The SASL data of an AuthenticationSASLContinue or AuthenticationSASLFinal, as text. */
+export function saslData(m: BackendMessage): string {
+  return decoder.decode(m.body.subarray(4));
+}
+
 /** The type letters of a message list, e.g. "RSSKZ". */
 export function types(msgs: BackendMessage[]): string {
   return msgs.map((m) => m.type).join("");
@@ -303,6 +343,49 @@ export function firstColumn(msgs: BackendMessage[]): (string | null)[] {
   return msgs.filter((m) => m.type === "D").map((m) => dataRow(m)[0]!);
 }
 
+/**
+ * A compact, comparable rendering of a reply stream: type letters, with the SQLSTATE of errors
+ * and notices, command tags, DataRow values and ReadyForQuery status.
+ */
+export function summarize(msgs: BackendMessage[]): string[] {
+  return msgs.map((m) => {
+    switch (m.type) {
+      case "E":
+      case "N":
+        return `${m.type}:${errorFields(m.body).code}`;
+      case "C":
+        return `C:${commandTag(m)}`;
+      case "D":
+        return `D:${JSON.stringify(dataRow(m))}`;
+      case "Z":
+        return `Z:${readyStatus(m)}`;
+      default:
+        return m.type;
+    }
+  });
+}
+
+export interface QueryResult {
+  /** DataRow values as text (null for SQL NULL). */
+  rows: (string | null)[][];
+  /** The last ErrorResponse, if any. */
+  error: ErrorFields | null;
+  /** ReadyForQuery status. */
+  status: string;
+}
+
+/** Rows, error and status of the replies to one simple Query; throws when they end before ReadyForQuery. */
+export function queryResult(msgs: BackendMessage[]): QueryResult {
+  const rows: (string | null)[][] = [];
+  let error: ErrorFields | null = null;
+  for (const m of msgs) {
+    if (m.type === "D") rows.push(dataRow(m));
+    else if (m.type === "E") error = errorFields(m.body);
+    else if (m.type === "Z") return { rows, error, status: readyStatus(m) };
+  }
+  throw Object.assign(new Error(`connection closed during query${error ? `: ${error.code} ${error.message}` : ""}`), { pgError: error });
+}
+
 /** pid and secret key of a BackendKeyData. */
 export function backendKey(m: BackendMessage): { pid: number; secret: Uint8Array } {
   return { pid: new DataView(m.body.buffer, m.body.byteOffset, 4).getInt32(0), secret: m.body.slice(4) };
@@ -327,242 +410,4 @@ export function negotiateProtocolVersion(m: BackendMessage): { minor: number; op
     p = z + 1;
   }
   return { minor, options };
-}
-
-// ---- raw socket --------------------------------------------------------------------------------
-
-export interface SendOptions {
-  /** Split the bytes into pieces of this size (1 = byte by byte). */
-  chunkSize?: number;
-  /** Or split at these offsets (sorted, inside the buffer). */
-  splitAt?: number[];
-  /** Pause between pieces. */
-  delayMs?: number;
-}
-
-/**
- * A TCP client that writes exactly the bytes it is given and records everything the server sends,
- * when the server closed, and how long after the last write.
- */
-export class RawConn {
-  readonly reader = new BackendReader();
-  private chunks: Uint8Array[] = [];
-  closed = false;
-  /** ms from the last write to the close (null while open). */
-  closedAfterMs: number | null = null;
-  /** Messages already handed out by `next` / `untilReady`. */
-  cursor = 0;
-  private lastWrite = performance.now();
-  private waiters = new Set<() => void>();
-  /** Every connection not yet closed (tests destroy leftovers before stopping a server). */
-  static readonly live = new Set<RawConn>();
-
-  /** Destroy every connection still open. */
-  static destroyAll(): void {
-    for (const c of RawConn.live) c.destroy();
-  }
-
-  private constructor(readonly socket: Socket) {
-    RawConn.live.add(this);
-    socket.on("close", () => RawConn.live.delete(this));
-    socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => {
-      const c = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
-      this.chunks.push(c);
-      this.reader.push(c);
-      this.wake();
-    });
-    const onClose = () => {
-      if (this.closed) return;
-      this.closed = true;
-      this.closedAfterMs = performance.now() - this.lastWrite;
-      this.wake();
-    };
-    socket.on("end", onClose);
-    socket.on("close", onClose);
-    socket.on("error", onClose);
-  }
-
-  static open(port: number, host = "127.0.0.1"): Promise<RawConn> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ port, host });
-      s.once("connect", () => resolve(new RawConn(s)));
-      s.once("error", reject);
-    });
-  }
-
-  /** Every byte the server sent so far. */
-  get received(): Uint8Array {
-    if (this.chunks.length > 1) this.chunks = [concat(...this.chunks)];
-    return this.chunks[0] ?? new Uint8Array(0);
-  }
-
-  get messages(): BackendMessage[] {
-    return this.reader.messages;
-  }
-
-  private wake(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  /** Write bytes, whole or in pieces with pauses; resolves once they are handed to the kernel. */
-  async send(data: Uint8Array, o: SendOptions = {}): Promise<void> {
-    const cuts = o.splitAt ?? [];
-    const pieces: Uint8Array[] = [];
-    if (o.chunkSize) for (let i = 0; i < data.length; i += o.chunkSize) pieces.push(data.subarray(i, i + o.chunkSize));
-    else {
-      let prev = 0;
-      for (const c of cuts) {
-        pieces.push(data.subarray(prev, c));
-        prev = c;
-      }
-      pieces.push(data.subarray(prev));
-    }
-    for (let i = 0; i < pieces.length; i++) {
-      if (this.closed) return;
-      const piece = pieces[i]!;
-      if (piece.length === 0) continue;
-      await new Promise<void>((resolve) => {
-        if (!this.socket.write(piece)) this.socket.once("drain", () => resolve());
-        else resolve();
-      });
-      this.lastWrite = performance.now();
-      if (o.delayMs !== undefined && i < pieces.length - 1) await Bun.sleep(o.delayMs);
-    }
-  }
-
-  /** Wait until `pred` holds or the connection closes; false on timeout. */
-  waitFor(pred: (c: RawConn) => boolean, timeoutMs = 5000): Promise<boolean> {
-    return new Promise((resolve) => {
-      const check = () => {
-        if (pred(this)) finish(true);
-        else if (this.closed) finish(pred(this));
-      };
-      const timer = setTimeout(() => finish(false), timeoutMs);
-      const finish = (v: boolean) => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve(v);
-      };
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  /** Wait for the server to close; true if it did within the time. */
-  waitClosed(timeoutMs = 5000): Promise<boolean> {
-    return this.waitFor((c) => c.closed, timeoutMs);
-  }
-
-  /**
-   * Messages after the cursor up to and including the `count`-th ReadyForQuery (or all of them if
-   * the server closed first). Throws on timeout, naming what arrived.
-   */
-  async untilReady(count = 1, timeoutMs = 10000): Promise<BackendMessage[]> {
-    const found = () => {
-      let n = 0;
-      for (let i = this.cursor; i < this.messages.length; i++) if (this.messages[i]!.type === "Z" && ++n === count) return i + 1;
-      return -1;
-    };
-    const ok = await this.waitFor(() => found() >= 0, timeoutMs);
-    const end = ok ? found() : this.messages.length;
-    if (!ok && !this.closed) throw new Error(`no ReadyForQuery #${count} after ${timeoutMs} ms; got "${types(this.messages.slice(this.cursor))}"`);
-    const out = this.messages.slice(this.cursor, end);
-    this.cursor = end;
-    return out;
-  }
-
-  /** Messages after the cursor, advancing it. */
-  take(): BackendMessage[] {
-    const out = this.messages.slice(this.cursor);
-    this.cursor = this.messages.length;
-    return out;
-  }
-
-  /** Send, then collect until `count` ReadyForQuery messages (or a close). */
-  async roundTrip(data: Uint8Array, count = 1, timeoutMs = 10000): Promise<BackendMessage[]> {
-    await this.send(data);
-    return this.untilReady(count, timeoutMs);
-  }
-
-  /** Send Terminate and close our side. */
-  quit(): void {
-    if (!this.closed) this.socket.end(terminate());
-  }
-
-  /** Close our side (FIN). */
-  end(): void {
-    this.socket.end();
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  [Symbol.dispose](): void {
-    this.socket.destroy();
-  }
-}
-
-export interface Exchange {
-  bytes: Uint8Array;
-  messages: BackendMessage[];
-  closed: boolean;
-  /** ms from the last write to the server's close (null if it did not close). */
-  closedAfterMs: number | null;
-}
-
-/**
- * Connect, send `data` (optionally in pieces with pauses), and collect until the server closes or
- * `timeoutMs` passes (or `until` holds for the messages so far).
- */
-export async function exchange(
-  port: number,
-  data: Uint8Array,
-  o: SendOptions & { timeoutMs?: number; until?: (msgs: BackendMessage[]) => boolean; singleBytes?: number; endAfter?: boolean } = {},
-): Promise<Exchange> {
-  const c = await RawConn.open(port);
-  for (let i = 0; i < (o.singleBytes ?? 0); i++) c.reader.expectSingleByte();
-  await c.send(data, o);
-  if (o.endAfter) c.end();
-  const until = o.until;
-  await c.waitFor((x) => x.closed || (until !== undefined && until(x.messages)), o.timeoutMs ?? 2000);
-  const r: Exchange = { bytes: c.received, messages: [...c.messages], closed: c.closed, closedAfterMs: c.closedAfterMs };
-  c.destroy();
-  return r;
-}
-
-export interface LoggedIn {
-  conn: RawConn;
-  pid: number;
-  secret: Uint8Array;
-  /** The login messages, AuthenticationOk through ReadyForQuery. */
-  messages: BackendMessage[];
-}
-
-/** Log in with a StartupMessage (trust auth) and read through the first ReadyForQuery. */
-export async function login(
-  port: number,
-  params: Record<string, string> = { user: "postgres", database: "test" },
-  o: StartupOptions = {},
-): Promise<LoggedIn> {
-  const conn = await RawConn.open(port);
-  const messages = await conn.roundTrip(startup(params, o));
-  const k = messages.find((m) => m.type === "K");
-  if (!k || messages.at(-1)?.type !== "Z") {
-    conn.destroy();
-    const e = errors(messages)[0];
-    throw new Error(`login failed: "${types(messages)}"${e ? ` ${e.code} ${e.message}` : ""}`);
-  }
-  return { conn, ...backendKey(k), messages };
-}
-
-/** Log in, run one simple query, and leave; returns its replies (through ReadyForQuery). */
-export async function simpleQuery(port: number, sql: string, params: Record<string, string> = { user: "postgres", database: "test" }): Promise<BackendMessage[]> {
-  const { conn } = await login(port, params);
-  try {
-    return await conn.roundTrip(query(sql));
-  } finally {
-    conn.quit();
-  }
 }

@@ -25,18 +25,6 @@ function frameChunks(chunks: Uint8Array[], initial = 16): F.BackendMessage[] {
   return out;
 }
 
-function splitAt(b: Uint8Array, cuts: number[]): Uint8Array[] {
-  const sorted = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y);
-  const out: Uint8Array[] = [];
-  let prev = 0;
-  for (const c of sorted) {
-    out.push(b.subarray(prev, c));
-    prev = c;
-  }
-  out.push(b.subarray(prev));
-  return out;
-}
-
 describe("ReceiveBuffer", () => {
   test("push appends, consume drops from the front, size tracks both", () => {
     const r = new ReceiveBuffer(8);
@@ -140,7 +128,7 @@ describe("ReceiveBuffer", () => {
         const expected = F.parseBackend(stream).messages;
         expect(expected.length).toBe(msgs.length);
         expect(frameChunks([stream], initial)).toEqual(expected);
-        expect(frameChunks(splitAt(stream, cuts), initial)).toEqual(expected);
+        expect(frameChunks(F.splitAt(stream, cuts), initial)).toEqual(expected);
       }),
       { numRuns: 300 },
     );
@@ -154,7 +142,7 @@ describe("ReceiveBuffer", () => {
     for (let k = 0; k < stream.length; k++)
       for (const j of [k + 1, k + 5, k + 13]) {
         if (j > stream.length) continue;
-        expect(frameChunks(splitAt(stream, [k, j]), 8)).toEqual(expected);
+        expect(frameChunks(F.splitAt(stream, [k, j]), 8)).toEqual(expected);
       }
     expect(frameChunks(Array.from(stream, (b) => bytes(b)), 4)).toEqual(expected);
   });
