@@ -189,6 +189,29 @@ function collect(proc: Subprocess): () => string {
   return () => out;
 }
 
+/** Spawn `cmd` in `cwd` and wait for `port`; stop() ends the process and removes `dir`. */
+async function launch(name: string, cmd: string[], cwd: string, port: number, dir: string): Promise<Proc> {
+  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  const output = collect(proc);
+  try {
+    await waitForPort(port);
+  } catch (e) {
+    await stopProc(proc);
+    throw new Error(`${name} did not start: ${(e as Error).message}\n${output()}`);
+  }
+  return {
+    name,
+    port,
+    pid: proc.pid,
+    proc,
+    output,
+    async stop() {
+      await stopProc(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function stopProc(proc: Subprocess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   proc.kill("SIGTERM");
@@ -266,25 +289,7 @@ export async function startPgbouncer(o: PgbouncerOptions = {}): Promise<Proc> {
   }
   // `-u postgres`: PgBouncer refuses to run as root, and switches user itself (same pid).
   const cmd = withNofile([bin, ...(asRoot ? ["-u", "postgres"] : []), ini], o.nofile ?? 65536);
-  const proc = Bun.spawn(cmd, { cwd: dir, stdout: "pipe", stderr: "pipe" });
-  const output = collect(proc);
-  try {
-    await waitForPort(port);
-  } catch (e) {
-    await stopProc(proc);
-    throw new Error(`pgbouncer did not start: ${(e as Error).message}\n${output()}`);
-  }
-  return {
-    name: "pgbouncer",
-    port,
-    pid: proc.pid,
-    proc,
-    output,
-    async stop() {
-      await stopProc(proc);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return launch("pgbouncer", cmd, dir, port, dir);
 }
 
 // ---- HeliosProxy ----------------------------------------------------------------------------
@@ -326,26 +331,8 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc> {
   const base = o.bin
     ? [resolve(o.bin), "--config", cfg]
     : [process.execPath, `--config=${join(ROOT, "bunfig.toml")}`, join(ROOT, "src/cli/main.ts"), "--config", cfg];
-  // prlimit execs the command, so the pid below is the proxy's own.
-  const proc = Bun.spawn(withNofile(base, o.nofile ?? 65536), { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-  const output = collect(proc);
-  try {
-    await waitForPort(port);
-  } catch (e) {
-    await stopProc(proc);
-    throw new Error(`heliosproxy did not start: ${(e as Error).message}\n${output()}`);
-  }
-  return {
-    name: "heliosproxy",
-    port,
-    pid: proc.pid,
-    proc,
-    output,
-    async stop() {
-      await stopProc(proc);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  // prlimit execs the command, so the pid is the proxy's own.
+  return launch("heliosproxy", withNofile(base, o.nofile ?? 65536), ROOT, port, dir);
 }
 
 // ---- pgbench -------------------------------------------------------------------------------
