@@ -1,0 +1,146 @@
+// Finding the installed PostgreSQL server binaries and running them as the postgres OS user (they refuse root).
+
+import { chmodSync, chownSync, existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** The OS account PostgreSQL runs as when we are root. */
+export const PG_OS_USER = "postgres";
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  input?: string;
+  env?: Record<string, string>;
+}
+
+/** Run a command to completion; never throws on a non-zero exit. */
+export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const proc = Bun.spawn(cmd, {
+    cwd: opts.cwd,
+    stdin: opts.input !== undefined ? new TextEncoder().encode(opts.input) : "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...opts.env },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { stdout, stderr, code };
+}
+
+/** Run a command; throw with its output when it fails. */
+export async function runOk(cmd: string[], opts: RunOptions = {}): Promise<string> {
+  const r = await run(cmd, opts);
+  if (r.code !== 0) throw new Error(`${cmd.join(" ")} exited ${r.code}\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+function versionOf(dir: string): number {
+  const m = /\/(\d+)(?:\.\d+)?\/bin$/.exec(dir);
+  return m ? Number(m[1]) : 0;
+}
+
+let cachedBinDir: string | null = null;
+
+/**
+ * Directory of initdb, pg_ctl, pg_basebackup and postgres: $PG_BIN, else `pg_config --bindir`
+ * when it holds initdb, else the highest /usr/lib/postgresql/N/bin.
+ */
+export function pgBinDir(): string {
+  if (cachedBinDir) return cachedBinDir;
+  const candidates: string[] = [];
+  if (process.env.PG_BIN) candidates.push(process.env.PG_BIN);
+  try {
+    const r = Bun.spawnSync(["pg_config", "--bindir"], { stdout: "pipe", stderr: "ignore" });
+    if (r.exitCode === 0) candidates.push(r.stdout.toString().trim());
+  } catch {
+    // no pg_config on PATH
+  }
+  const root = "/usr/lib/postgresql";
+  if (existsSync(root)) {
+    const dirs = readdirSync(root).map((v) => join(root, v, "bin"));
+    candidates.push(...dirs.sort((a, b) => versionOf(b) - versionOf(a)));
+  }
+  const found = candidates.find((d) => d && existsSync(join(d, "initdb")) && existsSync(join(d, "pg_ctl")));
+  if (!found) throw new Error("PostgreSQL server binaries not found: install PostgreSQL (initdb, pg_ctl) or set PG_BIN");
+  cachedBinDir = found;
+  return found;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** util-linux runuser (in /usr/sbin, which a non-login PATH may lack). */
+function runuserBinary(): string {
+  return Bun.which("runuser") ?? ["/usr/sbin/runuser", "/sbin/runuser"].find((p) => existsSync(p)) ?? "runuser";
+}
+
+/** Command line running PostgreSQL binary `bin` (as the postgres OS user when we are root). */
+export function pgCommand(bin: string, args: string[]): string[] {
+  const path = join(pgBinDir(), bin);
+  return isRoot() ? [runuserBinary(), "-u", PG_OS_USER, "--", path, ...args] : [path, ...args];
+}
+
+/** psql as a client: the server's own when present, else whatever is on PATH. */
+export function psqlBinary(): string {
+  const own = join(pgBinDir(), "psql");
+  return existsSync(own) ? own : "psql";
+}
+
+function osUserIds(): { uid: number; gid: number } {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${PG_OS_USER}:`));
+  if (!line) throw new Error(`running as root needs a ${PG_OS_USER} OS user to run PostgreSQL as`);
+  const f = line.split(":");
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+/** Hand a path to the postgres OS user when we are root; set its mode when given. */
+export function giveToPostgres(path: string, mode?: number): void {
+  if (isRoot()) {
+    const { uid, gid } = osUserIds();
+    chownSync(path, uid, gid);
+  }
+  if (mode !== undefined) chmodSync(path, mode);
+}
+
+/** A free TCP port on 127.0.0.1 (bind to 0, read it back, close). */
+export function freePort(): number {
+  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = l.port;
+  l.stop(true);
+  return p;
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function portInUse(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        open(s) {
+          s.end();
+          resolve(true);
+        },
+        data() {},
+        connectError() {
+          resolve(false);
+        },
+        error() {
+          resolve(false);
+        },
+      },
+    }).catch(() => resolve(false));
+  });
+}
+
+/** Single-quote a string for sh. */
+export function shQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
