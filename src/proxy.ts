@@ -49,10 +49,22 @@ function nodesDiffer(current: readonly NodeView[], next: readonly NodeEntry[]): 
   return current.map(key).join("\n") !== next.map(key).join("\n");
 }
 
-/** A node went down or was drained: its idle servers close; leased ones finish and are not reused. */
+/**
+ * A node went down or was drained: its idle servers close, leased ones finish and are not reused,
+ * and clients waiting for it are routed again. Back up or undrained: its pools may grow again.
+ */
 function onClusterEvent(ctx: ProxyContext, e: ClusterEvent): void {
   if (e.type === "NodeDown" || (e.type === "NodeDrained" && e.drained)) {
-    for (const p of ctx.allPools()) if (p.node === e.node) p.recycle(e.type === "NodeDown" ? "node down" : "node drained");
+    for (const p of ctx.allPools()) {
+      if (p.node !== e.node) continue;
+      p.suspended = true;
+      p.recycle(e.type === "NodeDown" ? "node down" : "node drained");
+      p.rerouteWaiters();
+    }
+  } else if (e.type === "NodeUp" || e.type === "NodeDrained") {
+    const n = ctx.cluster.node(e.node);
+    const usable = n !== undefined && n.health === "up" && !n.drained;
+    for (const p of ctx.allPools()) if (p.node === e.node) p.suspended = !usable;
   }
 }
 

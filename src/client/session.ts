@@ -397,7 +397,9 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     if (this.server !== null) return true;
     if (this.waiting) return false;
     const ctx = this.ctx;
-    const pool = write || !ctx.splitting ? this.pool! : ctx.nodePool(this.group!, route({ write }, ctx.routeContext()));
+    const toPrimary = write || !ctx.splitting || this.primaryOnce;
+    this.primaryOnce = false;
+    const pool = toPrimary ? this.pool! : ctx.nodePool(this.group!, route({ write }, ctx.routeContext()));
     const s = pool.acquire(this);
     if (s === null) {
       this.waiting = true;
@@ -408,6 +410,8 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     return true;
   }
 
+  /** The next request goes to the primary whatever it is (a standby just failed it). */
+  private primaryOnce = false;
   /** The pool this client waits in, if it waits. */
   private waitPool: Pool | null = null;
   /** The client's (database, user) pools across nodes. */
@@ -435,10 +439,25 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     this.processBuffered();
   }
 
-  /** No server for a logged-in client (wait_timeout, server gone): it may hear why. */
-  serverFailed(e: LoginError): void {
+  /** The node this client waited for went down or was drained: route the request again. */
+  reroute(): void {
     this.waiting = false;
     this.waitPool = null;
+    if (!this.closed) this.processBuffered();
+  }
+
+  /** No server for a logged-in client (wait_timeout, server gone): it may hear why. */
+  serverFailed(e: LoginError): void {
+    const fromStandby = this.waitPool !== null && this.waitPool !== this.pool;
+    this.waiting = false;
+    this.waitPool = null;
+    if (fromStandby && !this.closed) {
+      // A standby that cannot serve this client (not replayed its database yet, down): the primary can.
+      log.warn("standby could not serve a read; sending it to the primary", { code: e.code, error: e.message });
+      this.primaryOnce = true;
+      this.processBuffered();
+      return;
+    }
     if (e.code.startsWith("28") || e.code === "3D000") {
       const f = loginFailure(this.ctx, this.user, e.code, e.message);
       this.fatal(f.ok ? Errors.serverLost() : f.reply);

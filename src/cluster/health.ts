@@ -74,7 +74,6 @@ export class HealthChecker {
     p.busy = true;
     const s = this.settings;
     const timeoutMs = s.check_timeout_secs * 1000;
-    const started = performance.now();
     try {
       if (p.conn === null || p.conn.state === ServerState.Closed) {
         const conn = new ServerConnection(this.endpointFor(p.node), p);
@@ -82,6 +81,8 @@ export class HealthChecker {
         await conn.open({ user: s.user, database: s.database, password: s.password || null }, { application_name: "heliosproxy-health" }, timeoutMs);
       }
       const conn = p.conn!;
+      // Only the check query is timed: a fresh probe's connect and login are not the node's latency.
+      const started = performance.now();
       const r = await runQuery(conn, s.check_query, undefined, timeoutMs);
       if (r.error) throw new Error(`${r.error.code} ${r.error.message}`);
       this.cluster.sampleLatency(p.node, performance.now() - started);

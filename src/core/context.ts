@@ -9,7 +9,7 @@ import type { ServerEndpoint } from "../server/connection.ts";
 import { Cluster, type NodeView } from "../cluster/cluster.ts";
 import type { HealthChecker } from "../cluster/health.ts";
 import { makeBalancer, type Balancer, type LoadInfo } from "../router/balancers.ts";
-import type { RouteContext } from "../router/route.ts";
+import { routeView, type RouteContext } from "../router/route.ts";
 import { QueryClassifier } from "../sql/classify.ts";
 import { PoolGroup } from "../server/pool-group.ts";
 import type { ClientSession } from "../client/session.ts";
@@ -130,6 +130,7 @@ export class ProxyContext {
     if (p === undefined) {
       p = new Pool(g.database, g.user, this.endpoint(node), g.shared, this.poolSettings(this.userEntry(g.user)));
       p.onBackendFailure = (reason) => this.health?.reportFailure(node.name, reason);
+      p.suspended = node.health !== "up" || node.drained;
       if (isPaused(this, g.database)) p.pause();
       g.pools.set(node.name, p);
     }
@@ -152,10 +153,16 @@ export class ProxyContext {
     for (const g of this.groups.values()) if (database === null || g.database === database) yield* g.pools.values();
   }
 
-  /** Inputs of the routing decision, as of now. */
+  /** Inputs of the routing decision, as of now (rebuilt only when the cluster or config changed). */
   routeContext(): RouteContext {
-    return { nodes: this.cluster.snapshot(), readWriteSplit: this.config.load_balancer.read_write_split, balancer: this.balancer, load: this.load };
+    const c = this.routeCache;
+    if (c !== null && c.cluster === this.cluster && c.version === this.cluster.version && c.config === this.config && c.ctx.balancer === this.balancer) return c.ctx;
+    const ctx: RouteContext = { ...routeView(this.cluster.snapshot()), readWriteSplit: this.config.load_balancer.read_write_split, balancer: this.balancer, load: this.load };
+    this.routeCache = { cluster: this.cluster, version: this.cluster.version, config: this.config, ctx };
+    return ctx;
   }
+
+  private routeCache: { cluster: Cluster; version: number; config: HeliosConfig; ctx: RouteContext } | null = null;
 
   /** Pool the auth_query runs on: auth_user in auth_database ("postgres" when unset); at most 2 servers. */
   authQueryPool(): Pool {

@@ -15,8 +15,10 @@ export interface Balancer {
   pick(candidates: readonly NodeView[], load: LoadInfo): NodeView | null;
 }
 
-function weighted(candidates: readonly NodeView[]): NodeView[] {
-  return candidates.filter((c) => c.weight > 0);
+/** Candidates with a weight above 0 (the list itself, not a copy, when all have one). */
+function weighted(candidates: readonly NodeView[]): readonly NodeView[] {
+  for (const c of candidates) if (c.weight <= 0) return candidates.filter((n) => n.weight > 0);
+  return candidates;
 }
 
 /** Smooth weighted round robin (nginx's): even spread, proportional to weight, no bursts. */
@@ -53,16 +55,18 @@ export class LeastConnections implements Balancer {
   pick(candidates: readonly NodeView[], load: LoadInfo): NodeView | null {
     const c = weighted(candidates);
     if (c.length === 0) return null;
-    let best: NodeView[] = [];
     let bestScore = Infinity;
+    let ties = 0;
     for (const n of c) {
       const score = load.active(n.name) / n.weight;
       if (score < bestScore) {
         bestScore = score;
-        best = [n];
-      } else if (score === bestScore) best.push(n);
+        ties = 1;
+      } else if (score === bestScore) ties++;
     }
-    return best[this.rotor++ % best.length]!;
+    let k = this.rotor++ % ties;
+    for (const n of c) if (load.active(n.name) / n.weight === bestScore && k-- === 0) return n;
+    return c[0]!;
   }
 }
 
@@ -77,13 +81,22 @@ export class LatencyBased implements Balancer {
   pick(candidates: readonly NodeView[]): NodeView | null {
     const c = weighted(candidates);
     if (c.length === 0) return null;
-    const unmeasured = c.filter((n) => n.latencyMs === null);
-    if (unmeasured.length > 0) return unmeasured[this.rotor++ % unmeasured.length]!;
+    let unmeasured = 0;
     let best = Infinity;
-    for (const n of c) best = Math.min(best, n.latencyMs! / n.weight);
-    const limit = Math.max(best * 1.2, best + 0.1);
-    const near = c.filter((n) => n.latencyMs! / n.weight <= limit);
-    return near[this.rotor++ % near.length]!;
+    for (const n of c) {
+      if (n.latencyMs === null) unmeasured++;
+      else best = Math.min(best, n.latencyMs / n.weight);
+    }
+    // Unmeasured nodes first; else every node within 20% (or 0.1 ms) of the best, in turn.
+    const limit = unmeasured > 0 ? -1 : Math.max(best * 1.2, best + 0.1);
+    let near = unmeasured;
+    if (limit >= 0) for (const n of c) if (n.latencyMs! / n.weight <= limit) near++;
+    let k = this.rotor++ % near;
+    for (const n of c) {
+      const ok = limit < 0 ? n.latencyMs === null : n.latencyMs! / n.weight <= limit;
+      if (ok && k-- === 0) return n;
+    }
+    return c[0]!;
   }
 }
 

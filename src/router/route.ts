@@ -9,14 +9,19 @@ export interface RouteRequest {
 }
 
 export interface RouteContext {
-  nodes: readonly NodeView[];
+  primary: NodeView;
+  /** Standbys that may take reads now: up, not drained, weight above 0. */
+  standbys: readonly NodeView[];
   readWriteSplit: boolean;
   balancer: Balancer;
   load: LoadInfo;
 }
 
-function usable(n: NodeView): boolean {
-  return n.health === "up" && !n.drained;
+/** The routing view of a set of nodes (built once per cluster change, not per request). */
+export function routeView(nodes: readonly NodeView[]): { primary: NodeView; standbys: NodeView[] } {
+  const primary = nodes.find((n) => n.role === "primary") ?? nodes[0]!;
+  const standbys = nodes.filter((n) => n.role === "standby" && n.health === "up" && !n.drained && n.weight > 0);
+  return { primary, standbys };
 }
 
 /**
@@ -25,9 +30,6 @@ function usable(n: NodeView): boolean {
  * it is down: the pool's wait and errors then speak for it.
  */
 export function route(req: RouteRequest, ctx: RouteContext): NodeView {
-  const primary = ctx.nodes.find((n) => n.role === "primary") ?? ctx.nodes[0]!;
-  if (req.write || !ctx.readWriteSplit) return primary;
-  const standbys = ctx.nodes.filter((n) => n.role === "standby" && usable(n));
-  if (standbys.length === 0) return primary;
-  return ctx.balancer.pick(standbys, ctx.load) ?? primary;
+  if (req.write || !ctx.readWriteSplit || ctx.standbys.length === 0) return ctx.primary;
+  return ctx.balancer.pick(ctx.standbys, ctx.load) ?? ctx.primary;
 }

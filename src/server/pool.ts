@@ -10,6 +10,8 @@ import { LatencyHistogram } from "../core/latency.ts";
 export interface PoolWaiter {
   serverLeased(s: ServerConnection): void;
   serverFailed(e: LoginError): void;
+  /** The node went down or was drained while this waited: route again (only clients can). */
+  reroute?(): void;
   /** performance.now() when it started waiting. */
   waitingSince: number;
 }
@@ -172,7 +174,9 @@ export class Pool implements ServerOwner {
         this.connecting--;
         this.lastError = null;
         if (this.shared.serverParams === null) this.shared.serverParams = srv.params;
-        this.give(srv);
+        // Opened before a recycle (drain, node down, reload): never handed out.
+        if (srv.generation !== this.generation) srv.close("pool recycled while connecting");
+        else this.give(srv);
         return srv;
       },
       (e: LoginError) => {
@@ -275,7 +279,7 @@ export class Pool implements ServerOwner {
         for (const w of expired) w.serverFailed(e);
       }
     }
-    if (!this.paused && this.lastError === null) {
+    if (!this.paused && !this.suspended && this.lastError === null) {
       while (this.all.size < st.minConnections) void this.spawn();
     }
   }
@@ -298,6 +302,17 @@ export class Pool implements ServerOwner {
 
   /** Bumped by recycle(); a server from an older generation is closed on release. */
   generation = 0;
+  /** The node is down or drained: no new servers for min_connections, waiters routed elsewhere. */
+  suspended = false;
+
+  /** Hand every waiting client back to be routed again; waiters that cannot re-route keep waiting. */
+  rerouteWaiters(): void {
+    const stay: PoolWaiter[] = [];
+    const go: PoolWaiter[] = [];
+    for (const w of this.waiters) (w.reroute ? go : stay).push(w);
+    this.waiters = stay;
+    for (const w of go) w.reroute!();
+  }
 
   /** Close every idle server (reconnect / reload of a changed backend). */
   closeIdle(reason: string): void {

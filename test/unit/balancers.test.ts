@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import type { NodeView } from "../../src/cluster/cluster.ts";
 import { LatencyBased, LeastConnections, RoundRobin, makeBalancer, type Balancer, type LoadInfo } from "../../src/router/balancers.ts";
-import { route } from "../../src/router/route.ts";
+import { route, routeView } from "../../src/router/route.ts";
 
 function node(name: string, over: Partial<NodeView> = {}): NodeView {
   return {
@@ -90,7 +90,7 @@ describe("strategy specifics", () => {
 
 describe("route", () => {
   const primary = node("p", { role: "primary" });
-  const ctx = (nodes: NodeView[], split = true) => ({ nodes, readWriteSplit: split, balancer: new RoundRobin(), load: noLoad });
+  const ctx = (nodes: NodeView[], split = true) => ({ ...routeView(nodes), readWriteSplit: split, balancer: new RoundRobin(), load: noLoad });
   test("writes go to the primary", () => {
     expect(route({ write: true }, ctx([primary, node("s1"), node("s2")])).name).toBe("p");
   });
@@ -106,6 +106,9 @@ describe("route", () => {
   test("down or drained standbys are skipped; none left -> primary", () => {
     expect(route({ write: false }, ctx([primary, node("s1", { health: "down" }), node("s2")])).name).toBe("s2");
     expect(route({ write: false }, ctx([primary, node("s1", { drained: true }), node("s2", { health: "down" })])).name).toBe("p");
+  });
+  test("weight-0 standbys never take reads", () => {
+    expect(route({ write: false }, ctx([primary, node("s1", { weight: 0 }), node("s2")])).name).toBe("s2");
   });
   test("the primary is found by role, wherever it is listed", () => {
     expect(route({ write: true }, ctx([node("s1"), node("p2", { role: "primary" })])).name).toBe("p2");
