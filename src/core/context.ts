@@ -45,7 +45,10 @@ export class ProxyContext {
       for (const g of this.groups.values()) n += g.pools.get(node)?.active ?? 0;
       return n;
     },
+    latencyMs: (node: string) => this.requestLatency.get(node) ?? null,
   };
+  /** Moving average of sampled request latency per node, ms (kept outside the immutable node views). */
+  private readonly requestLatency = new Map<string, number>();
   /** Every open client connection (logged in or not). */
   readonly sessions = new Set<ClientSession>();
   /** Client-facing TLS, loaded at start and on reload; null when [tls] mode is disable. */
@@ -131,6 +134,10 @@ export class ProxyContext {
       p = new Pool(g.database, g.user, this.endpoint(node), g.shared, this.poolSettings(this.userEntry(g.user)));
       p.onBackendFailure = (reason) => this.health?.reportFailure(node.name, reason);
       p.suspended = node.health !== "up" || node.drained;
+      p.onRequestTimed = (ms) => {
+        const cur = this.requestLatency.get(node.name);
+        this.requestLatency.set(node.name, cur === undefined ? ms : cur + 0.2 * (ms - cur));
+      };
       if (isPaused(this, g.database)) p.pause();
       g.pools.set(node.name, p);
     }

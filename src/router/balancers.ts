@@ -7,6 +7,13 @@ import type { NodeView } from "../cluster/cluster.ts";
 export interface LoadInfo {
   /** Server connections of this node currently leased to clients. */
   active(node: string): number;
+  /** Moving average of sampled request latency through this node, ms (null: none yet). */
+  latencyMs?(node: string): number | null;
+}
+
+/** A node's latency for balancing: request timings when there are any, else health probes. */
+function latencyOf(n: NodeView, load: LoadInfo | undefined): number | null {
+  return load?.latencyMs?.(n.name) ?? n.latencyMs;
 }
 
 export interface Balancer {
@@ -71,29 +78,31 @@ export class LeastConnections implements Balancer {
 }
 
 /**
- * Lowest moving-average latency per unit of weight. Nodes within 20% (or 0.1 ms) of the best
+ * Lowest moving-average latency (request timings, else probes) per unit of weight. Nodes within 20% (or 0.1 ms) of the best
  * share the traffic in turn, so equal nodes do not herd onto one; unmeasured nodes are tried first.
  */
 export class LatencyBased implements Balancer {
   readonly name = "latency" as const;
   private rotor = 0;
 
-  pick(candidates: readonly NodeView[]): NodeView | null {
+  pick(candidates: readonly NodeView[], load?: LoadInfo): NodeView | null {
     const c = weighted(candidates);
     if (c.length === 0) return null;
     let unmeasured = 0;
     let best = Infinity;
     for (const n of c) {
-      if (n.latencyMs === null) unmeasured++;
-      else best = Math.min(best, n.latencyMs / n.weight);
+      const ms = latencyOf(n, load);
+      if (ms === null) unmeasured++;
+      else best = Math.min(best, ms / n.weight);
     }
     // Unmeasured nodes first; else every node within 20% (or 0.1 ms) of the best, in turn.
     const limit = unmeasured > 0 ? -1 : Math.max(best * 1.2, best + 0.1);
     let near = unmeasured;
-    if (limit >= 0) for (const n of c) if (n.latencyMs! / n.weight <= limit) near++;
+    if (limit >= 0) for (const n of c) if (latencyOf(n, load)! / n.weight <= limit) near++;
     let k = this.rotor++ % near;
     for (const n of c) {
-      const ok = limit < 0 ? n.latencyMs === null : n.latencyMs! / n.weight <= limit;
+      const ms = latencyOf(n, load);
+      const ok = limit < 0 ? ms === null : ms! / n.weight <= limit;
       if (ok && k-- === 0) return n;
     }
     return c[0]!;

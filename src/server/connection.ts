@@ -77,6 +77,8 @@ const NO_STATS: ConnectionStats = { queryCount: 0, bytesIn: 0, bytesOut: 0, late
 /** Hands closed or failed connections back to whoever owns them (the pool). */
 export interface ServerOwner {
   serverClosed(s: ServerConnection): void;
+  /** A sampled request took `ms` from first message to ReadyForQuery. */
+  requestTimed?(ms: number): void;
 }
 
 export class ServerConnection implements BackpressureTarget {
@@ -351,7 +353,9 @@ export class ServerConnection implements BackpressureTarget {
           if (!drop) {
             this.stats.queryCount++;
             if (this.sampledAt !== 0 && this.owed === 0) {
-              this.stats.latency.observe((performance.now() - this.sampledAt) / 1000);
+              const ms = performance.now() - this.sampledAt;
+              this.stats.latency.observe(ms / 1000);
+              this.owner.requestTimed?.(ms);
               this.sampledAt = 0;
             }
             lessee.serverReady(this, status);

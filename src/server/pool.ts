@@ -73,6 +73,12 @@ export class Pool implements ServerOwner {
   clients = 0;
   /** Told about connect failures that are not the client's fault (health accounting). */
   onBackendFailure: ((reason: string) => void) | null = null;
+  /** Told about sampled request timings (latency balancing). */
+  onRequestTimed: ((ms: number) => void) | null = null;
+
+  requestTimed(ms: number): void {
+    this.onRequestTimed?.(ms);
+  }
 
   constructor(
     readonly database: string,

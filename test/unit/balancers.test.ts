@@ -88,6 +88,17 @@ describe("strategy specifics", () => {
   });
 });
 
+describe("latency from request timings", () => {
+  test("request timings, when known, outrank probe latency", () => {
+    // Probes say a is faster; requests through a are slower: requests win.
+    const a = node("a", { latencyMs: 0.5 });
+    const b = node("b", { latencyMs: 2 });
+    const load: LoadInfo = { active: () => 0, latencyMs: (n) => (n === "a" ? 8 : 1) };
+    const picks = spread(new LatencyBased(), [a, b], 20, load);
+    expect(picks.get("b")).toBe(20);
+  });
+});
+
 describe("route", () => {
   const primary = node("p", { role: "primary" });
   const ctx = (nodes: NodeView[], split = true) => ({ ...routeView(nodes), readWriteSplit: split, balancer: new RoundRobin(), load: noLoad });
