@@ -2,6 +2,7 @@
 
 import { loadModule, parseSync } from "libpg-query";
 import { LRUCache } from "lru-cache";
+import { literalKey } from "./literal-key.ts";
 
 /** Functions known not to write, callable on a standby. Configurable additions come from [load_balancer]. */
 const BUILTIN_READ_SAFE = [
@@ -41,9 +42,13 @@ export class QueryClassifier {
     this.readSafe = new Set([...BUILTIN_READ_SAFE, ...extraReadSafe.map((f) => f.toLowerCase())]);
   }
 
-  /** True when the text may write (or cannot be parsed): it must run on the primary. */
+  /**
+   * True when the text may write (or cannot be parsed): it must run on the primary. The answer
+   * does not depend on literal values, so it is cached under the text with its literals masked.
+   */
   isWrite(sql: string): boolean {
-    const hit = this.cache.get(sql);
+    const key = literalKey(sql);
+    const hit = this.cache.get(key);
     if (hit !== undefined) {
       this.stats.hits++;
       return hit;
@@ -59,7 +64,7 @@ export class QueryClassifier {
       write = true;
     }
     this.stats.parseUs += (performance.now() - t) * 1000;
-    this.cache.set(sql, write);
+    this.cache.set(key, write);
     return write;
   }
 

@@ -45,8 +45,22 @@ test.each(writes)("write: %s", (q) => expect(c.isWrite(q)).toBe(true));
 
 test("results are cached by text", () => {
   const before = { ...c.stats };
-  c.isWrite("select 42");
-  c.isWrite("select 42");
+  c.isWrite("select cache_probe from cache_probe_table");
+  c.isWrite("select cache_probe from cache_probe_table");
   expect(c.stats.misses - before.misses).toBe(1);
   expect(c.stats.hits - before.hits).toBe(1);
+});
+
+test("queries differing only in literals share one cache entry", () => {
+  const before = { ...c.stats };
+  for (let i = 0; i < 50; i++) expect(c.isWrite(`SELECT abalance FROM literal_probe WHERE aid = ${i * 7919}`)).toBe(false);
+  for (let i = 0; i < 5; i++) expect(c.isWrite(`SELECT * FROM t WHERE s = 'v${i}''q' AND d = $x$${i}$x$ AND e = E'\\'${i}'`)).toBe(false);
+  expect(c.stats.misses - before.misses).toBe(2);
+});
+
+test("masking literals never changes the verdict", () => {
+  expect(c.isWrite("select 'insert into t values (1)'")).toBe(false);
+  expect(c.isWrite("select 1 from t for update")).toBe(true);
+  expect(c.isWrite('select "1col" from t')).toBe(false);
+  expect(c.isWrite("select nextval('s1')")).toBe(true);
 });
