@@ -6,7 +6,7 @@ import { parseAddress } from "../config/schema.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
 import { isPaused, pause, resume, waitUntilIdle } from "../core/pause.ts";
-import { createMetrics } from "./metrics.ts";
+import type { createMetrics } from "./metrics.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { openApiDocument } from "./openapi.ts";
 
@@ -234,7 +234,8 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     route("GET", "/topology", () => json(200, topologyView(ctx))),
     route("GET", "/pools", () => json(200, poolsView(ctx, startedAt))),
     route("GET", "/metrics", async () => {
-      metrics ??= createMetrics(ctx);
+      // prom-client is loaded on the first scrape: a proxy nobody scrapes does not carry it.
+      metrics ??= (await import("./metrics.ts")).createMetrics(ctx);
       return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
     }),
     route("POST", "/nodes/:id/drain", drainHandler(ctx, true)),

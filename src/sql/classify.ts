@@ -1,6 +1,6 @@
 // Read/write classification with the real PostgreSQL parser (libpg-query, WASM), cached by query text.
 
-import { loadModule, parseSync } from "libpg-query";
+
 import { LRUCache } from "lru-cache";
 import { literalKey } from "./literal-key.ts";
 
@@ -122,9 +122,18 @@ export class QueryClassifier {
 }
 
 let loaded: Promise<void> | null = null;
+let parseSync: (sql: string) => unknown = () => {
+  throw new Error("the SQL parser is not loaded (loadParser)");
+};
 
-/** Load the WASM parser once (about 20 ms); call before the first classification. */
+/**
+ * Load the WASM parser once (about 20 ms, ~13 MB): only proxies that classify queries pay for it.
+ * Call before the first classification; until then every query counts as a write.
+ */
 export function loadParser(): Promise<void> {
-  loaded ??= loadModule();
+  loaded ??= import("libpg-query").then(async (m) => {
+    await m.loadModule();
+    parseSync = m.parseSync;
+  });
   return loaded;
 }
