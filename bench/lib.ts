@@ -4,6 +4,7 @@ import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { freePort, waitForPort } from "../src/util/net.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const DOC = join(ROOT, "docs", "benchmarks.md");
@@ -16,41 +17,7 @@ export const PG = {
 
 // ---- small utilities --------------------------------------------------------------------
 
-/** A free TCP port on 127.0.0.1 (bind to 0, read it back, close). */
-export function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = l.port;
-  l.stop(true);
-  return p;
-}
-
-export async function waitForPort(port: number, timeoutMs = 15000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((done) => {
-      Bun.connect({
-        hostname: "127.0.0.1",
-        port,
-        socket: {
-          open(s) {
-            s.end();
-            done(true);
-          },
-          data() {},
-          connectError() {
-            done(false);
-          },
-          error() {
-            done(false);
-          },
-        },
-      }).catch(() => done(false));
-    });
-    if (ok) return;
-    await Bun.sleep(50);
-  }
-  throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
-}
+export { freePort, waitForPort };
 
 /** Run a command, return its exit code and output (never throws on a non-zero exit). */
 export function sh(cmd: string[], env: Record<string, string> = {}): { code: number; out: string; err: string } {

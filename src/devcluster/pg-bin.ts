@@ -2,6 +2,7 @@
 
 import { chmodSync, chownSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+export { freePort, portInUse } from "../util/net.ts";
 
 /** The OS account PostgreSQL runs as when we are root. */
 export const PG_OS_USER = "postgres";
@@ -107,37 +108,6 @@ export function giveToPostgres(path: string, mode?: number): void {
     chownSync(path, uid, gid);
   }
   if (mode !== undefined) chmodSync(path, mode);
-}
-
-/** A free TCP port on 127.0.0.1 (bind to 0, read it back, close). */
-export function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = l.port;
-  l.stop(true);
-  return p;
-}
-
-/** True when something accepts TCP connections on 127.0.0.1:port. */
-export function portInUse(port: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        open(s) {
-          s.end();
-          resolve(true);
-        },
-        data() {},
-        connectError() {
-          resolve(false);
-        },
-        error() {
-          resolve(false);
-        },
-      },
-    }).catch(() => resolve(false));
-  });
 }
 
 /** Single-quote a string for sh. */

@@ -4,35 +4,14 @@ import { chownSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./proxy.ts";
+import { run, runOk, type RunResult } from "../../src/devcluster/pg-bin.ts";
 
 export const PG_BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
 const PG_OS_USER = "postgres";
 
 // ---- processes ---------------------------------------------------------------------------
 
-interface RunResult {
-  stdout: string;
-  stderr: string;
-  code: number;
-}
 
-async function run(cmd: string[], opts: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
-  const proc = Bun.spawn(cmd, {
-    cwd: opts.cwd,
-    stdin: opts.input !== undefined ? new TextEncoder().encode(opts.input) : "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, ...opts.env },
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { stdout, stderr, code };
-}
-
-async function runOk(cmd: string[], opts: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Promise<string> {
-  const r = await run(cmd, opts);
-  if (r.code !== 0) throw new Error(`${cmd.join(" ")} exited ${r.code}\n${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
 
 /** Run a PostgreSQL server binary as the postgres OS user (they refuse to run as root). */
 function asPostgres(bin: string, args: string[]): string[] {

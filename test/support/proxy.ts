@@ -4,19 +4,14 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { freePort, waitForPort } from "../../src/util/net.ts";
+
+export { freePort, waitForPort };
 
 const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = process.execPath;
 export const PG_HOST = "127.0.0.1";
 export const PG_PORT = 5432;
-
-/** A free TCP port on 127.0.0.1 (bind to 0, read it back, close). */
-export function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = l.port;
-  l.stop(true);
-  return p;
-}
 
 export interface ProxyOptions {
   /** Extra TOML appended after the generated [proxy]/[pool]/[[nodes]] sections. */
@@ -67,35 +62,6 @@ export function configText(port: number, adminPort: number, o: ProxyOptions = {}
     ...nodes.flatMap((n) => ["[[nodes]]", `host = "${n.host}"`, `port = ${n.port}`, `role = "${n.role ?? "primary"}"`]),
     o.toml ?? "",
   ].join("\n");
-}
-
-/** Wait until something accepts TCP connections on 127.0.0.1:port. */
-export async function waitForPort(port: number, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      Bun.connect({
-        hostname: "127.0.0.1",
-        port,
-        socket: {
-          open(s) {
-            s.end();
-            resolve(true);
-          },
-          data() {},
-          connectError() {
-            resolve(false);
-          },
-          error() {
-            resolve(false);
-          },
-        },
-      }).catch(() => resolve(false));
-    });
-    if (ok) return;
-    await Bun.sleep(50);
-  }
-  throw new Error(`nothing listening on ${port} after ${timeoutMs} ms`);
 }
 
 /** Start the proxy (`bun src/cli/main.ts --config FILE`) and wait for its ports. */
