@@ -179,7 +179,7 @@ async function passthrough(ctx: ProxyContext, ch: AuthChannel, user: string, poo
  * Auth and unknown-database failures all read as a wrong password; transport trouble says so,
  * without naming servers or addresses (the detail goes to the log).
  */
-function loginFailure(_ctx: ProxyContext, user: string, code: string, message: string): AuthOutcome {
+export function loginFailure(_ctx: ProxyContext, user: string, code: string, message: string): AuthOutcome {
   if (code.startsWith("28") || code === "3D000") return { ok: false, reply: Errors.authFailed(user) };
   log.warn("server login failed", { user, code, error: message });
   if (code === "53300" || code === "57P03") {
@@ -188,4 +188,3 @@ function loginFailure(_ctx: ProxyContext, user: string, code: string, message: s
   return { ok: false, reply: errorResponse({ severity: "FATAL", code: SqlState.SqlClientUnableToEstablish, message: "could not connect to the PostgreSQL server" }) };
 }
 
-export { loginFailure };

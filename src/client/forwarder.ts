@@ -546,4 +546,3 @@ function isFrontendType(t: number): boolean {
   }
 }
 
-export { writeInt32 };

@@ -1,7 +1,7 @@
 // Protocol-level prepared statements in pooled modes: client names map to shared server-side names.
 
 import { Fe } from "../protocol/codes.ts";
-import { readInt32, writeInt32 } from "../protocol/framing.ts";
+import { writeInt32 } from "../protocol/framing.ts";
 
 /** What a client's named statement is on the servers. */
 export interface StatementEntry {
@@ -35,40 +35,18 @@ export function entryForParse(b: Uint8Array, nameEnd: number, msgEnd: number): S
     global = `hp_${(nextGlobal++).toString(36)}`;
     registry.set(key, global);
   }
-  return { global, parse: renamed(Fe.Parse, b, undefined, nameEnd, msgEnd, global, -1) };
+  return { global, parse: parseNamed(b, nameEnd, msgEnd, global) };
 }
 
-/**
- * A copy of the message at b[pos, msgEnd) with the C string ending at nameEnd (which starts at
- * nameStart) replaced by `name`. `pos` undefined: the message is rebuilt from scratch with `type`
- * and the name as the first field (Parse).
- */
-export function renamed(
-  type: number,
-  b: Uint8Array,
-  nameStart: number | undefined,
-  nameEnd: number,
-  msgEnd: number,
-  name: string,
-  pos: number,
-): Uint8Array {
+/** A Parse message named `name` whose query and parameter types are b[nameEnd, msgEnd) (from the old name's NUL on). */
+function parseNamed(b: Uint8Array, nameEnd: number, msgEnd: number, name: string): Uint8Array {
   const nb = encoder.encode(name);
-  if (pos < 0) {
-    const rest = b.subarray(nameEnd, msgEnd); // includes the old name's NUL
-    const out = new Uint8Array(5 + nb.length + rest.length);
-    out[0] = type;
-    writeInt32(out, 1, out.length - 1);
-    out.set(nb, 5);
-    out.set(rest, 5 + nb.length);
-    return out;
-  }
-  const head = b.subarray(pos, nameStart!);
   const rest = b.subarray(nameEnd, msgEnd);
-  const out = new Uint8Array(head.length + nb.length + rest.length);
-  out.set(head, 0);
-  out.set(nb, head.length);
-  out.set(rest, head.length + nb.length);
+  const out = new Uint8Array(5 + nb.length + rest.length);
+  out[0] = Fe.Parse;
   writeInt32(out, 1, out.length - 1);
+  out.set(nb, 5);
+  out.set(rest, 5 + nb.length);
   return out;
 }
 
@@ -93,7 +71,3 @@ export function writeRenamed(
   return o - at;
 }
 
-/** Length field check used by tests and callers that want it. */
-export function messageLength(b: Uint8Array, pos: number): number {
-  return readInt32(b, pos + 1);
-}

@@ -16,7 +16,7 @@ class ServerReset implements Lessee {
 
   constructor(
     private readonly pool: Pool,
-    private readonly server: ServerConnection,
+    server: ServerConnection,
     private readonly after: () => void,
   ) {
     this.timer = setTimeout(() => server.close("reset did not finish in time"), RESET_TIMEOUT_MS);

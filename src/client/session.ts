@@ -63,7 +63,6 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   pid = 0;
   private cancelSecret: Uint8Array = new Uint8Array(0);
   private tlsDone = false;
-  private rawSock: Socket<ClientSession> | null = null;
   private authQueue: Uint8Array[] = [];
   private authWaiter: ((b: Uint8Array | null) => void) | null = null;
   readonly forwarder: RequestForwarder;
@@ -178,12 +177,11 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   }
 
   private upgradeTls(): void {
-    const [raw, tls] = this.sock.upgradeTLS<ClientSession>({
+    const [, tls] = this.sock.upgradeTLS<ClientSession>({
       data: this,
       tls: this.ctx.tls!,
       socket: clientHandlers,
     });
-    this.rawSock = raw;
     this.sock = tls;
     this.out.attach(tls);
     this.tlsDone = true;

@@ -37,7 +37,6 @@ const error = (code: string, message: string, detail?: string) => errorResponse(
 /** Named constructors: every client-facing error comes from here. */
 export const Errors = {
   protocolViolation: (message: string) => fatal(SqlState.ProtocolViolation, message),
-  protocolViolationError: (message: string) => error(SqlState.ProtocolViolation, message),
   unsupportedProtocol: (major: number, minor: number) =>
     fatal(
       SqlState.FeatureNotSupported,
@@ -58,27 +57,17 @@ export const Errors = {
     fatal(SqlState.TooManyConnections, `too many connections for database "${db}" (limit ${limit})`),
   tooManyForUser: (user: string, limit: number) =>
     fatal(SqlState.TooManyConnections, `too many connections for role "${user}" (limit ${limit})`),
-  waitTimeout: (secs: number) =>
-    fatal(SqlState.ConnectionFailure, `no server connection available within wait_timeout (${secs} s)`),
-  serverUnavailable: (detail: string) =>
-    fatal(SqlState.SqlClientUnableToEstablish, "could not connect to the PostgreSQL server", detail),
   serverLost: () => fatal(SqlState.ConnectionFailure, "server connection lost while serving this client"),
   shuttingDown: () => fatal(SqlState.AdminShutdown, "terminating connection due to proxy shutdown"),
   loginTimeout: () => fatal(SqlState.ProtocolViolation, "login timeout: startup not completed in time"),
   clientIdleTimeout: () => fatal(SqlState.IdleSessionTimeout, "terminating connection due to idle-session timeout"),
   idleInTransactionTimeout: () =>
     fatal(SqlState.IdleInTransactionSessionTimeout, "terminating connection due to idle-in-transaction timeout"),
-  queryTimeout: () => error(SqlState.QueryCanceled, "canceling statement due to query_timeout"),
   invalidMessageType: (t: number) =>
     fatal(SqlState.ProtocolViolation, `invalid frontend message type ${t}`),
   invalidMessageLength: () => fatal(SqlState.ProtocolViolation, "invalid message length"),
-  duplicatePrepared: (name: string) =>
-    error(SqlState.DuplicatePreparedStatement, `prepared statement "${name}" already exists`),
-  unknownPrepared: (name: string) =>
-    error(SqlState.InvalidSqlStatementName, `prepared statement "${name}" does not exist`),
   statementModeTransaction: () =>
     error(SqlState.FeatureNotSupported, "transaction blocks are not allowed in statement pooling mode"),
-  internal: (message: string) => fatal(SqlState.InternalError, message),
 } as const;
 
 /** Pull the SQLSTATE ('C' field) and message ('M') out of an ErrorResponse body. */

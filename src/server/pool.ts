@@ -1,6 +1,5 @@
 // Server connections for one (node, database, user): idle stack, waiters, limits, timeouts.
 
-import { TxStatus } from "../protocol/codes.ts";
 import { ServerConnection, ServerState, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
 import { clock } from "../core/clock.ts";
@@ -346,4 +345,3 @@ function isPermanent(e: LoginError): boolean {
   return e.code.startsWith("28") || e.code === "3D000" || e.code === "42501";
 }
 
-export { TxStatus };
