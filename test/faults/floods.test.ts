@@ -1,37 +1,19 @@
 // Abusive and heavy clients (RELIABILITY C7-C9): slowloris, connection floods, a slow reader of a large result.
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import net from "node:net";
 import pg from "pg";
-import { configText, freePort, startProxy, startProxyWithConfig, writeConfig, type RunningProxy } from "../support/proxy.ts";
-import { rssKb, startPgInstance, type PgInstance } from "../support/pg-instance.ts";
+import { configText, freePort, startProxyWithConfig, writeConfig } from "../support/proxy.ts";
+import { rssKb } from "../support/pg-instance.ts";
 import * as F from "../support/frames.ts";
 import { RawConn } from "../support/wire.ts";
-import { pgClient } from "../support/clients.ts";
+import { usePgInstance } from "../support/pg-fixture.ts";
 
-let inst: PgInstance;
-let monitor: pg.Client;
-const proxies: RunningProxy[] = [];
-
-beforeAll(async () => {
-  inst = await startPgInstance({ databases: ["c7", "c8", "c9"] });
-  monitor = await pgClient(inst.port, { database: "postgres" });
-}, 60000);
-
-afterAll(async () => {
-  await monitor?.end().catch(() => {});
-  for (const p of proxies) await p.stop();
-  await inst?.destroy();
-}, 60000);
-
-async function proxyWith(toml: string, maxConnections = 5): Promise<RunningProxy> {
-  const p = await startProxy({ maxConnections, nodes: [{ host: "127.0.0.1", port: inst.port }], toml });
-  proxies.push(p);
-  return p;
-}
+const fx = usePgInstance({ databases: ["c7", "c8", "c9"] });
+const proxyWith = (toml: string, maxConnections = 5) => fx.proxyWith({ maxConnections, toml });
 
 async function backendCount(db: string): Promise<number> {
-  const r = await monitor.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = $1", [db]);
+  const r = await fx.monitor.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = $1", [db]);
   return r.rows[0].n;
 }
 
@@ -56,9 +38,9 @@ describe("C7 slowloris", () => {
   test("200 sockets trickling a startup packet are closed at login_timeout, use no backend, and do not block others", async () => {
     const port = freePort();
     const adminPort = freePort();
-    const config = configText(port, adminPort, { maxConnections: 5, nodes: [{ host: "127.0.0.1", port: inst.port }] });
+    const config = configText(port, adminPort, { maxConnections: 5, nodes: [{ host: "127.0.0.1", port: fx.inst.port }] });
     const slow = await startProxyWithConfig(writeConfig(config.replace("[proxy]\n", "[proxy]\nlogin_timeout_secs = 2\n")), port, adminPort);
-    proxies.push(slow);
+    fx.adopt(slow);
 
     const packet = F.startup({ user: "postgres", database: "c7" });
     const t0 = performance.now();

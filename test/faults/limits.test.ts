@@ -1,32 +1,13 @@
 // Connection limits and pool sizing (RELIABILITY C1-C5): client, database and user limits, pool bounds, wait timeout, server lifetimes.
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import pg from "pg";
-import { startProxy, type ProxyOptions, type RunningProxy } from "../support/proxy.ts";
-import { startPgInstance, waitFor, type PgInstance } from "../support/pg-instance.ts";
+import { describe, expect, test } from "bun:test";
+import type { ProxyOptions } from "../support/proxy.ts";
+import { waitFor } from "../support/pg-instance.ts";
 import { pgClient } from "../support/clients.ts";
+import { usePgInstance } from "../support/pg-fixture.ts";
 
-let inst: PgInstance;
-let monitor: pg.Client;
-const proxies: RunningProxy[] = [];
-
-beforeAll(async () => {
-  inst = await startPgInstance({ databases: ["c1", "c2a", "c2b", "c2burst", "c3", "c3min", "c4", "c5"] });
-  await inst.psql("CREATE ROLE u1 LOGIN; CREATE ROLE u2 LOGIN");
-  monitor = await pgClient(inst.port, { database: "postgres" });
-}, 60000);
-
-afterAll(async () => {
-  await monitor?.end().catch(() => {});
-  for (const p of proxies) await p.stop();
-  await inst?.destroy();
-}, 60000);
-
-async function proxyWith(o: ProxyOptions): Promise<RunningProxy> {
-  const p = await startProxy({ nodes: [{ host: "127.0.0.1", port: inst.port }], ...o });
-  proxies.push(p);
-  return p;
-}
+const fx = usePgInstance({ databases: ["c1", "c2a", "c2b", "c2burst", "c3", "c3min", "c4", "c5"] }, (i) => i.psql("CREATE ROLE u1 LOGIN; CREATE ROLE u2 LOGIN"));
+const proxyWith = (o: ProxyOptions) => fx.proxyWith(o);
 
 const client = (port: number, database: string, user = "postgres") => pgClient(port, { database, user });
 
@@ -40,7 +21,7 @@ async function failure(p: Promise<unknown>): Promise<{ code?: string; message: s
 }
 
 async function backends(db: string): Promise<{ pid: number; state: string }[]> {
-  const r = await monitor.query("SELECT pid, state FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [db]);
+  const r = await fx.monitor.query("SELECT pid, state FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [db]);
   return r.rows;
 }
 
@@ -142,7 +123,7 @@ describe("C3 pool bounds", () => {
     await c.end();
     await waitFor("three idle servers", async () => (await backends("c3min")).filter((b) => b.state === "idle").length === 3, 5000);
     const first = (await backends("c3min")).map((b) => b.pid);
-    await monitor.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'c3min'");
+    await fx.monitor.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'c3min'");
     await waitFor("three new idle servers", async () => {
       const now = await backends("c3min");
       return now.length === 3 && now.every((b) => !first.includes(b.pid) && b.state === "idle");
