@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort, waitForPort } from "../src/util/net.ts";
+import { configText } from "../test/support/proxy.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const DOC = join(ROOT, "docs", "benchmarks.md");
@@ -277,23 +278,12 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc> {
   const cfg = join(dir, "proxy.toml");
   writeFileSync(
     cfg,
-    [
-      "[proxy]",
-      `listen_address = "127.0.0.1:${port}"`,
-      `admin_address = "127.0.0.1:${adminPort}"`,
-      `log_level = "warn"`,
-      "[pool]",
-      `mode = "${o.mode ?? "transaction"}"`,
-      "min_connections = 0",
-      `max_connections = ${o.maxConnections ?? 20}`,
-      "[limits]",
-      `max_client_conn = ${o.maxClientConn ?? 20000}`,
-      "[[nodes]]",
-      `host = "${PG.host}"`,
-      `port = ${PG.port}`,
-      `role = "primary"`,
-      "",
-    ].join("\n"),
+    configText(port, adminPort, {
+      mode: o.mode ?? "transaction",
+      maxConnections: o.maxConnections ?? 20,
+      nodes: [{ host: PG.host, port: PG.port }],
+      toml: `[limits]\nmax_client_conn = ${o.maxClientConn ?? 20000}\n`,
+    }),
   );
   const base = o.bin
     ? [resolve(o.bin), "--config", cfg]
