@@ -211,14 +211,7 @@ export class RequestForwarder {
           this.flush(server, b, run, pos);
           sess.close();
           return end;
-        case Fe.Password:
-          this.flush(server, b, run, pos);
-          sess.fatal(Errors.protocolViolation("unexpected password message"));
-          return end;
-        default:
-          this.flush(server, b, run, pos);
-          sess.fatal(Errors.invalidMessageType(type));
-          return end;
+        // Anything else was refused above, before its body arrived.
       }
       pos = msgEnd;
     }
