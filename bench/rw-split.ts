@@ -9,6 +9,7 @@ import { DevCluster } from "../src/devcluster/cluster.ts";
 import { freePort } from "../src/devcluster/pg-bin.ts";
 import { codeVersion, commandLine, fmt, median, runPgbench, sh, updateDoc, type PgbenchResult } from "./lib.ts";
 import { configureLogging } from "../src/util/log.ts";
+import { configText } from "../test/support/proxy.ts";
 
 interface Options {
   rounds: number;
@@ -77,22 +78,19 @@ interface Run extends PgbenchResult {
 
 function proxyToml(cluster: DevCluster, port: number, adminPort: number, split: boolean): string {
   const nodes = [cluster.primary(), ...cluster.standbys()];
-  return [
-    "[proxy]",
-    `listen_address = "127.0.0.1:${port}"`,
-    `admin_address = "127.0.0.1:${adminPort}"`,
-    `log_level = "warn"`,
-    "[pool]",
-    `mode = "transaction"`,
-    "max_connections = 20",
-    "[health]",
-    "check_interval_secs = 1",
-    "[load_balancer]",
-    `strategy = "round_robin"`,
-    `read_write_split = ${split}`,
-    ...nodes.flatMap((n) => ["[[nodes]]", `name = "${n.name}"`, `host = "${n.host}"`, `port = ${n.port}`, `role = "${n.role}"`, `sync = ${n.sync}`]),
-    "",
-  ].join("\n");
+  return configText(port, adminPort, {
+    maxConnections: 20,
+    nodes: [],
+    toml: [
+      "[health]",
+      "check_interval_secs = 1",
+      "[load_balancer]",
+      `strategy = "round_robin"`,
+      `read_write_split = ${split}`,
+      ...nodes.flatMap((n) => ["[[nodes]]", `name = "${n.name}"`, `host = "${n.host}"`, `port = ${n.port}`, `role = "${n.role}"`, `sync = ${n.sync}`]),
+      "",
+    ].join("\n"),
+  });
 }
 
 async function start(cluster: DevCluster, split: boolean): Promise<RunningProxy> {
