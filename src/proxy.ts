@@ -1,7 +1,7 @@
 // Starting and stopping the proxy: listener, upkeep timer, timeouts, signals, reload.
 
 import type { HeliosConfig } from "./config/types.ts";
-import { ProxyContext, serverPassword, type TlsMaterial } from "./core/context.ts";
+import { ProxyContext, bufferSettings, serverPassword, type TlsMaterial } from "./core/context.ts";
 import { listenClients } from "./client/listener.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
 import { ClientState } from "./client/session.ts";
@@ -9,12 +9,16 @@ import { Errors } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
 import { log } from "./util/log.ts";
 import { clock } from "./core/clock.ts";
-import { HealthChecker } from "./cluster/health.ts";
+import { HealthChecker, type HealthOptions } from "./cluster/health.ts";
+import type { TopologyProvider } from "./cluster/topology.ts";
+import { PatroniProvider } from "./cluster/providers/patroni.ts";
 import { Cluster, type ClusterEvent, type NodeView } from "./cluster/cluster.ts";
 import type { NodeEntry } from "./config/types.ts";
 import { QueryClassifier, loadParser } from "./sql/classify.ts";
 import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
+import { FailoverController } from "./cluster/failover.ts";
+import { startModules } from "./core/module-host.ts";
 
 export interface RunningProxy {
   ctx: ProxyContext;
@@ -33,13 +37,27 @@ function loadTls(cfg: HeliosConfig): TlsMaterial | null {
   };
 }
 
-/** Health-check the configured nodes and react to their events. */
-function watchCluster(ctx: ProxyContext, cfg: HeliosConfig): HealthChecker {
-  const health = new HealthChecker(ctx.cluster, cfg.health, (name) => ctx.endpoint(ctx.cluster.node(name)!));
+/** What the probes decide: roles only under the `postgres` provider, health under all but `heliosdb` (whose orchestrator says). */
+function healthOptions(cfg: HeliosConfig): HealthOptions {
+  const provider = cfg.topology.provider;
+  return { learnRoles: provider === "postgres", decideHealth: provider !== "heliosdb", confirmIntervalSecs: cfg.failover.confirm_interval_secs };
+}
+
+/** The provider that follows a topology kept elsewhere (none for postgres, where probes decide, or manual). */
+function topologyProvider(ctx: ProxyContext, cfg: HeliosConfig): TopologyProvider | null {
+  if (cfg.topology.provider === "patroni") return new PatroniProvider(ctx.cluster, cfg.topology);
+  return null;
+}
+
+/** Health-check the configured nodes, follow the topology provider and react to cluster events. */
+function watchCluster(ctx: ProxyContext, cfg: HeliosConfig): { health: HealthChecker; provider: TopologyProvider | null } {
+  const health = new HealthChecker(ctx.cluster, cfg.health, (name) => ctx.endpoint(ctx.cluster.node(name)!), healthOptions(cfg));
   ctx.health = health;
   ctx.cluster.subscribe((e) => onClusterEvent(ctx, e));
   health.start();
-  return health;
+  const provider = topologyProvider(ctx, cfg);
+  provider?.start();
+  return { health, provider };
 }
 
 /** Whether a reload changes which nodes there are or how to reach them. */
@@ -54,6 +72,28 @@ function nodesDiffer(current: readonly NodeView[], next: readonly NodeEntry[]): 
  * and clients waiting for it are routed again. Back up or undrained: its pools may grow again.
  */
 function onClusterEvent(ctx: ProxyContext, e: ClusterEvent): void {
+  const isPrimary = (e.type === "NodeDown" || e.type === "NodeUp") && ctx.cluster.primary().name === e.node;
+  // Hold requests for a lost primary before its waiters are routed again (they then wait in the buffer).
+  if (e.type === "NodeDown" && isPrimary) ctx.failover?.primaryDown(e.node, e.reason);
+  if (e.type === "PrimaryChanged") {
+    // A new epoch: servers of the old primary are never reused; its waiters go to the new one.
+    for (const p of ctx.allPools()) {
+      if (p.node !== e.from) continue;
+      p.recycle(`primary moved to ${e.to} (epoch ${e.epoch})`);
+      p.rerouteWaiters();
+    }
+    for (const [key, p] of ctx.pools) {
+      p.recycle("primary moved");
+      ctx.pools.delete(key);
+    }
+    log.warn(`primary is now ${e.to} (was ${e.from}; epoch ${e.epoch}): ${e.reason}`);
+    ctx.failover?.awaitWritablePrimary(`waiting for ${e.to} to finish its promotion`);
+    return;
+  }
+  if (e.type === "PrimaryNotWritable") {
+    ctx.failover?.awaitWritablePrimary(`primary ${e.node} reports it is in recovery`);
+    return;
+  }
   if (e.type === "NodeDown" || (e.type === "NodeDrained" && e.drained)) {
     for (const p of ctx.allPools()) {
       if (p.node !== e.node) continue;
@@ -65,7 +105,34 @@ function onClusterEvent(ctx: ProxyContext, e: ClusterEvent): void {
     const n = ctx.cluster.node(e.node);
     const usable = n !== undefined && n.health === "up" && !n.drained;
     for (const p of ctx.allPools()) if (p.node === e.node) p.suspended = !usable;
+    if (e.type === "NodeUp" && isPrimary) ctx.failover?.primaryUp(e.node);
   }
+}
+
+/** Servers on `node` inside a transaction or a request (what a switchover waits for). */
+function busyServers(ctx: ProxyContext, node: string): number {
+  let n = 0;
+  for (const p of ctx.allPools()) {
+    if (p.node !== node) continue;
+    for (const s of p.all) if (s.lessee !== null && (s.txStatus !== TxStatus.Idle || s.owed > 0)) n++;
+  }
+  return n;
+}
+
+function makeFailover(ctx: ProxyContext): FailoverController {
+  return new FailoverController({
+    cluster: () => ctx.cluster,
+    settings: () => ctx.config.failover,
+    health: () => ctx.health,
+    buffer: ctx.buffer,
+    endpoint: (n) => ctx.endpoint(n),
+    creds: () => {
+      const h = ctx.config.health;
+      return { user: h.user, database: h.database, password: h.password || null };
+    },
+    timeoutSecs: () => ctx.config.health.check_timeout_secs,
+    busyServers: (node) => busyServers(ctx, node),
+  });
 }
 
 /** Client-side timeouts, checked on every upkeep tick. */
@@ -126,8 +193,14 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   const ctx = new ProxyContext(cfg);
   ctx.tls = loadTls(cfg);
   prewarmVerifiers(ctx);
+  ctx.failover = makeFailover(ctx);
+  const modules = await startModules(cfg, () => ctx.cluster);
+  ctx.hooks = modules.hooks;
+  ctx.commits = modules.commits;
+  ctx.moduleRoutes = modules.routes;
+  ctx.moduleShows = modules.shows;
   if (ctx.splitting) await loadParser();
-  let health = watchCluster(ctx, cfg);
+  let watch = watchCluster(ctx, cfg);
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
@@ -152,7 +225,8 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       }
       for (const s of ctx.sessions) s.fatal(Errors.shuttingDown());
       clearInterval(ticker);
-      health.stop();
+      watch.health.stop();
+      watch.provider?.stop();
       for (const p of ctx.allPools()) p.closeAll("proxy shutdown");
       listener.stop(true);
       admin.stop();
@@ -166,6 +240,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       const { loadConfig } = await import("./config/load.ts");
       const next = loadConfig(opts.configPath);
       ctx.config = next;
+      ctx.buffer.settings = bufferSettings(next);
       ctx.tls = loadTls(next);
       ctx.classifier = new QueryClassifier(next.load_balancer.read_safe_functions);
       ctx.balancer = makeBalancer(next.load_balancer.strategy);
@@ -173,11 +248,20 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       if (nodesDiffer(ctx.cluster.snapshot(), next.nodes)) {
         // New node list: a new cluster view (drain marks kept by name) and health checker; pools follow.
         const drained = new Set(ctx.cluster.snapshot().filter((n) => n.drained).map((n) => n.name));
-        health.stop();
+        watch.health.stop();
+        watch.provider?.stop();
         ctx.cluster = new Cluster(next.nodes);
         for (const name of drained) ctx.cluster.setDrained(name, true);
-        health = watchCluster(ctx, next);
-      } else health.reconfigure(next.health);
+        watch = watchCluster(ctx, next);
+      } else {
+        watch.health.reconfigure(next.health, healthOptions(next));
+        if (JSON.stringify(next.topology) !== JSON.stringify(cfg.topology)) {
+          watch.provider?.stop();
+          watch.provider = topologyProvider(ctx, next);
+          watch.provider?.start();
+        }
+      }
+      cfg = next;
       applyToPools(ctx);
       log.info("configuration reloaded");
       return { ok: true };

@@ -285,14 +285,26 @@ export function showUsers(ctx: ProxyContext): ResultSet {
 
 // ---- SHOW NODES ------------------------------------------------------------------------
 
-const NODE_COLUMNS = columns("name host port:i role state lag_bytes:i lag_seconds:f latency_ms:f sync weight:i");
+const NODE_COLUMNS = columns("name host port:i role state lag_bytes:i lag_seconds:f latency_ms:f sync weight:i fenced timeline:i");
 
 export function showNodes(ctx: ProxyContext): ResultSet {
   const rows = ctx.cluster.snapshot().map((n): Cell[] => [
     n.name, n.host, n.port, n.role, n.health === "down" ? "down" : n.drained ? "draining" : "up",
-    n.lagBytes, n.lagSeconds, n.latencyMs, n.sync ? "yes" : "no", n.weight,
+    n.lagBytes, n.lagSeconds, n.latencyMs, n.sync ? "yes" : "no", n.weight, n.fenced ? "yes" : "no", n.status?.timeline ?? null,
   ]);
   return { columns: NODE_COLUMNS, rows };
+}
+
+// ---- SHOW FAILOVERS ---------------------------------------------------------------------
+
+const FAILOVER_COLUMNS = columns("id:i kind trigger from_node to_node result started_at duration_ms:f hold_ms:f epoch:i n0 reason");
+
+/** Failovers and switchovers, newest first (GET /failovers has the full records). */
+export function showFailovers(ctx: ProxyContext): ResultSet {
+  const rows = [...(ctx.failover?.history() ?? [])].reverse().map((r): Cell[] => [
+    r.id, r.kind, r.trigger, r.from, r.to, r.result, r.started_at, r.duration_ms, r.hold_ms, r.epoch, r.n0, r.result === "done" ? "" : r.reason,
+  ]);
+  return { columns: FAILOVER_COLUMNS, rows };
 }
 
 // ---- SHOW CONFIG -----------------------------------------------------------------------
@@ -355,7 +367,7 @@ export function showState(ctx: ProxyContext): ResultSet {
 
 /** SHOW HELP's NOTICE detail. */
 export const HELP_TEXT = [
-  "SHOW HELP|VERSION|CONFIG|DATABASES|USERS|POOLS|CLIENTS|SERVERS|NODES",
+  "SHOW HELP|VERSION|CONFIG|DATABASES|USERS|POOLS|CLIENTS|SERVERS|NODES|FAILOVERS",
   "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|STATE",
   "PAUSE [<db>]      wait for transactions to finish, close servers, hold new transactions",
   "RESUME [<db>]     end PAUSE or KILL",

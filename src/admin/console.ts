@@ -13,6 +13,7 @@ import {
   showDatabases,
   showLists,
   showNodes,
+  showFailovers,
   showPools,
   showServers,
   showState,
@@ -23,7 +24,8 @@ import {
   showUsers,
   showVersion,
 } from "./console-show.ts";
-import { ConsoleError, ConsoleErrors, ConsoleSqlState, clip, writeNotice, writeResult, writeTag, type ResultSet } from "./console-wire.ts";
+import { ConsoleError, ConsoleErrors, ConsoleSqlState, Oid, clip, writeNotice, writeResult, writeTag, type ResultSet } from "./console-wire.ts";
+import type { ShowResult } from "../core/hooks.ts";
 
 export { CONSOLE_DATABASES } from "./console-wire.ts";
 
@@ -65,6 +67,7 @@ const SHOWS: Record<string, (ctx: ProxyContext) => ResultSet> = {
   databases: showDatabases,
   users: showUsers,
   nodes: showNodes,
+  failovers: showFailovers,
   config: showConfig,
   version: showVersion,
   lists: showLists,
@@ -117,8 +120,10 @@ const COMMANDS: Record<string, Command> = {
         return;
       }
       const show = SHOWS[what];
-      if (show === undefined) throw ConsoleErrors.unknownShow(arg!.text);
-      writeResult(inv.w, show(inv.console.ctx));
+      if (show !== undefined) return writeResult(inv.w, show(inv.console.ctx));
+      const fromModule = inv.console.ctx.moduleShows.get(what);
+      if (fromModule === undefined) throw ConsoleErrors.unknownShow(arg!.text);
+      writeResult(inv.w, typedResult(fromModule()));
     },
   },
   PAUSE: { admin: true, run: (inv) => withTag(inv, pause(inv.console.ctx, databaseArg(inv), inv.console.client.user, inv.w)) },
@@ -239,4 +244,22 @@ export class AdminConsole {
     if (cmd.admin && this.client.role !== "admin") throw ConsoleErrors.adminOnly(name, this.client.user);
     await cmd.run({ console: this, name, args: tokens.slice(1), w });
   }
+}
+
+/** A module's rows with column types taken from the values: int8 for whole numbers, float8 for others, text otherwise. */
+function typedResult(r: ShowResult): ResultSet {
+  const cols = r.columns.map((name, i) => {
+    let numbers = false;
+    let fractions = false;
+    for (const row of r.rows) {
+      const v = row[i];
+      if (typeof v === "string") return { name, oid: Oid.Text };
+      if (typeof v === "number") {
+        numbers = true;
+        if (!Number.isInteger(v)) fractions = true;
+      }
+    }
+    return { name, oid: fractions ? Oid.Float8 : numbers ? Oid.Int8 : Oid.Text };
+  });
+  return { columns: cols, rows: r.rows.map((row) => [...row]) };
 }

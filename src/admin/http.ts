@@ -9,6 +9,7 @@ import { isPaused, pause, resume, waitUntilIdle } from "../core/pause.ts";
 import type { createMetrics } from "./metrics.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { openApiDocument } from "./openapi.ts";
+import { failoversView, primaryChange, pushEvents, readJsonBody, setPrimary } from "./ha-routes.ts";
 
 export type ReloadResult = { ok: boolean; error?: string };
 
@@ -58,6 +59,8 @@ const JSON_HEADERS = { "content-type": "application/json; charset=utf-8", "cache
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { ...JSON_HEADERS, ...headers } });
 }
+
+const reply = (r: { status: number; body: unknown }): Response => json(r.status, r.body);
 
 function fail(status: number, error: string, message: string, headers: Record<string, string> = {}): Response {
   return json(status, { error, message }, headers);
@@ -135,9 +138,24 @@ function topologyView(ctx: ProxyContext) {
   const nodes = ctx.cluster.snapshot();
   return {
     primary: nodes.find((n) => n.role === "primary")?.name ?? null,
-    standbys: nodes.filter((n) => n.role === "standby").map((n) => n.name),
+    standbys: nodes.filter((n) => n.role === "standby" && !n.fenced).map((n) => n.name),
+    fenced: nodes.filter((n) => n.fenced).map((n) => n.name),
     version: ctx.cluster.version,
-    nodes: nodes.map((n) => ({ id: n.name, host: n.host, port: n.port, role: n.role, sync: n.sync, state: nodeState(n), lag_bytes: n.lagBytes, lag_seconds: round(n.lagSeconds) })),
+    epoch: ctx.cluster.epoch,
+    provider: ctx.config.topology.provider,
+    nodes: nodes.map((n) => ({
+      id: n.name,
+      host: n.host,
+      port: n.port,
+      role: n.role,
+      sync: n.sync,
+      state: nodeState(n),
+      fenced: n.fenced,
+      timeline: n.status?.timeline ?? null,
+      wal_lsn: n.status?.walLsn ?? null,
+      lag_bytes: n.lagBytes,
+      lag_seconds: round(n.lagSeconds),
+    })),
   };
 }
 
@@ -252,6 +270,11 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
       if (resume(ctx, null)) log.info("proxy resumed via admin API");
       return json(200, { paused: false, pools: [...ctx.clientPools()].length });
     }),
+    route("POST", "/failover", async ({ req }) => reply(await primaryChange(ctx, "failover", await readJsonBody(req)))),
+    route("POST", "/switchover", async ({ req }) => reply(await primaryChange(ctx, "switchover", await readJsonBody(req)))),
+    route("GET", "/failovers", () => reply(failoversView(ctx))),
+    route("POST", "/topology/primary", async ({ req }) => reply(setPrimary(ctx, await readJsonBody(req)))),
+    route("POST", "/topology/events", async ({ req }) => reply(pushEvents(ctx, await readJsonBody(req)))),
     route("POST", "/reload", async () => {
       const r = await reload();
       return r.ok ? json(200, { status: "reloaded" }) : fail(400, "invalid_config", r.error ?? "reload failed");
@@ -329,6 +352,11 @@ export function startAdmin(ctx: ProxyContext, opts: AdminOptions = {}): AdminSer
     log.warn(`admin API on ${address} is beyond loopback and no HELIOSPROXY_ADMIN_TOKEN/HELIOSPROXY_READ_TOKEN is set: every request will be refused`);
   const startedAt = performance.now();
   const routes = buildRoutes(ctx, opts.reload ?? (() => ctx.reload()), startedAt);
+  // Routes of feature modules (GET /queries...), under the same tokens.
+  for (const [key, handler] of ctx.moduleRoutes) {
+    const [method, path] = key.split(" ") as ["GET" | "POST", string];
+    routes.push({ method, segments: path.split("/").filter(Boolean), handler: ({ req, url }) => handler(req, url) });
+  }
 
   const handle = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);

@@ -97,6 +97,39 @@ function latencyHistogram(ctx: ProxyContext, registry: Registry): void {
   } as unknown as Gauge);
 }
 
+type Mirror = (name: string, help: string, labelNames: string[], read: () => { labels: Labels; value: number }[]) => unknown;
+
+/** Failover controller and switchover buffer: counts by kind and result, the epoch, the alarm, what is held. */
+function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void {
+  const registers = [registry];
+  const history = () => ctx.failover?.history() ?? [];
+  mirror("heliosproxy_failovers_total", "Failovers and switchovers by kind, trigger and result (last 100 kept)", ["kind", "trigger", "result"], () =>
+    sumBy(history(), (r) => ({ kind: r.kind, trigger: r.trigger, result: r.result }), () => 1),
+  );
+  mirror("heliosproxy_switchover_buffer_requests_total", "Requests held for the primary while it changed, by outcome", ["outcome"], () => [
+    { labels: { outcome: "released" }, value: ctx.buffer.stats.released },
+    { labels: { outcome: "refused" }, value: ctx.buffer.stats.refused },
+  ]);
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge("heliosproxy_failover_epoch", "Failover epoch: moves on each time the primary changes", () => ctx.cluster.epoch);
+  gauge("heliosproxy_failover_alarm", "1 while a failover needs an operator (primary down under policy manual, no safe candidate)", () => (ctx.failover?.alarm ? 1 : 0));
+  gauge("heliosproxy_failover_in_progress", "1 while a failover or switchover runs", () => (ctx.failover?.inProgress ? 1 : 0));
+  gauge("heliosproxy_switchover_buffer_held", "Requests waiting for the primary now", () => ctx.buffer.size);
+  gauge("heliosproxy_switchover_buffer_max_wait_seconds", "Longest wait of a released request since start", () => ctx.buffer.stats.maxWaitMs / 1000);
+  gauge("heliosproxy_failover_last_duration_seconds", "Duration of the last finished failover or switchover", () => {
+    const last = history().findLast((r) => r.duration_ms !== null);
+    return last ? last.duration_ms! / 1000 : 0;
+  });
+}
+
 export function createMetrics(ctx: ProxyContext): Registry {
   const registry = new Registry();
   for (const collect of PROCESS_COLLECTORS) collect(registry);
@@ -211,6 +244,10 @@ export function createMetrics(ctx: ProxyContext): Registry {
   perNode("heliosproxy_replication_lag_bytes", "Bytes of WAL the node's replay is behind the primary", (n) => n.lagBytes);
   perNode("heliosproxy_replication_lag_seconds", "Seconds the node's replay is behind the primary", (n) => n.lagSeconds);
   perNode("heliosproxy_node_latency_seconds", "Moving average of probe and query latency", (n) => (n.latencyMs === null ? null : n.latencyMs / 1000));
+
+  perNode("heliosproxy_node_fenced", "1 on an old primary taken out by failover or switchover until it rejoins as a standby", (n) => (n.fenced ? 1 : 0));
+  perNode("heliosproxy_node_timeline", "Timeline the node last reported", (n) => n.status?.timeline ?? null);
+  haMetrics(ctx, registry, mirror);
 
   new Gauge({
     name: "heliosproxy_paused",

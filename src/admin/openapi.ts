@@ -93,10 +93,55 @@ const schemas = {
     properties: {
       primary: { type: ["string", "null"] },
       standbys: { type: "array", items: { type: "string" } },
+      fenced: { type: "array", items: { type: "string" }, description: "Old primaries out of rotation until they rejoin as standbys" },
       version: { type: "integer", description: "Bumped on every cluster change" },
+      epoch: { type: "integer", description: "Failover epoch: bumped each time the primary changes" },
+      provider: { enum: ["postgres", "manual", "patroni", "heliosdb"] },
       nodes: { type: "array", items: { type: "object" } },
     },
   },
+  FailoverRecord: {
+    type: "object",
+    required: ["id", "kind", "trigger", "from", "to", "result", "reason", "started_at", "candidates", "steps"],
+    properties: {
+      id: int,
+      kind: { enum: ["failover", "switchover"] },
+      trigger: { enum: ["auto", "api"] },
+      from: { type: "string" },
+      to: { type: ["string", "null"] },
+      result: { enum: ["running", "done", "refused", "aborted", "failed"] },
+      reason: { type: "string" },
+      started_at: { type: "string", format: "date-time" },
+      duration_ms: nullableNumber,
+      hold_ms: { ...nullableNumber, description: "How long requests for the primary were held" },
+      n0: { type: ["string", "null"], description: "pg_snapshot_xmax(pg_current_snapshot()) on the new primary before it took writes" },
+      epoch: { type: ["integer", "null"] },
+      fence: { type: "string" },
+      ack_floor: { type: ["integer", "null"], description: "WAL position below which commits may have been acknowledged" },
+      candidates: {
+        type: "array",
+        items: { type: "object", properties: { name: { type: "string" }, position: { type: ["integer", "null"] }, sync: { type: "boolean" }, eligible: { type: "boolean" }, reason: { type: "string" } } },
+      },
+      repointed: { type: "array", items: { type: "object", properties: { node: { type: "string" }, ok: { type: "boolean" }, ms: nullableNumber, error: { type: "string" } } } },
+      steps: { type: "array", items: { type: "object", properties: { at_ms: { type: "number" }, step: { type: "string" } } } },
+    },
+  },
+  TopologyEvent: {
+    type: "object",
+    required: ["type", "node"],
+    properties: {
+      type: { enum: ["PrimaryChanged", "NodeDown", "NodeUp", "LagChanged"] },
+      node: { type: "string", description: "A configured node name" },
+      reason: { type: "string", description: "NodeDown only" },
+      lag_bytes: { type: ["number", "null"], minimum: 0, description: "LagChanged only (required there)" },
+      lag_seconds: { type: ["number", "null"], minimum: 0, description: "LagChanged only" },
+    },
+  },
+};
+
+const target = {
+  required: false,
+  content: { "application/json": { schema: { type: "object", properties: { target: { type: "string", description: "Standby to promote (default: the best safe candidate)" } } } } },
 };
 
 const paths = {
@@ -195,6 +240,80 @@ const paths = {
   },
   "/resume": {
     post: { summary: "Undo /pause", responses: { "200": jsonBody({ type: "object", properties: { paused: { const: false }, pools: int } }, "Resumed"), ...authErrors } },
+  },
+  "/failover": {
+    post: {
+      summary: "Promote a standby now (the best safe candidate, or target): hold, fence, promote, move, repoint",
+      requestBody: target,
+      responses: {
+        "200": jsonBody(ref("FailoverRecord"), "Done: the record"),
+        "400": error("Body not JSON, or target not a standby of this cluster"),
+        "409": error("failover.policy = off, one is in progress, or no safe candidate (record included)"),
+        "500": error("A step failed (record included)"),
+        ...authErrors,
+      },
+    },
+  },
+  "/switchover": {
+    post: {
+      summary: "Planned switchover: new transactions wait, open ones finish, the primary is fenced, the target catches up and is promoted",
+      requestBody: target,
+      responses: {
+        "200": jsonBody(ref("FailoverRecord"), "Done: the record"),
+        "400": error("Body not JSON, or target not a standby of this cluster"),
+        "409": error("Policy off, primary down, in progress, no safe candidate, or open transactions outlived drain_timeout_secs (nothing changed)"),
+        "500": error("A step failed (record included)"),
+        ...authErrors,
+      },
+    },
+  },
+  "/failovers": {
+    get: {
+      summary: "Failover history (newest first), what is running, the alarm, the switchover buffer",
+      responses: {
+        "200": jsonBody(
+          {
+            type: "object",
+            properties: {
+              policy: { enum: ["auto", "manual", "off"] },
+              provider: { type: "string" },
+              epoch: int,
+              primary: { type: "string" },
+              in_progress: { oneOf: [ref("FailoverRecord"), { type: "null" }] },
+              alarm: { type: ["string", "null"] },
+              buffer: { type: "object" },
+              failovers: { type: "array", items: ref("FailoverRecord") },
+            },
+          },
+          "History and state",
+        ),
+        ...authErrors,
+      },
+    },
+  },
+  "/topology/primary": {
+    post: {
+      summary: "Provider manual: the operator names the primary (no promotion is done)",
+      requestBody: { required: true, content: { "application/json": { schema: { type: "object", required: ["node"], properties: { node: { type: "string" } } } } } },
+      responses: {
+        "200": jsonBody({ type: "object", properties: { primary: { type: "string" }, epoch: int } }, "Primary set"),
+        "400": error("Unknown node or bad body"),
+        "409": error("The provider is not manual"),
+        ...authErrors,
+      },
+    },
+  },
+  "/topology/events": {
+    post: {
+      summary: "Provider heliosdb: an orchestrator pushes one event or {events: [...]}; the batch is validated whole, then applied in order",
+      requestBody: { required: true, content: { "application/json": { schema: { oneOf: [ref("TopologyEvent"), { type: "object", properties: { events: { type: "array", items: ref("TopologyEvent"), maxItems: 1000 } } }] } } } },
+      responses: {
+        "200": jsonBody({ type: "object", properties: { applied: int, primary: { type: "string" }, epoch: int } }, "Applied"),
+        "400": error("An invalid event (message names its index and field); nothing applied"),
+        "409": error("The provider is not heliosdb"),
+        ...authErrors,
+      },
+    },
   },
   "/reload": {
     post: {

@@ -1,19 +1,25 @@
 // Client requests on their way to the server: framing, prepared-statement renaming, session tracking.
 
 import { Fe, MAX_SMALL_MESSAGE, TxStatus } from "../protocol/codes.ts";
-import { Errors } from "../protocol/errors.ts";
+import { Errors, errorResponse } from "../protocol/errors.ts";
 import { decodeAscii, readInt32, writeInt32 } from "../protocol/framing.ts";
-import { queryMessage } from "../protocol/messages.ts";
+import { queryMessage, readyForQuery } from "../protocol/messages.ts";
 import { build } from "../protocol/writer.ts";
 import { clock } from "../core/clock.ts";
 import type { ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
-import { entryForParse, writeRenamed, type StatementEntry } from "./prepared.ts";
+import { entryForParse, statementBytes, writeRenamed, type StatementEntry } from "./prepared.ts";
+import { RequestCtx, resultOf, txLetter } from "./request-ctx.ts";
+import type { QueryHooks } from "../core/module-host.ts";
+import type { RouteHint } from "../core/hooks.ts";
+import { parseSql } from "../sql/classify.ts";
 import { returnServer } from "./reset.ts";
 import type { ClientSession } from "./session.ts";
 
 const decoder = new TextDecoder();
+/** Pipelined after writes for read-your-writes: the WAL position once the request has committed. */
+const LSN_QUERY = queryMessage("SELECT (pg_current_wal_lsn() - '0/0')::text");
 
 export class RequestForwarder {
   /** Extended-protocol messages sent since the last Sync: the server must stay. */
@@ -33,7 +39,171 @@ export class RequestForwarder {
    */
   private nameChanges: { at: number; name: string; before: StatementEntry | undefined }[] = [];
 
+  /**
+   * What answers the request at hand instead of a server (a buffer timeout, a module's Reject or
+   * Reply): messages sent before ReadyForQuery. Null normally.
+   */
+  private answer: Uint8Array | null = null;
+  /** The answer is this error, raised through the attached server so it lands in order and fails the transaction. */
+  private answerError: { code: string; message: string } | null = null;
+  /** Module hooks ran for the request at hand (reset at its end). */
+  private decided = false;
+  /** The request at hand as modules saw it, and finished ones awaiting their ReadyForQuery (result hooks only). */
+  private current: RequestCtx | null = null;
+  private readonly inflight: RequestCtx[] = [];
+  /** A module's routing wish for the request at hand. */
+  routeHint: RouteHint | null = null;
+  /** A module's replacement text for the simple Query at hand. */
+  private rewrite: string | null = null;
+  /** The request at hand already waited for a standby to replay the session's writes. */
+  waitedForReplay = false;
+  /** The request at hand was judged able to write when it got its server. */
+  private requestWrites = false;
+
   constructor(private readonly session: ClientSession) {}
+
+  /**
+   * Answer the request that is waiting for a server with this error: its messages are dropped up
+   * to its Query or Sync, then the error and ReadyForQuery go to the client. The connection stays.
+   */
+  refuseRequest(error: Uint8Array): void {
+    this.answer = error;
+  }
+
+  // ---- feature-module hooks ------------------------------------------------------------------
+
+  /** Run the modules' onQuery hooks on the request starting at b[pos, msgEnd); first Reject/Reply wins. */
+  private decide(hooks: QueryHooks, server: ServerConnection | null, type: number, b: Uint8Array, pos: number, msgEnd: number): void {
+    this.decided = true;
+    const sess = this.session;
+    const q = new RequestCtx(sess.moduleView(), type === Fe.Query || type === Fe.FunctionCall ? "simple" : "extended", txLetter(sess.txStatus), this.requestText(type, b, pos, msgEnd), sess.ctx.shapes, parseSql);
+    this.current = hooks.onResult.length > 0 ? q : null;
+    try {
+      this.runQueryHooks(hooks, q, server, type);
+    } finally {
+      if (this.current !== null) this.current.settle();
+    }
+  }
+
+  private runQueryHooks(hooks: QueryHooks, q: RequestCtx, server: ServerConnection | null, type: number): void {
+    for (const hook of hooks.onQuery) {
+      const d = hook(q);
+      if (!d) continue;
+      if (d.kind === "reject") {
+        if (server !== null) this.answerError = { code: d.sqlstate, message: d.message };
+        this.answer = errorResponse({ severity: "ERROR", code: d.sqlstate, message: d.message });
+        this.current = null;
+        return;
+      }
+      if (d.kind === "reply") {
+        // Only when nothing is owed: the answer must not overtake replies still coming.
+        if (server !== null && server.owed > 0) continue;
+        this.answer = d.messages;
+        this.current = null;
+        return;
+      }
+      if (d.kind === "route") this.routeHint = this.routeHint === null ? d : mergeHints(this.routeHint, d);
+      else if (d.kind === "rewrite" && type === Fe.Query) this.rewrite ??= d.sql;
+    }
+  }
+
+  /** The SQL a request starts with, as bytes: a Query's text, a Parse's, or the named statement a Bind uses. */
+  private requestText(type: number, b: Uint8Array, pos: number, msgEnd: number): Uint8Array | null {
+    if (type === Fe.Query) return b.subarray(pos + 5, msgEnd - 1);
+    if (type === Fe.Parse || type === Fe.Bind) {
+      const nameEnd = b.indexOf(0, pos + 5);
+      if (nameEnd < 0 || nameEnd >= msgEnd) return null;
+      if (type === Fe.Parse) {
+        const textEnd = b.indexOf(0, nameEnd + 1);
+        return textEnd < 0 || textEnd >= msgEnd ? null : b.subarray(nameEnd + 1, textEnd);
+      }
+      const stmtEnd = b.indexOf(0, nameEnd + 1);
+      if (stmtEnd <= nameEnd + 1 || stmtEnd >= msgEnd) return null;
+      const entry = this.statements.get(decodeAscii(b, nameEnd + 1, stmtEnd));
+      return entry ? statementBytes(entry) : null;
+    }
+    return null;
+  }
+
+  /** Deliver the answer that replaced the request (its end has arrived). */
+  private deliverAnswer(server: ServerConnection | null): void {
+    const sess = this.session;
+    if (server !== null && this.answerError !== null) {
+      // Raised by the server: ordered after what it still owes, and it fails an open transaction as PostgreSQL would.
+      const { code, message } = this.answerError;
+      const tag = `hp${Math.floor(Math.random() * 1e9)}`;
+      server.out.write(queryMessage(`DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`));
+      server.expect(Pending.Query);
+    } else {
+      sess.out.write(this.answer!);
+      sess.out.write(readyForQuery(sess.txStatus));
+    }
+    this.answer = null;
+    this.answerError = null;
+    this.midRequest = false;
+    this.endRequest(false);
+  }
+
+  /** The request's last message went out; `answered`: a ReadyForQuery will come for it from the server. */
+  private endRequest(answered: boolean): void {
+    if (!this.decided) return;
+    this.decided = false;
+    this.routeHint = null;
+    this.rewrite = null;
+    this.waitedForReplay = false;
+    if (answered && this.current !== null) this.inflight.push(this.current);
+    this.current = null;
+  }
+
+  /**
+   * A new request arrives while the server of an earlier read (on a standby, outside a transaction)
+   * is still attached: a request that may write must not go there. Pinned sessions stay.
+   */
+  private standbyCannotTake(server: ServerConnection, type: number, b: Uint8Array, pos: number, msgEnd: number): boolean {
+    const sess = this.session;
+    if (sess.pinned || sess.txStatus !== TxStatus.Idle || server.txStatus !== TxStatus.Idle) return false;
+    if (server.endpoint.name === sess.ctx.cluster.primary().name) return false;
+    return this.mayWrite(type, b, pos, msgEnd);
+  }
+
+  /**
+   * Read-your-writes wants the position of each commit: after a request on the primary that may
+   * have written (or ended a transaction), pipeline an LSN read. Read-only requests outside a
+   * transaction, and standbys, are skipped.
+   */
+  private wantsLsn(server: ServerConnection): boolean {
+    const ctx = this.session.ctx;
+    if (ctx.commits === null) return false;
+    if (!this.requestWrites && this.session.txStatus === TxStatus.Idle) return false;
+    return server.endpoint.name === ctx.cluster.primary().name;
+  }
+
+  /** When wanted, stage b[run, msgEnd) (the request's last message) and the LSN read behind it; true when it did. */
+  private lsnAfter(server: ServerConnection, b: Uint8Array, run: number, msgEnd: number): boolean {
+    if (!this.wantsLsn(server)) return false;
+    this.spill(b, run, msgEnd);
+    this.readCommitLsn(server);
+    return true;
+  }
+
+  /** Queue the LSN read behind what is staged (its reply is swallowed; the session records the value). */
+  private readCommitLsn(server: ServerConnection): void {
+    if (this.staged < 0) this.staged = 0;
+    this.put(LSN_QUERY, 0, LSN_QUERY.length);
+    server.expect(Pending.InjectedLsn);
+  }
+
+  /** A client-visible ReadyForQuery: the oldest finished request's result goes to the modules. */
+  private reportResult(server: ServerConnection, status: number): void {
+    const q = this.inflight.shift()!;
+    const hooks = this.session.ctx.hooks;
+    const t = server.tally;
+    if (hooks !== null && t !== null) {
+      const r = resultOf(q, server.endpoint.name, t, status);
+      for (const hook of hooks.onResult) hook(r);
+    }
+    t?.reset();
+  }
 
   /**
    * Forward whole messages from b[start, end) to the session's server (acquiring one as needed).
@@ -42,6 +212,7 @@ export class RequestForwarder {
   forward(b: Uint8Array, start: number, end: number): number {
     const sess = this.session;
     const pooled = sess.mode !== "session";
+    const hooks = sess.ctx.hooks;
     let server = sess.server;
     let pos = start;
     let run = start;
@@ -62,12 +233,25 @@ export class RequestForwarder {
       }
       const msgEnd = pos + 1 + len;
       if (msgEnd > end) break;
+      if (type === Fe.Terminate && server === null) {
+        sess.close();
+        return end;
+      }
+      if (hooks !== null && !this.decided && startsRequest(type)) this.decide(hooks, server, type, b, pos, msgEnd);
+      if (this.answer !== null) {
+        // Refused or answered without the server: drop the request up to its end, answer once, in order.
+        if (server !== null) this.flush(server, b, run, pos);
+        pos = run = msgEnd;
+        if (type === Fe.Query || type === Fe.Sync || type === Fe.FunctionCall) this.deliverAnswer(server);
+        continue;
+      }
+      if (server !== null && pooled && !this.midRequest && startsRequest(type) && this.standbyCannotTake(server, type, b, pos, msgEnd)) {
+        // A write pipelined behind a read that went to a standby: wait for that server to go back, then take the primary.
+        break;
+      }
       if (server === null) {
-        if (type === Fe.Terminate) {
-          sess.close();
-          return end;
-        }
-        if (!sess.acquireServer(pooled ? this.mayWrite(type, b, pos, msgEnd) : true)) break;
+        this.requestWrites = pooled ? this.mayWrite(type, b, pos, msgEnd) : true;
+        if (!sess.acquireServer(this.requestWrites)) break;
         server = sess.server!;
         run = pos;
       }
@@ -76,12 +260,27 @@ export class RequestForwarder {
           if (pooled) {
             const fx = scanEffects(b, pos + 5, msgEnd);
             if (fx !== Effect.None && this.queryEffects(server, fx, b, pos, msgEnd, run)) {
+              this.endRequest(true);
               run = pos = msgEnd;
               continue;
             }
           }
           server.expect(Pending.Query);
           this.requestStarted();
+          if (this.rewrite !== null) {
+            run = this.spill(b, run, pos);
+            const q = queryMessage(this.rewrite);
+            this.put(q, 0, q.length);
+            this.endRequest(true);
+            if (this.wantsLsn(server)) this.readCommitLsn(server);
+            run = pos = msgEnd;
+            continue;
+          }
+          this.endRequest(true);
+          if (this.lsnAfter(server, b, run, msgEnd)) {
+            run = pos = msgEnd;
+            continue;
+          }
           break;
         }
         case Fe.Parse: {
@@ -113,7 +312,7 @@ export class RequestForwarder {
               scanEffects(b, nameEnd + 1, msgEnd, spans);
               entry.tracked = trackedOf(spans, b);
             }
-            if (sess.ctx.splitting) {
+            if (sess.ctx.splitting || sess.ctx.hooks !== null) {
               const textEnd = b.indexOf(0, nameEnd + 1);
               entry.write = textEnd < 0 || sess.ctx.classifier.isWrite(decoder.decode(b.subarray(nameEnd + 1, textEnd)));
             }
@@ -194,13 +393,17 @@ export class RequestForwarder {
           this.requestStarted();
           break;
         case Fe.Sync:
-          this.midRequest = false;
-          server.expect(Pending.Sync);
-          this.requestStarted();
-          break;
         case Fe.FunctionCall:
-          server.expect(Pending.Query);
+          if (type === Fe.Sync) {
+            this.midRequest = false;
+            server.expect(Pending.Sync);
+          } else server.expect(Pending.Query);
           this.requestStarted();
+          this.endRequest(true);
+          if (this.lsnAfter(server, b, run, msgEnd)) {
+            run = pos = msgEnd;
+            continue;
+          }
           break;
         case Fe.Flush:
         case Fe.CopyData:
@@ -225,7 +428,10 @@ export class RequestForwarder {
    */
   private mayWrite(type: number, b: Uint8Array, pos: number, msgEnd: number): boolean {
     const ctx = this.session.ctx;
-    if (!ctx.splitting) return true;
+    const hint = this.routeHint;
+    if (hint !== null && hint.target === "primary") return true;
+    // Without the split only hinted requests are classified (a write never follows a hint to a standby).
+    if (!ctx.splitting && (hint === null || (hint.target === "default" && hint.nodes === undefined))) return true;
     if (type === Fe.Query) return ctx.classifier.isWrite(decoder.decode(b.subarray(pos + 5, msgEnd - 1)));
     if (type === Fe.Parse) {
       const nameEnd = b.indexOf(0, pos + 5);
@@ -454,6 +660,7 @@ export class RequestForwarder {
   /** After each ReadyForQuery: settle SETs, re-apply startup settings after DISCARD ALL. */
   onReady(server: ServerConnection, status: number): void {
     const sess = this.session;
+    if (this.inflight.length > 0) this.reportResult(server, status);
     if (this.nameChanges.length > 0) {
       const done = server.queue.shifted;
       this.nameChanges = this.nameChanges.filter((c) => c.at >= done);
@@ -539,3 +746,25 @@ function isFrontendType(t: number): boolean {
   }
 }
 
+/** Messages that may open a request (not Sync, Flush, Terminate or COPY data). */
+function startsRequest(t: number): boolean {
+  return t === Fe.Query || t === Fe.Parse || t === Fe.Bind || t === Fe.Describe || t === Fe.Execute || t === Fe.Close || t === Fe.FunctionCall;
+}
+
+/** Two modules' hints for one request: the first target, the strictest limits, the furthest commit position. */
+function mergeHints(a: RouteHint, b: RouteHint): RouteHint {
+  const min = (x?: number, y?: number) => (x === undefined ? y : y === undefined ? x : Math.min(x, y));
+  const max = (x?: number, y?: number) => (x === undefined ? y : y === undefined ? x : Math.max(x, y));
+  const out: { -readonly [K in keyof RouteHint]: RouteHint[K] } = { kind: "route", target: a.target === "default" ? b.target : a.target };
+  const nodes = a.nodes ?? b.nodes;
+  if (nodes !== undefined) out.nodes = nodes;
+  const lagMs = min(a.maxLagMs, b.maxLagMs);
+  if (lagMs !== undefined) out.maxLagMs = lagMs;
+  const lagBytes = min(a.maxLagBytes, b.maxLagBytes);
+  if (lagBytes !== undefined) out.maxLagBytes = lagBytes;
+  const minLsn = max(a.minLsn, b.minLsn);
+  if (minLsn !== undefined) out.minLsn = minLsn;
+  const waitMs = max(a.waitMs, b.waitMs);
+  if (waitMs !== undefined) out.waitMs = waitMs;
+  return out;
+}

@@ -16,6 +16,12 @@ export interface StatementEntry {
 }
 
 const latin1 = new TextDecoder("latin1");
+/** The SQL text of a named statement as UTF-8 bytes (from its Parse message: 'P', length, name NUL, text NUL, ...). */
+export function statementBytes(e: StatementEntry): Uint8Array | null {
+  const nameEnd = e.parse.indexOf(0, 5);
+  const textEnd = nameEnd < 0 ? -1 : e.parse.indexOf(0, nameEnd + 1);
+  return textEnd < 0 ? null : e.parse.subarray(nameEnd + 1, textEnd);
+}
 const encoder = new TextEncoder();
 
 /** Text+types -> global name, shared by the whole process. Bounded: cleared when it gets large. */

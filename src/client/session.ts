@@ -15,7 +15,11 @@ import type { Lessee, ServerConnection } from "../server/connection.ts";
 import type { LoginError } from "../server/login.ts";
 import type { Pool, PoolWaiter } from "../server/pool.ts";
 import type { PoolGroup } from "../server/pool-group.ts";
+import type { HeldClient } from "../cluster/switchover-buffer.ts";
+import type { SessionCtx } from "../core/hooks.ts";
+import { ResultTally } from "../server/result-tally.ts";
 import { route } from "../router/route.ts";
+import { waitForReplay } from "../cluster/replay-wait.ts";
 import { authenticateClient, loginFailure } from "./auth.ts";
 import { welcome } from "./welcome.ts";
 import { RequestForwarder } from "./forwarder.ts";
@@ -38,7 +42,7 @@ export const enum ClientState {
 const NO_PARAMS = new Map<string, string>();
 let nextPid = 1 + Math.floor(Math.random() * 1_000_000);
 
-export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
+export class ClientSession implements Lessee, PoolWaiter, HeldClient, BackpressureTarget {
   state = ClientState.Startup;
   sock: Socket<ClientSession>;
   readonly recv = new ReceiveBuffer(1024);
@@ -244,6 +248,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     ctx.adjust(ctx.perUser, this.user, 1);
     ctx.stats.loginsOk++;
     this.sessionState = new SessionState(this.params);
+    if (ctx.hooks !== null) this.appName = this.params.get("application_name") ?? "";
     this.pid = nextPid++;
     if (nextPid > 0x7ffffff0) nextPid = 1;
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(this.minor >= 2 ? 32 : 4));
@@ -395,9 +400,35 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     if (this.server !== null) return true;
     if (this.waiting) return false;
     const ctx = this.ctx;
-    const toPrimary = write || !ctx.splitting || this.primaryOnce;
+    const h = this.forwarder.routeHint;
+    const hinted = h !== null && (ctx.splitting || h.target !== "default" || h.nodes !== undefined);
+    const toPrimary = write || (!ctx.splitting && !hinted) || this.primaryOnce;
+    if (toPrimary && ctx.buffer.admit(this)) {
+      // The primary is changing: wait for the new one (or a refusal) without a server.
+      this.waiting = true;
+      this.held = true;
+      return false;
+    }
     this.primaryOnce = false;
-    const pool = toPrimary ? this.pool! : ctx.nodePool(this.group!, route({ write }, ctx.routeContext()));
+    const fw = this.forwarder;
+    const hint = fw.routeHint;
+    // The primary of now (it moves with failover), not the one of login time.
+    let node = ctx.cluster.primary();
+    if (!toPrimary) {
+      const rc = ctx.routeContext();
+      node = route({ write, hint }, rc);
+      if (node === rc.primary && hint?.minLsn && hint.waitMs && !fw.waitedForReplay && rc.standbys.length > 0) {
+        // No standby has replayed this session's writes yet: give them up to waitMs, then route again.
+        fw.waitedForReplay = true;
+        this.waiting = true;
+        void waitForReplay(ctx, hint.minLsn, hint.waitMs).then(() => {
+          this.waiting = false;
+          if (!this.closed) this.processBuffered();
+        });
+        return false;
+      }
+    }
+    const pool = ctx.nodePool(this.group!, node);
     const s = pool.acquire(this);
     if (s === null) {
       this.waiting = true;
@@ -408,8 +439,48 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     return true;
   }
 
+  /** This session as feature modules see it (made on first use). */
+  moduleView(): SessionCtx {
+    return (this.view ??= {
+      id: this.pid,
+      user: this.user,
+      database: this.database,
+      applicationName: this.appName,
+      remoteAddress: this.sock.remoteAddress ?? "",
+      tls: this.tlsDone,
+      startedAt: Date.now() - (clock.now - this.connectedAt),
+    });
+  }
+
+  private view: SessionCtx | null = null;
+  /** application_name from the startup packet (kept only when modules look at sessions). */
+  private appName = "";
+
   /** The next request goes to the primary whatever it is (a standby just failed it). */
   private primaryOnce = false;
+  /** Waiting in the switchover buffer. */
+  private held = false;
+
+  /** An LSN read pipelined after a write came back: outside a transaction it is a commit position. */
+  lsnObserved(_s: ServerConnection, lsn: string, status: number): void {
+    if (status === TxStatus.Idle && this.ctx.commits !== null) this.ctx.commits.record(this.pid, Number(lsn));
+  }
+
+  /** The switchover buffer let the request go on: route it to the primary of now. */
+  released(): void {
+    this.held = false;
+    this.waiting = false;
+    if (!this.closed) this.processBuffered();
+  }
+
+  /** The switchover buffer gave up on the request: it gets an error, the connection stays. */
+  refused(code: string, message: string): void {
+    this.held = false;
+    this.waiting = false;
+    if (this.closed) return;
+    this.forwarder.refuseRequest(errorResponse({ severity: "ERROR", code, message }));
+    this.processBuffered();
+  }
   /** The pool this client waits in, if it waits. */
   private waitPool: Pool | null = null;
   /** The client's (database, user) pools across nodes. */
@@ -418,6 +489,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
   private attach(s: ServerConnection): void {
     this.server = s;
     s.lessee = this;
+    s.tally = this.ctx.hooks !== null && this.ctx.hooks.onResult.length > 0 ? (s.tally ?? new ResultTally()) : null;
     const key = this.sessionState!.key;
     if (s.stateKey !== key) {
       this.forwarder.injectQuery(s, this.sessionState!.applySql(s.stateKey === ""));
@@ -446,7 +518,7 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
 
   /** No server for a logged-in client (wait_timeout, server gone): it may hear why. */
   serverFailed(e: LoginError): void {
-    const fromStandby = this.waitPool !== null && this.waitPool !== this.pool;
+    const fromStandby = this.waitPool !== null && this.waitPool.node !== this.ctx.cluster.primary().name;
     this.waiting = false;
     this.waitPool = null;
     if (fromStandby && !this.closed) {
@@ -563,6 +635,8 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
     }
     const ctx = this.ctx;
     ctx.sessions.delete(this);
+    if (ctx.hooks !== null && this.counted) for (const hook of ctx.hooks.onClose) hook(this.moduleView());
+    ctx.commits?.forget(this.pid);
     if (this.pid !== 0) ctx.cancelTargets.delete(this.pid);
     if (this.counted) {
       this.counted = false;
@@ -571,7 +645,8 @@ export class ClientSession implements Lessee, PoolWaiter, BackpressureTarget {
       ctx.adjust(ctx.perDatabase, this.database, -1);
       ctx.adjust(ctx.perUser, this.user, -1);
     }
-    if (this.waiting) this.waitPool?.forget(this);
+    if (this.held) ctx.buffer.forget(this);
+    else if (this.waiting) this.waitPool?.forget(this);
     const s = this.server;
     this.server = null;
     if (s !== null) this.forwarder.returnServer(s, this.pinned || this.mode === "session");

@@ -270,12 +270,6 @@ class Checker {
       this.add([name], `expected a ${label} table, got ${describeValue(value)}`, label);
       return;
     }
-    if (name === "topology" && value.provider !== undefined) {
-      const provider = value.provider;
-      const pf = typeof provider === "string" ? topologyProviderFeature(provider) : undefined;
-      if (pf === undefined) this.add([name, "provider"], `expected one of static|patroni|postgres|heliosdb, got ${describeValue(provider)}`);
-      else if (!this.isCompiled(pf)) this.add([name, "provider"], `${pf} is not in this build (profile: ${this.profile})`);
-    }
     const mod = moduleFor(name);
     if (mod !== undefined) {
       if (mod.apiVersion !== HOOKS_API_VERSION) {
@@ -284,12 +278,28 @@ class Checker {
         try {
           mod.configure(value);
         } catch (e) {
-          if (e instanceof ModuleConfigError) this.add([name, ...e.key.split(".")], e.detail);
+          // "rules.1.group": numeric segments are array indexes (the line of the entry's own [[...]] header).
+          if (e instanceof ModuleConfigError) this.add([name, ...e.key.split(".").map((seg) => (/^\d+$/.test(seg) ? Number(seg) : seg))], e.detail);
           else this.add([name], (e as Error).message, label);
         }
       }
     }
     modules[name] = value;
+  }
+
+  /** The provider must be in this build; Patroni needs URLs; who promotes must be unambiguous. */
+  private checkTopology(cfg: HeliosConfig): void {
+    const { topology, failover } = cfg;
+    const pf = topologyProviderFeature(topology.provider)!;
+    if (!this.isCompiled(pf)) this.add(["topology", "provider"], `${pf} is not in this build (profile: ${this.profile})`);
+    if (topology.provider === "patroni") {
+      if (topology.patroni_urls.length === 0) this.add(["topology", "patroni_urls"], `required when topology.provider = "patroni"`, "topology.patroni_urls", ["topology", "provider"]);
+      for (const [i, u] of topology.patroni_urls.entries()) {
+        if (!/^https?:\/\/[^/\s]+\/?$/.test(u)) this.add(["topology", "patroni_urls", i], `expected a base URL such as "http://10.0.0.1:8008", got ${JSON.stringify(u)}`, "topology.patroni_urls", ["topology", "patroni_urls"]);
+      }
+    }
+    if (failover.policy === "auto" && (topology.provider === "patroni" || topology.provider === "heliosdb"))
+      this.add(["failover", "policy"], `"auto" conflicts with topology.provider = "${topology.provider}", which promotes by itself (use "off")`);
   }
 
   /** Rules spanning several keys; run only when every key is individually valid. */
@@ -304,6 +314,7 @@ class Checker {
 
     this.checkNodes(cfg.nodes);
     this.checkUsers(cfg.users, cfg);
+    this.checkTopology(cfg);
 
     if (tls.mode !== "disable") {
       for (const key of ["cert_file", "key_file"] as const)

@@ -2,6 +2,8 @@
 
 import type {
   AuthSection,
+  FailoverSection,
+  TopologySection,
   HealthSection,
   LimitsSection,
   LoadBalancerSection,
@@ -135,6 +137,26 @@ export const SCHEMA = {
     role: { kind: "enum", default: "primary", values: ["primary", "standby"], doc: "Role at startup (topology discovery may change it)." },
     sync: { kind: "bool", default: false, doc: "Synchronous standby: preferred failover candidate." },
     weight: { kind: "int", default: 1, min: 0, max: 1000, doc: "Share of read traffic relative to other nodes (0 = none)." },
+  }),
+  topology: table<TopologySection>("Who is primary: the primary tracker and its provider.", {
+    provider: { kind: "enum", default: "postgres", values: ["postgres", "manual", "patroni", "heliosdb"], doc: "postgres: poll pg_is_in_recovery() and timelines; manual: config roles, changed by the admin API; patroni: follow Patroni's REST API; heliosdb: events pushed to the admin API." },
+    patroni_urls: { kind: "strings", default: [], doc: "Patroni REST API base URLs, tried in order (provider patroni)." },
+    poll_interval_secs: { kind: "number", default: 1, min: 0, minExclusive: true, max: 3600, doc: "Seconds between polls of the Patroni API." },
+    request_timeout_secs: { kind: "number", default: 1, min: 0, minExclusive: true, max: 3600, doc: "Seconds before a Patroni API request counts as failed." },
+  }),
+  failover: table<FailoverSection>("Failover controller and switchover buffer.", {
+    policy: { kind: "enum", default: "manual", values: ["auto", "manual", "off"], doc: "auto: promote a standby when the primary is confirmed down; manual: alarm, and promote on POST /failover; off: never promote (POST /failover refused)." },
+    prefer_sync: { kind: "bool", default: true, doc: "Among candidates equally advanced, prefer the last known synchronous standby." },
+    max_lag_bytes: { kind: "int", default: 16777216, min: 0, max: Number.MAX_SAFE_INTEGER, doc: "A standby further behind the old primary's last known position is not a candidate (0 = no limit)." },
+    confirm_interval_secs: { kind: "number", default: 0.2, min: 0, minExclusive: true, max: 3600, doc: "Seconds between re-probes of a node that failed a probe, until failure_threshold confirms it down." },
+    promote_timeout_secs: { kind: "number", default: 30, min: 0, minExclusive: true, max: 3600, doc: "Seconds pg_promote() may take." },
+    soft_fence: { kind: "bool", default: true, doc: "Make a reachable old primary read-only and end its client backends." },
+    fence_command: { kind: "string", default: "", doc: "Shell command run to fence the old primary (%n name, %h host, %p port); \"\" = none." },
+    promote_command: { kind: "string", default: "", doc: "Shell command that promotes the candidate instead of pg_promote() (%n, %h, %p); \"\" = pg_promote()." },
+    repoint_standbys: { kind: "bool", default: true, doc: "Point the other standbys at the new primary (ALTER SYSTEM primary_conninfo + reload)." },
+    buffer_timeout_secs: { kind: "number", default: 10, min: 0, minExclusive: true, max: 3600, doc: "How long a statement held during failover or switchover waits before an error." },
+    buffer_max_clients: { kind: "int", default: 10000, min: 0, max: 10000000, doc: "Most clients held at once during failover or switchover; more get an error at once." },
+    drain_timeout_secs: { kind: "number", default: 5, min: 0, max: 3600, doc: "Switchover: seconds open transactions may take to finish; past that the switchover is called off." },
   }),
 } as const satisfies Record<string, SectionSpec>;
 

@@ -115,6 +115,33 @@ export interface NodeEntry {
   weight: number;
 }
 
+export type TopologyProviderName = "postgres" | "manual" | "patroni" | "heliosdb";
+
+export interface TopologySection {
+  provider: TopologyProviderName;
+  /** Patroni REST API base URLs (any member answers GET /cluster for all). */
+  patroni_urls: string[];
+  poll_interval_secs: number;
+  request_timeout_secs: number;
+}
+
+export type FailoverPolicy = "auto" | "manual" | "off";
+
+export interface FailoverSection {
+  policy: FailoverPolicy;
+  prefer_sync: boolean;
+  max_lag_bytes: number;
+  confirm_interval_secs: number;
+  promote_timeout_secs: number;
+  soft_fence: boolean;
+  fence_command: string;
+  promote_command: string;
+  repoint_standbys: boolean;
+  buffer_timeout_secs: number;
+  buffer_max_clients: number;
+  drain_timeout_secs: number;
+}
+
 export interface HeliosConfig {
   /** Absolute path of the file this came from ("" when built in code). */
   source: string;
@@ -128,6 +155,8 @@ export interface HeliosConfig {
   health: HealthSection;
   load_balancer: LoadBalancerSection;
   nodes: NodeEntry[];
+  topology: TopologySection;
+  failover: FailoverSection;
   /** Feature-module sections, validated by each module: `[name]` -> raw table. */
   modules: Record<string, Record<string, unknown>>;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { tickClock } from "./clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
-import type { ServerCredentials } from "../server/login.ts";
+import { LoginError, type ServerCredentials } from "../server/login.ts";
 import type { ServerEndpoint } from "../server/connection.ts";
 import { Cluster, type NodeView } from "../cluster/cluster.ts";
 import type { HealthChecker } from "../cluster/health.ts";
@@ -14,6 +14,12 @@ import { QueryClassifier } from "../sql/classify.ts";
 import { PoolGroup } from "../server/pool-group.ts";
 import type { ClientSession } from "../client/session.ts";
 import { isPaused } from "./pause.ts";
+import { SwitchoverBuffer } from "../cluster/switchover-buffer.ts";
+import type { FailoverController } from "../cluster/failover.ts";
+import type { QueryHooks, RouteHandler } from "./module-host.ts";
+import type { CommitTracker } from "./commit-positions.ts";
+import type { ShowResult } from "./hooks.ts";
+import { QueryShapeCache } from "../sql/fingerprint.ts";
 
 /** Certificate and key handed to Bun for client-facing TLS. */
 export interface TlsMaterial {
@@ -36,6 +42,23 @@ export class ProxyContext {
   readonly groups = new Map<string, PoolGroup>();
   cluster: Cluster;
   health: HealthChecker | null = null;
+  /** Holds requests for the primary while it changes. */
+  readonly buffer: SwitchoverBuffer;
+  /** Promotes standbys and moves the primary (set by startProxy). */
+  failover: FailoverController | null = null;
+  /** Hooks of the started feature modules; null when none looks at queries (the path then decodes nothing). */
+  hooks: QueryHooks | null = null;
+  /** Commit positions for read-your-writes; null unless a module asked (then writes are followed by an LSN read). */
+  commits: CommitTracker | null = null;
+  /** Admin HTTP routes ("GET /queries") and console SHOWs added by modules. */
+  moduleRoutes = new Map<string, RouteHandler>();
+  moduleShows = new Map<string, () => ShowResult>();
+  /** Normalised text, fingerprint and kind per query text, shared by modules (made on first use). */
+  private shapeCache: QueryShapeCache | null = null;
+
+  get shapes(): QueryShapeCache {
+    return (this.shapeCache ??= new QueryShapeCache(10_000));
+  }
   balancer: Balancer;
   classifier: QueryClassifier;
   /** Leased servers per node, for least-connections balancing. */
@@ -68,6 +91,7 @@ export class ProxyContext {
 
   constructor(public config: HeliosConfig) {
     this.cluster = new Cluster(config.nodes);
+    this.buffer = new SwitchoverBuffer(bufferSettings(config));
     this.balancer = makeBalancer(config.load_balancer.strategy);
     this.classifier = new QueryClassifier(config.load_balancer.read_safe_functions);
   }
@@ -133,6 +157,11 @@ export class ProxyContext {
     if (p === undefined) {
       p = new Pool(g.database, g.user, this.endpoint(node), g.shared, this.poolSettings(this.userEntry(g.user)));
       p.onBackendFailure = (reason) => this.health?.reportFailure(node.name, reason);
+      // PostgreSQL 14+ reports in_hot_standby at login: a "primary" in recovery must not take writes.
+      p.loginCheck = (params) =>
+        params.get("in_hot_standby") === "on" && this.cluster.primary().name === node.name
+          ? new LoginError(`node ${node.name} is in recovery: not writable as the primary`, "57P03")
+          : null;
       p.suspended = node.health !== "up" || node.drained;
       p.onRequestTimed = (ms) => {
         const cur = this.requestLatency.get(node.name);
@@ -196,11 +225,17 @@ export class ProxyContext {
     return n;
   }
 
-  /** Periodic upkeep of every pool. */
+  /** Periodic upkeep of every pool and of the switchover buffer. */
   tick(): void {
     const now = tickClock();
     for (const p of this.allPools()) p.tick(now);
+    this.buffer.expire();
   }
+}
+
+/** The switchover buffer's limits from [failover]. */
+export function bufferSettings(cfg: HeliosConfig): { timeoutMs: number; maxClients: number } {
+  return { timeoutMs: cfg.failover.buffer_timeout_secs * 1000, maxClients: cfg.failover.buffer_max_clients };
 }
 
 /** The password the proxy uses towards PostgreSQL for a configured user (null: none known). */

@@ -1,5 +1,7 @@
 // The stable surface between the proxy core and feature modules: the ProxyModule contract and its hook contexts.
 
+import type { QueryShape } from "../sql/fingerprint.ts";
+
 /**
  * Version of the hook surface below. A module states the version it was written against;
  * the loader refuses a module whose apiVersion differs.
@@ -41,6 +43,13 @@ export interface QueryCtx {
   readonly txStatus: "I" | "T" | "E";
   /** The SQL text (for extended protocol, of the statement being executed). */
   sql(): string;
+  /**
+   * The same text as UTF-8 bytes, without decoding: for cheap scans. Valid only during onQuery
+   * (the bytes are the proxy's receive buffer).
+   */
+  sqlBytes(): Uint8Array;
+  /** Normalised text, fingerprint, statement kind and workload flags (one lexer pass, cached by text). */
+  facts(): QueryShape;
   /** Normalised fingerprint (literals stripped), stable across parameter values. */
   fingerprint(): string;
   /** Full parse tree from the PostgreSQL parser (costly: ask only when needed). */
@@ -101,12 +110,32 @@ export interface Reply {
   readonly messages: Uint8Array;
 }
 
-/** Ask the router for a target: "primary", "standby", "any", or a node name. */
+/**
+ * Ask the router for a target: "primary", "standby", "any", a node name, or "default" (route as
+ * the proxy would, within the hint's limits). A request that may write always goes to the primary
+ * whatever the hint says. When several modules give hints, the first target wins and the limits
+ * combine (the strictest lag, the furthest minLsn).
+ */
 export interface RouteHint {
   readonly kind: "route";
   readonly target: string;
   /** Only standbys at most this far behind (bytes of WAL) qualify. */
   readonly maxLagBytes?: number;
+  /** Only standbys at most this far behind (milliseconds of replay) qualify. */
+  readonly maxLagMs?: number;
+  /**
+   * A group of nodes (schema routing, workload classes): the read goes to one of these, picked by
+   * the balancer among those usable and within the lag limits; `target` is then ignored. None
+   * usable: the primary.
+   */
+  readonly nodes?: readonly string[];
+  /**
+   * Read-your-writes: only standbys that have replayed WAL up to this position (bytes) qualify;
+   * none: the primary.
+   */
+  readonly minLsn?: number;
+  /** With minLsn: wait up to this long (ms), re-probing the standbys, before settling for the primary. */
+  readonly waitMs?: number;
 }
 
 /** Send this SQL instead of the client's (simple protocol only). */
@@ -163,5 +192,43 @@ export interface ProxyModule<Settings = unknown> {
    */
   configure(section: Readonly<Record<string, unknown>>): Settings;
   /** Start the module with validated settings; the returned hooks join the query path. */
-  start(settings: Settings): Hooks | Promise<Hooks>;
+  start(settings: Settings, host: ModuleHost): Hooks | Promise<Hooks>;
+}
+
+/** A row set a module shows in the admin console (`SHOW <name>`). */
+export interface ShowResult {
+  readonly columns: readonly string[];
+  readonly rows: readonly (readonly (string | number | null)[])[];
+}
+
+/** What the proxy lends a module when it starts. */
+export interface ModuleHost {
+  /** Serve an admin HTTP route under the same tokens as the built-in ones. `path` is exact. */
+  addRoute(method: "GET" | "POST", path: string, handler: (req: Request, url: URL) => Response | Promise<Response>): void;
+  /** Answer `SHOW <name>` in the admin console (name in lower case, one word). */
+  addShow(name: string, show: () => ShowResult): void;
+  /** Nodes as the cluster sees them now. */
+  nodes(): readonly NodeInfo[];
+  /**
+   * Ask the proxy to learn the WAL position of every commit (a `pg_current_wal_lsn()` pipelined
+   * after requests that may write, no extra round trip) for read-your-writes.
+   */
+  trackCommits(): CommitPositions;
+}
+
+/** Commit positions the proxy learned (bytes of WAL; 0 = none known). */
+export interface CommitPositions {
+  /** The newest commit of one session (SessionCtx.id). */
+  session(id: number): number;
+  /** The newest commit of any session. */
+  latest(): number;
+}
+
+/** One node as modules see it. */
+export interface NodeInfo {
+  readonly name: string;
+  readonly role: "primary" | "standby";
+  readonly up: boolean;
+  readonly lagBytes: number | null;
+  readonly lagSeconds: number | null;
 }

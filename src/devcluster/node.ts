@@ -160,23 +160,49 @@ export class DevNode {
     await this.pgctl(["restart", "-w", "-t", "60", "-m", mode, "-l", this.logFile]);
   }
 
-  /** SIGKILL the postmaster and all its children (a crash); start() then runs crash recovery. */
-  async kill9(): Promise<void> {
+  /** The postmaster and its children (empty when not running). */
+  processes(): number[] {
     const pm = this.pid();
-    if (pm === null) return;
+    if (pm === null) return [];
     let children: number[] = [];
     try {
       children = readFileSync(`/proc/${pm}/task/${pm}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
     } catch {
       // none listed
     }
-    for (const p of [pm, ...children]) {
+    return [pm, ...children];
+  }
+
+  private signalAll(pids: number[], signal: NodeJS.Signals): void {
+    for (const p of pids) {
       try {
-        process.kill(p, "SIGKILL");
+        process.kill(p, signal);
       } catch {
         // already gone
       }
     }
+  }
+
+  /**
+   * Freeze every process of the node for `ms` (SIGSTOP, then SIGCONT): it keeps its sockets but
+   * answers nothing, as behind a network blip.
+   */
+  async freeze(ms: number): Promise<void> {
+    const pids = this.processes();
+    this.signalAll(pids, "SIGSTOP");
+    try {
+      await Bun.sleep(ms);
+    } finally {
+      this.signalAll(pids, "SIGCONT");
+    }
+  }
+
+  /** SIGKILL the postmaster and all its children (a crash); start() then runs crash recovery. */
+  async kill9(): Promise<void> {
+    const all = this.processes();
+    if (all.length === 0) return;
+    const [pm, ...children] = all as [number, ...number[]];
+    this.signalAll(all, "SIGKILL");
     // PostgreSQL refuses to start while any old process still holds the shared memory or the pid.
     const deadline = Date.now() + 10000;
     while (Date.now() < deadline && [pm, ...children].some(alive)) await Bun.sleep(20);

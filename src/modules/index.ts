@@ -72,14 +72,12 @@ export const MODULE_SECTIONS: Readonly<Record<string, string>> = {
   wasm_plugins: "wasm-plugins",
   graphql_gateway: "graphql-gateway",
   distribcache: "distribcache",
-  failover: CORE,
-  topology: CORE,
   observability: "observability",
 };
 
 /** `[topology] provider = "..."` -> the feature that implements it. */
 export const TOPOLOGY_PROVIDERS: Readonly<Record<string, string>> = {
-  static: CORE,
+  manual: CORE,
   patroni: CORE,
   postgres: "postgres-topology",
   heliosdb: "heliosdb-topology",
@@ -112,6 +110,18 @@ export function topologyProviderFeature(provider: string): string | undefined {
 // Module implementations, loaded on first use. Each entry sits behind its flag so a disabled
 // module (and every library only it imports) is absent from the compiled binary.
 const LOADERS: Record<string, () => ProxyModule> = {};
+if (typeof FEATURE_LAG_ROUTING === "undefined" || FEATURE_LAG_ROUTING) {
+  LOADERS.lag_routing = () => require("./lag-routing/index.ts").default as ProxyModule;
+}
+if (typeof FEATURE_ROUTING_HINTS === "undefined" || FEATURE_ROUTING_HINTS) {
+  LOADERS.routing_hints = () => require("./routing-hints/index.ts").default as ProxyModule;
+}
+if (typeof FEATURE_QUERY_ANALYTICS === "undefined" || FEATURE_QUERY_ANALYTICS) {
+  LOADERS.query_analytics = () => require("./query-analytics/index.ts").default as ProxyModule;
+}
+if (typeof FEATURE_SCHEMA_ROUTING === "undefined" || FEATURE_SCHEMA_ROUTING) {
+  LOADERS.schema_routing = () => require("./schema-routing/index.ts").default as ProxyModule;
+}
 if (typeof FEATURE_GRAPHQL_GATEWAY === "undefined" || FEATURE_GRAPHQL_GATEWAY) {
   LOADERS.graphql_gateway = () => require("./graphql-gateway/index.ts").default as ProxyModule;
 }

@@ -2,13 +2,14 @@
 
 import type { Socket } from "bun";
 import { Be, TxStatus } from "../protocol/codes.ts";
-import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
+import { ReceiveBuffer, decodeAscii, readInt32 } from "../protocol/framing.ts";
 import { CloseComplete, ParseComplete, SslRequestPacket, TerminateMessage, commandComplete, readyForQuery, startupMessage } from "../protocol/messages.ts";
 import type { ServerSslMode } from "../config/types.ts";
 import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
 import { clock } from "../core/clock.ts";
 import { LATENCY_SAMPLE_EVERY, LatencyHistogram } from "../core/latency.ts";
 import { errorFields } from "../protocol/errors.ts";
+import type { ResultTally } from "./result-tally.ts";
 import { LoginError, LoginExchange, type ServerCredentials } from "./login.ts";
 import { Pending, ResponseQueue } from "./response-queue.ts";
 
@@ -34,6 +35,8 @@ export interface Lessee {
   clientError?(b: Uint8Array, from: number, to: number): Uint8Array | null;
   /** An injected statement (session state, reset) failed. */
   injectedFailed(server: ServerConnection, message: string): void;
+  /** The WAL position read after a request (read-your-writes), with the transaction status it was read in. */
+  lsnObserved?(server: ServerConnection, lsn: string, status: number): void;
   pauseReading(): void;
   resumeReading(): void;
 }
@@ -77,9 +80,14 @@ const NO_STATS: ConnectionStats = { queryCount: 0, bytesIn: 0, bytesOut: 0, late
 /** Hands closed or failed connections back to whoever owns them (the pool). */
 export interface ServerOwner {
   serverClosed(s: ServerConnection): void;
+  /** The server side ended the connection (not the proxy): a failure signal for health checks. */
+  serverDropped?(s: ServerConnection, reason: string): void;
   /** A sampled request took `ms` from first message to ReadyForQuery. */
   requestTimed?(ms: number): void;
 }
+
+/** ReadyForQuery by status byte, prebuilt. */
+const READY: Record<number, Uint8Array> = { 73: readyForQuery(73), 84: readyForQuery(84), 69: readyForQuery(69) };
 
 export class ServerConnection implements BackpressureTarget {
   readonly id = nextServerId++;
@@ -102,6 +110,12 @@ export class ServerConnection implements BackpressureTarget {
   lastUsedAt = clock.now;
   /** Transaction status from the last ReadyForQuery. */
   txStatus = TxStatus.Idle;
+  /** The value of an injected LSN read, until its ReadyForQuery. */
+  private injectedValue = "";
+  /** Status of a client ReadyForQuery held back until the LSN read behind it answers (-1: none). */
+  private heldReady = -1;
+  /** Rows, tag and error of the request in flight, for feature modules' result hooks (null when none listens). */
+  tally: ResultTally | null = null;
   /** Session-pinning state (temp tables, LISTEN, ...) that requires a full reset before reuse. */
   dirty = false;
   /** Counters of the pool this connection belongs to (set by the pool). */
@@ -335,21 +349,38 @@ export class ServerConnection implements BackpressureTarget {
         continue;
       }
       const head = q.peek();
-      let drop = head === Pending.InjectedQuery;
+      let drop = head === Pending.InjectedQuery || head === Pending.InjectedLsn;
       let popped = false;
+      if (head === Pending.InjectedLsn && type === Be.DataRow && b[pos + 6] === 1) {
+        // One column: int16 count, int32 length, text.
+        const n = readInt32(b, pos + 7);
+        if (n > 0 && n < 32) this.injectedValue = decodeAscii(b, pos + 11, pos + 11 + n);
+      }
+      const t = this.tally;
+      if (t !== null && !drop) {
+        if (type === Be.DataRow) t.rows++;
+        else if (type === Be.CommandComplete) t.tag = decodeAscii(b, pos + 5, msgEnd - 1);
+      }
       switch (type) {
         case Be.ReadyForQuery: {
           const status = b[pos + 5]!;
           this.txStatus = status;
           if (head !== 0) q.shift();
           this.owed--;
-          if (drop) run = this.cut(lessee, b, run, pos, msgEnd);
+          // A commit whose WAL position is being read (read-your-writes): the client hears it once the position is known.
+          const holdReady = !drop && q.peek() === Pending.InjectedLsn;
+          if (drop || holdReady) run = this.cut(lessee, b, run, pos, msgEnd);
           else {
             lessee.out.write(b, run, msgEnd);
             run = msgEnd;
           }
-          run = this.fakes(lessee, b, run, msgEnd);
+          if (holdReady) this.heldReady = status;
+          else run = this.fakes(lessee, b, run, msgEnd);
           pos = msgEnd;
+          if (holdReady) {
+            this.stats.queryCount++;
+            continue;
+          }
           if (!drop) {
             this.stats.queryCount++;
             if (this.sampledAt !== 0 && this.owed === 0) {
@@ -359,6 +390,17 @@ export class ServerConnection implements BackpressureTarget {
               this.sampledAt = 0;
             }
             lessee.serverReady(this, status);
+          } else if (head === Pending.InjectedLsn) {
+            const v = this.injectedValue;
+            this.injectedValue = "";
+            if (v !== "") lessee.lsnObserved?.(this, v, status);
+            const held = this.heldReady;
+            this.heldReady = -1;
+            if (held >= 0) {
+              lessee.out.write(READY[held] ?? readyForQuery(held));
+              run = this.fakes(lessee, b, run, msgEnd);
+              lessee.serverReady(this, held);
+            } else lessee.injectedReady(this, status);
           } else lessee.injectedReady(this, status);
           if (this.state === ServerState.Closed) return;
           continue;
@@ -397,11 +439,18 @@ export class ServerConnection implements BackpressureTarget {
           }
           break;
         case Be.ErrorResponse:
+          // An LSN read that failed (inside a failed transaction) is simply not used.
+          if (head === Pending.InjectedLsn) break;
           this.errors++;
           if (drop) lessee.injectedFailed(this, "injected statement failed");
           else {
-            const code = errorFields(b, pos + 5, msgEnd).code;
+            const fields = errorFields(b, pos + 5, msgEnd);
+            const code = fields.code;
             this.stats.errors.set(code, (this.stats.errors.get(code) ?? 0) + 1);
+            if (t !== null && t.errorCode === "") {
+              t.errorCode = code;
+              t.errorMessage = fields.message;
+            }
             if (head !== 0 && head !== Pending.Query && head !== Pending.Sync) this.skipToSync();
             const renamed = lessee.clientError?.(b, pos, msgEnd) ?? null;
             if (renamed !== null) {
@@ -485,7 +534,7 @@ export class ServerConnection implements BackpressureTarget {
         this.sampledAt = performance.now();
       }
       this.owed++;
-    } else if (kind === Pending.InjectedQuery || kind === Pending.FakeCommand) this.owed++;
+    } else if (kind === Pending.InjectedQuery || kind === Pending.InjectedLsn || kind === Pending.FakeCommand) this.owed++;
     if (this.queue.length === 1 && this.lessee && (kind === Pending.FakeParseComplete || kind === Pending.FakeCloseComplete || kind === Pending.FakeCommand)) {
       this.drainFakes(this.lessee);
     }
@@ -535,6 +584,7 @@ export class ServerConnection implements BackpressureTarget {
     this.closeReason = reason;
     this.out.discard();
     this.owner.serverClosed(this);
+    this.owner.serverDropped?.(this, reason);
     if (l) l.serverLost(this, reason);
   }
 }

@@ -72,6 +72,8 @@ export class Pool implements ServerOwner {
   clients = 0;
   /** Told about connect failures that are not the client's fault (health accounting). */
   onBackendFailure: ((reason: string) => void) | null = null;
+  /** Judges a fresh login by the parameters the server reported; an error refuses it (retried as transient). */
+  loginCheck: ((params: ReadonlyMap<string, string>) => LoginError | null) | null = null;
   /** Told about sampled request timings (latency balancing). */
   onRequestTimed: ((ms: number) => void) | null = null;
 
@@ -176,6 +178,17 @@ export class Pool implements ServerOwner {
     this.connecting++;
     return s.open(creds, {}, this.settings.connectTimeoutMs).then(
       (srv) => {
+        const refused = this.loginCheck?.(srv.params) ?? null;
+        if (refused !== null) {
+          // Logged in, but not to what this pool needs (a primary pool reaching a node in recovery).
+          srv.close(refused.message);
+          this.connecting--;
+          this.all.delete(s);
+          this.lastError = refused;
+          this.onBackendFailure?.(refused.message);
+          this.scheduleRetry();
+          return null;
+        }
         this.connecting--;
         this.lastError = null;
         if (this.shared.serverParams === null) this.shared.serverParams = srv.params;
@@ -254,6 +267,11 @@ export class Pool implements ServerOwner {
       return;
     }
     this.give(s);
+  }
+
+  /** A server connection the server ended (backend killed, node down): the node gets probed. */
+  serverDropped(_s: ServerConnection, reason: string): void {
+    this.onBackendFailure?.(reason);
   }
 
   serverClosed(s: ServerConnection): void {

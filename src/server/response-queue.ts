@@ -16,6 +16,7 @@ export const enum Pending {
   InjectedBind = 98, // b: BindComplete swallowed
   InjectedClose = 99, // c: CloseComplete swallowed
   InjectedQuery = 120, // x: every reply up to ReadyForQuery swallowed
+  InjectedLsn = 108, // l: swallowed like x; its one value (an LSN) goes to the lessee, its error is ignored
   FakeParseComplete = 102, // f: proxy answers ParseComplete when this reaches the head
   FakeCloseComplete = 107, // k: proxy answers CloseComplete when this reaches the head
   FakeCommand = 113, // q: proxy answers CommandComplete + ReadyForQuery (intercepted DEALLOCATE)

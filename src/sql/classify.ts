@@ -2,7 +2,7 @@
 
 
 import { LRUCache } from "lru-cache";
-import { literalKey } from "./literal-key.ts";
+import { normalize } from "./fingerprint.ts";
 
 /** Functions known not to write, callable on a standby. Configurable additions come from [load_balancer]. */
 const BUILTIN_READ_SAFE = [
@@ -44,10 +44,11 @@ export class QueryClassifier {
 
   /**
    * True when the text may write (or cannot be parsed): it must run on the primary. The answer
-   * does not depend on literal values, so it is cached under the text with its literals masked.
+   * does not depend on literal values, spacing or comments, so it is cached under the normalised
+   * text (fingerprint.ts: literals become $n, comments and whitespace collapse).
    */
   isWrite(sql: string): boolean {
-    const key = literalKey(sql);
+    const key = normalize(sql);
     const hit = this.cache.get(key);
     if (hit !== undefined) {
       this.stats.hits++;
@@ -125,6 +126,11 @@ let loaded: Promise<void> | null = null;
 let parseSync: (sql: string) => unknown = () => {
   throw new Error("the SQL parser is not loaded (loadParser)");
 };
+
+/** The PostgreSQL parse tree of `sql` (throws on a syntax error, or before loadParser() resolved). */
+export function parseSql(sql: string): unknown {
+  return parseSync(sql);
+}
 
 /**
  * Load the WASM parser once (about 20 ms, ~13 MB): only proxies that classify queries pay for it.

@@ -166,13 +166,13 @@ describe("SHOW", () => {
     expect(names[3]).toEqual(["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool_size",
       "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections", "current_connections", "max_client_connections",
       "current_client_connections", "paused", "disabled"]);
-    expect(names[4]).toEqual(["name", "host", "port", "role", "state", "lag_bytes", "lag_seconds", "latency_ms", "sync", "weight"]);
+    expect(names[4]).toEqual(["name", "host", "port", "role", "state", "lag_bytes", "lag_seconds", "latency_ms", "sync", "weight", "fenced", "timeline"]);
     expect(names[5]).toEqual(["key", "value", "default", "changeable"]);
     // Counters are int8, names text.
     const stats = r[2]!.fields;
     expect(stats.find((f) => f.name === "database")!.dataTypeID).toBe(25);
     expect(stats.find((f) => f.name === "total_query_count")!.dataTypeID).toBe(20);
-    expect(r[4]!.rows[0]).toMatchObject({ name: "node1", host: PG_HOST, port: String(PG_PORT), role: "primary", state: "up" });
+    expect(r[4]!.rows[0]).toMatchObject({ name: "node1", host: PG_HOST, port: String(PG_PORT), role: "primary", state: "up", fenced: "no" });
   }, T);
 
   test("SHOW STATS counts the transactions, queries and bytes of a database", async () => {

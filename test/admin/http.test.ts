@@ -142,6 +142,11 @@ describe("loopback, no tokens", () => {
       ["/pause", "post"],
       ["/resume", "post"],
       ["/reload", "post"],
+      ["/failover", "post"],
+      ["/switchover", "post"],
+      ["/failovers", "get"],
+      ["/topology/primary", "post"],
+      ["/topology/events", "post"],
       ["/", "get"],
     ] as const)
       expect(typeof paths[path]?.[method]?.responses?.["200"]?.description).toBe("string");

@@ -104,6 +104,24 @@ describe("writes and transactions go to the primary", () => {
     }
   });
 
+  test("pipelined on one connection: a write right behind a read that went to a standby still runs on the primary", async () => {
+    const sql = pgjs(proxy.port, 1);
+    try {
+      for (let i = 0; i < 10; i++) {
+        const [r, w, r2] = await Promise.all([
+          sql`SELECT inet_server_port() AS p`,
+          sql`INSERT INTO items (v) VALUES ('pipelined') RETURNING inet_server_port() AS p`,
+          sql`SELECT inet_server_port() AS p`,
+        ]);
+        expect(standbyPorts.concat(primaryPort)).toContain(r[0]!.p);
+        expect(w[0]!.p).toBe(primaryPort);
+        expect(standbyPorts.concat(primaryPort)).toContain(r2[0]!.p);
+      }
+    } finally {
+      await sql.end();
+    }
+  });
+
   test("a standby never saw a write: the rows all came through the primary and replicated", async () => {
     const c = cluster();
     const n = await c.psql(c.primary(), "SELECT count(*) FROM items", { db: DB });

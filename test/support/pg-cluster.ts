@@ -216,8 +216,9 @@ export interface AdminReply {
 }
 
 /** Call the proxy's admin HTTP API; the body parsed as JSON when it is JSON. */
-export async function adminApi(p: RunningProxy, method: "GET" | "POST", path: string, headers: Record<string, string> = {}): Promise<AdminReply> {
-  const res = await fetch(`http://127.0.0.1:${p.adminPort}${path}`, { method, headers });
+export async function adminApi(p: RunningProxy, method: "GET" | "POST", path: string, headers: Record<string, string> = {}, body?: unknown): Promise<AdminReply> {
+  const init = body === undefined ? { method, headers } : { method, headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) };
+  const res = await fetch(`http://127.0.0.1:${p.adminPort}${path}`, init);
   const text = await res.text();
   try {
     return { status: res.status, body: JSON.parse(text) };

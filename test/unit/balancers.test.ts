@@ -4,24 +4,9 @@ import { describe, expect, test } from "bun:test";
 import type { NodeView } from "../../src/cluster/cluster.ts";
 import { LatencyBased, LeastConnections, RoundRobin, makeBalancer, type Balancer, type LoadInfo } from "../../src/router/balancers.ts";
 import { route, routeView } from "../../src/router/route.ts";
+import { nodeView } from "../support/node-views.ts";
 
-function node(name: string, over: Partial<NodeView> = {}): NodeView {
-  return {
-    name,
-    host: "127.0.0.1",
-    port: 5432,
-    role: "standby",
-    sync: false,
-    weight: 1,
-    health: "up",
-    drained: false,
-    lagBytes: 0,
-    lagSeconds: 0,
-    latencyMs: 1,
-    lastError: "",
-    ...over,
-  };
-}
+const node = nodeView;
 
 const noLoad: LoadInfo = { active: () => 0 };
 
@@ -123,5 +108,28 @@ describe("route", () => {
   });
   test("the primary is found by role, wherever it is listed", () => {
     expect(route({ write: true }, ctx([node("s1"), node("p2", { role: "primary" })])).name).toBe("p2");
+  });
+});
+
+describe("route with a module's hint", () => {
+  const nodes = [nodeView("p", { role: "primary" }), nodeView("s1", { lagBytes: 10, lagSeconds: 0.01 }), nodeView("s2", { lagBytes: 5000, lagSeconds: 2 }), nodeView("s3", { drained: true })];
+  const ctx = { ...routeView(nodes), readWriteSplit: false, balancer: new RoundRobin(), load: noLoad };
+  const go = (hint: Parameters<typeof route>[0]["hint"], write = false) => route({ write, hint }, ctx).name;
+
+  test("writes ignore hints; primary/standby/any; lag limits; node names; groups", () => {
+    expect(go({ kind: "route", target: "standby" }, true)).toBe("p");
+    expect(go({ kind: "route", target: "primary" })).toBe("p");
+    expect(new Set([go({ kind: "route", target: "standby" }), go({ kind: "route", target: "standby" })])).toEqual(new Set(["s1", "s2"]));
+    expect(go({ kind: "route", target: "standby", maxLagMs: 100 })).toBe("s1");
+    expect(go({ kind: "route", target: "standby", maxLagBytes: 1 })).toBe("p");
+    expect(go({ kind: "route", target: "s2" })).toBe("s2");
+    expect(go({ kind: "route", target: "s2", maxLagMs: 100 })).toBe("s1");
+    expect(go({ kind: "route", target: "s3" })).not.toBe("s3");
+    expect(go({ kind: "route", target: "p" })).toBe("p");
+    expect(go({ kind: "route", target: "any", nodes: ["s2"] })).toBe("s2");
+    expect(go({ kind: "route", target: "any", nodes: ["s3"] })).toBe("p");
+    expect(go({ kind: "route", target: "any", nodes: ["p"] })).toBe("p");
+    const anyPick = new Set(Array.from({ length: 6 }, () => go({ kind: "route", target: "any" })));
+    expect(anyPick).toEqual(new Set(["p", "s1", "s2"]));
   });
 });

@@ -64,3 +64,14 @@ test("masking literals never changes the verdict", () => {
   expect(c.isWrite('select "1col" from t')).toBe(false);
   expect(c.isWrite("select nextval('s1')")).toBe(true);
 });
+
+test("spacing, comments and hints share the cache entry too (the key is the normalised text)", () => {
+  const before = { ...c.stats };
+  expect(c.isWrite("SELECT v FROM spacing_probe WHERE k = 1")).toBe(false);
+  expect(c.isWrite("SELECT v\n  FROM spacing_probe -- c\n WHERE k = 2;")).toBe(false);
+  expect(c.isWrite("/*+ route=standby */ SELECT v /* x */ FROM spacing_probe WHERE k = -3")).toBe(false);
+  expect(c.stats.misses - before.misses).toBe(1);
+  // Keywords decide, so a different statement kind is a different entry.
+  expect(c.isWrite("SELECT v FROM spacing_probe WHERE k = 1 FOR UPDATE")).toBe(true);
+  expect(c.stats.misses - before.misses).toBe(2);
+});

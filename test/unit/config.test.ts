@@ -294,7 +294,23 @@ describe("feature modules", () => {
     expect(errorOf(`${NODE}[topology]\nprovider = "heliosdb"\n`, opts).message).toBe(
       "proxy.toml:4: topology.provider: heliosdb-topology is not in this build (profile: default)",
     );
-    expect(parse(`${NODE}[topology]\nprovider = "postgres"\n`, opts).modules.topology).toEqual({ provider: "postgres" });
+    expect(parse(`${NODE}[topology]\nprovider = "postgres"\n`, opts).topology.provider).toBe("postgres");
+  });
+
+  test("[topology] and [failover]: Patroni needs URLs; auto failover conflicts with a provider that promotes by itself", () => {
+    expect(parse(NODE).failover.policy).toBe("manual");
+    expect(parse(NODE).topology.provider).toBe("postgres");
+    expect(errorOf(`${NODE}[topology]\nprovider = "patroni"\n`).message).toBe(
+      'proxy.toml:4: topology.patroni_urls: required when topology.provider = "patroni"',
+    );
+    expect(errorOf(`${NODE}[topology]\nprovider = "patroni"\npatroni_urls = ["10.0.0.1:8008"]\n`).message).toBe(
+      'proxy.toml:5: topology.patroni_urls: expected a base URL such as "http://10.0.0.1:8008", got "10.0.0.1:8008"',
+    );
+    expect(errorOf(`${NODE}[topology]\nprovider = "heliosdb"\n[failover]\npolicy = "auto"\n`).message).toBe(
+      'proxy.toml:6: failover.policy: "auto" conflicts with topology.provider = "heliosdb", which promotes by itself (use "off")',
+    );
+    expect(errorOf(`${NODE}[failover]\npolicy = "sometimes"\n`).message).toStartWith("proxy.toml:4: failover.policy: expected one of auto|manual|off, got \"sometimes\"");
+    expect(parse(`${NODE}[failover]\npolicy = "auto"\nbuffer_timeout_secs = 2.5\n`).failover.buffer_timeout_secs).toBe(2.5);
   });
 });
 

@@ -1,0 +1,459 @@
+// Failover controller: confirmed primary loss or an operator's request -> hold, fence, rank, promote, record N0, move the primary, repoint standbys.
+
+import type { FailoverSection } from "../config/types.ts";
+import type { ServerEndpoint } from "../server/connection.ts";
+import type { ServerCredentials } from "../server/login.ts";
+import { log } from "../util/log.ts";
+import { rankCandidates, type Candidate } from "./candidates.ts";
+import type { Cluster, NodeView } from "./cluster.ts";
+import type { HealthChecker } from "./health.ts";
+import { NodeSql, rewriteConninfo, sqlLiteral, withNode } from "./node-sql.ts";
+import type { SwitchoverBuffer } from "./switchover-buffer.ts";
+
+/** What the controller needs from the proxy around it (getters: a reload may replace them). */
+export interface FailoverDeps {
+  cluster(): Cluster;
+  settings(): FailoverSection;
+  health(): HealthChecker | null;
+  readonly buffer: SwitchoverBuffer;
+  endpoint(node: NodeView): ServerEndpoint;
+  /** Who the controller logs in as (the health checker's user; promotion needs a superuser). */
+  creds(): ServerCredentials;
+  /** Seconds one admin statement or login may take. */
+  timeoutSecs(): number;
+  /** Servers on `node` inside a transaction or a request now. */
+  busyServers(node: string): number;
+}
+
+export type FailoverKind = "failover" | "switchover";
+export type FailoverResult = "running" | "done" | "refused" | "aborted" | "failed";
+
+export interface Repointed {
+  node: string;
+  ok: boolean;
+  /** From the primary change until it streamed from the new primary (ms). */
+  ms: number | null;
+  error?: string;
+}
+
+/** One failover or switchover, as GET /failovers shows it. */
+export interface FailoverRecord {
+  id: number;
+  kind: FailoverKind;
+  trigger: "auto" | "api";
+  from: string;
+  to: string | null;
+  result: FailoverResult;
+  reason: string;
+  started_at: string;
+  duration_ms: number | null;
+  /** How long requests for the primary were held (ms). */
+  hold_ms: number | null;
+  /** pg_snapshot_xmax(pg_current_snapshot()) on the new primary before it took writes. */
+  n0: string | null;
+  epoch: number | null;
+  fence: string;
+  candidates: readonly Candidate[];
+  ack_floor: number | null;
+  repointed: Repointed[];
+  steps: { at_ms: number; step: string }[];
+}
+
+/** A request the controller turned down; `status` is the HTTP status the API answers with. */
+export class FailoverRefused extends Error {
+  constructor(
+    message: string,
+    readonly status: 400 | 409,
+    readonly record: FailoverRecord | null = null,
+  ) {
+    super(message);
+  }
+}
+
+const HISTORY = 100;
+/** Statements that take a reachable old primary out of service (HA.md, soft fence). */
+const FENCE_SQL = [
+  "ALTER SYSTEM SET default_transaction_read_only = on",
+  "SELECT pg_reload_conf()",
+  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+];
+
+export class FailoverController {
+  private readonly records: FailoverRecord[] = [];
+  private nextId = 1;
+  private running: FailoverRecord | null = null;
+  /** Why operator attention is needed ("" when all is well). */
+  alarm = "";
+  /** The buffer holds because the primary is down and nobody promoted yet (released when it comes back). */
+  private holdingForDownPrimary = false;
+  private readonly startedAt = new WeakMap<FailoverRecord, number>();
+
+  constructor(private readonly deps: FailoverDeps) {}
+
+  history(): readonly FailoverRecord[] {
+    return this.records;
+  }
+
+  get inProgress(): FailoverRecord | null {
+    return this.running;
+  }
+
+  /** The primary was confirmed down (failure_threshold probes): act on the policy. */
+  primaryDown(node: string, reason: string): void {
+    const policy = this.deps.settings().policy;
+    if (this.running !== null) return;
+    if (policy === "off") {
+      log.error(`primary ${node} is down (${reason}); failover.policy = off: not promoting`);
+      return;
+    }
+    if (this.deps.buffer.hold(`primary ${node} down`)) this.holdingForDownPrimary = true;
+    if (policy === "manual") {
+      this.alarm = `primary ${node} is down (${reason}); failover.policy = manual: POST /failover to promote a standby`;
+      log.error(this.alarm);
+      return;
+    }
+    void this.failover({ trigger: "auto", reason: `primary ${node} down: ${reason}` }).catch(() => {});
+  }
+
+  /** The primary answered again before anyone promoted: stop holding. */
+  primaryUp(node: string): void {
+    if (this.running !== null || !this.holdingForDownPrimary || this.deps.cluster().primary().name !== node) return;
+    this.holdingForDownPrimary = false;
+    this.alarm = "";
+    const n = this.deps.buffer.release();
+    log.info(`primary ${node} is back; ${n} held requests go on`);
+  }
+
+  /**
+   * The primary is not writable yet or any more: a provider or the admin API named a node that
+   * has not finished its promotion (Patroni names its new leader a little before), or the primary
+   * reports it is in recovery (being demoted). Hold requests for it until the primary of the
+   * moment says it is out of recovery, at most promote_timeout_secs.
+   */
+  awaitWritablePrimary(reason: string): void {
+    const cluster = this.deps.cluster();
+    const health = this.deps.health();
+    const writable = () => {
+      const st = cluster.primary().status;
+      return st !== null && !st.inRecovery;
+    };
+    if (this.running !== null || health === null || writable()) return;
+    if (!this.deps.buffer.hold(reason)) return;
+    log.warn(`holding requests for the primary: ${reason}`);
+    void (async () => {
+      const deadline = performance.now() + this.deps.settings().promote_timeout_secs * 1000;
+      while (performance.now() < deadline && this.running === null) {
+        await health.probeNow(cluster.primary().name);
+        if (writable()) break;
+        await Bun.sleep(20);
+      }
+      if (this.running !== null) return; // a failover took over the hold
+      const n = this.deps.buffer.release();
+      log.info(`primary ${cluster.primary().name} ${writable() ? "is writable" : "still not writable"}; ${n} held requests go on`);
+    })();
+  }
+
+  /** Promote a standby (the best candidate, or `target`) after the primary failed or on request. */
+  async failover(o: { trigger: "auto" | "api"; target?: string; reason?: string }): Promise<FailoverRecord> {
+    const cluster = this.deps.cluster();
+    const old = cluster.primary();
+    const rec = this.begin("failover", o.trigger, old, o.reason ?? "requested by the API");
+    const buffer = this.deps.buffer;
+    const ownHold = buffer.hold(`failover from ${old.name}`);
+    try {
+      await this.refreshStandbys(cluster, old);
+      rec.fence = await this.fence(old);
+      this.step(rec, `old primary: ${rec.fence}`);
+      const chosen = this.choose(rec, cluster, old, o.target);
+      await this.promote(rec, chosen);
+      this.finishMove(rec, cluster, chosen);
+    } catch (e) {
+      this.fail(rec, e as Error, ownHold || this.holdingForDownPrimary);
+      throw e;
+    }
+    return rec;
+  }
+
+  /**
+   * Planned switchover: hold new transactions, let open ones finish, fence the primary, wait
+   * until the target has all its WAL, promote, move, repoint. Clients see a pause, not an error.
+   */
+  async switchover(o: { target?: string }): Promise<FailoverRecord> {
+    const cluster = this.deps.cluster();
+    const old = cluster.primary();
+    if (old.health !== "up") throw new FailoverRefused(`the primary ${old.name} is down: use POST /failover`, 409);
+    const rec = this.begin("switchover", "api", old, "requested by the API");
+    const buffer = this.deps.buffer;
+    if (!buffer.hold(`switchover from ${old.name}`)) {
+      this.close(rec, "refused", "another primary change holds requests");
+      throw new FailoverRefused(rec.reason, 409, rec);
+    }
+    let fenced = false;
+    try {
+      await this.refreshStandbys(cluster, old);
+      const chosen = this.choose(rec, cluster, old, o.target);
+      const s = this.deps.settings();
+      const deadline = performance.now() + s.drain_timeout_secs * 1000;
+      for (;;) {
+        const busy = this.deps.busyServers(old.name);
+        if (busy === 0) break;
+        if (performance.now() >= deadline) {
+          this.close(rec, "aborted", `${busy} open transaction${busy === 1 ? "" : "s"} still running after failover.drain_timeout_secs (${s.drain_timeout_secs} s); nothing changed`);
+          buffer.release();
+          throw new FailoverRefused(rec.reason, 409, rec);
+        }
+        await Bun.sleep(5);
+      }
+      this.step(rec, "open transactions finished");
+      const finalLsn = await this.node(old, async (db) => {
+        await db.query("CHECKPOINT");
+        for (const sql of FENCE_SQL) await db.query(sql);
+        fenced = true;
+        return Number(await db.value("SELECT pg_current_wal_lsn() - '0/0'"));
+      });
+      rec.fence = "soft fence: read-only, client backends ended";
+      this.step(rec, `old primary fenced at WAL ${finalLsn}`);
+      await this.waitReceived(chosen, finalLsn);
+      this.step(rec, `${chosen.name} has received all WAL`);
+      await this.promote(rec, chosen);
+      this.finishMove(rec, cluster, chosen);
+      return rec;
+    } catch (e) {
+      if (rec.result !== "running") throw e;
+      if (fenced && cluster.primary().name === old.name) await this.unfence(old).catch(() => {});
+      this.fail(rec, e as Error, true);
+      throw e;
+    }
+  }
+
+  // ---- steps ---------------------------------------------------------------------------------
+
+  private begin(kind: FailoverKind, trigger: "auto" | "api", old: NodeView, reason: string): FailoverRecord {
+    const policy = this.deps.settings().policy;
+    if (policy === "off") throw new FailoverRefused("failover.policy = off: the proxy does not promote standbys", 409);
+    if (this.running !== null) throw new FailoverRefused(`a ${this.running.kind} from ${this.running.from} is in progress`, 409);
+    const rec: FailoverRecord = {
+      id: this.nextId++,
+      kind,
+      trigger,
+      from: old.name,
+      to: null,
+      result: "running",
+      reason,
+      started_at: new Date().toISOString(),
+      duration_ms: null,
+      hold_ms: null,
+      n0: null,
+      epoch: null,
+      fence: "not attempted",
+      candidates: [],
+      ack_floor: null,
+      repointed: [],
+      steps: [],
+    };
+    this.startedAt.set(rec, performance.now());
+    this.running = rec;
+    this.records.push(rec);
+    if (this.records.length > HISTORY) this.records.shift();
+    log.warn(`${kind} from ${old.name} started (${reason})`);
+    return rec;
+  }
+
+  private elapsed(rec: FailoverRecord): number {
+    return Math.round((performance.now() - (this.startedAt.get(rec) ?? 0)) * 10) / 10;
+  }
+
+  private step(rec: FailoverRecord, step: string): void {
+    rec.steps.push({ at_ms: this.elapsed(rec), step });
+  }
+
+  private close(rec: FailoverRecord, result: FailoverResult, reason: string): void {
+    rec.result = result;
+    if (result !== "done") rec.reason = reason;
+    rec.duration_ms = this.elapsed(rec);
+    this.step(rec, result === "done" ? "done" : `${result}: ${reason}`);
+    if (this.running === rec) this.running = null;
+  }
+
+  private fail(rec: FailoverRecord, e: Error, release: boolean): void {
+    if (rec.result !== "running") return;
+    const refused = e instanceof FailoverRefused;
+    this.close(rec, refused ? "refused" : "failed", e.message);
+    this.alarm = `${rec.kind} from ${rec.from} ${rec.result}: ${e.message}`;
+    log.error(this.alarm);
+    // With the primary down, held requests keep waiting (and time out cleanly) unless it comes back.
+    if (release && (rec.kind === "switchover" || this.deps.cluster().primary().health === "up")) {
+      this.holdingForDownPrimary = false;
+      this.deps.buffer.release();
+    } else if (release) this.holdingForDownPrimary = true;
+  }
+
+  /** Fresh WAL positions of the standbys before ranking them (probes run in parallel). */
+  private async refreshStandbys(cluster: Cluster, old: NodeView): Promise<void> {
+    const health = this.deps.health();
+    if (health === null) return;
+    await Promise.all(cluster.snapshot().filter((n) => n.name !== old.name).map((n) => health.probeNow(n.name)));
+  }
+
+  private choose(rec: FailoverRecord, cluster: Cluster, old: NodeView, target: string | undefined): NodeView {
+    const s = this.deps.settings();
+    const ranking = rankCandidates(cluster.snapshot(), cluster.node(old.name) ?? old, { preferSync: s.prefer_sync, maxLagBytes: s.max_lag_bytes }, cluster.syncMemory);
+    rec.candidates = ranking.candidates;
+    rec.ack_floor = ranking.ackFloor;
+    let pick: Candidate | undefined;
+    if (target !== undefined) {
+      pick = ranking.candidates.find((c) => c.name === target);
+      if (pick === undefined) throw new FailoverRefused(`target ${JSON.stringify(target)} is not a standby of this cluster`, 400);
+      if (!pick.eligible) throw new FailoverRefused(`target ${target} is not a safe candidate: ${pick.reason}`, 409);
+    } else {
+      pick = ranking.candidates[0];
+      if (pick === undefined || !pick.eligible) {
+        const why = ranking.candidates.map((c) => `${c.name}: ${c.reason}`).join("; ") || "no standbys";
+        throw new FailoverRefused(`no safe candidate (${why})`, 409);
+      }
+    }
+    this.step(rec, `candidate ${pick.name} at WAL ${pick.position}${pick.sync ? " (sync)" : ""}`);
+    return cluster.node(pick.name)!;
+  }
+
+  /** pg_promote() (or promote_command), then wait until the node is out of recovery and take N0. */
+  private async promote(rec: FailoverRecord, node: NodeView): Promise<void> {
+    const s = this.deps.settings();
+    rec.to = node.name;
+    if (s.promote_command) {
+      await runHook(s.promote_command, node, s.promote_timeout_secs);
+      this.step(rec, "promote_command finished");
+    }
+    await this.node(node, async (db) => {
+      if (!s.promote_command) {
+        const ok = await db.value(`SELECT pg_promote(true, ${Math.max(1, Math.ceil(s.promote_timeout_secs))})::text`, undefined, s.promote_timeout_secs * 1000 + 1000);
+        if (ok !== "true") throw new Error(`pg_promote() on ${node.name} did not finish within ${s.promote_timeout_secs} s`);
+      }
+      const deadline = performance.now() + s.promote_timeout_secs * 1000;
+      while ((await db.value("SELECT pg_is_in_recovery()::text")) === "true") {
+        if (performance.now() > deadline) throw new Error(`${node.name} still in recovery after ${s.promote_timeout_secs} s`);
+        await Bun.sleep(10);
+      }
+      this.step(rec, `${node.name} promoted`);
+      // Transactions with xids from N0 on never reached the old primary's WAL (HA.md).
+      rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
+    });
+  }
+
+  /** The primary moves (epoch +1, pools follow), held requests go on, standbys are repointed. */
+  private finishMove(rec: FailoverRecord, cluster: Cluster, to: NodeView): void {
+    cluster.setPrimary(to.name, `${rec.kind} #${rec.id}`);
+    rec.epoch = cluster.epoch;
+    rec.hold_ms = Math.round(this.deps.buffer.heldForMs() * 10) / 10;
+    this.holdingForDownPrimary = false;
+    this.alarm = "";
+    const released = this.deps.buffer.release();
+    this.step(rec, `primary is ${to.name} (epoch ${cluster.epoch}); ${released} held requests released`);
+    this.close(rec, "done", "");
+    log.warn(`${rec.kind} ${rec.from} -> ${to.name} done in ${rec.duration_ms} ms (requests held ${rec.hold_ms} ms)`);
+    if (this.deps.settings().repoint_standbys) void this.repointAll(rec, cluster, to);
+  }
+
+  private async fence(old: NodeView): Promise<string> {
+    const s = this.deps.settings();
+    const parts: string[] = [];
+    if (s.fence_command) {
+      try {
+        await runHook(s.fence_command, old, 10);
+        parts.push("fence_command ran");
+      } catch (e) {
+        parts.push(`fence_command failed: ${(e as Error).message}`);
+      }
+    }
+    if (s.soft_fence) {
+      try {
+        await this.node(old, async (db) => {
+          for (const sql of FENCE_SQL) await db.query(sql);
+        }, Math.min(1, this.deps.timeoutSecs()));
+        parts.push("soft fence: read-only, client backends ended");
+      } catch (e) {
+        parts.push(`unreachable (${(e as Error).message})`);
+      }
+    }
+    return parts.join("; ") || "none configured";
+  }
+
+  private async unfence(old: NodeView): Promise<void> {
+    await this.node(old, async (db) => {
+      await db.query("ALTER SYSTEM RESET default_transaction_read_only");
+      await db.query("SELECT pg_reload_conf()");
+    });
+  }
+
+  /** Wait until `node` has received WAL up to `lsn` (switchover: nothing committed is left behind). */
+  private async waitReceived(node: NodeView, lsn: number): Promise<void> {
+    const limit = Math.max(5, this.deps.settings().drain_timeout_secs) * 1000;
+    await this.node(node, async (db) => {
+      const deadline = performance.now() + limit;
+      for (;;) {
+        const at = Number(await db.value("SELECT GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'"));
+        if (at >= lsn) return;
+        if (performance.now() > deadline) throw new Error(`${node.name} received WAL up to ${at} only, the old primary stopped at ${lsn}`);
+        await Bun.sleep(5);
+      }
+    });
+  }
+
+  private async repointAll(rec: FailoverRecord, cluster: Cluster, to: NodeView): Promise<void> {
+    const others = cluster.snapshot().filter((n) => n.name !== to.name && n.name !== rec.from && n.health === "up");
+    const started = performance.now();
+    rec.repointed = await Promise.all(others.map((n) => this.repoint(n, to, started)));
+    const ok = rec.repointed.filter((r) => r.ok).map((r) => `${r.node} (${r.ms} ms)`);
+    this.step(rec, `standbys repointed: ${ok.join(", ") || "none"}`);
+  }
+
+  /** primary_conninfo -> the new primary (slot created there first if the standby uses one), reload, wait for streaming. */
+  private async repoint(n: NodeView, to: NodeView, started: number): Promise<Repointed> {
+    try {
+      return await this.node(n, async (db) => {
+        const conninfo = (await db.value("SHOW primary_conninfo")) ?? "";
+        const slot = (await db.value("SHOW primary_slot_name")) ?? "";
+        if (slot !== "") {
+          await this.node(to, (p) =>
+            p.query("SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", [slot]),
+          );
+        }
+        const next = rewriteConninfo(conninfo, to.host, to.port);
+        await db.query(`ALTER SYSTEM SET primary_conninfo = ${sqlLiteral(next)}`);
+        await db.query("SELECT pg_reload_conf()");
+        const deadline = performance.now() + 10_000;
+        for (;;) {
+          const row = (await db.query("SELECT status, sender_port::text FROM pg_stat_wal_receiver"))[0];
+          if (row && row[0] === "streaming" && Number(row[1]) === to.port) break;
+          if (performance.now() > deadline) throw new Error(`not streaming from ${to.name} after 10 s`);
+          await Bun.sleep(10);
+        }
+        return { node: n.name, ok: true, ms: Math.round(performance.now() - started) };
+      });
+    } catch (e) {
+      log.warn(`could not repoint ${n.name} to ${to.name}: ${(e as Error).message}`);
+      return { node: n.name, ok: false, ms: null, error: (e as Error).message };
+    }
+  }
+
+  private node<T>(n: NodeView, fn: (db: NodeSql) => Promise<T>, timeoutSecs = this.deps.timeoutSecs()): Promise<T> {
+    return withNode(this.deps.endpoint(n), this.deps.creds(), timeoutSecs * 1000, fn);
+  }
+}
+
+/** Run an operator hook (fence_command, promote_command) with %n %h %p filled in; rejects on failure or timeout. */
+export async function runHook(template: string, node: NodeView, timeoutSecs: number): Promise<void> {
+  const cmd = template.replace(/%([nhp%])/g, (_, k: string) => (k === "n" ? node.name : k === "h" ? node.host : k === "p" ? String(node.port) : "%"));
+  const proc = Bun.spawn(["sh", "-c", cmd], {
+    stdout: "ignore",
+    stderr: "pipe",
+    env: { ...process.env, HELIOS_NODE: node.name, HELIOS_HOST: node.host, HELIOS_PORT: String(node.port) },
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutSecs * 1000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  if (code !== 0) {
+    const err = (await new Response(proc.stderr).text()).trim().slice(0, 500);
+    throw new Error(`\`${cmd}\` exited with ${code}${err ? `: ${err}` : ""}`);
+  }
+}

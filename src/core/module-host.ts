@@ -1,0 +1,70 @@
+// Starts the feature modules a config enables and gathers their hooks, admin routes and console SHOWs for the query path.
+
+import type { HeliosConfig } from "../config/types.ts";
+import { moduleFor } from "../modules/index.ts";
+import { log } from "../util/log.ts";
+import type { Cluster } from "../cluster/cluster.ts";
+import { CommitTracker } from "./commit-positions.ts";
+import type { Hooks, ModuleHost, NodeInfo, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
+
+export type RouteHandler = (req: Request, url: URL) => Response | Promise<Response>;
+
+/** The hooks of every started module, in config order. Null on the context when no module has query or result hooks. */
+export interface QueryHooks {
+  readonly onQuery: readonly ((q: QueryCtx) => void | QueryDecision)[];
+  readonly onResult: readonly ((r: ResultCtx) => void)[];
+  readonly onClose: readonly ((s: SessionCtx) => void)[];
+}
+
+export interface StartedModules {
+  hooks: QueryHooks | null;
+  /** Set when a module asked for commit positions. */
+  commits: CommitTracker | null;
+  routes: Map<string, RouteHandler>;
+  shows: Map<string, () => ShowResult>;
+  names: string[];
+}
+
+/** "GET /queries" */
+export const routeKey = (method: string, path: string): string => `${method} ${path}`;
+
+/** Configure and start every module section of `cfg` that has an implementation in this build and is not `enabled = false`. */
+export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): Promise<StartedModules> {
+  const routes = new Map<string, RouteHandler>();
+  const shows = new Map<string, () => ShowResult>();
+  const onQuery: QueryHooks["onQuery"][number][] = [];
+  const onResult: QueryHooks["onResult"][number][] = [];
+  const onClose: QueryHooks["onClose"][number][] = [];
+  const names: string[] = [];
+  let commits: CommitTracker | null = null;
+  const host: ModuleHost = {
+    trackCommits() {
+      return (commits ??= new CommitTracker());
+    },
+    addRoute(method, path, handler) {
+      routes.set(routeKey(method, path), handler);
+    },
+    addShow(name, show) {
+      shows.set(name.toLowerCase(), show);
+    },
+    nodes(): readonly NodeInfo[] {
+      return cluster()
+        .snapshot()
+        .map((n) => ({ name: n.name, role: n.role, up: n.health === "up", lagBytes: n.lagBytes, lagSeconds: n.lagSeconds }));
+    },
+  };
+  for (const [section, raw] of Object.entries(cfg.modules)) {
+    const mod = moduleFor(section);
+    if (mod === undefined) continue;
+    const settings = mod.configure(raw);
+    if ((settings as { enabled?: unknown } | null)?.enabled === false) continue;
+    const hooks: Hooks = await mod.start(settings, host);
+    names.push(section);
+    if (hooks.onQuery) onQuery.push(hooks.onQuery.bind(hooks));
+    if (hooks.onResult) onResult.push(hooks.onResult.bind(hooks));
+    if (hooks.onClose) onClose.push(hooks.onClose.bind(hooks));
+    log.info(`module ${mod.name} ${mod.version} started`);
+  }
+  const any = onQuery.length + onResult.length + onClose.length > 0;
+  return { hooks: any ? { onQuery, onResult, onClose } : null, commits, routes, shows, names };
+}

@@ -1,0 +1,123 @@
+// Query analytics module: per-fingerprint calls, latency percentiles, rows and errors; slow-query log; N+1 detection; GET /queries and SHOW QUERIES.
+
+import { HOOKS_API_VERSION, type Hooks, type ProxyModule, type QueryCtx, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
+import { configure, type QueryAnalyticsSettings } from "./config.ts";
+import { NPlusOneDetector } from "./n-plus-one.ts";
+import { RecentShapes } from "./recent.ts";
+import { shapeOf } from "./shapes.ts";
+import { SlowLog } from "./slow-log.ts";
+import { rowsOf, StatsStore, type QueryStats } from "./stats.ts";
+import { json, limitParam, nPlusOneView, orderParam, showQueries, slowView, topQueries } from "./views.ts";
+
+export type { QueryAnalyticsSettings } from "./config.ts";
+
+/** Default page of GET /queries and GET /queries/slow. */
+const DEFAULT_LIMIT = 100;
+
+/** The module's state and hooks: one instance per start. */
+export class QueryAnalytics implements Hooks {
+  readonly store: StatsStore;
+  readonly slow: SlowLog;
+  readonly nPlusOne: NPlusOneDetector | null;
+  /** Per session id, the shapes it ran lately. */
+  private readonly recent = new Map<number, RecentShapes>();
+
+  constructor(readonly settings: QueryAnalyticsSettings) {
+    this.store = new StatsStore(settings.max_queries);
+    this.slow = new SlowLog(settings.slow_query_ms, settings.slow_query_sample, settings.max_slow_queries, settings.log_parameters);
+    this.nPlusOne = settings.n_plus_one_threshold > 0 ? new NPlusOneDetector(settings.n_plus_one_threshold, settings.n_plus_one_window_ms, settings.max_n_plus_one_reports) : null;
+  }
+
+  onResult(r: ResultCtx): void {
+    // Nothing ran (a Parse/Describe-only request, an empty query): pg_stat_statements does not count it either.
+    if (r.commandTag === "" && r.rows === 0 && r.error === undefined) return;
+    const q = r.query;
+    const s = q.session;
+    const now = performance.now();
+    const e = this.entryOf(q, s, now);
+    const rows = rowsOf(r.commandTag, r.rows);
+    e.add(r.durationMs, rows, r.error?.code, now);
+    if (this.nPlusOne !== null && e.repeatable && this.nPlusOne.see(s, e, now)) e.nPlusOne++;
+    if (this.slow.wants(r.durationMs)) this.slow.add(r, e, rows);
+  }
+
+  /** The statistics entry of the request: from the session's recent shapes when it repeats one, else by its shape. */
+  private entryOf(q: QueryCtx, s: SessionCtx, now: number): QueryStats {
+    const text = q.sql();
+    let recent = this.recent.get(s.id);
+    if (recent === undefined) this.recent.set(s.id, (recent = new RecentShapes()));
+    const hit = recent.find(text);
+    if (hit !== null) {
+      if (!hit.entry.live) hit.entry = this.store.entry(hit.shape, s.database, s.user, now);
+      return hit.entry;
+    }
+    const shape = shapeOf(q);
+    const e = this.store.entry(shape, s.database, s.user, now);
+    recent.remember(text, shape, e);
+    return e;
+  }
+
+  onClose(s: SessionCtx): void {
+    this.recent.delete(s.id);
+    this.nPlusOne?.close(s);
+  }
+
+  reset(): number {
+    this.slow.reset();
+    this.nPlusOne?.reset();
+    return this.store.reset();
+  }
+}
+
+const queryAnalytics: ProxyModule<QueryAnalyticsSettings> = {
+  name: "query_analytics",
+  feature: "query-analytics",
+  version: "0.1.0",
+  apiVersion: HOOKS_API_VERSION,
+  configure,
+
+  start(settings, host) {
+    const qa = new QueryAnalytics(settings);
+    const { store, slow } = qa;
+    host.addRoute("GET", "/queries", (_req, url) => {
+      const order = orderParam(url);
+      if (order instanceof Response) return order;
+      const limit = limitParam(url, DEFAULT_LIMIT, store.max);
+      if (limit instanceof Response) return limit;
+      return json(200, {
+        queries: topQueries(store, order, limit),
+        order,
+        tracked: store.size,
+        max_queries: store.max,
+        evicted: store.evicted,
+        since: new Date(performance.timeOrigin + store.since).toISOString(),
+      });
+    });
+    host.addRoute("GET", "/queries/slow", (_req, url) => {
+      const limit = limitParam(url, DEFAULT_LIMIT, settings.max_slow_queries);
+      if (limit instanceof Response) return limit;
+      return json(200, {
+        slow_query_ms: slow.thresholdMs,
+        slow_query_sample: slow.sample,
+        logged: slow.logged,
+        queries: slow.list().slice(0, limit).map(slowView),
+      });
+    });
+    host.addRoute("GET", "/queries/n-plus-one", () => {
+      const d = qa.nPlusOne;
+      return json(200, {
+        enabled: d !== null,
+        threshold: settings.n_plus_one_threshold,
+        window_ms: settings.n_plus_one_window_ms,
+        detected: d?.detected ?? 0,
+        tracked_sessions: d?.trackedSessions ?? 0,
+        reports: d === null ? [] : d.list().map((r) => nPlusOneView(r, settings.n_plus_one_window_ms)),
+      });
+    });
+    host.addRoute("POST", "/queries/reset", () => json(200, { status: "reset", queries: qa.reset() }));
+    host.addShow("queries", () => showQueries(store, settings.show_limit));
+    return qa;
+  },
+};
+
+export default queryAnalytics;
