@@ -93,9 +93,17 @@ export async function startProxyWithConfig(
   void pump(proc.stdout as ReadableStream<Uint8Array>);
   void pump(proc.stderr as ReadableStream<Uint8Array>);
   try {
-    await waitForPort(port);
-    // The admin API binds a few ms after the client listener.
-    if (adminPort > 0) await waitForPort(adminPort);
+    // A proxy that exits at start-up (bad config, port taken) fails at once, not after the wait.
+    const exited = proc.exited.then((code) => {
+      throw new Error(`exited with code ${code} before listening`);
+    });
+    exited.catch(() => {});
+    const listening = (async () => {
+      await waitForPort(port);
+      // The admin API binds a few ms after the client listener.
+      if (adminPort > 0) await waitForPort(adminPort);
+    })();
+    await Promise.race([listening, exited]);
   } catch (e) {
     proc.kill();
     throw new Error(`proxy did not start: ${(e as Error).message}\n${out}`);
