@@ -197,9 +197,10 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   const modules = await startModules(cfg, () => ctx.cluster);
   ctx.hooks = modules.hooks;
   ctx.commits = modules.commits;
+  ctx.replay = modules.replay;
   ctx.moduleRoutes = modules.routes;
   ctx.moduleShows = modules.shows;
-  if (ctx.splitting) await loadParser();
+  if (ctx.splitting || ctx.replay !== null) await loadParser();
   let watch = watchCluster(ctx, cfg);
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
@@ -244,7 +245,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       ctx.tls = loadTls(next);
       ctx.classifier = new QueryClassifier(next.load_balancer.read_safe_functions);
       ctx.balancer = makeBalancer(next.load_balancer.strategy);
-      if (ctx.splitting) await loadParser();
+      if (ctx.splitting || ctx.replay !== null) await loadParser();
       if (nodesDiffer(ctx.cluster.snapshot(), next.nodes)) {
         // New node list: a new cluster view (drain marks kept by name) and health checker; pools follow.
         const drained = new Set(ctx.cluster.snapshot().filter((n) => n.drained).map((n) => n.name));

@@ -16,10 +16,17 @@ import type { RouteHint } from "../core/hooks.ts";
 import { parseSql } from "../sql/classify.ts";
 import { returnServer } from "./reset.ts";
 import type { ClientSession } from "./session.ts";
+import { isCommit as isCommitText, type Journal } from "../cluster/ha/journal.ts";
+import { ADVISORY_LOCKS_JSON_SQL, migrationRelevant } from "../cluster/ha/session-migration.ts";
 
 const decoder = new TextDecoder();
 /** Pipelined after writes for read-your-writes: the WAL position once the request has committed. */
 const LSN_QUERY = queryMessage("SELECT (pg_current_wal_lsn() - '0/0')::text");
+/** Pipelined before a COMMIT when transactions are journaled: the id the commit outcome is looked up by. */
+const XID_QUERY = queryMessage("SELECT pg_current_xact_id_if_assigned()::text");
+/** Pipelined after requests that took or released advisory locks (ha-tr): the locks held, as one JSON value. */
+const LOCKS_QUERY = queryMessage(ADVISORY_LOCKS_JSON_SQL);
+const ROLLS_BACK = /^\s*(?:rollback|abort)\b(?!\s+to\b)/i;
 
 export class RequestForwarder {
   /** Extended-protocol messages sent since the last Sync: the server must stay. */
@@ -59,6 +66,14 @@ export class RequestForwarder {
   waitedForReplay = false;
   /** The request at hand was judged able to write when it got its server. */
   private requestWrites = false;
+  /** A journal entry is open for the request at hand (its Query or Sync has not gone yet). */
+  private journalOpen = false;
+  /** Statements with session-level effects (LISTEN, PREPARE, DECLARE ... WITH HOLD...) not yet known to have committed. */
+  private pendingMigration: string[] = [];
+  private migrationErrors = 0;
+  private migrationUndone = false;
+  /** Advisory locks may have changed: read them after requests until one ends outside a transaction. */
+  private readLocks = false;
 
   constructor(private readonly session: ClientSession) {}
 
@@ -68,6 +83,13 @@ export class RequestForwarder {
    */
   refuseRequest(error: Uint8Array): void {
     this.answer = error;
+  }
+
+  /** Fail the next request with this error, raised through the attached server so its transaction fails too. */
+  failNextRequest(code: string, message: string): void {
+    this.answer = errorResponse({ severity: "ERROR", code, message });
+    this.answerError = { code, message };
+    this.decided = false;
   }
 
   // ---- feature-module hooks ------------------------------------------------------------------
@@ -132,8 +154,14 @@ export class RequestForwarder {
       // Raised by the server: ordered after what it still owes, and it fails an open transaction as PostgreSQL would.
       const { code, message } = this.answerError;
       const tag = `hp${Math.floor(Math.random() * 1e9)}`;
-      server.out.write(queryMessage(`DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`));
+      const raise = queryMessage(`DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`);
+      server.out.write(raise);
       server.expect(Pending.Query);
+      const j = sess.journal;
+      if (j !== null && !j.replaying) {
+        j.begin("");
+        j.add(raise, 0, raise.length);
+      }
     } else {
       sess.out.write(this.answer!);
       sess.out.write(readyForQuery(sess.txStatus));
@@ -142,6 +170,84 @@ export class RequestForwarder {
     this.answerError = null;
     this.midRequest = false;
     this.endRequest(false);
+  }
+
+  // ---- transaction journal (ha-tr) ---------------------------------------------------------
+
+  /**
+   * Journal b[pos, msgEnd) as part of the request at hand; before a COMMIT on the primary, stage
+   * the transaction-id read it will be resolved by. Returns the new run start.
+   */
+  private journalMessage(j: Journal, server: ServerConnection, type: number, b: Uint8Array, pos: number, msgEnd: number, run: number): number {
+    if (type === Fe.Terminate || type === Fe.Flush) return run;
+    const copy = type === Fe.CopyData || type === Fe.CopyDone || type === Fe.CopyFail;
+    if (!this.journalOpen && !copy) {
+      this.journalOpen = true;
+      const textBytes = this.requestText(type, b, pos, msgEnd);
+      const text = textBytes === null ? "" : decoder.decode(textBytes);
+      const m = this.session.migration;
+      const fx = m === null || text === "" ? null : migrationRelevant(text);
+      if (fx !== null) this.noteMigration(server, text, fx.tracked, fx.advisory);
+      if (!j.replaying) {
+        const sess = this.session;
+        const e = j.begin(text);
+        if (fx?.cursorMove === true) {
+          e.cursorSql = text;
+          e.dataCrc = m!.crcSeed(text);
+        }
+        if (type === Fe.Query && /^\s*copy\b/i.test(text)) j.unsafe ||= "it used COPY";
+        if (e.commit && server.endpoint.name === sess.ctx.cluster.primary().name) {
+          run = this.spill(b, run, pos);
+          this.put(XID_QUERY, 0, XID_QUERY.length);
+          server.expect(Pending.InjectedXid);
+          j.xid = { kind: "asked", epoch: sess.ctx.cluster.epoch };
+        }
+      } else if (isCommitText(text)) {
+        run = this.spill(b, run, pos);
+        this.put(XID_QUERY, 0, XID_QUERY.length);
+        server.expect(Pending.InjectedXid);
+        j.xid = { kind: "asked", epoch: this.session.ctx.cluster.epoch };
+      }
+    }
+    if (!j.replaying) j.add(b, pos, msgEnd);
+    if (type === Fe.Query || type === Fe.Sync || type === Fe.FunctionCall) this.journalOpen = false;
+    return run;
+  }
+
+  /** A request with session-level effects: they count once its transaction commits. */
+  private noteMigration(server: ServerConnection, text: string, tracked: boolean, advisory: boolean): void {
+    if (tracked) {
+      if (this.pendingMigration.length === 0) {
+        this.migrationErrors = server.errors;
+        this.migrationUndone = false;
+      }
+      this.pendingMigration.push(text);
+    } else if (this.pendingMigration.length > 0 && ROLLS_BACK.test(text)) this.migrationUndone = true;
+    if (advisory) this.readLocks = true;
+  }
+
+  /** The advisory locks were read outside a transaction. */
+  locksRead(): void {
+    this.readLocks = false;
+  }
+
+  /** The server is gone: forget what was in flight on it (the statements the client named stay). */
+  serverGone(): void {
+    this.midRequest = false;
+    this.staged = -1;
+    this.pendingSets = [];
+    this.pendingErrors = 0;
+    this.pendingDiscarded = false;
+    this.nameChanges = [];
+    this.savepoints.length = 0;
+    this.inflight.length = 0;
+    this.current = null;
+    this.decided = false;
+    this.routeHint = null;
+    this.rewrite = null;
+    this.journalOpen = false;
+    this.afterDiscard = false;
+    this.pendingMigration = [];
   }
 
   /** The request's last message went out; `answered`: a ReadyForQuery will come for it from the server. */
@@ -178,12 +284,26 @@ export class RequestForwarder {
     return server.endpoint.name === ctx.cluster.primary().name;
   }
 
-  /** When wanted, stage b[run, msgEnd) (the request's last message) and the LSN read behind it; true when it did. */
+  /**
+   * When wanted, stage b[run, msgEnd) (the request's last message) and the reads behind it: the
+   * commit LSN (read-your-writes), the advisory locks held (ha-tr). True when it did.
+   */
   private lsnAfter(server: ServerConnection, b: Uint8Array, run: number, msgEnd: number): boolean {
-    if (!this.wantsLsn(server)) return false;
+    const lsn = this.wantsLsn(server);
+    if (!lsn && !this.readLocks) return false;
     this.spill(b, run, msgEnd);
-    this.readCommitLsn(server);
+    this.readsAfter(server, lsn);
     return true;
+  }
+
+  /** Queue the reads that follow a request (see lsnAfter). */
+  private readsAfter(server: ServerConnection, lsn: boolean): void {
+    if (lsn) this.readCommitLsn(server);
+    if (this.readLocks) {
+      if (this.staged < 0) this.staged = 0;
+      this.put(LOCKS_QUERY, 0, LOCKS_QUERY.length);
+      server.expect(Pending.InjectedLocks);
+    }
   }
 
   /** Queue the LSN read behind what is staged (its reply is swallowed; the session records the value). */
@@ -255,9 +375,11 @@ export class RequestForwarder {
         server = sess.server!;
         run = pos;
       }
+      const journal = sess.journal;
+      if (journal !== null) run = this.journalMessage(journal, server, type, b, pos, msgEnd, run);
       switch (type) {
         case Fe.Query: {
-          if (pooled) {
+          if (pooled || journal !== null) {
             const fx = scanEffects(b, pos + 5, msgEnd);
             if (fx !== Effect.None && this.queryEffects(server, fx, b, pos, msgEnd, run)) {
               this.endRequest(true);
@@ -272,7 +394,7 @@ export class RequestForwarder {
             const q = queryMessage(this.rewrite);
             this.put(q, 0, q.length);
             this.endRequest(true);
-            if (this.wantsLsn(server)) this.readCommitLsn(server);
+            this.readsAfter(server, this.wantsLsn(server));
             run = pos = msgEnd;
             continue;
           }
@@ -301,7 +423,12 @@ export class RequestForwarder {
           const name = decodeAscii(b, pos + 5, nameEnd);
           this.midRequest = true;
           run = this.spill(b, run, pos);
-          if (this.statements.has(name)) {
+          const existing = this.statements.get(name);
+          if (existing !== undefined && journal?.replaying === true && existing.global === entryForParse(b, nameEnd, msgEnd).global) {
+            // A replayed transaction prepares again what it prepared the first time: the client already has it.
+            this.ensurePrepared(server, existing);
+            server.expect(Pending.FakeParseComplete);
+          } else if (existing !== undefined) {
             this.raiseError(server, "42P05", `prepared statement "${name}" already exists`);
           } else {
             const entry = entryForParse(b, nameEnd, msgEnd);
@@ -673,6 +800,7 @@ export class RequestForwarder {
       return;
     }
     if (status === TxStatus.Idle && server.owed === 0) this.savepoints.length = 0;
+    if (this.pendingMigration.length > 0) this.settleMigration(server, status);
     if (this.pendingSets.length === 0) return;
     if (status === TxStatus.Failed) this.pendingDiscarded = true;
     if (status !== TxStatus.Idle || server.owed !== 0) return;
@@ -685,6 +813,14 @@ export class RequestForwarder {
     }
     this.pendingSets = [];
     this.pendingDiscarded = false;
+  }
+
+  /** Session-level effects count once their transaction ended without an error or a rollback. */
+  private settleMigration(server: ServerConnection, status: number): void {
+    if (status === TxStatus.Failed) this.migrationUndone = true;
+    if (status !== TxStatus.Idle || server.owed !== 0) return;
+    if (!this.migrationUndone && server.errors === this.migrationErrors) for (const text of this.pendingMigration) this.session.migration?.applied(text);
+    this.pendingMigration = [];
   }
 
   /** Send SQL whose replies the client never sees (session state on a new server). */

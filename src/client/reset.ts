@@ -11,7 +11,7 @@ const RESET_TIMEOUT_MS = 5000;
 
 /** Lessee for a server with no client: swallows replies, returns the server when it is idle. */
 class ServerReset implements Lessee {
-  readonly out = nowhere;
+  readonly replies = nowhere;
   private readonly timer: ReturnType<typeof setTimeout>;
 
   constructor(

@@ -28,6 +28,12 @@ import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
 import { clock } from "../core/clock.ts";
+import type { Sink } from "../server/connection.ts";
+import { Pending } from "../server/response-queue.ts";
+import { Journal, volatileMatcherFor } from "../cluster/ha/journal.ts";
+import { SessionMigration } from "../cluster/ha/session-migration.ts";
+import { SessionRecovery } from "../cluster/ha/recovery.ts";
+import type { JournalSource, JournalView } from "../cluster/ha/replay-registry.ts";
 
 export const enum ClientState {
   /** Waiting for StartupMessage / SSLRequest / CancelRequest. */
@@ -42,11 +48,19 @@ export const enum ClientState {
 const NO_PARAMS = new Map<string, string>();
 let nextPid = 1 + Math.floor(Math.random() * 1_000_000);
 
-export class ClientSession implements Lessee, PoolWaiter, HeldClient, BackpressureTarget {
+export class ClientSession implements Lessee, PoolWaiter, HeldClient, BackpressureTarget, JournalSource {
   state = ClientState.Startup;
   sock: Socket<ClientSession>;
   readonly recv = new ReceiveBuffer(1024);
   readonly out: Outbox = new Outbox(this);
+  /** Where server replies go: the outbox, or the journal in front of it (ha-tr). */
+  replies: Sink = this.out;
+  /** The open transaction's requests and replies, for replay after a lost server (null when off). */
+  journal: Journal | null = null;
+  /** Session state a new server must be given besides SETs (null when off). */
+  migration: SessionMigration | null = null;
+  /** Set while the session is being moved to a new server: requests wait. */
+  private recovery: SessionRecovery | null = null;
   user = "";
   database = "";
   params = new Map<string, string>();
@@ -249,6 +263,17 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     ctx.stats.loginsOk++;
     this.sessionState = new SessionState(this.params);
     if (ctx.hooks !== null) this.appName = this.params.get("application_name") ?? "";
+    if (ctx.replay !== null) {
+      const rs = ctx.replay.settings;
+      this.journal = new Journal(this.out, rs.maxJournalBytes, volatileMatcherFor(rs.volatileFunctions));
+      this.replies = this.journal;
+      const m = (this.migration = new SessionMigration());
+      this.journal.onCursorMoved = (e) => {
+        const n = /^(?:FETCH|MOVE) (\d+)$/.exec(e.tag);
+        if (n) m.cursorMoved(e.cursorSql, Number(n[1]), e.dataCrc, e.dataRows);
+      };
+      ctx.replay.sessions.add(this);
+    }
     this.pid = nextPid++;
     if (nextPid > 0x7ffffff0) nextPid = 1;
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(this.minor >= 2 ? 32 : 4));
@@ -366,7 +391,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   processBuffered(): void {
     const r = this.recv;
-    if (r.size === 0) return;
+    if (r.size === 0 || this.recovery !== null) return;
     this.process(r.buf, r.start, r.end, true);
   }
 
@@ -548,7 +573,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   /** Give the server back when the client is between transactions with nothing in flight. */
   maybeRelease(): void {
     const s = this.server;
-    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest) return;
+    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest || this.recovery !== null) return;
     if (this.inLoop) {
       this.releaseDeferred = true;
       return;
@@ -559,10 +584,72 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     else this.recv.shrinkIfIdle();
   }
 
-  serverLost(_s: ServerConnection, reason: string): void {
+  serverLost(s: ServerConnection, reason: string): void {
     this.server = null;
     log.debug("server lost", { pid: this.pid, reason });
+    if (this.recovery !== null) return this.recovery.lost();
+    if (this.outlivesServer()) {
+      // ha-tr: move to the primary of now, settling or replaying what was open.
+      this.forwarder.serverGone();
+      this.waiting = true;
+      this.recovery = new SessionRecovery(this, s.endpoint.name, reason);
+      void this.recovery.run();
+      return;
+    }
     this.fatal(Errors.serverLost());
+  }
+
+  outlivesServer(): boolean {
+    return this.journal !== null && this.state === ClientState.Ready;
+  }
+
+  /** A server leased for this session during a recovery: attach it (SET state follows). */
+  adopt(s: ServerConnection): void {
+    this.attach(s);
+    this.resumeReading();
+  }
+
+  /** Forget the attached server without returning it (the caller closes or releases it). */
+  detach(): void {
+    if (this.server !== null) this.server.lessee = null;
+    this.server = null;
+  }
+
+  /** The recovery is over: requests that waited go on. */
+  endRecovery(): void {
+    this.recovery = null;
+    this.waiting = false;
+    if (this.closed) return;
+    this.maybeRelease();
+    this.processBuffered();
+  }
+
+  /** An injected read came back (ha-tr): the transaction id before a COMMIT, or the advisory locks held. */
+  valueRead(_s: ServerConnection, kind: Pending, value: string | null, status: number): void {
+    const j = this.journal;
+    if (j === null) return;
+    if (kind === Pending.InjectedXid) {
+      if (j.xid.kind === "asked") j.xidRead(value, j.xid.epoch);
+    } else if (kind === Pending.InjectedLocks && value !== null && value !== "" && status === TxStatus.Idle) {
+      // Outside a transaction only session-level locks remain.
+      this.migration?.setAdvisoryLocks(JSON.parse(value) as (string | null)[][]);
+      this.forwarder.locksRead();
+    }
+  }
+
+  journalView(withParams: boolean): JournalView | null {
+    const j = this.journal;
+    if (j === null) return null;
+    return {
+      session: this.pid,
+      user: this.user,
+      database: this.database,
+      bytes: j.bytes,
+      xid: j.xid.kind === "value" ? j.xid.xid : j.xid.kind === "null" ? "null" : "",
+      replayable: j.unsafe === "",
+      reason: j.unsafe,
+      statements: j.statements(withParams),
+    };
   }
 
   clientError(b: Uint8Array, from: number, to: number): Uint8Array | null {
@@ -635,6 +722,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     }
     const ctx = this.ctx;
     ctx.sessions.delete(this);
+    ctx.replay?.sessions.delete(this);
     if (ctx.hooks !== null && this.counted) for (const hook of ctx.hooks.onClose) hook(this.moduleView());
     ctx.commits?.forget(this.pid);
     if (this.pid !== 0) ctx.cancelTargets.delete(this.pid);

@@ -1,5 +1,6 @@
 // Process-wide state shared by listeners and sessions: config, pools, live clients, cancel keys.
 
+import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
 import { tickClock } from "./clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
@@ -50,6 +51,8 @@ export class ProxyContext {
   hooks: QueryHooks | null = null;
   /** Commit positions for read-your-writes; null unless a module asked (then writes are followed by an LSN read). */
   commits: CommitTracker | null = null;
+  /** Transaction journal and replay across failover (ha-tr); null when off. */
+  replay: ReplayRegistry | null = null;
   /** Admin HTTP routes ("GET /queries") and console SHOWs added by modules. */
   moduleRoutes = new Map<string, RouteHandler>();
   moduleShows = new Map<string, () => ShowResult>();

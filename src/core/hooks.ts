@@ -1,5 +1,6 @@
 // The stable surface between the proxy core and feature modules: the ProxyModule contract and its hook contexts.
 
+import type { ReplayRegistry, ReplaySettings } from "../cluster/ha/replay-registry.ts";
 import type { QueryShape } from "../sql/fingerprint.ts";
 
 /**
@@ -214,6 +215,11 @@ export interface ModuleHost {
    * after requests that may write, no extra round trip) for read-your-writes.
    */
   trackCommits(): CommitPositions;
+  /**
+   * Turn on the transaction journal: every session keeps its open transaction's requests so that
+   * after a failover it can be resolved, replayed and moved to the new primary (ha-tr).
+   */
+  journalTransactions(settings: ReplaySettings): ReplayRegistry;
 }
 
 /** Commit positions the proxy learned (bytes of WAL; 0 = none known). */

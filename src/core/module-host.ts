@@ -5,6 +5,7 @@ import { moduleFor } from "../modules/index.ts";
 import { log } from "../util/log.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { CommitTracker } from "./commit-positions.ts";
+import { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import type { Hooks, ModuleHost, NodeInfo, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
 
 export type RouteHandler = (req: Request, url: URL) => Response | Promise<Response>;
@@ -20,6 +21,8 @@ export interface StartedModules {
   hooks: QueryHooks | null;
   /** Set when a module asked for commit positions. */
   commits: CommitTracker | null;
+  /** Set when a module turned on the transaction journal. */
+  replay: ReplayRegistry | null;
   routes: Map<string, RouteHandler>;
   shows: Map<string, () => ShowResult>;
   names: string[];
@@ -37,7 +40,11 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
   const onClose: QueryHooks["onClose"][number][] = [];
   const names: string[] = [];
   let commits: CommitTracker | null = null;
+  let replay: ReplayRegistry | null = null;
   const host: ModuleHost = {
+    journalTransactions(settings) {
+      return (replay ??= new ReplayRegistry(settings));
+    },
     trackCommits() {
       return (commits ??= new CommitTracker());
     },
@@ -66,5 +73,5 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
     log.info(`module ${mod.name} ${mod.version} started`);
   }
   const any = onQuery.length + onResult.length + onClose.length > 0;
-  return { hooks: any ? { onQuery, onResult, onClose } : null, commits, routes, shows, names };
+  return { hooks: any ? { onQuery, onResult, onClose } : null, commits, replay, routes, shows, names };
 }

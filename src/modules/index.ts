@@ -110,6 +110,9 @@ export function topologyProviderFeature(provider: string): string | undefined {
 // Module implementations, loaded on first use. Each entry sits behind its flag so a disabled
 // module (and every library only it imports) is absent from the compiled binary.
 const LOADERS: Record<string, () => ProxyModule> = {};
+if (typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR) {
+  LOADERS.transaction_replay = () => require("./transaction-replay/index.ts").default as ProxyModule;
+}
 if (typeof FEATURE_LAG_ROUTING === "undefined" || FEATURE_LAG_ROUTING) {
   LOADERS.lag_routing = () => require("./lag-routing/index.ts").default as ProxyModule;
 }

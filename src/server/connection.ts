@@ -22,7 +22,7 @@ export interface Sink {
 /** The client side of a lease, as the server connection sees it. */
 export interface Lessee {
   /** Where replies for the client go. */
-  readonly out: Sink;
+  readonly replies: Sink;
   /** A ReadyForQuery meant for the client was written; `status` is its transaction byte. */
   serverReady(server: ServerConnection, status: number): void;
   /** The server connection broke while leased. */
@@ -37,6 +37,14 @@ export interface Lessee {
   injectedFailed(server: ServerConnection, message: string): void;
   /** The WAL position read after a request (read-your-writes), with the transaction status it was read in. */
   lsnObserved?(server: ServerConnection, lsn: string, status: number): void;
+  /** True when the client survives this server's end (its session moves to another): a FATAL is not relayed. */
+  outlivesServer?(): boolean;
+  /**
+   * The one value of an injected read (Pending.InjectedXid: the transaction id before a COMMIT;
+   * InjectedLocks: advisory locks): "" when NULL, null when the read failed; `status` the
+   * transaction status it was read in.
+   */
+  valueRead?(server: ServerConnection, kind: Pending, value: string | null, status: number): void;
   pauseReading(): void;
   resumeReading(): void;
 }
@@ -112,6 +120,8 @@ export class ServerConnection implements BackpressureTarget {
   txStatus = TxStatus.Idle;
   /** The value of an injected LSN read, until its ReadyForQuery. */
   private injectedValue = "";
+  /** The injected transaction-id read failed (inside a failed transaction). */
+  private injectedFailed = false;
   /** Status of a client ReadyForQuery held back until the LSN read behind it answers (-1: none). */
   private heldReady = -1;
   /** Rows, tag and error of the request in flight, for feature modules' result hooks (null when none listens). */
@@ -299,7 +309,7 @@ export class ServerConnection implements BackpressureTarget {
     if (this.passthrough > 0) {
       const n = Math.min(this.passthrough, chunk.length);
       this.passthrough -= n;
-      this.lessee?.out.write(chunk, 0, n);
+      this.lessee?.replies.write(chunk, 0, n);
       if (n === chunk.length) return;
       chunk = chunk.subarray(n);
     }
@@ -332,7 +342,7 @@ export class ServerConnection implements BackpressureTarget {
       if (msgEnd > end) {
         // Stream an oversized row or copy chunk instead of buffering all of it.
         if ((type === Be.DataRow || type === Be.CopyData) && len > 65536 && lessee && q.peek() !== Pending.InjectedQuery) {
-          lessee.out.write(b, run, end);
+          lessee.replies.write(b, run, end);
           this.passthrough = msgEnd - end;
           if (owned) this.recv.clear();
           return;
@@ -349,12 +359,13 @@ export class ServerConnection implements BackpressureTarget {
         continue;
       }
       const head = q.peek();
-      let drop = head === Pending.InjectedQuery || head === Pending.InjectedLsn;
+      const valueRead = head === Pending.InjectedXid || head === Pending.InjectedLocks;
+      let drop = head === Pending.InjectedQuery || head === Pending.InjectedLsn || valueRead;
       let popped = false;
-      if (head === Pending.InjectedLsn && type === Be.DataRow && b[pos + 6] === 1) {
+      if ((head === Pending.InjectedLsn || valueRead) && type === Be.DataRow && b[pos + 6] === 1) {
         // One column: int16 count, int32 length, text.
         const n = readInt32(b, pos + 7);
-        if (n > 0 && n < 32) this.injectedValue = decodeAscii(b, pos + 11, pos + 11 + n);
+        if (n > 0 && (n < 32 || (valueRead && n <= 1 << 16))) this.injectedValue = decodeAscii(b, pos + 11, pos + 11 + n);
       }
       const t = this.tally;
       if (t !== null && !drop) {
@@ -371,7 +382,7 @@ export class ServerConnection implements BackpressureTarget {
           const holdReady = !drop && q.peek() === Pending.InjectedLsn;
           if (drop || holdReady) run = this.cut(lessee, b, run, pos, msgEnd);
           else {
-            lessee.out.write(b, run, msgEnd);
+            lessee.replies.write(b, run, msgEnd);
             run = msgEnd;
           }
           if (holdReady) this.heldReady = status;
@@ -397,10 +408,16 @@ export class ServerConnection implements BackpressureTarget {
             const held = this.heldReady;
             this.heldReady = -1;
             if (held >= 0) {
-              lessee.out.write(READY[held] ?? readyForQuery(held));
+              lessee.replies.write(READY[held] ?? readyForQuery(held));
               run = this.fakes(lessee, b, run, msgEnd);
               lessee.serverReady(this, held);
             } else lessee.injectedReady(this, status);
+          } else if (valueRead) {
+            const v = this.injectedValue;
+            this.injectedValue = "";
+            lessee.valueRead?.(this, head, this.injectedFailed ? null : v, status);
+            this.injectedFailed = false;
+            lessee.injectedReady(this, status);
           } else lessee.injectedReady(this, status);
           if (this.state === ServerState.Closed) return;
           continue;
@@ -441,11 +458,21 @@ export class ServerConnection implements BackpressureTarget {
         case Be.ErrorResponse:
           // An LSN read that failed (inside a failed transaction) is simply not used.
           if (head === Pending.InjectedLsn) break;
+          if (valueRead) {
+            this.injectedFailed = true;
+            break;
+          }
           this.errors++;
           if (drop) lessee.injectedFailed(this, "injected statement failed");
           else {
             const fields = errorFields(b, pos + 5, msgEnd);
             const code = fields.code;
+            if ((fields.severity === "FATAL" || fields.severity === "PANIC") && lessee.outlivesServer?.() === true) {
+              // The server is going away and the client will be moved to another: it must not hear this.
+              run = this.cut(lessee, b, run, pos, msgEnd);
+              pos = msgEnd;
+              continue;
+            }
             this.stats.errors.set(code, (this.stats.errors.get(code) ?? 0) + 1);
             if (t !== null && t.errorCode === "") {
               t.errorCode = code;
@@ -455,7 +482,7 @@ export class ServerConnection implements BackpressureTarget {
             const renamed = lessee.clientError?.(b, pos, msgEnd) ?? null;
             if (renamed !== null) {
               run = this.cut(lessee, b, run, pos, msgEnd);
-              lessee.out.write(renamed);
+              lessee.replies.write(renamed);
             }
           }
           break;
@@ -465,7 +492,7 @@ export class ServerConnection implements BackpressureTarget {
       pos = msgEnd;
     }
     const lessee = this.lessee;
-    if (run < pos && lessee) lessee.out.write(b, run, pos);
+    if (run < pos && lessee) lessee.replies.write(b, run, pos);
     if (owned) this.recv.consume(pos - start);
     else if (pos < end) this.recv.push(b.subarray(pos, end));
   }
@@ -491,7 +518,7 @@ export class ServerConnection implements BackpressureTarget {
 
   /** Write the run before a dropped message and return the new run start (after it). */
   private cut(lessee: Lessee, b: Uint8Array, run: number, pos: number, msgEnd: number): number {
-    if (run < pos) lessee.out.write(b, run, pos);
+    if (run < pos) lessee.replies.write(b, run, pos);
     return msgEnd;
   }
 
@@ -499,7 +526,7 @@ export class ServerConnection implements BackpressureTarget {
   private fakes(lessee: Lessee, b: Uint8Array, run: number, msgEnd: number): number {
     const k = this.queue.peek();
     if (k !== Pending.FakeParseComplete && k !== Pending.FakeCloseComplete && k !== Pending.FakeCommand) return run;
-    if (run < msgEnd) lessee.out.write(b, run, msgEnd);
+    if (run < msgEnd) lessee.replies.write(b, run, msgEnd);
     this.drainFakes(lessee);
     return msgEnd;
   }
@@ -509,14 +536,14 @@ export class ServerConnection implements BackpressureTarget {
     const q = this.queue;
     for (;;) {
       const k = q.peek();
-      if (k === Pending.FakeParseComplete) lessee.out.write(ParseComplete);
-      else if (k === Pending.FakeCloseComplete) lessee.out.write(CloseComplete);
+      if (k === Pending.FakeParseComplete) lessee.replies.write(ParseComplete);
+      else if (k === Pending.FakeCloseComplete) lessee.replies.write(CloseComplete);
       else if (k === Pending.FakeCommand) {
         const tag = q.peekName() ?? "";
         q.shift();
         this.owed--;
-        lessee.out.write(commandComplete(tag));
-        lessee.out.write(readyForQuery(this.txStatus));
+        lessee.replies.write(commandComplete(tag));
+        lessee.replies.write(readyForQuery(this.txStatus));
         lessee.serverReady(this, this.txStatus);
         continue;
       } else return;
@@ -534,7 +561,7 @@ export class ServerConnection implements BackpressureTarget {
         this.sampledAt = performance.now();
       }
       this.owed++;
-    } else if (kind === Pending.InjectedQuery || kind === Pending.InjectedLsn || kind === Pending.FakeCommand) this.owed++;
+    } else if (kind === Pending.InjectedQuery || kind === Pending.InjectedLsn || kind === Pending.InjectedXid || kind === Pending.InjectedLocks || kind === Pending.FakeCommand) this.owed++;
     if (this.queue.length === 1 && this.lessee && (kind === Pending.FakeParseComplete || kind === Pending.FakeCloseComplete || kind === Pending.FakeCommand)) {
       this.drainFakes(this.lessee);
     }

@@ -11,15 +11,21 @@ export interface QueryResult {
   rows: (string | null)[][];
   /** Set when the server answered with an error, or the connection failed. */
   error?: { code: string; message: string };
+  /** Bun.hash.crc32 over the DataRow messages as received, chained (compares rows with ones seen before). */
+  dataCrc: number;
+  /** Tag of the last CommandComplete. */
+  tag: string;
 }
 
 const decoder = new TextDecoder();
 
 /** Lessee that frames the reply runs it is given and keeps DataRows and the first error. */
 class RowCollector implements Lessee, Sink {
-  readonly out = this;
+  readonly replies = this;
   readonly rows: (string | null)[][] = [];
   error: QueryResult["error"];
+  private dataCrc = 0;
+  private tag = "";
   private readonly timer: ReturnType<typeof setTimeout>;
 
   constructor(
@@ -29,7 +35,7 @@ class RowCollector implements Lessee, Sink {
   ) {
     this.timer = setTimeout(() => {
       server.close("proxy query timed out");
-      this.finish({ rows: [], error: { code: "57014", message: "query timed out" } });
+      this.finish({ rows: [], error: { code: "57014", message: "query timed out" }, dataCrc: 0, tag: "" });
     }, timeoutMs);
   }
 
@@ -38,7 +44,10 @@ class RowCollector implements Lessee, Sink {
     while (p + 5 <= to) {
       const type = b[p]!;
       const end = p + 1 + readInt32(b, p + 1);
-      if (type === Be.DataRow) this.rows.push(columns(b, p + 5, end));
+      if (type === Be.DataRow) {
+        this.rows.push(columns(b, p + 5, end));
+        this.dataCrc = Bun.hash.crc32(b.subarray(p, end), this.dataCrc);
+      } else if (type === Be.CommandComplete) this.tag = decoder.decode(b.subarray(p + 5, end - 1));
       else if (type === Be.ErrorResponse && !this.error) {
         const f = errorFields(b, p + 5, end);
         this.error = { code: f.code, message: f.message };
@@ -55,11 +64,14 @@ class RowCollector implements Lessee, Sink {
   }
 
   serverReady(s: ServerConnection): void {
-    if (s.owed === 0) this.finish(this.error ? { rows: this.rows, error: this.error } : { rows: this.rows });
+    if (s.owed !== 0) return;
+    const r: QueryResult = { rows: this.rows, dataCrc: this.dataCrc, tag: this.tag };
+    if (this.error) r.error = this.error;
+    this.finish(r);
   }
 
   serverLost(_s: ServerConnection, reason: string): void {
-    this.finish({ rows: [], error: { code: "08006", message: reason } });
+    this.finish({ rows: [], error: { code: "08006", message: reason }, dataCrc: 0, tag: "" });
   }
 
   injectedFailed(): void {}

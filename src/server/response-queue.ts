@@ -17,6 +17,8 @@ export const enum Pending {
   InjectedClose = 99, // c: CloseComplete swallowed
   InjectedQuery = 120, // x: every reply up to ReadyForQuery swallowed
   InjectedLsn = 108, // l: swallowed like x; its one value (an LSN) goes to the lessee, its error is ignored
+  InjectedXid = 105, // i: swallowed like x; its one value (a transaction id, or NULL) goes to the lessee, an error as null
+  InjectedLocks = 106, // j: swallowed like x; its one value (the session's advisory locks as JSON) goes to the lessee
   FakeParseComplete = 102, // f: proxy answers ParseComplete when this reaches the head
   FakeCloseComplete = 107, // k: proxy answers CloseComplete when this reaches the head
   FakeCommand = 113, // q: proxy answers CommandComplete + ReadyForQuery (intercepted DEALLOCATE)

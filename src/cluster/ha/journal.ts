@@ -1,0 +1,444 @@
+// A session's open transaction as the client lived it: its request messages, a hash of the replies it had, and the transaction id read before COMMIT.
+
+import { Be, Fe, TxStatus } from "../../protocol/codes.ts";
+import { errorFields } from "../../protocol/errors.ts";
+import { readInt32 } from "../../protocol/framing.ts";
+import type { Sink } from "../../server/connection.ts";
+import type { JournaledStatement } from "./replay-registry.ts";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const crc32 = Bun.hash.crc32;
+
+/** One request: Query, FunctionCall, or the extended-protocol messages up to Sync. */
+export interface JournalEntry {
+  /** The client's messages as it sent them (null once the journal is over its size cap). */
+  bytes: Uint8Array | null;
+  /** Replies relayed to the client for it (NoticeResponse, ParameterStatus and notifications not counted). */
+  replies: number;
+  /** Bun.hash.crc32 over those replies, chained; an ErrorResponse counts by type and SQLSTATE only. */
+  crc: number;
+  /** Its ReadyForQuery reached the client (once is enough: a replay does not take it back). */
+  answered: boolean;
+  /** Its ReadyForQuery came in the current run (a replay starts every entry afresh). */
+  done: boolean;
+  /** Status byte of that ReadyForQuery. */
+  status: number;
+  /** It ends a transaction (COMMIT / END). */
+  commit: boolean;
+  /** SQL text for inspection (a Bind shows its statement's text). */
+  sql: string;
+  paramCount: number;
+  params: (string | null)[] | null;
+  /** DataRows relayed for it and their crc (cursor positions). */
+  dataRows: number;
+  dataCrc: number;
+  /** Tag of its last CommandComplete. */
+  tag: string;
+  /** A FETCH or MOVE on a cursor session migration follows ("" otherwise). */
+  cursorSql: string;
+}
+
+/** Transaction id read before COMMIT: not asked, asked without answer yet, read-only (null), a value, or the read failed. */
+export type XidState = { kind: "none" } | { kind: "asked"; epoch: number } | { kind: "null" } | { kind: "value"; xid: string; epoch: number } | { kind: "failed" };
+
+/** What a replay of one entry is checked against, and what it found. */
+interface ReplayCheck {
+  entry: JournalEntry;
+  /** Replies the client already had: these are swallowed and must hash the same. */
+  skip: number;
+  seen: number;
+  crc: number;
+}
+
+/**
+ * The requests since the session was last idle outside a transaction, in order, with the replies
+ * each got. Also the Sink between the server and the client: it hashes what goes by, and while a
+ * replay runs it swallows the replies the client already had, checking they hash the same.
+ */
+export class Journal implements Sink {
+  readonly entries: JournalEntry[] = [];
+  /** First entry whose ReadyForQuery has not come. */
+  private open = 0;
+  bytes = 0;
+  /** Why the open transaction cannot be replayed ("" while it can). */
+  unsafe = "";
+  xid: XidState = { kind: "none" };
+  /** Set while entries are being re-sent: the forwarder does not journal them again. */
+  replaying = false;
+  private check: ReplayCheck | null = null;
+  /** A FETCH/MOVE entry was answered the first time (its tag and rows move a cursor). */
+  onCursorMoved: ((entry: JournalEntry) => void) | null = null;
+  /** Called when a replayed entry's ReadyForQuery has arrived (mismatch: its replies differed). */
+  onReplayed: ((entry: JournalEntry, mismatch: boolean) => void) | null = null;
+  /** A message split over writes (an oversized row): its type, bytes left, and whether it is swallowed. */
+  private partType = 0;
+  private partLeft = 0;
+  private partSwallow = false;
+
+  constructor(
+    private readonly client: Sink,
+    private readonly maxBytes: number,
+    private readonly volatile: RegExp | null,
+  ) {}
+
+  // ---- requests ---------------------------------------------------------------------------
+
+  /** A request starts: `sql` its text (or ""). */
+  begin(sql: string): JournalEntry {
+    const e: JournalEntry = {
+      bytes: null,
+      replies: 0,
+      crc: 0,
+      answered: false,
+      done: false,
+      status: 0,
+      commit: isCommit(sql),
+      sql,
+      paramCount: 0,
+      params: null,
+      dataRows: 0,
+      dataCrc: 0,
+      tag: "",
+      cursorSql: "",
+    };
+    if (this.unsafe === "" && this.volatile !== null && sql !== "") {
+      const m = this.volatile.exec(sql);
+      if (m) this.unsafe = `it used ${(m[1] ?? m[2]!).toLowerCase()}, whose value differs on a second run`;
+    }
+    this.entries.push(e);
+    return e;
+  }
+
+  /** Append the client message b[from, to) to the newest entry. */
+  add(b: Uint8Array, from: number, to: number): void {
+    const e = this.entries[this.entries.length - 1];
+    if (e === undefined) return;
+    const n = to - from;
+    this.bytes += n;
+    if (this.bytes > this.maxBytes) {
+      if (this.unsafe === "" || !this.unsafe.startsWith("it is over")) this.unsafe = `it is over max_journal_bytes (${this.maxBytes})`;
+      for (const x of this.entries) x.bytes = null;
+      return;
+    }
+    if (b[from] === Fe.Bind) noteParams(e, b, from, to);
+    const old = e.bytes;
+    if (old === null) e.bytes = b.slice(from, to);
+    else {
+      const next = new Uint8Array(old.length + n);
+      next.set(old);
+      next.set(b.subarray(from, to), old.length);
+      e.bytes = next;
+    }
+  }
+
+  /** The request at hand is refused by the proxy before reaching a server: forget it. */
+  dropLast(): void {
+    const e = this.entries.pop();
+    if (e?.bytes) this.bytes -= e.bytes.length;
+  }
+
+  /** Entries the client has had no ReadyForQuery for, oldest first. */
+  inFlight(): JournalEntry[] {
+    return this.entries.filter((e) => !e.answered);
+  }
+
+  /** A transaction id answer (value "" = NULL, null = the read failed). */
+  xidRead(value: string | null, epoch: number): void {
+    this.xid = value === null ? { kind: "failed" } : value === "" ? { kind: "null" } : { kind: "value", xid: value, epoch };
+  }
+
+  /** Forget everything (DISCARD, a finished recovery that could not replay). */
+  clear(): void {
+    this.entries.length = 0;
+    this.open = 0;
+    this.bytes = 0;
+    this.unsafe = "";
+    this.xid = { kind: "none" };
+    this.check = null;
+  }
+
+  // ---- replies (Sink) ----------------------------------------------------------------------
+
+  /** Replies on their way to the client: hash them into the entry they answer; swallow what a replay repeats. */
+  write(b: Uint8Array, from = 0, to = b.length): boolean {
+    if (this.check === null && this.partLeft === 0) {
+      this.observe(b, from, to);
+      return this.client.write(b, from, to);
+    }
+    return this.filter(b, from, to);
+  }
+
+  /** Normal path: hash runs of counted messages in one call each, close entries at ReadyForQuery. */
+  private observe(b: Uint8Array, from: number, to: number): void {
+    let p = from;
+    let run = from;
+    while (p < to) {
+      const e = this.entries[this.open];
+      if (to - p < 5) {
+        // Never expected (writes carry whole headers); count it so the entry still closes in order.
+        if (e !== undefined) e.crc = crc32(b.subarray(run, to), e.crc);
+        return;
+      }
+      const type = b[p]!;
+      const end = p + 1 + readInt32(b, p + 1);
+      if (e === undefined) {
+        p = run = Math.min(end, to);
+        continue;
+      }
+      if (type === Be.NoticeResponse || type === Be.ParameterStatus || type === Be.NotificationResponse || type === Be.ErrorResponse) {
+        if (p > run) e.crc = crc32(b.subarray(run, p), e.crc);
+        if (type === Be.ErrorResponse) {
+          e.crc = crc32(errorKey(b, p, Math.min(end, to)), e.crc);
+          e.replies++;
+        }
+        p = run = Math.min(end, to);
+        if (end > to) this.startPart(type, end - to, false);
+        continue;
+      }
+      e.replies++;
+      if (type === Be.DataRow) {
+        e.dataRows++;
+        if (end <= to) e.dataCrc = crc32(b.subarray(p, end), e.dataCrc);
+      } else if (type === Be.CommandComplete && end <= to) e.tag = decoder.decode(b.subarray(p + 5, end - 1));
+      if (end > to) {
+        e.crc = crc32(b.subarray(run, to), e.crc);
+        this.startPart(type, end - to, false);
+        return;
+      }
+      p = end;
+      if (type === Be.ReadyForQuery) {
+        e.crc = crc32(b.subarray(run, p), e.crc);
+        run = p;
+        this.closeEntry(e, b[p - 1]!);
+      }
+    }
+    const e = this.entries[this.open];
+    if (e !== undefined && p > run) e.crc = crc32(b.subarray(run, p), e.crc);
+  }
+
+  private startPart(type: number, left: number, swallow: boolean): void {
+    this.partType = type;
+    this.partLeft = left;
+    this.partSwallow = swallow;
+  }
+
+  /** Slow path (a replay is running, or a message spans writes): message by message. */
+  private filter(b: Uint8Array, from: number, to: number): boolean {
+    let ok = true;
+    let p = from;
+    let pass = from; // start of bytes still to pass to the client
+    const flushTo = (q: number) => {
+      if (q > pass) ok = this.client.write(b, pass, q) && ok;
+    };
+    if (this.partLeft > 0) {
+      const n = Math.min(this.partLeft, to - p);
+      const e = this.entries[this.open];
+      const counted = this.partType !== Be.NoticeResponse && this.partType !== Be.ParameterStatus && this.partType !== Be.NotificationResponse && this.partType !== Be.ErrorResponse;
+      if (e !== undefined && counted) {
+        if (this.partSwallow && this.check !== null) this.check.crc = crc32(b.subarray(p, p + n), this.check.crc);
+        else e.crc = crc32(b.subarray(p, p + n), e.crc);
+      }
+      if (this.partSwallow) pass = p + n;
+      p += n;
+      this.partLeft -= n;
+    }
+    while (p + 5 <= to) {
+      const type = b[p]!;
+      const end = Math.min(p + 1 + readInt32(b, p + 1), to);
+      const whole = p + 1 + readInt32(b, p + 1) <= to;
+      const e = this.entries[this.open];
+      const async = type === Be.NoticeResponse || type === Be.ParameterStatus || type === Be.NotificationResponse;
+      const c = this.check;
+      const swallowing = c !== null && e === c.entry && c.seen < c.skip;
+      if (e === undefined || async) {
+        if (swallowing) {
+          // Notices of a repeated request were seen the first time.
+          flushTo(p);
+          pass = end;
+        }
+        if (!whole) this.startPart(type, p + 1 + readInt32(b, p + 1) - to, swallowing);
+        p = end;
+        continue;
+      }
+      const key = type === Be.ErrorResponse ? errorKey(b, p, end) : b.subarray(p, end);
+      if (swallowing) {
+        flushTo(p);
+        pass = end;
+        c.crc = crc32(key, c.crc);
+        c.seen++;
+        if (c.seen === c.skip && c.crc !== e.crc) {
+          this.check = null;
+          this.onReplayed?.(e, true);
+          return ok;
+        }
+      } else {
+        e.crc = crc32(key, e.crc);
+        e.replies++;
+        if (type === Be.DataRow) {
+          e.dataRows++;
+          if (whole) e.dataCrc = crc32(key, e.dataCrc);
+        } else if (type === Be.CommandComplete && whole) e.tag = decoder.decode(b.subarray(p + 5, end - 1));
+      }
+      if (!whole) {
+        this.startPart(type, p + 1 + readInt32(b, p + 1) - to, swallowing);
+        p = end;
+        break;
+      }
+      p = end;
+      if (type === Be.ReadyForQuery) {
+        const replayed = c !== null && e === c.entry;
+        this.closeEntry(e, b[p - 1]!);
+        if (replayed) {
+          this.check = null;
+          flushTo(p);
+          pass = p;
+          this.onReplayed?.(e, false);
+          if (this.check === null && this.partLeft === 0 && p < to) {
+            // The rest goes the normal way.
+            this.observe(b, p, to);
+            ok = this.client.write(b, p, to) && ok;
+            return ok;
+          }
+        }
+      }
+    }
+    flushTo(to);
+    return ok;
+  }
+
+  /** A ReadyForQuery closed the entry; idle outside a transaction, everything before it is history. */
+  private closeEntry(e: JournalEntry, status: number): void {
+    e.done = true;
+    if (!e.answered && e.cursorSql !== "") this.onCursorMoved?.(e);
+    e.answered = true;
+    e.status = status;
+    this.open++;
+    if (status === TxStatus.Idle && !this.replaying) this.trim();
+  }
+
+  /** Drop finished entries: the transaction they belonged to is over. */
+  private trim(): void {
+    const n = this.open;
+    for (let i = 0; i < n; i++) {
+      const x = this.entries[i]!;
+      if (x.bytes !== null) this.bytes -= x.bytes.length;
+    }
+    this.entries.splice(0, n);
+    this.open = 0;
+    if (this.entries.length === 0) {
+      this.bytes = 0;
+      this.unsafe = "";
+      this.xid = { kind: "none" };
+    }
+  }
+
+  // ---- replay -----------------------------------------------------------------------------
+
+  /** Entries from `first` on are sent again: open until their replies come again. */
+  rewindFrom(first: number): void {
+    this.open = first;
+    for (let i = first; i < this.entries.length; i++) this.entries[i]!.done = false;
+    this.partLeft = 0;
+  }
+
+  /** `e` is being sent again: swallow the replies the client had and compare their hash. */
+  expectReplay(e: JournalEntry): void {
+    this.check = { entry: e, skip: e.replies, seen: 0, crc: 0 };
+  }
+
+  /** Replaying is over (done or abandoned): back to normal, finished entries trimmed. */
+  endReplay(): void {
+    this.replaying = false;
+    this.check = null;
+    if (this.open > 0 && this.entries[this.open - 1]!.status === TxStatus.Idle) this.trim();
+  }
+
+  // ---- inspection -------------------------------------------------------------------------
+
+  statements(withParams: boolean): JournaledStatement[] {
+    return this.entries.map((e) => {
+      const s: JournaledStatement = { sql: e.sql, param_count: e.paramCount, replies: e.replies, done: e.answered };
+      if (withParams && e.params !== null) s.params = e.params;
+      return s;
+    });
+  }
+}
+
+/** ErrorResponse reduced to what must repeat: its type and SQLSTATE. */
+function errorKey(b: Uint8Array, p: number, end: number): Uint8Array {
+  return encoder.encode(`E${errorFields(b, p + 5, end).code}`);
+}
+
+/** Parameter values of a Bind (text ones as text; binary ones shown as "<binary>"). */
+function noteParams(e: JournalEntry, b: Uint8Array, from: number, to: number): void {
+  let p = b.indexOf(0, from + 5);
+  if (p < 0 || p >= to) return;
+  p = b.indexOf(0, p + 1);
+  if (p < 0 || p + 3 > to) return;
+  p++;
+  const nFormats = (b[p]! << 8) | b[p + 1]!;
+  const formats: number[] = [];
+  p += 2;
+  for (let i = 0; i < nFormats && p + 2 <= to; i++, p += 2) formats.push((b[p]! << 8) | b[p + 1]!);
+  if (p + 2 > to) return;
+  const n = (b[p]! << 8) | b[p + 1]!;
+  p += 2;
+  e.paramCount = n;
+  const out: (string | null)[] = [];
+  for (let i = 0; i < n && p + 4 <= to; i++) {
+    const len = readInt32(b, p);
+    p += 4;
+    if (len < 0) {
+      out.push(null);
+      continue;
+    }
+    const f = nFormats === 0 ? 0 : nFormats === 1 ? formats[0]! : (formats[i] ?? 0);
+    out.push(f === 0 ? decoder.decode(b.subarray(p, p + len)) : "<binary>");
+    p += len;
+  }
+  e.params = out;
+}
+
+/** Does this SQL end a transaction with COMMIT (or END)? First keyword only, comments skipped. */
+export function isCommit(sql: string): boolean {
+  let i = 0;
+  const n = sql.length;
+  for (;;) {
+    while (i < n && (sql.charCodeAt(i) <= 32 || sql[i] === ";" || sql[i] === "(")) i++;
+    if (sql.startsWith("--", i)) {
+      const nl = sql.indexOf("\n", i);
+      if (nl < 0) return false;
+      i = nl + 1;
+    } else if (sql.startsWith("/*", i)) {
+      const close = sql.indexOf("*/", i + 2);
+      if (close < 0) return false;
+      i = close + 2;
+    } else break;
+  }
+  const word = /^[A-Za-z]+/.exec(sql.slice(i, i + 8))?.[0]?.toUpperCase();
+  if (word === "END") return true;
+  if (word !== "COMMIT") return false;
+  // COMMIT PREPARED is two-phase commit of another transaction, not the end of this one.
+  return !/^COMMIT\s+PREPARED\b/i.test(sql.slice(i));
+}
+
+const matchers = new WeakMap<readonly string[], RegExp | null>();
+
+/** volatileMatcher, made once per list. */
+export function volatileMatcherFor(names: readonly string[]): RegExp | null {
+  let m = matchers.get(names);
+  if (m === undefined) matchers.set(names, (m = volatileMatcher(names)));
+  return m;
+}
+
+/** A matcher for calls of the named functions (and the SQL-standard time keywords, which take no parentheses). */
+export function volatileMatcher(names: readonly string[]): RegExp | null {
+  const bare = new Set(["current_timestamp", "localtimestamp", "current_time", "localtime"]);
+  const calls = names.filter((n) => !bare.has(n));
+  const words = names.filter((n) => bare.has(n));
+  const parts: string[] = [];
+  if (calls.length > 0) parts.push(`\\b(${calls.join("|")})\\s*\\(`);
+  if (words.length > 0) parts.push(`\\b(${words.join("|")})\\b`);
+  return parts.length === 0 ? null : new RegExp(parts.join("|"), "i");
+}

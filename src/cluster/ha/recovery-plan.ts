@@ -1,0 +1,71 @@
+// What to do for a session whose server was lost, from its journal alone: replay, settle a COMMIT first, just move, or refuse.
+
+import { TxStatus } from "../../protocol/codes.ts";
+import type { Journal, JournalEntry } from "./journal.ts";
+
+export type RecoveryPlan =
+  /** Nothing open: the session moves (state re-applied) and goes on. */
+  | { kind: "migrate" }
+  /** Re-send every journaled request, checking the replies the client had. */
+  | { kind: "replay" }
+  /** A COMMIT was in flight with a known transaction id: look its outcome up first. */
+  | { kind: "resolve"; xid: string; epoch: number }
+  /** The in-flight COMMIT took effect (or wrote nothing): answer it on an empty transaction, replay nothing. */
+  | { kind: "committed" }
+  /** The client gets `code`; the connection stays when the protocol state allows it. */
+  | { kind: "fail"; code: "40001" | "08007"; message: string };
+
+const BEGINS = /^\s*(?:begin|start\s+transaction)\b/i;
+const ENDS = /^\s*(?:commit|end|rollback|abort)\b/i;
+
+/**
+ * Requests that may have committed without the client hearing so: a COMMIT in flight, or a
+ * request that may write sent outside a transaction (it commits on its own).
+ */
+export function inDoubt(j: Journal, mayWrite: (sql: string) => boolean): JournalEntry[] {
+  const out: JournalEntry[] = [];
+  let inTx = false;
+  for (const e of j.entries) {
+    if (e.answered) {
+      inTx = e.status !== TxStatus.Idle;
+      continue;
+    }
+    if (e.commit) out.push(e);
+    else if (!inTx && !BEGINS.test(e.sql) && (e.sql === "" || mayWrite(e.sql))) out.push(e);
+    if (BEGINS.test(e.sql)) inTx = true;
+    else if (ENDS.test(e.sql)) inTx = false;
+  }
+  return out;
+}
+
+/** Decide from the journal; `mayWrite` judges statements sent outside a transaction (the classifier). */
+export function planRecovery(j: Journal, mayWrite: (sql: string) => boolean): RecoveryPlan {
+  if (j.entries.length === 0) return { kind: "migrate" };
+  const doubt = inDoubt(j, mayWrite);
+  if (doubt.length > 1) return { kind: "fail", code: "08007", message: "several requests in flight may have committed when the connection to the primary was lost; their outcome is unknown" };
+  if (doubt.length === 1) {
+    const e = doubt[0]!;
+    if (!e.commit) {
+      return { kind: "fail", code: "08007", message: "a statement that may have written was in flight outside a transaction when the connection to the primary was lost; its outcome is unknown" };
+    }
+    const x = j.xid;
+    if (x.kind === "value") return { kind: "resolve", xid: x.xid, epoch: x.epoch };
+    if (x.kind === "null") return { kind: "committed" };
+    if (x.kind !== "failed") return { kind: "fail", code: "08007", message: "the connection to the primary was lost during COMMIT before its transaction id was known; the outcome is unknown" };
+    // The transaction had failed: its COMMIT can only roll back, which a replay shows the client again.
+  }
+  return replayOrRefuse(j);
+}
+
+/** Replay when the journal allows it, else refuse with 40001. */
+export function replayOrRefuse(j: Journal): RecoveryPlan {
+  if (j.unsafe !== "") return { kind: "fail", code: "40001", message: `the transaction could not be replayed after the connection to the primary was lost: ${j.unsafe}` };
+  return { kind: "replay" };
+}
+
+/** How pg_xact_status answers map onto a plan, after the N0 rule (`neverReached`: the xid is at or past N0). */
+export function afterLookup(j: Journal, status: string | null, neverReached: boolean): RecoveryPlan {
+  if (neverReached || status === "aborted") return replayOrRefuse(j);
+  if (status === "committed") return { kind: "committed" };
+  return { kind: "fail", code: "08007", message: `the outcome of the COMMIT in flight is unknown (transaction status: ${status ?? "not known to the new primary"})` };
+}

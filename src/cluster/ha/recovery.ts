@@ -1,0 +1,332 @@
+// After a session's server connection is lost: wait for a writable primary, settle the COMMIT in flight, move session state, replay the open transaction.
+
+import { TxStatus } from "../../protocol/codes.ts";
+import { errorResponse } from "../../protocol/errors.ts";
+import { readyForQuery } from "../../protocol/messages.ts";
+import type { ServerConnection } from "../../server/connection.ts";
+import type { Pool, PoolWaiter } from "../../server/pool.ts";
+import type { LoginError } from "../../server/login.ts";
+import { runQuery } from "../../server/query-runner.ts";
+import type { ClientSession } from "../../client/session.ts";
+import { log } from "../../util/log.ts";
+import type { JournalEntry } from "./journal.ts";
+import { afterLookup, planRecovery, type RecoveryPlan } from "./recovery-plan.ts";
+import type { RecoveryOutcome, RecoveryRecord } from "./replay-registry.ts";
+import { restoreSession } from "./restore.ts";
+
+type Step = "ok" | "lost" | "mismatch";
+
+/** One recovery of one session; `lost()` is called if the new server goes too. */
+export class SessionRecovery {
+  private readonly started = performance.now();
+  private readonly at = new Date().toISOString();
+  private attempts = 0;
+  private to = "";
+  private replayed = 0;
+  private readonly inFlightAtLoss: number;
+  private settle: ((s: Step) => void) | null = null;
+
+  constructor(
+    private readonly sess: ClientSession,
+    private readonly from: string,
+    private readonly reason: string,
+  ) {
+    this.inFlightAtLoss = sess.journal!.inFlight().length;
+  }
+
+  /** The server the recovery was using is gone too. */
+  lost(): void {
+    const s = this.settle;
+    this.settle = null;
+    s?.("lost");
+  }
+
+  async run(): Promise<void> {
+    const sess = this.sess;
+    const ctx = sess.ctx;
+    const settings = ctx.replay!.settings;
+    const j = sess.journal!;
+    const deadline = this.started + settings.maxReplaySecs * 1000;
+    let forced: RecoveryPlan | null = null;
+    let lastXid = "";
+    log.info("server connection lost; recovering the session", { pid: sess.pid, node: this.from, reason: this.reason, journaled: j.entries.length });
+    while (!sess.closed) {
+      if (this.attempts >= settings.maxAttempts || performance.now() > deadline) {
+        const why = this.attempts >= settings.maxAttempts ? `${this.attempts} attempts` : `max_replay_secs (${settings.maxReplaySecs}) passed`;
+        return this.close("08006", `the connection to the primary was lost and the session could not be recovered: ${why}`);
+      }
+      let plan = forced ?? planRecovery(j, (sql) => ctx.classifier.isWrite(sql));
+      const blocker = sess.migration?.blocker() ?? "";
+      if (blocker !== "" && (sess.pinned || sess.mode === "session")) return this.close("08006", `the connection to the server was lost and the session cannot move to another: ${blocker}`);
+      const server = await this.leasePrimary(deadline);
+      if (server === null) continue;
+      this.attempts++;
+      this.to = server.endpoint.name;
+      if (plan.kind === "resolve") {
+        lastXid = plan.xid;
+        const looked = await this.lookUp(server, plan.xid, plan.epoch);
+        if (looked === null) continue;
+        plan = looked;
+      }
+      if (sess.migration !== null && !sess.migration.empty) {
+        const problem = await restoreSession(server, sess.migration);
+        if (problem === "lost") continue;
+        if (problem !== "") {
+          this.giveBack(server, true);
+          return this.close("08006", `the connection to the server was lost and the session state could not be restored: ${problem}`);
+        }
+      }
+      const step = await this.carryOut(server, plan);
+      if (step === "lost") continue;
+      if (step === "mismatch") {
+        forced = { kind: "fail", code: "40001", message: "the transaction was replayed after the connection to the primary was lost, but a reply differed from the one the client had" };
+        continue;
+      }
+      return this.finish(plan, lastXid);
+    }
+  }
+
+  // ---- steps ------------------------------------------------------------------------------
+
+  /** Wait for a writable primary and lease a server on it (null: none before the deadline or the session left). */
+  private async leasePrimary(deadline: number): Promise<ServerConnection | null> {
+    const sess = this.sess;
+    const ctx = sess.ctx;
+    while (!sess.closed && performance.now() < deadline) {
+      const node = ctx.cluster.primary();
+      if (ctx.buffer.active || ctx.failover?.inProgress || node.health !== "up" || node.fenced || node.status?.inRecovery === true) {
+        await Bun.sleep(20);
+        continue;
+      }
+      const s = await lease(ctx.nodePool(sess.group!, node), deadline);
+      if (s !== null) {
+        if (sess.closed) {
+          this.giveBack(s, false);
+          return null;
+        }
+        return s;
+      }
+      await Bun.sleep(50);
+    }
+    return null;
+  }
+
+  /** The COMMIT's outcome by the N0 rule, then pg_xact_status; null when the server was lost meanwhile. */
+  private async lookUp(server: ServerConnection, xid: string, epoch: number): Promise<RecoveryPlan | null> {
+    const ctx = this.sess.ctx;
+    const j = this.sess.journal!;
+    if (ctx.cluster.epoch !== epoch) {
+      // The first promotion after the COMMIT was sent: transaction ids from N0 on never reached the new line.
+      const first = ctx.failover
+        ?.history()
+        .filter((r) => r.epoch !== null && r.epoch > epoch)
+        .sort((a, b) => a.epoch! - b.epoch!)[0];
+      if (first === undefined || first.n0 === null) {
+        return { kind: "fail", code: "08007", message: "the primary changed during COMMIT without a recorded N0; the outcome is unknown" };
+      }
+      if (BigInt(xid) >= BigInt(first.n0)) return afterLookup(j, null, true);
+    }
+    const r = await runQuery(server, "SELECT pg_xact_status($1::xid8)", [xid]);
+    if (r.error !== undefined) {
+      if (r.error.code === "08006") return null;
+      // "transaction ID ... is in the future": it never reached this server.
+      if (r.error.code === "22023" && /future/.test(r.error.message)) return afterLookup(j, null, true);
+      return afterLookup(j, null, false);
+    }
+    return afterLookup(j, r.rows[0]?.[0] ?? null, false);
+  }
+
+  /** Put the plan into effect on `server`. */
+  private carryOut(server: ServerConnection, plan: RecoveryPlan): Promise<Step> {
+    switch (plan.kind) {
+      case "migrate":
+        this.sess.adopt(server);
+        return Promise.resolve("ok");
+      case "replay":
+        return this.replayFrom(server, 0, false);
+      case "committed": {
+        const j = this.sess.journal!;
+        const open = j.inFlight();
+        if (open.length !== 1 || !open[0]!.commit) {
+          this.giveBack(server, true);
+          this.sess.fatal(errorResponse({ severity: "FATAL", code: "08007", message: "the COMMIT in flight committed, but replies to requests sent with it were lost" }));
+          return Promise.resolve("ok");
+        }
+        return this.replayFrom(server, j.entries.indexOf(open[0]!), true);
+      }
+      case "resolve":
+        throw new Error("resolve is looked up before it is carried out");
+      case "fail":
+        return Promise.resolve(this.deliverFailure(server, plan.code, plan.message));
+    }
+  }
+
+  /**
+   * Send journal entries from `first` on again, one request at a time, each checked against the
+   * replies the client had before the next goes (a COMMIT never goes after a mismatch).
+   * `emptyTx`: run them in a fresh transaction of their own (a committed COMMIT answered again).
+   */
+  private replayFrom(server: ServerConnection, first: number, emptyTx: boolean): Promise<Step> {
+    const sess = this.sess;
+    const j = sess.journal!;
+    const entries = j.entries.slice(first);
+    if (entries.some((e) => e.bytes === null)) {
+      return Promise.resolve(this.deliverFailure(server, "40001", "the transaction could not be replayed: its journal is over max_journal_bytes"));
+    }
+    sess.adopt(server);
+    if (emptyTx) sess.forwarder.injectQuery(server, "BEGIN");
+    j.rewindFrom(first);
+    j.replaying = true;
+    return new Promise<Step>((resolve) => {
+      let i = 0;
+      const finish = (s: Step) => {
+        j.onReplayed = null;
+        j.endReplay();
+        resolve(s);
+      };
+      const done = (s: Step) => {
+        if (this.settle === null) return;
+        this.settle = null;
+        finish(s);
+      };
+      this.settle = finish;
+      const sendNext = () => {
+        if (this.settle === null) return;
+        if (i >= entries.length) return done("ok");
+        const e: JournalEntry = entries[i++]!;
+        j.expectReplay(e);
+        this.replayed++;
+        sess.forwarder.forward(e.bytes!, 0, e.bytes!.length);
+      };
+      j.onReplayed = (_e, mismatch) => {
+        if (mismatch) {
+          // Whatever the replay did is rolled back with the connection.
+          const s = sess.server;
+          sess.detach();
+          if (s !== null) s.close("replayed reply differed");
+          return done("mismatch");
+        }
+        // After the relay has finished with this reply (the session has seen its ReadyForQuery).
+        queueMicrotask(sendNext);
+      };
+      sendNext();
+    });
+  }
+
+  /**
+   * Tell the client its request or transaction cannot go on. Inside a transaction the new server
+   * opens one and the error fails it, so what the client sends next meets an aborted transaction
+   * as it would have on the old primary; a COMMIT or a statement of its own ends with it.
+   */
+  private deliverFailure(server: ServerConnection, code: "40001" | "08007", message: string): Step {
+    const sess = this.sess;
+    const j = sess.journal!;
+    const open = j.inFlight();
+    this.failure = { code, message };
+    if (open.length > 1) {
+      this.giveBack(server, true);
+      sess.fatal(errorResponse({ severity: "FATAL", code, message }));
+      return "ok";
+    }
+    const e = open[0];
+    const prev = e === undefined ? undefined : j.entries[j.entries.indexOf(e) - 1];
+    const inTx = e === undefined ? sess.txStatus !== TxStatus.Idle : !e.commit && prev !== undefined && prev.status !== TxStatus.Idle;
+    if (!inTx) {
+      if (sess.pinned) sess.adopt(server);
+      else this.giveBack(server, false);
+      j.clear();
+      sess.txStatus = TxStatus.Idle;
+      sess.out.write(errorResponse({ severity: "ERROR", code, message }));
+      sess.out.write(readyForQuery(TxStatus.Idle));
+      return "ok";
+    }
+    j.clear();
+    sess.adopt(server);
+    sess.forwarder.injectQuery(server, "BEGIN");
+    sess.forwarder.failNextRequest(code, message);
+    if (e !== undefined && e.bytes !== null) sess.forwarder.forward(e.bytes, 0, e.bytes.length);
+    j.unsafe = "the transaction was already refused after a lost connection";
+    return "ok";
+  }
+
+  private failure: { code: string; message: string } | null = null;
+
+  // ---- ending -----------------------------------------------------------------------------
+
+  private finish(plan: RecoveryPlan, xid: string): void {
+    const outcome: RecoveryOutcome = this.failure !== null ? (this.failure.code === "08007" ? "unknown" : "refused") : plan.kind === "committed" ? "committed" : plan.kind === "migrate" ? "migrated" : "replayed";
+    this.record(outcome, this.failure?.code ?? "", this.failure?.message ?? "", xid);
+    this.sess.endRecovery();
+  }
+
+  private close(code: string, message: string): void {
+    this.record("closed", code, message, "");
+    this.sess.fatal(errorResponse({ severity: "FATAL", code, message }));
+    this.sess.endRecovery();
+  }
+
+  private record(outcome: RecoveryOutcome, sqlstate: string, reason: string, xid: string): void {
+    const sess = this.sess;
+    const reg = sess.ctx.replay!;
+    const r: RecoveryRecord = {
+      at: this.at,
+      session: sess.pid,
+      user: sess.user,
+      database: sess.database,
+      outcome,
+      sqlstate,
+      reason: reason || this.reason,
+      from: this.from,
+      to: this.to,
+      replayed: this.replayed,
+      in_flight: this.inFlightAtLoss,
+      xid,
+      attempts: this.attempts,
+      duration_ms: Math.round(performance.now() - this.started),
+      statements: sess.journal!.statements(reg.settings.journalParameters),
+    };
+    reg.record(r);
+    const level = outcome === "replayed" || outcome === "committed" || outcome === "migrated" ? "info" : "warn";
+    log[level](`session recovery: ${outcome}`, { pid: sess.pid, from: this.from, to: this.to, replayed: this.replayed, ms: r.duration_ms, sqlstate });
+  }
+
+  /** Hand a leased server back (closed when its state is unknown). */
+  private giveBack(s: ServerConnection, close: boolean): void {
+    if (this.sess.server === s) this.sess.detach();
+    if (close) s.close("session recovery gave it up");
+    else (s.owner as Pool).release(s);
+  }
+}
+
+/** Lease a server from `pool`, waiting at most until `deadline`; null when it fails or times out. */
+function lease(pool: Pool, deadline: number): Promise<ServerConnection | null> {
+  return new Promise((resolve) => {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    let settled = false;
+    const settle = (s: ServerConnection | null) => {
+      if (timer) clearTimeout(timer);
+      if (settled) {
+        // Leased after the wait was given up: straight back.
+        if (s !== null) pool.release(s);
+        return;
+      }
+      settled = true;
+      resolve(s);
+    };
+    const w: PoolWaiter = {
+      waitingSince: performance.now(),
+      serverLeased: (s: ServerConnection) => settle(s),
+      serverFailed: (_e: LoginError) => settle(null),
+      reroute() {
+        pool.forget(w);
+        settle(null);
+      },
+    };
+    const s = pool.acquire(w);
+    if (s !== null) return settle(s);
+    timer = setTimeout(() => {
+      pool.forget(w);
+      settle(null);
+    }, Math.max(1, deadline - performance.now()));
+  });
+}
