@@ -214,6 +214,26 @@ export class RequestForwarder {
     return run;
   }
 
+  /**
+   * Session mode with ha-tr: keep each named Parse to prepare again on a new server. A replay that
+   * prepares again what is already there is answered here (returns true: the message is consumed).
+   */
+  private sessionParse(server: ServerConnection, journal: Journal | null, b: Uint8Array, pos: number, nameEnd: number, msgEnd: number, run: number): boolean {
+    const name = decodeAscii(b, pos + 5, nameEnd);
+    const prior = this.sessionParses.get(name);
+    if (journal?.replaying === true && prior !== undefined && prior.length === msgEnd - pos && Buffer.compare(prior, b.subarray(pos, msgEnd)) === 0) {
+      this.spill(b, run, pos);
+      this.midRequest = true;
+      server.expect(Pending.FakeParseComplete);
+      return true;
+    }
+    this.sessionParses.set(name, b.slice(pos, msgEnd));
+    return false;
+  }
+
+  /** Session mode with ha-tr: named protocol statements as Parse messages, by name. */
+  readonly sessionParses = new Map<string, Uint8Array>();
+
   /** A request with session-level effects: they count once its transaction commits. */
   private noteMigration(server: ServerConnection, text: string, tracked: boolean, advisory: boolean): void {
     if (tracked) {
@@ -411,6 +431,10 @@ export class RequestForwarder {
             server.expect(Pending.Parse);
             break;
           }
+          if (!pooled && nameEnd > pos + 5 && sess.migration !== null && this.sessionParse(server, journal, b, pos, nameEnd, msgEnd, run)) {
+            run = pos = msgEnd;
+            continue;
+          }
           if (nameEnd === pos + 5 || !pooled) {
             if (pooled) {
               const fx = scanEffects(b, nameEnd + 1, msgEnd);
@@ -510,6 +534,10 @@ export class RequestForwarder {
                 continue;
               }
             }
+          }
+          if (!pooled && isStmt && type === Fe.Close && this.sessionParses.size > 0) {
+            const nameEnd = b.indexOf(0, pos + 6);
+            if (nameEnd > 0 && nameEnd < msgEnd) this.sessionParses.delete(decodeAscii(b, pos + 6, nameEnd));
           }
           server.expect(type === Fe.Close ? Pending.Close : Pending.Describe);
           break;
@@ -690,6 +718,7 @@ export class RequestForwarder {
     if (fx & Effect.Rollback) this.pendingDiscarded = true;
     if (fx & Effect.DiscardAll) {
       this.statements.clear();
+      this.sessionParses.clear();
       this.pendingSets = [];
       sess.sessionState!.resetAll();
       server.prepared.clear();
@@ -741,6 +770,8 @@ export class RequestForwarder {
     const all = name.toUpperCase() === "ALL";
     if (name.startsWith('"')) name = name.slice(1, -1).replaceAll('""', '"');
     else name = name.toLowerCase();
+    if (all) this.sessionParses.clear();
+    else this.sessionParses.delete(name);
     if (all) {
       this.statements.clear();
       if (this.session.pinned) return false;
@@ -792,6 +823,7 @@ export class RequestForwarder {
       const done = server.queue.shifted;
       this.nameChanges = this.nameChanges.filter((c) => c.at >= done);
     }
+    if (this.pendingMigration.length > 0) this.settleMigration(server, status);
     if (this.afterDiscard && status === TxStatus.Idle && server.owed === 0) {
       this.afterDiscard = false;
       const sql = sess.sessionState!.applySql(true);
@@ -800,7 +832,6 @@ export class RequestForwarder {
       return;
     }
     if (status === TxStatus.Idle && server.owed === 0) this.savepoints.length = 0;
-    if (this.pendingMigration.length > 0) this.settleMigration(server, status);
     if (this.pendingSets.length === 0) return;
     if (status === TxStatus.Failed) this.pendingDiscarded = true;
     if (status !== TxStatus.Idle || server.owed !== 0) return;

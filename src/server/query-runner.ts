@@ -103,26 +103,23 @@ function columns(b: Uint8Array, p: number, end: number): (string | null)[] {
  * The server is left idle for the caller to release. Never rejects.
  */
 export function runQuery(server: ServerConnection, sql: string, params?: string[], timeoutMs = 5000): Promise<QueryResult> {
+  if (params === undefined) return runMessages(server, build((w) => w.msg(Fe.Query).cstr(sql).end()), [Pending.Query], timeoutMs);
+  const msgs = build((w) => {
+    w.msg(Fe.Parse).cstr("").cstr(sql).int16(0).end();
+    w.msg(Fe.Bind).cstr("").cstr("").int16(0).int16(params.length);
+    for (const v of params) w.int32(Buffer.byteLength(v)).str(v);
+    w.int16(0).end();
+    w.msg(Fe.Execute).cstr("").int32(0).end();
+    w.msg(Fe.Sync).end();
+  });
+  return runMessages(server, msgs, [Pending.Parse, Pending.Bind, Pending.Execute, Pending.Sync], timeoutMs);
+}
+
+/** Send ready-made messages (ending in Query or Sync) with the replies they are owed; resolves at the last ReadyForQuery. */
+export function runMessages(server: ServerConnection, msgs: Uint8Array, expects: readonly Pending[], timeoutMs = 5000): Promise<QueryResult> {
   return new Promise((resolve) => {
-    const c = new RowCollector(server, resolve, timeoutMs);
-    server.lessee = c;
-    if (params === undefined) {
-      server.out.write(build((w) => w.msg(Fe.Query).cstr(sql).end()));
-      server.expect(Pending.Query);
-      return;
-    }
-    const msgs = build((w) => {
-      w.msg(Fe.Parse).cstr("").cstr(sql).int16(0).end();
-      w.msg(Fe.Bind).cstr("").cstr("").int16(0).int16(params.length);
-      for (const v of params) w.int32(Buffer.byteLength(v)).str(v);
-      w.int16(0).end();
-      w.msg(Fe.Execute).cstr("").int32(0).end();
-      w.msg(Fe.Sync).end();
-    });
+    server.lessee = new RowCollector(server, resolve, timeoutMs);
     server.out.write(msgs);
-    server.expect(Pending.Parse);
-    server.expect(Pending.Bind);
-    server.expect(Pending.Execute);
-    server.expect(Pending.Sync);
+    for (const k of expects) server.expect(k);
   });
 }

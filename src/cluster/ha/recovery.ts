@@ -68,8 +68,8 @@ export class SessionRecovery {
         if (looked === null) continue;
         plan = looked;
       }
-      if (sess.migration !== null && !sess.migration.empty) {
-        const problem = await restoreSession(server, sess.migration);
+      if (sess.migration !== null && (!sess.migration.empty || sess.forwarder.sessionParses.size > 0)) {
+        const problem = await restoreSession(server, sess.migration, sess.forwarder.sessionParses);
         if (problem === "lost") continue;
         if (problem !== "") {
           this.giveBack(server, true);

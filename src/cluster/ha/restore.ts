@@ -1,14 +1,23 @@
-// Re-creating a session's server-side state on a new server: SQL prepared statements, LISTEN, advisory locks, WITH HOLD cursors.
+// Re-creating a session's server-side state on a new server: prepared statements, LISTEN, advisory locks, WITH HOLD cursors.
 
 import type { ServerConnection } from "../../server/connection.ts";
-import { runQuery } from "../../server/query-runner.ts";
+import { runMessages, runQuery } from "../../server/query-runner.ts";
+import { Pending } from "../../server/response-queue.ts";
+import { SyncMessage } from "../../protocol/messages.ts";
 import type { SessionMigration } from "./session-migration.ts";
 
 /**
  * Run the migration's restore plan on `server` (idle, leased, no client attached). Returns "" when
  * all of it holds, "lost" when the server went away meanwhile, else what could not be restored.
  */
-export async function restoreSession(server: ServerConnection, m: SessionMigration): Promise<string> {
+export async function restoreSession(server: ServerConnection, m: SessionMigration, parses: ReadonlyMap<string, Uint8Array>): Promise<string> {
+  for (const [name, parse] of parses) {
+    const msgs = new Uint8Array(parse.length + SyncMessage.length);
+    msgs.set(parse);
+    msgs.set(SyncMessage, parse.length);
+    const r = await runMessages(server, msgs, [Pending.Parse, Pending.Sync]);
+    if (r.error !== undefined) return r.error.code === "08006" ? "lost" : `prepared statement "${name}": ${r.error.message}`;
+  }
   for (const step of m.restorePlan()) {
     if (step.kind === "cursor") {
       const c = step.cursor;
