@@ -384,6 +384,11 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   forwardCancel(): void {
     const s = this.server;
     if (s === null || s.owed === 0) return;
+    // A COMMIT waiting for a synchronous standby must not be cancelled: its changes would show without being replicated (HA.md).
+    if (this.journal !== null && this.journal.inFlight().some((e) => e.commit)) {
+      log.info("cancel request not forwarded: a COMMIT is in flight", { pid: this.pid });
+      return;
+    }
     cancelServer(s.endpoint, s.pid, s.secret);
   }
 
@@ -592,7 +597,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       // ha-tr: move to the primary of now, settling or replaying what was open.
       this.forwarder.serverGone();
       this.waiting = true;
-      this.recovery = new SessionRecovery(this, s.endpoint.name, reason);
+      this.recovery = new SessionRecovery(this, s.endpoint.name, s.pid, reason);
       void this.recovery.run();
       return;
     }

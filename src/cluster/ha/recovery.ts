@@ -29,6 +29,8 @@ export class SessionRecovery {
   constructor(
     private readonly sess: ClientSession,
     private readonly from: string,
+    /** Backend pid of the lost connection (its transaction may still be running there). */
+    private readonly lostPid: number,
     private readonly reason: string,
   ) {
     this.inFlightAtLoss = sess.journal!.inFlight().length;
@@ -126,14 +128,26 @@ export class SessionRecovery {
       }
       if (BigInt(xid) >= BigInt(first.n0)) return afterLookup(j, null, true);
     }
-    const r = await runQuery(server, "SELECT pg_xact_status($1::xid8)", [xid]);
-    if (r.error !== undefined) {
-      if (r.error.code === "08006") return null;
-      // "transaction ID ... is in the future": it never reached this server.
-      if (r.error.code === "22023" && /future/.test(r.error.message)) return afterLookup(j, null, true);
-      return afterLookup(j, null, false);
+    let terminated = false;
+    for (;;) {
+      const r = await runQuery(server, "SELECT pg_xact_status($1::xid8)", [xid]);
+      if (r.error !== undefined) {
+        if (r.error.code === "08006") return null;
+        // "transaction ID ... is in the future": it never reached this server.
+        if (r.error.code === "22023" && /future/.test(r.error.message)) return afterLookup(j, null, true);
+        return afterLookup(j, null, false);
+      }
+      const status = r.rows[0]?.[0] ?? null;
+      if (status !== "in progress" || server.endpoint.name !== this.from || this.lostPid === 0) return afterLookup(j, status, false);
+      // The old backend still holds the transaction (the link broke, the backend lives on): end it, then it is settled one way or the other.
+      if (!terminated) {
+        terminated = true;
+        const t = await runQuery(server, "SELECT pg_terminate_backend($1::int)", [String(this.lostPid)]);
+        if (t.error?.code === "08006") return null;
+      }
+      if (performance.now() - this.started > this.sess.ctx.replay!.settings.maxReplaySecs * 1000) return afterLookup(j, status, false);
+      await Bun.sleep(20);
     }
-    return afterLookup(j, r.rows[0]?.[0] ?? null, false);
   }
 
   /** Put the plan into effect on `server`. */
