@@ -1,4 +1,4 @@
-// Shared benchmark helpers: start PgBouncer and HeliosProxy on free ports, run pgbench, read /proc, update docs/benchmarks.md.
+// Shared benchmark helpers: start PgBouncer and HeliosProxy on free ports, prepare the pgbench database, run pgbench, read /proc, parse flags, write docs/benchmarks.md sections.
 
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -269,9 +269,11 @@ export interface HeliosOptions {
   nofile?: number;
   /** A compiled binary (dist/heliosproxy-all) instead of `bun src/cli/main.ts`. */
   bin?: string;
+  /** More config sections, appended to the generated TOML (e.g. `[transaction_replay]\nenabled = true\n`). */
+  toml?: string;
 }
 
-export async function startHelios(o: HeliosOptions = {}): Promise<Proc> {
+export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { adminPort: number }> {
   const port = freePort();
   const adminPort = freePort();
   const dir = mkdtempSync(join(tmpdir(), "helios-bench-proxy-"));
@@ -282,17 +284,45 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc> {
       mode: o.mode ?? "transaction",
       maxConnections: o.maxConnections ?? 20,
       nodes: [{ host: PG.host, port: PG.port }],
-      toml: `[limits]\nmax_client_conn = ${o.maxClientConn ?? 20000}\n`,
+      toml: `[limits]\nmax_client_conn = ${o.maxClientConn ?? 20000}\n${o.toml ?? ""}`,
     }),
   );
   const base = o.bin
     ? [resolve(o.bin), "--config", cfg]
     : [process.execPath, `--config=${join(ROOT, "bunfig.toml")}`, join(ROOT, "src/cli/main.ts"), "--config", cfg];
   // prlimit execs the command, so the pid is the proxy's own.
-  return launch("heliosproxy", withNofile(base, o.nofile ?? 65536), ROOT, port, dir);
+  const proc = await launch("heliosproxy", withNofile(base, o.nofile ?? 65536), ROOT, port, dir);
+  try {
+    // The admin API binds a few ms after the client listener.
+    await waitForPort(adminPort);
+  } catch (e) {
+    await proc.stop();
+    throw new Error(`heliosproxy admin API did not start: ${(e as Error).message}\n${proc.output()}`);
+  }
+  return Object.assign(proc, { adminPort });
 }
 
 // ---- pgbench -------------------------------------------------------------------------------
+
+/** Create `db` if missing, `pgbench -i -s scale` it when its scale differs, then empty pgbench_history and VACUUM ANALYZE. */
+export function ensurePgbenchDatabase(db: string, scale: number): void {
+  if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`database name must be a plain lower-case identifier, got ${JSON.stringify(db)}`);
+  if (psql(`SELECT 1 FROM pg_database WHERE datname = '${db}'`) !== "1") psql(`CREATE DATABASE ${db}`);
+  let current = 0;
+  try {
+    current = Number(psql("SELECT count(*) FROM pgbench_branches", db));
+  } catch {
+    current = 0;
+  }
+  if (current !== scale) {
+    console.log(`initialising ${db} with pgbench -i -s ${scale} ...`);
+    const r = sh(["pgbench", "-i", "-q", "-s", String(scale), "-h", PG.host, "-p", String(PG.port), "-U", PG.user, db]);
+    if (r.code !== 0) throw new Error(`pgbench -i failed:\n${r.err}`);
+  }
+  // tpcb rounds grow pgbench_history; start every run from the same small table.
+  psql("TRUNCATE pgbench_history", db);
+  psql("VACUUM ANALYZE", db);
+}
 
 export interface PgbenchResult {
   tps: number;
@@ -351,6 +381,33 @@ export function updateDoc(id: string, markdown: string, docPath = DOC): void {
   if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
   else text = text.trimEnd() + "\n\n" + block + "\n";
   writeFileSync(docPath, text.endsWith("\n") ? text : text + "\n");
+}
+
+/**
+ * Parse command-line flags (`--flag value`, `--flag=value`, bare `--flag`) with a table of
+ * handlers, each given a `value()` that takes its argument, the inline one or the next.
+ * `--help`, `-h`, an unknown flag and a missing argument call `usage`.
+ */
+export function parseFlags(argv: string[], usage: () => never, handlers: Record<string, (value: () => string) => void>): void {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf("=");
+    const flag = eq >= 0 ? a.slice(0, eq) : a;
+    const inline = eq >= 0 ? a.slice(eq + 1) : undefined;
+    const handler = Object.hasOwn(handlers, flag) ? handlers[flag] : undefined;
+    if (!handler) {
+      if (flag !== "--help" && flag !== "-h") console.error(`unknown option ${a}`);
+      usage();
+    }
+    handler(() => inline ?? argv[++i] ?? usage());
+  }
+}
+
+/** The opening lines of a results section: title, the command, the machine, wall time and load at the end, the note. */
+export function sectionHead(title: string, script: string, machine: MachineInfo, startedAt: number, note: string): string[] {
+  const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const minutes = ((Date.now() - startedAt) / 60000).toFixed(1);
+  return [`## ${title}`, "", "```", commandLine(script), "```", "", machineMarkdown(machine), `- Run took ${minutes} min; load average at the end: ${load}${note ? `; note: ${note}` : ""}`];
 }
 
 /** The command line as the user typed it (relative to the repository). */

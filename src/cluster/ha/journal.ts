@@ -61,6 +61,8 @@ export class Journal implements Sink {
   /** First entry whose ReadyForQuery has not come. */
   private open = 0;
   bytes = 0;
+  /** The open transaction went over the size cap: its messages are no longer kept. */
+  private overflowed = false;
   /** Why the open transaction cannot be replayed ("" while it can). */
   unsafe = "";
   xid: XidState = { kind: "none" };
@@ -117,8 +119,12 @@ export class Journal implements Sink {
     const n = to - from;
     this.bytes += n;
     if (this.bytes > this.maxBytes) {
-      if (this.unsafe === "" || !this.unsafe.startsWith("it is over")) this.unsafe = `it is over max_journal_bytes (${this.maxBytes})`;
-      for (const x of this.entries) x.bytes = null;
+      if (!this.overflowed) {
+        // Past the cap the messages are not kept (the transaction is not replayable); replies are still counted.
+        this.overflowed = true;
+        this.unsafe = `it is over max_journal_bytes (${this.maxBytes})`;
+        for (const x of this.entries) x.bytes = null;
+      }
       return;
     }
     if (b[from] === Fe.Bind) noteParams(e, b, from, to);
@@ -153,6 +159,7 @@ export class Journal implements Sink {
     this.entries.length = 0;
     this.open = 0;
     this.bytes = 0;
+    this.overflowed = false;
     this.unsafe = "";
     this.xid = { kind: "none" };
     this.check = null;
@@ -197,10 +204,12 @@ export class Journal implements Sink {
         continue;
       }
       e.replies++;
-      if (type === Be.DataRow) {
-        e.dataRows++;
-        if (end <= to) e.dataCrc = crc32(b.subarray(p, end), e.dataCrc);
-      } else if (type === Be.CommandComplete && end <= to) e.tag = decoder.decode(b.subarray(p + 5, end - 1));
+      if (e.cursorSql !== "") {
+        if (type === Be.DataRow) {
+          e.dataRows++;
+          if (end <= to) e.dataCrc = crc32(b.subarray(p, end), e.dataCrc);
+        } else if (type === Be.CommandComplete && end <= to) e.tag = decoder.decode(b.subarray(p + 5, end - 1));
+      }
       if (end > to) {
         e.crc = crc32(b.subarray(run, to), e.crc);
         this.startPart(type, end - to, false);
@@ -275,10 +284,12 @@ export class Journal implements Sink {
       } else {
         e.crc = crc32(key, e.crc);
         e.replies++;
-        if (type === Be.DataRow) {
-          e.dataRows++;
-          if (whole) e.dataCrc = crc32(key, e.dataCrc);
-        } else if (type === Be.CommandComplete && whole) e.tag = decoder.decode(b.subarray(p + 5, end - 1));
+        if (e.cursorSql !== "") {
+          if (type === Be.DataRow) {
+            e.dataRows++;
+            if (whole) e.dataCrc = crc32(key, e.dataCrc);
+          } else if (type === Be.CommandComplete && whole) e.tag = decoder.decode(b.subarray(p + 5, end - 1));
+        }
       }
       if (!whole) {
         this.startPart(type, p + 1 + readInt32(b, p + 1) - to, swallowing);
@@ -328,6 +339,7 @@ export class Journal implements Sink {
     this.open = 0;
     if (this.entries.length === 0) {
       this.bytes = 0;
+      this.overflowed = false;
       this.unsafe = "";
       this.xid = { kind: "none" };
     }
@@ -402,6 +414,9 @@ function noteParams(e: JournalEntry, b: Uint8Array, from: number, to: number): v
 
 /** Does this SQL end a transaction with COMMIT (or END)? First keyword only, comments skipped. */
 export function isCommit(sql: string): boolean {
+  const c0 = sql.charCodeAt(0) | 0x20;
+  // Most statements start with a letter other than c or e: no need to look further.
+  if (c0 >= 97 && c0 <= 122 && c0 !== 99 && c0 !== 101) return false;
   let i = 0;
   const n = sql.length;
   for (;;) {

@@ -258,12 +258,32 @@ const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 const scratch = new StatementReader();
 
+const NOTHING = Object.freeze({ tracked: false, cursorMove: false, advisory: false });
+const FIRST_WORDS = new Set(["prepare", "deallocate", "listen", "unlisten", "declare", "close", "create", "discard", "fetch", "move"]);
+const LEADING_WORD = /^\s*([A-Za-z]+)/;
+const ONE_STATEMENT = /^[^;]*;?\s*$/;
+const ADVISORY_TEXT = /advisory/i;
+const INTO = /into/i;
+
+/**
+ * The common case, without lexing: one statement whose first word none of the tracked statements
+ * start with, naming no advisory function, and no SELECT ... INTO. Comments first: lex it.
+ */
+function plainlyIrrelevant(sql: string): boolean {
+  const m = LEADING_WORD.exec(sql);
+  if (m === null) return false;
+  const w = m[1]!.toLowerCase();
+  if (FIRST_WORDS.has(w) || !ONE_STATEMENT.test(sql) || ADVISORY_TEXT.test(sql)) return false;
+  return !((w === "select" || w === "with") && INTO.test(sql));
+}
+
 /**
  * Could this text change what SessionMigration tracks? `tracked`: a statement for applied();
  * `cursorMove`: a FETCH or MOVE (for cursorMoved); `advisory`: a session-level advisory lock
  * function is called (re-read ADVISORY_LOCKS_SQL afterwards).
  */
 export function migrationRelevant(sql: string): { tracked: boolean; cursorMove: boolean; advisory: boolean } {
+  if (plainlyIrrelevant(sql)) return NOTHING;
   const r = scratch.reset(sql);
   let tracked = false, cursorMove = false, advisory = false;
   while (r.next()) {
