@@ -27,6 +27,8 @@ const XID_QUERY = queryMessage("SELECT pg_current_xact_id_if_assigned()::text");
 /** Pipelined after requests that took or released advisory locks (ha-tr): the locks held, as one JSON value. */
 const LOCKS_QUERY = queryMessage(ADVISORY_LOCKS_JSON_SQL);
 const ROLLS_BACK = /^\s*(?:rollback|abort)\b(?!\s+to\b)/i;
+/** Statements that assign a transaction id when they change something (a read-only SELECT does not; a SELECT calling a writing function is caught at COMMIT). */
+const WRITES = /^\s*(?:insert|update|delete|merge|with|copy|create|alter|drop|truncate|lock|call|do|execute|grant|revoke|comment|refresh|reindex|cluster)\b/i;
 
 export class RequestForwarder {
   /** Extended-protocol messages sent since the last Sync: the server must stay. */
@@ -196,18 +198,10 @@ export class RequestForwarder {
           e.dataCrc = m!.crcSeed(text);
         }
         if (type === Fe.Query && /^\s*copy\b/i.test(text)) j.unsafe ||= "it used COPY";
-        if (e.commit && server.endpoint.name === sess.ctx.cluster.primary().name) {
-          run = this.spill(b, run, pos);
-          this.put(XID_QUERY, 0, XID_QUERY.length);
-          server.expect(Pending.InjectedXid);
-          j.xid = { kind: "asked", epoch: sess.ctx.cluster.epoch };
-        }
-      } else if (isCommitText(text)) {
-        run = this.spill(b, run, pos);
-        this.put(XID_QUERY, 0, XID_QUERY.length);
-        server.expect(Pending.InjectedXid);
-        j.xid = { kind: "asked", epoch: this.session.ctx.cluster.epoch };
-      }
+        if (e.commit && server.endpoint.name === sess.ctx.cluster.primary().name) run = this.askXid(j, server, b, run, pos);
+      } else if (isCommitText(text)) run = this.askXid(j, server, b, run, pos);
+      // Inside a transaction the id is read after its first write too, so a COMMIT lost early still has it.
+      this.xidAfter = j.xidUnknown && WRITES.test(text) && (this.session.txStatus !== TxStatus.Idle || j.entries.length > 1);
     }
     if (!j.replaying) j.add(b, pos, msgEnd);
     if (type === Fe.Query || type === Fe.Sync || type === Fe.FunctionCall) this.journalOpen = false;
@@ -251,6 +245,20 @@ export class RequestForwarder {
     this.readLocks = false;
   }
 
+  /** Stage the transaction-id read before the message at b[pos] (a COMMIT); returns the new run start. */
+  private askXid(j: Journal, server: ServerConnection, b: Uint8Array, run: number, pos: number): number {
+    // Known already (read after the transaction's first write): the COMMIT needs no read of its own.
+    if (j.xid.kind === "value") return run;
+    run = this.spill(b, run, pos);
+    this.put(XID_QUERY, 0, XID_QUERY.length);
+    server.expect(Pending.InjectedXid);
+    j.xidAsked(true, this.session.ctx.cluster.epoch);
+    return run;
+  }
+
+  /** Read the transaction id after the request at hand (ha-tr: it wrote inside a transaction whose id is not known yet). */
+  private xidAfter = false;
+
   /** The server is gone: forget what was in flight on it (the statements the client named stay). */
   serverGone(): void {
     this.midRequest = false;
@@ -268,6 +276,7 @@ export class RequestForwarder {
     this.journalOpen = false;
     this.afterDiscard = false;
     this.pendingMigration = [];
+    this.xidAfter = false;
   }
 
   /** The request's last message went out; `answered`: a ReadyForQuery will come for it from the server. */
@@ -310,7 +319,7 @@ export class RequestForwarder {
    */
   private lsnAfter(server: ServerConnection, b: Uint8Array, run: number, msgEnd: number): boolean {
     const lsn = this.wantsLsn(server);
-    if (!lsn && !this.readLocks) return false;
+    if (!lsn && !this.readLocks && !this.xidAfter) return false;
     this.spill(b, run, msgEnd);
     this.readsAfter(server, lsn);
     return true;
@@ -318,6 +327,13 @@ export class RequestForwarder {
 
   /** Queue the reads that follow a request (see lsnAfter). */
   private readsAfter(server: ServerConnection, lsn: boolean): void {
+    if (this.xidAfter) {
+      this.xidAfter = false;
+      if (this.staged < 0) this.staged = 0;
+      this.put(XID_QUERY, 0, XID_QUERY.length);
+      server.expect(Pending.InjectedXid);
+      this.session.journal?.xidAsked(false, this.session.ctx.cluster.epoch);
+    }
     if (lsn) this.readCommitLsn(server);
     if (this.readLocks) {
       if (this.staged < 0) this.staged = 0;

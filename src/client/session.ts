@@ -596,6 +596,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     if (this.outlivesServer()) {
       // ha-tr: move to the primary of now, settling or replaying what was open.
       this.forwarder.serverGone();
+      this.journal?.serverGone();
       this.waiting = true;
       this.recovery = new SessionRecovery(this, s.endpoint.name, s.pid, reason);
       void this.recovery.run();
@@ -634,7 +635,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     const j = this.journal;
     if (j === null) return;
     if (kind === Pending.InjectedXid) {
-      if (j.xid.kind === "asked") j.xidRead(value, j.xid.epoch);
+      j.xidRead(value, status !== TxStatus.Idle, this.ctx.cluster.epoch);
     } else if (kind === Pending.InjectedLocks && value !== null && value !== "" && status === TxStatus.Idle) {
       // Outside a transaction only session-level locks remain.
       this.migration?.setAdvisoryLocks(JSON.parse(value) as (string | null)[][]);

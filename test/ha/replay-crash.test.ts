@@ -6,7 +6,7 @@ import { join } from "node:path";
 import pg from "pg";
 import type { RunningProxy } from "../support/proxy.ts";
 import { adminApi, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
-import { run } from "../support/clients.ts";
+import { pgbench, run, tpcbBalances } from "../support/clients.ts";
 
 const DB = "bench";
 const cluster = usePgCluster({ databases: [DB] });
@@ -43,26 +43,11 @@ afterAll(async () => {
   await proxy?.stop();
 });
 
-async function balances(port: number): Promise<{ a: string; t: string; b: string; h: string; n: number }> {
-  const c = new pg.Client({ host: "127.0.0.1", port, user: "postgres", database: DB });
-  await c.connect();
-  try {
-    const r = await c.query(
-      `SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text AS a, (SELECT sum(tbalance) FROM pgbench_tellers)::text AS t,
-              (SELECT sum(bbalance) FROM pgbench_branches)::text AS b, (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text AS h,
-              (SELECT count(*) FROM pgbench_history)::int AS n`,
-    );
-    return r.rows[0];
-  } finally {
-    await c.end();
-  }
-}
-
 test("kill -9 under pgbench -c 20: no failed transaction, nothing lost or doubled, sessions keep their state and cursor", async () => {
   const c = cluster();
   const script = join(c.baseDir, "tpcb-replayable.sql");
   writeFileSync(script, REPLAYABLE_TPCB);
-  const before = await balances(c.node("node1").port);
+  const before = await tpcbBalances(c.node("node1").port, DB);
 
   // A session with state a new server must be given: SET, LISTEN, an advisory lock, SQL PREPARE, a WITH HOLD cursor.
   const s = new pg.Client({ host: "127.0.0.1", port: proxy.port, user: "postgres", database: DB, application_name: "stateful" });
@@ -81,23 +66,17 @@ test("kill -9 under pgbench -c 20: no failed transaction, nothing lost or double
   await t.query("BEGIN");
   await t.query("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, '2026-01-01')");
 
-  const bench = run(
-    ["pgbench", "-h", "127.0.0.1", "-p", String(proxy.port), "-U", "postgres", "-n", "-c", "20", "-j", "4", "-T", "7", "-M", "prepared", "-f", script, DB],
-    { timeoutMs: 60_000 },
-  );
+  const bench = pgbench(proxy.port, DB, ["-n", "-c", "20", "-j", "4", "-T", "7", "-M", "prepared", "-f", script]);
   await Bun.sleep(2500);
   await c.kill9("node1");
-  const r = await bench;
-  const out = r.stdout + r.stderr;
-  const processed = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? -1);
-  const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? -1);
+  const { code, output: out, processed, failed } = await bench;
   const j = await adminApi(proxy, "GET", "/journal");
   const outcomes: Record<string, number> = {};
   for (const rec of j.body.recent as { outcome: string }[]) outcomes[rec.outcome] = (outcomes[rec.outcome] ?? 0) + 1;
   console.log(`pgbench through the crash: ${processed} transactions, ${failed} failed; recoveries ${JSON.stringify(outcomes)}`);
 
   expect(out).not.toContain("aborted");
-  expect(r.code).toBe(0);
+  expect(code).toBe(0);
   expect(failed).toBe(0);
   expect(processed).toBeGreaterThan(100);
   expect(j.body.counts.refused + j.body.counts.unknown + j.body.counts.closed).toBe(0);
@@ -112,7 +91,7 @@ test("kill -9 under pgbench -c 20: no failed transaction, nothing lost or double
   await t.end();
 
   // Every committed pgbench transaction left exactly one history row, and the balances agree.
-  const after = await balances(c.node("node2").port);
+  const after = await tpcbBalances(c.node("node2").port, DB);
   expect(after.n - before.n).toBe(processed + 2);
   expect(after.a).toBe(after.h);
   expect(after.t).toBe(after.h);

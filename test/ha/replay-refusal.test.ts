@@ -1,10 +1,9 @@
 // Server connections terminated under pgbench's built-in tpcb: transactions that used CURRENT_TIMESTAMP are refused with 40001 (pgbench retries them), the rest replayed; the invariant holds.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import pg from "pg";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
 import { adminApi } from "../support/pg-cluster.ts";
-import { PG_PORT, pgClient, run } from "../support/clients.ts";
+import { PG_PORT, pgClient, pgbench, run, tpcbBalances } from "../support/clients.ts";
 
 const DB = "helios_replay_refusal";
 let proxy: RunningProxy;
@@ -26,41 +25,22 @@ afterAll(async () => {
   await c.end();
 });
 
-async function invariant(): Promise<{ a: string; t: string; b: string; h: string; n: number }> {
-  const c = new pg.Client({ host: "127.0.0.1", port: PG_PORT, user: "postgres", database: DB });
-  await c.connect();
-  try {
-    const r = await c.query(
-      `SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text AS a, (SELECT sum(tbalance) FROM pgbench_tellers)::text AS t,
-              (SELECT sum(bbalance) FROM pgbench_branches)::text AS b, (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text AS h,
-              (SELECT count(*) FROM pgbench_history)::int AS n`,
-    );
-    return r.rows[0];
-  } finally {
-    await c.end();
-  }
-}
+const invariant = () => tpcbBalances(PG_PORT, DB);
 
 test("tpcb-like with CURRENT_TIMESTAMP, backends terminated three times: 0 failed transactions, refusals are 40001 and retried, balances agree", async () => {
   const before = await invariant();
-  const bench = run(["pgbench", "-h", "127.0.0.1", "-p", String(proxy.port), "-U", "postgres", "-n", "-c", "8", "-j", "2", "-T", "6", "-M", "prepared", "--max-tries=20", DB], {
-    timeoutMs: 60_000,
-  });
+  const bench = pgbench(proxy.port, DB, ["-n", "-c", "8", "-j", "2", "-T", "6", "-M", "prepared", "--max-tries=20"]);
   const admin = await pgClient(PG_PORT);
   for (let i = 0; i < 3; i++) {
     await Bun.sleep(1200);
     await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [DB]);
   }
   await admin.end();
-  const r = await bench;
-  const out = r.stdout + r.stderr;
-  const processed = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? -1);
-  const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? -1);
-  const retried = Number(/number of transactions retried: (\d+)/.exec(out)?.[1] ?? 0);
+  const { code, output: out, processed, failed, retried } = await bench;
   const j = await adminApi(proxy, "GET", "/journal");
   console.log(`tpcb through 3 terminations: ${processed} transactions, ${failed} failed, ${retried} retried; recoveries ${JSON.stringify(j.body.counts)}`);
   expect(out).not.toContain("aborted");
-  expect(r.code).toBe(0);
+  expect(code).toBe(0);
   expect(failed).toBe(0);
   expect(processed).toBeGreaterThan(100);
   // Every refusal is a 40001 naming the reason; nothing was closed or left unknown.

@@ -61,6 +61,8 @@ describe("session pooling", () => {
     expect(await lastRecovery(proxy)).toMatchObject({ outcome: "migrated", sqlstate: "" });
 
     await c.query("DISCARD ALL");
+    // DISCARD ALL resets application_name too; the proxy sets the client's again right behind it.
+    expect((await c.query("SHOW application_name")).rows[0].application_name).toBe("mig_session");
     await cut("mig_session");
     expect((await c.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("0");
     const gone = await c.query("FETCH 1 FROM cur").catch((e: { code: string }) => e.code);

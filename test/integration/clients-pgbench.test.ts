@@ -2,24 +2,12 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
-import { PG_PORT, pgClient, pgbench, run } from "../support/clients.ts";
+import { PG_PORT, pgClient, pgbench, run, tpcbBalances } from "../support/clients.ts";
 
 const DB = "helios_clients_bench";
 const T = 60_000;
 
-async function invariant(): Promise<{ a: string; t: string; b: string; h: string; n: number }> {
-  const c = await pgClient(PG_PORT, { database: DB });
-  try {
-    const r = await c.query(
-      `SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text AS a, (SELECT sum(tbalance) FROM pgbench_tellers)::text AS t,
-              (SELECT sum(bbalance) FROM pgbench_branches)::text AS b, (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text AS h,
-              (SELECT count(*) FROM pgbench_history)::int AS n`,
-    );
-    return r.rows[0];
-  } finally {
-    await c.end();
-  }
-}
+const invariant = () => tpcbBalances(PG_PORT, DB);
 
 describe("pgbench through transaction pooling", () => {
   let proxy: RunningProxy;

@@ -81,14 +81,37 @@ export interface PgbenchResult {
   code: number;
   processed: number;
   failed: number;
+  /** Transactions pgbench ran again after a serialization failure or deadlock (--max-tries). */
+  retried: number;
   output: string;
 }
 
-/** Run pgbench and pull out processed/failed transaction counts. */
+/** Run pgbench and pull out processed/failed/retried transaction counts. */
 export async function pgbench(port: number, db: string, args: string[]): Promise<PgbenchResult> {
   const r = await run(["pgbench", "-h", PG_HOST, "-p", String(port), "-U", "postgres", ...args, db], { timeoutMs: 60000 });
   const output = r.stdout + r.stderr;
-  const processed = /number of transactions actually processed: (\d+)/.exec(output);
-  const failed = /number of failed transactions: (\d+)/.exec(output);
-  return { code: r.code, processed: processed ? Number(processed[1]) : -1, failed: failed ? Number(failed[1]) : -1, output };
+  const count = (re: RegExp, none: number) => Number(re.exec(output)?.[1] ?? none);
+  return {
+    code: r.code,
+    processed: count(/number of transactions actually processed: (\d+)/, -1),
+    failed: count(/number of failed transactions: (\d+)/, -1),
+    retried: count(/number of transactions retried: (\d+)/, 0),
+    output,
+  };
+}
+
+/** pgbench's tpcb balances (sums of accounts, tellers, branches and history deltas, as text) and the history row count. */
+export async function tpcbBalances(port: number, database: string): Promise<{ a: string; t: string; b: string; h: string; n: number }> {
+  const c = new pg.Client({ host: PG_HOST, port, user: "postgres", database });
+  await c.connect();
+  try {
+    const r = await c.query(
+      `SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text AS a, (SELECT sum(tbalance) FROM pgbench_tellers)::text AS t,
+              (SELECT sum(bbalance) FROM pgbench_branches)::text AS b, (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text AS h,
+              (SELECT count(*) FROM pgbench_history)::int AS n`,
+    );
+    return r.rows[0];
+  } finally {
+    await c.end();
+  }
 }

@@ -149,9 +149,37 @@ export class Journal implements Sink {
     return this.entries.filter((e) => !e.answered);
   }
 
-  /** A transaction id answer (value "" = NULL, null = the read failed). */
-  xidRead(value: string | null, epoch: number): void {
-    this.xid = value === null ? { kind: "failed" } : value === "" ? { kind: "null" } : { kind: "value", xid: value, epoch };
+  /** Transaction-id reads sent and not answered yet, oldest first: true for the one before a COMMIT. */
+  private readonly xidReads: boolean[] = [];
+
+  /** Whether an early read (after a write inside the transaction) is still worth sending: no id known yet. */
+  get xidUnknown(): boolean {
+    return this.xid.kind === "none";
+  }
+
+  /** A transaction-id read was sent: before a COMMIT (`commit`), or early, after a write inside the transaction. */
+  xidAsked(commit: boolean, epoch: number): void {
+    this.xidReads.push(commit);
+    if (commit) this.xid = { kind: "asked", epoch };
+  }
+
+  /**
+   * A transaction-id answer (value "" = NULL, null = the read failed; `inTx` it was read inside a
+   * transaction). The read before a COMMIT settles the state; an early one only ever supplies the id.
+   */
+  xidRead(value: string | null, inTx: boolean, epoch: number): void {
+    const commit = this.xidReads.shift() ?? false;
+    if (commit) {
+      const asked = this.xid.kind === "asked" ? this.xid.epoch : epoch;
+      if (this.xid.kind === "asked") this.xid = value === null ? { kind: "failed" } : value === "" ? { kind: "null" } : { kind: "value", xid: value, epoch: asked };
+    } else if (inTx && value !== null && value !== "" && this.xid.kind === "none") {
+      this.xid = { kind: "value", xid: value, epoch };
+    }
+  }
+
+  /** The server is gone: answers still owed by it will never come. */
+  serverGone(): void {
+    this.xidReads.length = 0;
   }
 
   /** Forget everything (DISCARD, a finished recovery that could not replay). */
@@ -162,6 +190,7 @@ export class Journal implements Sink {
     this.overflowed = false;
     this.unsafe = "";
     this.xid = { kind: "none" };
+    this.xidReads.length = 0;
     this.check = null;
   }
 
@@ -349,6 +378,8 @@ export class Journal implements Sink {
 
   /** Entries from `first` on are sent again: open until their replies come again. */
   rewindFrom(first: number): void {
+    // What is replayed runs as a new transaction with an id of its own.
+    this.xid = { kind: "none" };
     this.open = first;
     for (let i = first; i < this.entries.length; i++) this.entries[i]!.done = false;
     this.partLeft = 0;
