@@ -267,6 +267,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       const rs = ctx.replay.settings;
       this.journal = new Journal(this.out, rs.maxJournalBytes, volatileMatcherFor(rs.volatileFunctions));
       this.replies = this.journal;
+      if (rs.retryConflicts) this.journal.retryConflicts(rs.maxAttempts, () => this.retryConflict());
       const m = (this.migration = new SessionMigration());
       this.journal.onCursorMoved = (e) => {
         const n = /^(?:FETCH|MOVE) (\d+)$/.exec(e.tag);
@@ -603,6 +604,18 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       return;
     }
     this.fatal(Errors.serverLost());
+  }
+
+  /** A deadlock or serialization failure was kept from the client (retry_conflicts): run the transaction again. */
+  private retryConflict(): void {
+    const s = this.server;
+    if (s === null || this.recovery !== null) {
+      this.fatal(errorResponse({ severity: "FATAL", code: "40001", message: "the transaction failed with a conflict and could not be run again" }));
+      return;
+    }
+    this.waiting = true;
+    const r = (this.recovery = new SessionRecovery(this, s.endpoint.name, 0, "deadlock or serialization failure"));
+    queueMicrotask(() => void r.retry(s));
   }
 
   outlivesServer(): boolean {

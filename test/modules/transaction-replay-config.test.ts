@@ -38,6 +38,7 @@ test("defaults: a present section is enabled with the documented values", () => 
     volatileFunctions: DEFAULT_VOLATILE_FUNCTIONS,
     journalParameters: false,
     retain: 100,
+    retryConflicts: false,
   });
   const c = parseConfig(`${BASE}[transaction_replay]\nenabled = true\n`, "tr.toml");
   expect(c.modules.transaction_replay).toEqual({ enabled: true });
@@ -52,10 +53,11 @@ test("every key is read; function names are lower-cased", () => {
     volatile_functions: ["NextVal", "my_func_2", "_x"],
     journal_parameters: true,
     retain: 0,
+    retry_conflicts: true,
   });
   expect(s).toEqual({
     enabled: true,
-    replay: { maxJournalBytes: 1024, maxAttempts: 100, maxReplaySecs: 0.5, volatileFunctions: ["nextval", "my_func_2", "_x"], journalParameters: true, retain: 0 },
+    replay: { maxJournalBytes: 1024, maxAttempts: 100, maxReplaySecs: 0.5, volatileFunctions: ["nextval", "my_func_2", "_x"], journalParameters: true, retain: 0, retryConflicts: true },
   });
   expect(configure({ volatile_functions: [] }).replay.volatileFunctions).toEqual([]);
 });
@@ -76,10 +78,11 @@ test("bad values name transaction_replay.<key>, its line and what was expected",
   expect(detail).toBe('expected a function name of letters, digits and _, got "public.f"');
   expect(bad("volatile_functions", '["1abc"]')).toContain('expected a function name of letters, digits and _, got "1abc"');
   expect(bad("journal_parameters", "1")).toBe(`${at(2)}|transaction_replay.journal_parameters|expected true or false, got 1`);
+  expect(bad("retry_conflicts", '"no"')).toBe(`${at(2)}|transaction_replay.retry_conflicts|expected true or false, got "no"`);
   expect(bad("retain", "-1")).toBe(`${at(2)}|transaction_replay.retain|expected an integer 0..10000, got -1`);
   expect(bad("retain", "10001")).toBe(`${at(2)}|transaction_replay.retain|expected an integer 0..10000, got 10001`);
   expect(failure(`[transaction_replay]\nretain = 5\nmax_attempt = 3\n`)).toBe(
-    `${at(3)}|transaction_replay.max_attempt|unknown key (valid: enabled, max_journal_bytes, max_attempts, max_replay_secs, volatile_functions, journal_parameters, retain)`,
+    `${at(3)}|transaction_replay.max_attempt|unknown key (valid: enabled, max_journal_bytes, max_attempts, max_replay_secs, volatile_functions, journal_parameters, retain, retry_conflicts)`,
   );
 });
 
@@ -128,8 +131,9 @@ test("journal report and console rows: open journals, recent recoveries newest f
     volatile_functions: DEFAULT_VOLATILE_FUNCTIONS,
     journal_parameters: false,
     retain: 2,
+    retry_conflicts: false,
   });
-  expect(all.counts).toEqual({ replayed: 1, committed: 0, migrated: 1, refused: 1, unknown: 0, closed: 0 });
+  expect(all.counts).toEqual({ replayed: 1, committed: 0, migrated: 1, refused: 1, unknown: 0, closed: 0, retried: 0 });
   expect(all.open.map((j) => j.session)).toEqual([7, 8]);
   expect(all.recent.map((r) => r.outcome)).toEqual(["refused", "replayed"]);
   const seven = journalReport(reg, 7);
@@ -163,8 +167,9 @@ test("GET /journal: settings as configured, zero counts, nothing open or recent 
       volatile_functions: [...DEFAULT_VOLATILE_FUNCTIONS],
       journal_parameters: false,
       retain: 50,
+      retry_conflicts: false,
     },
-    counts: { replayed: 0, committed: 0, migrated: 0, refused: 0, unknown: 0, closed: 0 },
+    counts: { replayed: 0, committed: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 },
     open: [],
     recent: [],
   });

@@ -69,6 +69,17 @@ export class Journal implements Sink {
   /** Set while entries are being re-sent: the forwarder does not journal them again. */
   replaying = false;
   private check: ReplayCheck | null = null;
+  /**
+   * A deadlock or serialization failure ended the newest request and was kept from the client
+   * (called at its ReadyForQuery, which was kept too): the transaction is to run again. Set only
+   * with retry_conflicts.
+   */
+  onConflict: ((entry: JournalEntry) => void) | null = null;
+  /** Conflicts retried in the open transaction (bounded by max_attempts). */
+  conflictRetries = 0;
+  private maxRetries = 0;
+  /** The entry whose conflict error is being kept from the client, until its ReadyForQuery. */
+  private conflict: JournalEntry | null = null;
   /** A FETCH/MOVE entry was answered the first time (its tag and rows move a cursor). */
   onCursorMoved: ((entry: JournalEntry) => void) | null = null;
   /** Called when a replayed entry's ReadyForQuery has arrived (mismatch: its replies differed). */
@@ -83,6 +94,12 @@ export class Journal implements Sink {
     private readonly maxBytes: number,
     private readonly volatile: RegExp | null,
   ) {}
+
+  /** Retry deadlocks and serialization failures up to `max` times per transaction, calling `f`. */
+  retryConflicts(max: number, f: (entry: JournalEntry) => void): void {
+    this.maxRetries = max;
+    this.onConflict = f;
+  }
 
   // ---- requests ---------------------------------------------------------------------------
 
@@ -188,6 +205,8 @@ export class Journal implements Sink {
     this.open = 0;
     this.bytes = 0;
     this.overflowed = false;
+    this.conflictRetries = 0;
+    this.conflict = null;
     this.unsafe = "";
     this.xid = { kind: "none" };
     this.xidReads.length = 0;
@@ -198,15 +217,47 @@ export class Journal implements Sink {
 
   /** Replies on their way to the client: hash them into the entry they answer; swallow what a replay repeats. */
   write(b: Uint8Array, from = 0, to = b.length): boolean {
+    if (this.conflict !== null) return this.keepConflict(b, from, to);
     if (this.check === null && this.partLeft === 0) {
-      this.observe(b, from, to);
-      return this.client.write(b, from, to);
+      const stop = this.observe(b, from, to);
+      if (stop === to) return this.client.write(b, from, to);
+      // A conflict to retry starts at `stop`: what came before goes on, the rest is kept back.
+      const ok = stop > from ? this.client.write(b, from, stop) : true;
+      return this.keepConflict(b, stop, to) && ok;
     }
     return this.filter(b, from, to);
   }
 
-  /** Normal path: hash runs of counted messages in one call each, close entries at ReadyForQuery. */
-  private observe(b: Uint8Array, from: number, to: number): void {
+  /** Drop the conflict's error and what follows up to its ReadyForQuery; then the transaction runs again. */
+  private keepConflict(b: Uint8Array, from: number, to: number): boolean {
+    let p = from;
+    while (p + 5 <= to) {
+      const type = b[p]!;
+      p += 1 + readInt32(b, p + 1);
+      if (type === Be.ReadyForQuery) {
+        const e = this.conflict!;
+        this.conflict = null;
+        this.conflictRetries++;
+        this.onConflict?.(e);
+        return p < to ? this.write(b, p, to) : true;
+      }
+    }
+    return true;
+  }
+
+  /** Is this error one to hide and retry? Only for the newest request, of a replayable transaction, within the bound. */
+  private retries(e: JournalEntry, b: Uint8Array, p: number, end: number): boolean {
+    if (this.onConflict === null || this.replaying || this.unsafe !== "" || this.conflictRetries >= this.maxRetries) return false;
+    if (this.entries[this.entries.length - 1] !== e) return false;
+    const code = errorFields(b, p + 5, end).code;
+    return code === "40P01" || code === "40001";
+  }
+
+  /**
+   * Normal path: hash runs of counted messages in one call each, close entries at ReadyForQuery.
+   * Returns `to`, or where an error to retry starts (nothing from there on was counted).
+   */
+  private observe(b: Uint8Array, from: number, to: number): number {
     let p = from;
     let run = from;
     while (p < to) {
@@ -214,7 +265,7 @@ export class Journal implements Sink {
       if (to - p < 5) {
         // Never expected (writes carry whole headers); count it so the entry still closes in order.
         if (e !== undefined) e.crc = crc32(b.subarray(run, to), e.crc);
-        return;
+        return to;
       }
       const type = b[p]!;
       const end = p + 1 + readInt32(b, p + 1);
@@ -224,6 +275,10 @@ export class Journal implements Sink {
       }
       if (type === Be.NoticeResponse || type === Be.ParameterStatus || type === Be.NotificationResponse || type === Be.ErrorResponse) {
         if (p > run) e.crc = crc32(b.subarray(run, p), e.crc);
+        if (type === Be.ErrorResponse && end <= to && this.retries(e, b, p, end)) {
+          this.conflict = e;
+          return p;
+        }
         if (type === Be.ErrorResponse) {
           e.crc = crc32(errorKey(b, p, Math.min(end, to)), e.crc);
           e.replies++;
@@ -242,7 +297,7 @@ export class Journal implements Sink {
       if (end > to) {
         e.crc = crc32(b.subarray(run, to), e.crc);
         this.startPart(type, end - to, false);
-        return;
+        return to;
       }
       p = end;
       if (type === Be.ReadyForQuery) {
@@ -253,6 +308,7 @@ export class Journal implements Sink {
     }
     const e = this.entries[this.open];
     if (e !== undefined && p > run) e.crc = crc32(b.subarray(run, p), e.crc);
+    return to;
   }
 
   private startPart(type: number, left: number, swallow: boolean): void {
@@ -336,9 +392,7 @@ export class Journal implements Sink {
           this.onReplayed?.(e, false);
           if (this.check === null && this.partLeft === 0 && p < to) {
             // The rest goes the normal way.
-            this.observe(b, p, to);
-            ok = this.client.write(b, p, to) && ok;
-            return ok;
+            return this.write(b, p, to) && ok;
           }
         }
       }
@@ -368,6 +422,7 @@ export class Journal implements Sink {
     this.open = 0;
     if (this.entries.length === 0) {
       this.bytes = 0;
+      this.conflictRetries = 0;
       this.overflowed = false;
       this.unsafe = "";
       this.xid = { kind: "none" };

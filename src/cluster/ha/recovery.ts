@@ -16,6 +16,12 @@ import { restoreSession } from "./restore.ts";
 
 type Step = "ok" | "lost" | "mismatch";
 
+const MISMATCH: RecoveryPlan = {
+  kind: "fail",
+  code: "40001",
+  message: "the transaction was run again on a new server connection, but a reply differed from the one the client had",
+};
+
 /** One recovery of one session; `lost()` is called if the new server goes too. */
 export class SessionRecovery {
   private readonly started = performance.now();
@@ -43,15 +49,34 @@ export class SessionRecovery {
     s?.("lost");
   }
 
-  async run(): Promise<void> {
+  /**
+   * A deadlock or serialization failure was kept from the client: roll the transaction back and
+   * run it again on the same server, replies checked; the failing request then gets its reply.
+   */
+  async retry(server: ServerConnection): Promise<void> {
+    const sess = this.sess;
+    this.attempts++;
+    this.to = server.endpoint.name;
+    this.retrying = true;
+    sess.forwarder.serverGone();
+    sess.forwarder.injectQuery(server, "ROLLBACK");
+    const step = await this.replayFrom(server, 0, false);
+    if (step === "ok") return this.finish({ kind: "replay" }, "");
+    this.retrying = false;
+    return this.run(step === "mismatch" ? MISMATCH : null);
+  }
+
+  private retrying = false;
+
+  async run(forcedPlan: RecoveryPlan | null = null): Promise<void> {
     const sess = this.sess;
     const ctx = sess.ctx;
     const settings = ctx.replay!.settings;
     const j = sess.journal!;
     const deadline = this.started + settings.maxReplaySecs * 1000;
-    let forced: RecoveryPlan | null = null;
+    let forced: RecoveryPlan | null = forcedPlan;
     let lastXid = "";
-    log.info("server connection lost; recovering the session", { pid: sess.pid, node: this.from, reason: this.reason, journaled: j.entries.length });
+    if (forced === null) log.info("server connection lost; recovering the session", { pid: sess.pid, node: this.from, reason: this.reason, journaled: j.entries.length });
     while (!sess.closed) {
       if (this.attempts >= settings.maxAttempts || performance.now() > deadline) {
         const why = this.attempts >= settings.maxAttempts ? `${this.attempts} attempts` : `max_replay_secs (${settings.maxReplaySecs}) passed`;
@@ -81,7 +106,7 @@ export class SessionRecovery {
       const step = await this.carryOut(server, plan);
       if (step === "lost") continue;
       if (step === "mismatch") {
-        forced = { kind: "fail", code: "40001", message: "the transaction was replayed after the connection to the primary was lost, but a reply differed from the one the client had" };
+        forced = MISMATCH;
         continue;
       }
       return this.finish(plan, lastXid);
@@ -268,7 +293,18 @@ export class SessionRecovery {
   // ---- ending -----------------------------------------------------------------------------
 
   private finish(plan: RecoveryPlan, xid: string): void {
-    const outcome: RecoveryOutcome = this.failure !== null ? (this.failure.code === "08007" ? "unknown" : "refused") : plan.kind === "committed" ? "committed" : plan.kind === "migrate" ? "migrated" : "replayed";
+    const outcome: RecoveryOutcome =
+      this.failure !== null
+        ? this.failure.code === "08007"
+          ? "unknown"
+          : "refused"
+        : this.retrying
+          ? "retried"
+          : plan.kind === "committed"
+            ? "committed"
+            : plan.kind === "migrate"
+              ? "migrated"
+              : "replayed";
     this.record(outcome, this.failure?.code ?? "", this.failure?.message ?? "", xid);
     this.sess.endRecovery();
   }

@@ -14,6 +14,11 @@ export interface ReplaySettings {
   journalParameters: boolean;
   /** Finished recoveries kept for GET /journal. */
   retain: number;
+  /**
+   * A transaction that fails with a deadlock (40P01) or a serialization failure (40001) is rolled
+   * back and replayed by the proxy (replies checked as after a failover) instead of failing.
+   */
+  retryConflicts: boolean;
 }
 
 export const DEFAULT_VOLATILE_FUNCTIONS: readonly string[] = [
@@ -46,6 +51,7 @@ export const DEFAULT_REPLAY_SETTINGS: ReplaySettings = {
   volatileFunctions: DEFAULT_VOLATILE_FUNCTIONS,
   journalParameters: false,
   retain: 100,
+  retryConflicts: false,
 };
 
 /** One journaled request (Query, or Parse/Bind/Execute... up to Sync) as GET /journal shows it. */
@@ -87,7 +93,9 @@ export type RecoveryOutcome =
   /** The outcome of a COMMIT could not be known: the client got 08007. */
   | "unknown"
   /** The session could not continue (no primary in time, state that cannot move): it was closed. */
-  | "closed";
+  | "closed"
+  /** A deadlock or serialization failure was hidden: the transaction ran again and every reply matched. */
+  | "retried";
 
 /** One finished recovery of a session after its server connection was lost. */
 export interface RecoveryRecord {
@@ -120,7 +128,7 @@ export interface JournalSource {
 export class ReplayRegistry {
   readonly sessions = new Set<JournalSource>();
   readonly records: RecoveryRecord[] = [];
-  readonly counts: Record<RecoveryOutcome, number> = { replayed: 0, committed: 0, migrated: 0, refused: 0, unknown: 0, closed: 0 };
+  readonly counts: Record<RecoveryOutcome, number> = { replayed: 0, committed: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 };
 
   constructor(public settings: ReplaySettings) {}
 

@@ -9,7 +9,7 @@ export interface TransactionReplaySettings {
   replay: ReplaySettings;
 }
 
-const KEYS = ["enabled", "max_journal_bytes", "max_attempts", "max_replay_secs", "volatile_functions", "journal_parameters", "retain"];
+const KEYS = ["enabled", "max_journal_bytes", "max_attempts", "max_replay_secs", "volatile_functions", "journal_parameters", "retain", "retry_conflicts"];
 const FUNCTION_NAME = /^[a-z_][a-z0-9_]*$/;
 
 function intKey(key: string, v: unknown, min: number, max: number): number {
@@ -46,6 +46,7 @@ export function configure(section: Readonly<Record<string, unknown>>): Transacti
     else if (key === "volatile_functions") r.volatileFunctions = functionsKey(key, v);
     else if (key === "journal_parameters") r.journalParameters = boolKey(key, v);
     else if (key === "retain") r.retain = intKey(key, v, 0, 10_000);
+    else if (key === "retry_conflicts") r.retryConflicts = boolKey(key, v);
     else throw unknownKey(key, KEYS);
   }
   return { enabled, replay: r };
@@ -60,6 +61,7 @@ export function settingsView(s: ReplaySettings) {
     volatile_functions: s.volatileFunctions,
     journal_parameters: s.journalParameters,
     retain: s.retain,
+    retry_conflicts: s.retryConflicts,
   };
 }
 
