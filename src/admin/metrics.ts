@@ -128,6 +128,13 @@ function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void 
     const last = history().findLast((r) => r.duration_ms !== null);
     return last ? last.duration_ms! / 1000 : 0;
   });
+  if (ctx.replay !== null) {
+    const replay = ctx.replay;
+    mirror("heliosproxy_session_recoveries_total", "Sessions recovered after a lost server connection or a retried conflict, by outcome (ha-tr)", ["outcome"], () =>
+      Object.entries(replay.counts).map(([outcome, value]) => ({ labels: { outcome }, value })),
+    );
+    gauge("heliosproxy_journal_open_transactions", "Sessions with an open journaled transaction now (ha-tr)", () => replay.open().length);
+  }
 }
 
 export function createMetrics(ctx: ProxyContext): Registry {

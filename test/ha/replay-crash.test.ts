@@ -84,6 +84,9 @@ test("kill -9 under pgbench -c 20: no failed transaction, nothing lost or double
 
   const f = await adminApi(proxy, "GET", "/failovers");
   expect(f.body.primary).toBe("node2");
+  const metrics = (await adminApi(proxy, "GET", "/metrics")).body as string;
+  expect(metrics).toContain(`heliosproxy_session_recoveries_total{outcome="replayed"} ${j.body.counts.replayed}`);
+  expect(metrics).toContain('heliosproxy_session_recoveries_total{outcome="refused"} 0');
 
   // The idle transaction goes on where it was: its first insert was replayed, the second joins it.
   await t.query("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, '2026-01-02')");
