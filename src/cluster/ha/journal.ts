@@ -271,6 +271,7 @@ export class Journal implements Sink {
       const end = p + 1 + readInt32(b, p + 1);
       if (e === undefined) {
         p = run = Math.min(end, to);
+        if (end > to) this.startPart(type, end - to, false);
         continue;
       }
       if (type === Be.NoticeResponse || type === Be.ParameterStatus || type === Be.NotificationResponse || type === Be.ErrorResponse) {
@@ -336,6 +337,13 @@ export class Journal implements Sink {
       if (this.partSwallow) pass = p + n;
       p += n;
       this.partLeft -= n;
+      // The last swallowed message is whole now: compare.
+      const c = this.check;
+      if (this.partLeft === 0 && this.partSwallow && c !== null && e === c.entry && c.seen === c.skip && c.crc !== e.crc) {
+        this.check = null;
+        this.onReplayed?.(e, true);
+        return ok;
+      }
     }
     while (p + 5 <= to) {
       const type = b[p]!;
@@ -361,7 +369,7 @@ export class Journal implements Sink {
         pass = end;
         c.crc = crc32(key, c.crc);
         c.seen++;
-        if (c.seen === c.skip && c.crc !== e.crc) {
+        if (whole && c.seen === c.skip && c.crc !== e.crc) {
           this.check = null;
           this.onReplayed?.(e, true);
           return ok;
