@@ -8,7 +8,7 @@ import type { FailoverRecord } from "../src/cluster/failover.ts";
 import { LEDGER_DDL, checkLedger, type LedgerWrite } from "../test/support/ledger.ts";
 import { adminApi, startClusterProxy, startPgCluster, type PgCluster } from "../test/support/pg-cluster.ts";
 import type { RunningProxy } from "../test/support/proxy.ts";
-import { codeVersion, commandLine, fmt, median, sh, updateDoc } from "./lib.ts";
+import { codeVersion, commandLine, fmt, median, parseFlags, sh, updateDoc } from "./lib.ts";
 
 // ---- options ------------------------------------------------------------------------------
 
@@ -40,7 +40,7 @@ interface Options {
   quick: boolean;
 }
 
-function usage(): never {
+function usage(exitCode = 0): never {
   console.log(`usage: bun bench/failover.ts [options]
   --quick              2 runs per scenario (development; numbers are rough)
   --runs N             runs per scenario, each on a freshly built cluster (default 7)
@@ -48,25 +48,19 @@ function usage(): never {
   --json PATH          also write every run's raw measurements to PATH
   --no-doc             print only; do not update docs/benchmarks.md
   --note TEXT          a note recorded with the results`);
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { runs: NaN, only: null, json: "", doc: true, note: "", quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i] ?? usage();
-    switch (flag) {
-      case "--quick": o.quick = true; break;
-      case "--runs": o.runs = Number(val()); break;
-      case "--only": o.only = val().split(","); break;
-      case "--json": o.json = val(); break;
-      case "--no-doc": o.doc = false; break;
-      case "--note": o.note = val(); break;
-      default: usage();
-    }
-  }
+  parseFlags(argv, usage, {
+    "--quick": () => (o.quick = true),
+    "--runs": (v) => (o.runs = Number(v())),
+    "--only": (v) => (o.only = v().split(",")),
+    "--json": (v) => (o.json = v()),
+    "--no-doc": () => (o.doc = false),
+    "--note": (v) => (o.note = v()),
+  });
   if (Number.isNaN(o.runs)) o.runs = o.quick ? 2 : 7;
   if (!(o.runs >= 1)) usage();
   for (const id of o.only ?? []) if (!SCENARIOS.some((s) => s.id === id)) usage();

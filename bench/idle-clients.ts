@@ -6,13 +6,14 @@
 import type { Socket } from "bun";
 import {
   PG,
+  type MachineInfo,
   type Proc,
-  commandLine,
   fmt,
   machineInfo,
-  machineMarkdown,
   memKb,
   nofileLimits,
+  parseFlags,
+  sectionTitle,
   startHelios,
   startPgbouncer,
   updateDoc,
@@ -34,30 +35,24 @@ interface Options {
   quick: boolean;
 }
 
+function usage(exitCode = 0): never {
+  console.log("usage: bun bench/idle-clients.ts [--clients N (10000)] [--hold SECS (10; --quick 3)] [--concurrency N (200)] [--targets helios,pgbouncer] [--db NAME (postgres)] [--helios-bin PATH] [--quick] [--no-doc] [--note TEXT]");
+  process.exit(exitCode);
+}
+
 function parseArgs(argv: string[]): Options {
   const o: Options = { clients: NaN, hold: NaN, concurrency: 200, targets: ["helios", "pgbouncer"], db: "postgres", doc: true, note: "", quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i] ?? "";
-    switch (flag) {
-      case "--clients": o.clients = Number(val()); break;
-      case "--hold": o.hold = Number(val()); break;
-      case "--concurrency": o.concurrency = Number(val()); break;
-      case "--targets": o.targets = val().split(",") as Target[]; break;
-      case "--db": o.db = val(); break;
-      case "--helios-bin": o.heliosBin = val(); break;
-      case "--quick": o.quick = true; break;
-      case "--no-doc": o.doc = false; break;
-      case "--note": o.note = val(); break;
-      case "--help": case "-h":
-        console.log("usage: bun bench/idle-clients.ts [--clients N (10000)] [--hold SECS (10; --quick 3)] [--concurrency N (200)] [--targets helios,pgbouncer] [--db NAME (postgres)] [--helios-bin PATH] [--quick] [--no-doc] [--note TEXT]");
-        process.exit(0);
-      default:
-        console.error(`unknown option ${a}`);
-        process.exit(2);
-    }
-  }
+  parseFlags(argv, usage, {
+    "--clients": (v) => (o.clients = Number(v())),
+    "--hold": (v) => (o.hold = Number(v())),
+    "--concurrency": (v) => (o.concurrency = Number(v())),
+    "--targets": (v) => (o.targets = v().split(",") as Target[]),
+    "--db": (v) => (o.db = v()),
+    "--helios-bin": (v) => (o.heliosBin = v()),
+    "--quick": () => (o.quick = true),
+    "--no-doc": () => (o.doc = false),
+    "--note": (v) => (o.note = v()),
+  });
   if (Number.isNaN(o.clients)) o.clients = 10000;
   if (Number.isNaN(o.hold)) o.hold = o.quick ? 3 : 10;
   for (const t of o.targets) if (!(t in LABEL)) throw new Error(`unknown target ${t}`);
@@ -266,16 +261,10 @@ async function measureTarget(t: Target, o: Options): Promise<Measured> {
   }
 }
 
-function report(rows: Measured[], o: Options, machine: string, heliosDesc: string): string {
+function report(rows: Measured[], o: Options, machine: MachineInfo, heliosDesc: string): string {
   const mb = (kb: number) => fmt(kb / 1024, 1);
   const L: string[] = [];
-  L.push(`## Idle clients: proxy memory with ${fmt(o.clients)} idle client connections`);
-  L.push("");
-  L.push("```");
-  L.push(commandLine("bench/idle-clients.ts"));
-  L.push("```");
-  L.push("");
-  L.push(machine);
+  L.push(...sectionTitle(`Idle clients: proxy memory with ${fmt(o.clients)} idle client connections`, "bench/idle-clients.ts", machine));
   L.push(
     `- Setup: ${fmt(o.clients)} TCP clients (one Bun process, ${o.concurrency} logins in flight) each send a StartupMessage ` +
       `(user ${PG.user}, database ${o.db}), finish the trust login, get ReadyForQuery and then stay idle for ${o.hold} s. ` +
@@ -326,7 +315,7 @@ async function main(): Promise<void> {
     console.log(`${LABEL[t]}: opening ${fmt(o.clients)} idle clients ...`);
     rows.push(await measureTarget(t, o));
   }
-  const md = report(rows, o, machineMarkdown(m), o.heliosBin ? `binary ${o.heliosBin}` : "bun src/cli/main.ts");
+  const md = report(rows, o, m, o.heliosBin ? `binary ${o.heliosBin}` : "bun src/cli/main.ts");
   console.log("\n" + md);
   if (o.doc) {
     updateDoc("idle-clients", md);

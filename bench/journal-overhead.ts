@@ -26,7 +26,7 @@ interface Options {
   note: string;
 }
 
-function usage(): never {
+function usage(exitCode = 0): never {
   console.log(`bun bench/journal-overhead.ts [options]
   --quick            5 s runs, 1 round: a rough check
   --rounds N         interleaved rounds; each cell is the median over rounds (default 3)
@@ -35,7 +35,7 @@ function usage(): never {
   --scale N          pgbench scale of the bench database (default 10)
   --db NAME          bench database (default helios_bench_journal; created and initialised if needed)
   --note TEXT        a note recorded with the results`);
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 function parseArgs(argv: string[]): Options {

@@ -304,10 +304,15 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { admin
 
 // ---- pgbench -------------------------------------------------------------------------------
 
-/** Create `db` if missing, `pgbench -i -s scale` it when its scale differs, then empty pgbench_history and VACUUM ANALYZE. */
-export function ensurePgbenchDatabase(db: string, scale: number): void {
+/**
+ * Create `db` if missing (dropped first with `reinit`), `pgbench -i -s scale` it when its scale
+ * differs, then empty pgbench_history and VACUUM ANALYZE.
+ */
+export function ensurePgbenchDatabase(db: string, scale: number, reinit = false): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`database name must be a plain lower-case identifier, got ${JSON.stringify(db)}`);
-  if (psql(`SELECT 1 FROM pg_database WHERE datname = '${db}'`) !== "1") psql(`CREATE DATABASE ${db}`);
+  const exists = psql(`SELECT 1 FROM pg_database WHERE datname = '${db}'`) === "1";
+  if (exists && reinit) psql(`DROP DATABASE ${db}`);
+  if (!exists || reinit) psql(`CREATE DATABASE ${db}`);
   let current = 0;
   try {
     current = Number(psql("SELECT count(*) FROM pgbench_branches", db));
@@ -316,12 +321,17 @@ export function ensurePgbenchDatabase(db: string, scale: number): void {
   }
   if (current !== scale) {
     console.log(`initialising ${db} with pgbench -i -s ${scale} ...`);
-    const r = sh(["pgbench", "-i", "-q", "-s", String(scale), "-h", PG.host, "-p", String(PG.port), "-U", PG.user, db]);
-    if (r.code !== 0) throw new Error(`pgbench -i failed:\n${r.err}`);
+    pgbenchInit(db, scale);
   }
   // tpcb rounds grow pgbench_history; start every run from the same small table.
   psql("TRUNCATE pgbench_history", db);
   psql("VACUUM ANALYZE", db);
+}
+
+/** `pgbench -i -q -s scale db` against `server` (default: the PostgreSQL of BENCH_PG*); throws on failure. */
+export function pgbenchInit(db: string, scale: number, server: { host: string; port: number; user: string } = PG): void {
+  const r = sh(["pgbench", "-i", "-q", "-s", String(scale), "-h", server.host, "-p", String(server.port), "-U", server.user, db]);
+  if (r.code !== 0) throw new Error(`pgbench -i failed:\n${r.err}`);
 }
 
 export interface PgbenchResult {
@@ -383,12 +393,15 @@ export function updateDoc(id: string, markdown: string, docPath = DOC): void {
   writeFileSync(docPath, text.endsWith("\n") ? text : text + "\n");
 }
 
+/** What parseFlags calls for a flag; `value()` takes the flag's argument. */
+export type FlagHandler = (value: () => string) => void;
+
 /**
  * Parse command-line flags (`--flag value`, `--flag=value`, bare `--flag`) with a table of
  * handlers, each given a `value()` that takes its argument, the inline one or the next.
- * `--help`, `-h`, an unknown flag and a missing argument call `usage`.
+ * `--help` and `-h` call `usage(0)`; an unknown flag (named on stderr) and a missing argument `usage(2)`.
  */
-export function parseFlags(argv: string[], usage: () => never, handlers: Record<string, (value: () => string) => void>): void {
+export function parseFlags(argv: string[], usage: (exitCode: number) => never, handlers: Record<string, FlagHandler>): void {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf("=");
@@ -396,18 +409,55 @@ export function parseFlags(argv: string[], usage: () => never, handlers: Record<
     const inline = eq >= 0 ? a.slice(eq + 1) : undefined;
     const handler = Object.hasOwn(handlers, flag) ? handlers[flag] : undefined;
     if (!handler) {
-      if (flag !== "--help" && flag !== "-h") console.error(`unknown option ${a}`);
-      usage();
+      if (flag === "--help" || flag === "-h") usage(0);
+      console.error(`unknown option ${a}`);
+      usage(2);
     }
-    handler(() => inline ?? argv[++i] ?? usage());
+    handler(() => inline ?? argv[++i] ?? usage(2));
   }
 }
 
-/** The opening lines of a results section: title, the command, the machine, wall time and load at the end, the note. */
+/** What every script that runs interleaved rounds takes: --quick, --rounds N, --duration SECS, --no-doc, --note TEXT. */
+export interface RoundsOptions {
+  quick: boolean;
+  rounds: number;
+  duration: number;
+  doc: boolean;
+  note: string;
+}
+
+/** RoundsOptions before parsing: rounds and duration unset (NaN) until given or defaulted by settleRounds. */
+export function unsetRounds(): RoundsOptions {
+  return { quick: false, rounds: NaN, duration: NaN, doc: true, note: "" };
+}
+
+/** parseFlags handlers for the RoundsOptions flags, writing into `o`. */
+export function roundsFlags(o: RoundsOptions): Record<"--quick" | "--rounds" | "--duration" | "--no-doc" | "--note", FlagHandler> {
+  return {
+    "--quick": () => (o.quick = true),
+    "--rounds": (v) => (o.rounds = Number(v())),
+    "--duration": (v) => (o.duration = Number(v())),
+    "--no-doc": () => (o.doc = false),
+    "--note": (v) => (o.note = v()),
+  };
+}
+
+/** Defaults for what was not given: 1 round of `quickSecs` with --quick, else 3 rounds of `fullSecs`. */
+export function settleRounds(o: RoundsOptions, quickSecs: number, fullSecs: number): void {
+  if (Number.isNaN(o.duration)) o.duration = o.quick ? quickSecs : fullSecs;
+  if (Number.isNaN(o.rounds)) o.rounds = o.quick ? 1 : 3;
+}
+
+/** The opening lines of a results section: title, the command, the machine. */
+export function sectionTitle(title: string, script: string, machine: MachineInfo): string[] {
+  return [`## ${title}`, "", "```", commandLine(script), "```", "", machineMarkdown(machine)];
+}
+
+/** sectionTitle, then a line with the wall time, the load at the end and the note. */
 export function sectionHead(title: string, script: string, machine: MachineInfo, startedAt: number, note: string): string[] {
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   const minutes = ((Date.now() - startedAt) / 60000).toFixed(1);
-  return [`## ${title}`, "", "```", commandLine(script), "```", "", machineMarkdown(machine), `- Run took ${minutes} min; load average at the end: ${load}${note ? `; note: ${note}` : ""}`];
+  return [...sectionTitle(title, script, machine), `- Run took ${minutes} min; load average at the end: ${load}${note ? `; note: ${note}` : ""}`];
 }
 
 /** The command line as the user typed it (relative to the repository). */

@@ -3,51 +3,44 @@
 //   bun bench/modules-overhead.ts [--quick] [--rounds N] [--duration SECS] [--scale N] [--db NAME]
 //                                 [--variants none,modules[,analytics,hints]] [--only ID,...] [--no-lexer] [--no-doc] [--note TEXT]
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { configText } from "../test/support/proxy.ts";
 import {
-  PG,
   ROOT,
   type PgbenchResult,
-  commandLine,
+  type Proc,
+  type RoundsOptions,
   cpuMicros,
+  ensurePgbenchDatabase,
   fmt,
-  freePort,
   machineInfo,
-  machineMarkdown,
   median,
   memKb,
-  psql,
+  parseFlags,
+  roundsFlags,
   runPgbench,
+  sectionHead,
+  settleRounds,
   sh,
+  startHelios,
+  unsetRounds,
   updateDoc,
-  waitForPort,
-  withNofile,
 } from "./lib.ts";
 
 // ---- options ------------------------------------------------------------------------------
 
-interface Options {
-  rounds: number;
-  duration: number;
+interface Options extends RoundsOptions {
   scale: number;
   db: string;
   lexer: boolean;
   variants: Variant["id"][];
   only: string[] | null;
-  doc: boolean;
-  note: string;
-  quick: boolean;
 }
 
-function usage(): never {
+function usage(exitCode = 0): never {
   console.log(`usage: bun bench/modules-overhead.ts [options]
   --quick            2 s runs, 1 round (development; numbers are rough)
   --rounds N         interleaved rounds; the median of each cell is reported (default 3)
-  --duration SECS    pgbench -T per run (default 5)
+  --duration SECS    pgbench -T per run (default 5; also -T SECS)
   --scale N          pgbench scale of the bench database (default 10)
   --db NAME          bench database (default helios_modules_bench; created and initialised if needed)
   --variants LIST    proxies to compare (default none,modules; also analytics, hints: one module each)
@@ -55,37 +48,24 @@ function usage(): never {
   --no-lexer         skip the bench/lexer.ts cost table
   --no-doc           print only; do not update docs/benchmarks.md
   --note TEXT        a note recorded with the results`);
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: NaN, duration: NaN, scale: 10, db: "helios_modules_bench", lexer: true, variants: ["none", "modules"], only: null, doc: true, note: "", quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i] ?? usage();
-    switch (flag) {
-      case "--quick": o.quick = true; break;
-      case "--rounds": o.rounds = Number(val()); break;
-      case "--duration": case "-T": o.duration = Number(val()); break;
-      case "--scale": o.scale = Number(val()); break;
-      case "--db": o.db = val(); break;
-      case "--no-lexer": o.lexer = false; break;
-      case "--variants": o.variants = val().split(",") as Variant["id"][]; break;
-      case "--only": o.only = val().split(","); break;
-      case "--no-doc": o.doc = false; break;
-      case "--note": o.note = val(); break;
-      case "--help": case "-h": usage();
-      default:
-        console.error(`unknown option ${a}`);
-        usage();
-    }
-  }
-  if (Number.isNaN(o.duration)) o.duration = o.quick ? 2 : 5;
-  if (Number.isNaN(o.rounds)) o.rounds = o.quick ? 1 : 3;
+  const o: Options = { ...unsetRounds(), scale: 10, db: "helios_modules_bench", lexer: true, variants: ["none", "modules"], only: null };
+  const rounds = roundsFlags(o);
+  parseFlags(argv, usage, {
+    ...rounds,
+    "-T": rounds["--duration"],
+    "--scale": (v) => (o.scale = Number(v())),
+    "--db": (v) => (o.db = v()),
+    "--no-lexer": () => (o.lexer = false),
+    "--variants": (v) => (o.variants = v().split(",") as Variant["id"][]),
+    "--only": (v) => (o.only = v().split(",")),
+  });
+  settleRounds(o, 2, 5);
   for (const v of o.variants) if (!ALL_VARIANTS.some((x) => x.id === v)) throw new Error(`unknown variant ${v} (none, modules, analytics, hints)`);
   if (!o.variants.includes("none") || !o.variants.includes("modules")) throw new Error("--variants must include none and modules");
-  if (!/^[a-z_][a-z0-9_]*$/.test(o.db)) throw new Error("--db must be a plain lower-case identifier");
   return o;
 }
 
@@ -122,35 +102,14 @@ const pgbenchArgs = (s: Scenario, secs: number) => ["-n", "-S", "-M", s.mode, "-
 
 // ---- the proxies ----------------------------------------------------------------------------
 
-interface Proxy {
+interface Proxy extends Proc {
   variant: Variant;
-  port: number;
   adminPort: number;
-  pid: number;
-  proc: Subprocess;
-  dir: string;
 }
 
 /** HeliosProxy as bench/lib.ts starts it (transaction mode, pool 20, log_level warn), plus the variant's module sections. */
 async function startProxy(v: Variant): Promise<Proxy> {
-  const port = freePort();
-  const adminPort = freePort();
-  const dir = mkdtempSync(join(tmpdir(), `helios-bench-modules-${v.id}-`));
-  const cfg = join(dir, "proxy.toml");
-  writeFileSync(cfg, configText(port, adminPort, { mode: "transaction", maxConnections: 20, nodes: [{ host: PG.host, port: PG.port }], toml: `[limits]\nmax_client_conn = 20000\n${v.toml}` }));
-  const cmd = withNofile([process.execPath, `--config=${join(ROOT, "bunfig.toml")}`, join(ROOT, "src/cli/main.ts"), "--config", cfg], 65536);
-  // Output is discarded: the N+1 warnings are the module's normal work, and a pipe nobody reads would stall it.
-  const proc = Bun.spawn(cmd, { cwd: ROOT, stdout: "ignore", stderr: "ignore" });
-  await waitForPort(port);
-  await waitForPort(adminPort);
-  return { variant: v, port, adminPort, pid: proc.pid, proc, dir };
-}
-
-async function stopProxy(p: Proxy): Promise<void> {
-  if (p.proc.exitCode === null) p.proc.kill("SIGTERM");
-  const done = await Promise.race([p.proc.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
-  if (!done) p.proc.kill("SIGKILL");
-  rmSync(p.dir, { recursive: true, force: true });
+  return Object.assign(await startHelios({ mode: "transaction", maxConnections: 20, toml: v.toml }), { variant: v });
 }
 
 // ---- measurement ----------------------------------------------------------------------------
@@ -165,22 +124,6 @@ async function measure(s: Scenario, p: Proxy, o: Options, round: number): Promis
   const r = await runPgbench(pgbenchArgs(s, o.duration), p.port, o.db);
   const cpu1 = cpuMicros(p.pid);
   return { ...r, round, cpuPerTx: r.transactions > 0 ? (cpu1 - cpu0) / r.transactions : NaN };
-}
-
-function ensureDatabase(o: Options): void {
-  if (psql(`SELECT 1 FROM pg_database WHERE datname = '${o.db}'`) !== "1") psql(`CREATE DATABASE ${o.db}`);
-  let scale = 0;
-  try {
-    scale = Number(psql("SELECT count(*) FROM pgbench_branches", o.db));
-  } catch {
-    scale = 0;
-  }
-  if (scale !== o.scale) {
-    console.log(`initialising ${o.db} with pgbench -i -s ${o.scale} ...`);
-    const r = sh(["pgbench", "-i", "-q", "-s", String(o.scale), "-h", PG.host, "-p", String(PG.port), "-U", PG.user, o.db]);
-    if (r.code !== 0) throw new Error(`pgbench -i failed:\n${r.err}`);
-  }
-  psql("VACUUM ANALYZE", o.db);
 }
 
 /** What the analytics module recorded for pgbench's statement (a check that it did its work). */
@@ -205,7 +148,7 @@ const VARIANTS = ALL_VARIANTS.filter((v) => o.variants.includes(v.id));
 const SCENARIOS = ALL_SCENARIOS.filter((s) => o.only === null || o.only.includes(s.id));
 if (SCENARIOS.length === 0) throw new Error(`--only matches no workload (${ALL_SCENARIOS.map((s) => s.id).join(", ")})`);
 const startedAt = Date.now();
-ensureDatabase(o);
+ensurePgbenchDatabase(o.db, o.scale);
 const machine = machineInfo();
 console.log(`modules overhead: ${o.rounds} round(s) of ${o.duration} s per cell; ${SCENARIOS.length} workloads x ${VARIANTS.length} proxies`);
 
@@ -243,7 +186,7 @@ try {
 } finally {
   analytics = await analyticsOf(proxies.find((p) => p.variant.id === "modules")!).catch(() => null);
   rss = Object.fromEntries(proxies.map((p) => [p.variant.id, memKb(p.pid).rss / 1024]));
-  await Promise.all(proxies.map(stopProxy));
+  await Promise.all(proxies.map((p) => p.stop()));
 }
 
 const lexer = o.lexer ? lexerTable(o) : "";
@@ -257,14 +200,7 @@ const tpsOf = (runs: Run[]) => median(runs.map((r) => r.tps));
 const ratioOf = (id: string, v: Variant["id"]) => (clean(cellOf(id, v)) && clean(cellOf(id, "none")) ? tpsOf(cellOf(id, v)) / tpsOf(cellOf(id, "none")) : NaN);
 const others = VARIANTS.filter((v) => v.id !== "none" && v.id !== "modules");
 const L: string[] = [];
-L.push("## Feature modules on the request path: no modules vs query analytics + routing hints");
-L.push("");
-L.push("```");
-L.push(commandLine("bench/modules-overhead.ts"));
-L.push("```");
-L.push("");
-L.push(machineMarkdown(machine));
-L.push(`- Run took ${((Date.now() - startedAt) / 60000).toFixed(1)} min; load average at the end: ${sh(["cat", "/proc/loadavg"]).out.split(" ").slice(0, 3).join(" ")}${o.note ? `; note: ${o.note}` : ""}`);
+L.push(...sectionHead("Feature modules on the request path: no modules vs query analytics + routing hints", "bench/modules-overhead.ts", machine, startedAt, o.note));
 L.push("");
 L.push(
   `${VARIANTS.length} HeliosProxy processes (\`bun src/cli/main.ts\`, transaction mode, pool 20, \`log_level = "warn"\`) run side by side against the same PostgreSQL: one with no module sections, one with \`[query_analytics]\` and \`[routing_hints]\` at their defaults (slow log at 1000 ms, N+1 detection on)${others.length ? `, and ${others.map((v) => v.label).join(", ")}` : ""}. Each workload runs ${o.duration} s against each proxy in turn (the order rotates), for ${o.rounds} round(s); cells are medians. The ratio is modules ÷ no modules (1.00 = no cost); CPU is the proxy process' user+system time per transaction.`,

@@ -9,45 +9,44 @@ import {
   type MachineInfo,
   type PgbenchResult,
   type Proc,
-  commandLine,
+  type RoundsOptions,
   cpuMicros,
+  ensurePgbenchDatabase,
   fmt,
   machineInfo,
-  machineMarkdown,
   median,
   memKb,
+  parseFlags,
   psql,
+  roundsFlags,
   runPgbench,
-  sh,
+  sectionTitle,
+  settleRounds,
   startHelios,
   startPgbouncer,
+  unsetRounds,
   updateDoc,
 } from "./lib.ts";
 
 // ---- options ------------------------------------------------------------------------------
 
-interface Options {
-  rounds: number;
-  duration: number;
+interface Options extends RoundsOptions {
   scale: number;
   db: string;
   only: string[] | null;
   targets: Target[];
   heliosBin?: string;
   reinit: boolean;
-  doc: boolean;
-  note: string;
-  quick: boolean;
 }
 
 type Target = "direct" | "pgbouncer" | "helios";
 const TARGET_LABEL: Record<Target, string> = { direct: "direct", pgbouncer: "PgBouncer", helios: "HeliosProxy" };
 
-function usage(): never {
+function usage(exitCode = 0): never {
   console.log(`usage: bun bench/pgbench-compare.ts [options]
   --quick              3 s runs, 1 round (development; numbers are rough)
   --rounds N           interleaved rounds; the median of each cell is reported (default 3)
-  --duration SECS      pgbench -T per run (default 10)
+  --duration SECS      pgbench -T per run (default 10; also -T SECS)
   --scale N            pgbench scale factor of the bench database (default 10)
   --db NAME            bench database (default helios_bench; created and initialised if needed)
   --reinit             drop and re-initialise the bench database first
@@ -56,48 +55,24 @@ function usage(): never {
   --helios-bin PATH    benchmark a compiled binary (e.g. dist/heliosproxy-all) instead of bun src/cli/main.ts
   --no-doc             print only; do not update docs/benchmarks.md
   --note TEXT          a note recorded with the results (e.g. "machine busy")`);
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    rounds: NaN,
-    duration: NaN,
-    scale: 10,
-    db: "helios_bench",
-    only: null,
-    targets: ["direct", "pgbouncer", "helios"],
-    reinit: false,
-    doc: true,
-    note: "",
-    quick: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i] ?? usage();
-    switch (flag) {
-      case "--quick": o.quick = true; break;
-      case "--rounds": o.rounds = Number(val()); break;
-      case "--duration": case "-T": o.duration = Number(val()); break;
-      case "--scale": o.scale = Number(val()); break;
-      case "--db": o.db = val(); break;
-      case "--only": o.only = val().split(","); break;
-      case "--targets": o.targets = val().split(",") as Target[]; break;
-      case "--helios-bin": o.heliosBin = val(); break;
-      case "--reinit": o.reinit = true; break;
-      case "--no-doc": o.doc = false; break;
-      case "--note": o.note = val(); break;
-      case "--help": case "-h": usage();
-      default:
-        console.error(`unknown option ${a}`);
-        usage();
-    }
-  }
-  if (Number.isNaN(o.duration)) o.duration = o.quick ? 3 : 10;
-  if (Number.isNaN(o.rounds)) o.rounds = o.quick ? 1 : 3;
+  const o: Options = { ...unsetRounds(), scale: 10, db: "helios_bench", only: null, targets: ["direct", "pgbouncer", "helios"], reinit: false };
+  const rounds = roundsFlags(o);
+  parseFlags(argv, usage, {
+    ...rounds,
+    "-T": rounds["--duration"],
+    "--scale": (v) => (o.scale = Number(v())),
+    "--db": (v) => (o.db = v()),
+    "--only": (v) => (o.only = v().split(",")),
+    "--targets": (v) => (o.targets = v().split(",") as Target[]),
+    "--helios-bin": (v) => (o.heliosBin = v()),
+    "--reinit": () => (o.reinit = true),
+  });
+  settleRounds(o, 3, 10);
   for (const t of o.targets) if (!(t in TARGET_LABEL)) throw new Error(`unknown target ${t}`);
-  if (!/^[a-z_][a-z0-9_]*$/.test(o.db)) throw new Error(`--db must be a plain lower-case identifier`);
   return o;
 }
 
@@ -172,28 +147,6 @@ async function measure(s: Scenario, t: Target, o: Options, procs: Partial<Record
 
 function emptyRun(round: number): Run {
   return { tps: NaN, transactions: 0, failed: 0, abortedClients: 0, latencyMs: NaN, exitCode: 0, firstError: "", round, cpuPerTx: NaN, rssKb: NaN };
-}
-
-// ---- database -----------------------------------------------------------------------------
-
-function ensureDatabase(o: Options): void {
-  const exists = psql(`SELECT 1 FROM pg_database WHERE datname = '${o.db}'`) === "1";
-  if (exists && o.reinit) psql(`DROP DATABASE ${o.db}`);
-  if (!exists || o.reinit) psql(`CREATE DATABASE ${o.db}`);
-  let scale = 0;
-  try {
-    scale = Number(psql("SELECT count(*) FROM pgbench_branches", o.db));
-  } catch {
-    scale = 0;
-  }
-  if (scale !== o.scale) {
-    console.log(`initialising ${o.db} with pgbench -i -s ${o.scale} ...`);
-    const r = sh(["pgbench", "-i", "-q", "-s", String(o.scale), "-h", PG.host, "-p", String(PG.port), "-U", PG.user, o.db]);
-    if (r.code !== 0) throw new Error(`pgbench -i failed:\n${r.err}`);
-  }
-  // tpcb rounds grow pgbench_history; start every run from the same small table.
-  psql("TRUNCATE pgbench_history", o.db);
-  psql("VACUUM ANALYZE", o.db);
 }
 
 // ---- report -------------------------------------------------------------------------------
@@ -320,13 +273,7 @@ function evaluateTargets(results: Results): Target_[] {
 function report(results: Results, o: Options, m: MachineInfo, heliosDesc: string, startedAt: number): string {
   const ids = SCENARIOS.filter((s) => results.has(s.id));
   const L: string[] = [];
-  L.push("## pgbench: direct vs PgBouncer vs HeliosProxy");
-  L.push("");
-  L.push("```");
-  L.push(commandLine("bench/pgbench-compare.ts"));
-  L.push("```");
-  L.push("");
-  L.push(machineMarkdown(m));
+  L.push(...sectionTitle("pgbench: direct vs PgBouncer vs HeliosProxy", "bench/pgbench-compare.ts", m));
   L.push(
     `- Setup: database \`${o.db}\` (pgbench scale ${o.scale}); ${o.rounds} interleaved round(s) of ${o.duration} s per run, target order rotated each round; ` +
       `every figure is the median over rounds; pgbench -j ${2} (-j 1 for one client), -n. ` +
@@ -430,7 +377,7 @@ async function main(): Promise<void> {
   if (scenarios.length === 0) throw new Error(`--only matched nothing (ids: ${SCENARIOS.map((s) => s.id).join(", ")})`);
   const startedAt = Date.now();
   const m = machineInfo();
-  ensureDatabase(o);
+  ensurePgbenchDatabase(o.db, o.scale, o.reinit);
 
   const procs: Partial<Record<Target, Proc>> = {};
   const stopAll = async () => {

@@ -7,22 +7,17 @@ import { parseConfig } from "../src/config/load.ts";
 import { startProxy, type RunningProxy } from "../src/proxy.ts";
 import { DevCluster } from "../src/devcluster/cluster.ts";
 import { freePort } from "../src/devcluster/pg-bin.ts";
-import { codeVersion, commandLine, fmt, median, runPgbench, sh, updateDoc, type PgbenchResult } from "./lib.ts";
+import { codeVersion, commandLine, fmt, median, parseFlags, pgbenchInit, roundsFlags, runPgbench, settleRounds, sh, unsetRounds, updateDoc, type PgbenchResult, type RoundsOptions } from "./lib.ts";
 import { configureLogging } from "../src/util/log.ts";
 import { configText } from "../test/support/proxy.ts";
 
-interface Options {
-  rounds: number;
-  duration: number;
+interface Options extends RoundsOptions {
   clients: number;
   scale: number;
   modes: string[];
-  doc: boolean;
-  note: string;
-  quick: boolean;
 }
 
-function usage(): never {
+function usage(exitCode = 0): never {
   console.log(`usage: bun bench/rw-split.ts [options]
   --quick              3 s runs, 1 round (development; numbers are rough)
   --rounds N           interleaved rounds; medians are reported (default 3)
@@ -32,29 +27,18 @@ function usage(): never {
   --modes LIST         pgbench -M modes (default simple,prepared)
   --no-doc             print only; do not update docs/benchmarks.md
   --note TEXT          a note recorded with the results`);
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: NaN, duration: NaN, clients: 20, scale: 10, modes: ["simple", "prepared"], doc: true, note: "", quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i] ?? usage();
-    switch (flag) {
-      case "--quick": o.quick = true; break;
-      case "--rounds": o.rounds = Number(val()); break;
-      case "--duration": o.duration = Number(val()); break;
-      case "--clients": o.clients = Number(val()); break;
-      case "--scale": o.scale = Number(val()); break;
-      case "--modes": o.modes = val().split(","); break;
-      case "--no-doc": o.doc = false; break;
-      case "--note": o.note = val(); break;
-      default: usage();
-    }
-  }
-  if (Number.isNaN(o.duration)) o.duration = o.quick ? 3 : 10;
-  if (Number.isNaN(o.rounds)) o.rounds = o.quick ? 1 : 3;
+  const o: Options = { ...unsetRounds(), clients: 20, scale: 10, modes: ["simple", "prepared"] };
+  parseFlags(argv, usage, {
+    ...roundsFlags(o),
+    "--clients": (v) => (o.clients = Number(v())),
+    "--scale": (v) => (o.scale = Number(v())),
+    "--modes": (v) => (o.modes = v().split(",")),
+  });
+  settleRounds(o, 3, 10);
   return o;
 }
 
@@ -142,8 +126,7 @@ const cluster = await DevCluster.create();
 process.on("SIGINT", () => void cluster.destroy().then(() => process.exit(130)));
 try {
   await cluster.createDatabase("bench");
-  const init = sh(["pgbench", "-i", "-q", "-s", String(o.scale), "-h", "127.0.0.1", "-p", String(cluster.primary().port), "-U", "postgres", "bench"]);
-  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.err}`);
+  pgbenchInit("bench", o.scale, { host: "127.0.0.1", port: cluster.primary().port, user: "postgres" });
   await cluster.setup("VACUUM ANALYZE", "bench");
   const off = await start(cluster, false);
   const split = await start(cluster, true);

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type pg from "pg";
 import { pgClient, rejection } from "../support/clients.ts";
-import { FaultRelay } from "../support/fault-relay.ts";
+import { FaultRelay, type FaultRule } from "../support/fault-relay.ts";
 import { PG_PORT, startProxy, type RunningProxy } from "../support/proxy.ts";
 
 interface Recovery {
@@ -29,7 +29,7 @@ beforeAll(async () => {
 }, 30000);
 
 afterAll(async () => {
-  for (const t of tables) await direct.query(`DROP TABLE IF EXISTS ${t}`);
+  for (const t of tables) await direct.query(`DROP FUNCTION IF EXISTS ${t}_add(text); DROP TABLE IF EXISTS ${t}`);
   await direct?.end();
   await proxy?.stop();
   await relay?.close();
@@ -62,9 +62,7 @@ async function recoveryOf(session: number): Promise<Recovery> {
 }
 
 /** A client of the proxy; its processID is the proxy's session id. */
-async function client(): Promise<pg.Client & { processID: number; asyncErrors: Error[] }> {
-  return (await pgClient(proxy.port, { connectionTimeoutMillis: 15000 })) as pg.Client & { processID: number; asyncErrors: Error[] };
-}
+type ProxyClient = pg.Client & { processID: number; asyncErrors: Error[] };
 
 /** The connection still answers, and a new transaction on it commits. */
 async function stillUsable(c: pg.Client, table: string): Promise<void> {
@@ -75,135 +73,103 @@ async function stillUsable(c: pg.Client, table: string): Promise<void> {
   expect(await rows(table, "after")).toBe(1);
 }
 
-test("cut after COMMIT reached the server: the COMMIT succeeds once, resolved as committed", async () => {
-  const t = await freshTable("after_commit");
-  const c = await client();
+/** What a cut leaves behind. */
+interface Expected {
+  /** Rows 'x' in the table after the cut, and still after a new transaction on the connection. */
+  rows: number;
+  outcome: "committed" | "replayed" | "unknown";
+  /** SQLSTATE of the recovery: "" when the client got its statement's reply. */
+  sqlstate: string;
+}
+
+/**
+ * A fresh table and proxy client; `run` sends the statements, calling `arm` where the relay is to
+ * apply `rule` once. Then: the rule fired, the table holds `expected.rows` rows 'x', the recovery
+ * recorded for the session matches, the connection goes on, and no error came outside a query.
+ */
+async function cut(
+  tag: string,
+  rule: FaultRule,
+  expected: Expected,
+  run: (c: ProxyClient, table: string, arm: (o?: { backendLingers?: boolean }) => void) => Promise<void>,
+): Promise<Recovery> {
+  const t = await freshTable(tag);
+  const c = (await pgClient(proxy.port, { connectionTimeoutMillis: 15000 })) as ProxyClient;
   try {
-    await c.query("BEGIN");
-    await c.query(`INSERT INTO ${t} VALUES ('x')`);
-    relay.armOnce("cut-after-commit");
-    const r = await c.query("COMMIT");
-    expect(r.command).toBe("COMMIT");
-    expect(relay.fired.at(-1)).toBe("cut-after-commit");
-    expect(await rows(t, "x")).toBe(1);
+    await run(c, t, (o) => relay.armOnce(rule, o));
+    expect(relay.fired.at(-1)).toBe(rule);
+    expect(await rows(t, "x")).toBe(expected.rows);
     const rec = await recoveryOf(c.processID);
-    expect(rec.outcome).toBe("committed");
-    expect(rec.sqlstate).toBe("");
-    expect(rec.xid).toMatch(/^[1-9]\d*$/);
+    expect(rec.outcome).toBe(expected.outcome);
+    expect(rec.sqlstate).toBe(expected.sqlstate);
     await stillUsable(c, t);
-    expect(await rows(t, "x")).toBe(1);
+    expect(await rows(t, "x")).toBe(expected.rows);
     expect(c.asyncErrors).toEqual([]);
+    return rec;
   } finally {
     await c.end();
   }
+}
+
+/** BEGIN and one INSERT of 'x'. */
+async function beginInsert(c: pg.Client, table: string): Promise<void> {
+  await c.query("BEGIN");
+  await c.query(`INSERT INTO ${table} VALUES ('x')`);
+}
+
+test("cut after COMMIT reached the server: the COMMIT succeeds once, resolved as committed", async () => {
+  const rec = await cut("after_commit", "cut-after-commit", { rows: 1, outcome: "committed", sqlstate: "" }, async (c, t, arm) => {
+    await beginInsert(c, t);
+    arm();
+    expect((await c.query("COMMIT")).command).toBe("COMMIT");
+  });
+  expect(rec.xid).toMatch(/^[1-9]\d*$/);
 }, 30000);
 
 test("cut before COMMIT reached the server: the transaction is replayed and commits once", async () => {
-  const t = await freshTable("before_commit");
-  const c = await client();
-  try {
-    await c.query("BEGIN");
-    await c.query(`INSERT INTO ${t} VALUES ('x')`);
-    relay.armOnce("cut-before-commit");
-    const r = await c.query("COMMIT");
-    expect(r.command).toBe("COMMIT");
-    expect(relay.fired.at(-1)).toBe("cut-before-commit");
-    expect(await rows(t, "x")).toBe(1);
-    const rec = await recoveryOf(c.processID);
-    expect(rec.outcome).toBe("replayed");
-    expect(rec.sqlstate).toBe("");
-    await stillUsable(c, t);
-    expect(await rows(t, "x")).toBe(1);
-    expect(c.asyncErrors).toEqual([]);
-  } finally {
-    await c.end();
-  }
+  await cut("before_commit", "cut-before-commit", { rows: 1, outcome: "replayed", sqlstate: "" }, async (c, t, arm) => {
+    await beginInsert(c, t);
+    arm();
+    expect((await c.query("COMMIT")).command).toBe("COMMIT");
+  });
 }, 30000);
 
 test("cut before COMMIT while the old backend lives on: it is ended, the transaction replayed and committed once", async () => {
-  const t = await freshTable("lingering");
-  const c = await client();
-  try {
-    await c.query("BEGIN");
-    await c.query(`INSERT INTO ${t} VALUES ('x')`);
-    relay.armOnce("cut-before-commit", { backendLingers: true });
+  await cut("lingering", "cut-before-commit", { rows: 1, outcome: "replayed", sqlstate: "" }, async (c, t, arm) => {
+    await beginInsert(c, t);
+    arm({ backendLingers: true });
     const started = performance.now();
-    const r = await c.query("COMMIT");
-    expect(r.command).toBe("COMMIT");
+    expect((await c.query("COMMIT")).command).toBe("COMMIT");
     // Settled by ending the old backend, not by waiting for it to notice the broken link.
     expect(performance.now() - started).toBeLessThan(2500);
-    expect(await rows(t, "x")).toBe(1);
-    const rec = await recoveryOf(c.processID);
-    expect(rec.outcome).toBe("replayed");
-    await stillUsable(c, t);
-    expect(await rows(t, "x")).toBe(1);
-    expect(c.asyncErrors).toEqual([]);
-  } finally {
-    await c.end();
-  }
+  });
 }, 30000);
 
 test("COMMIT and its xid read lost together: 08007, nothing committed, the connection goes on", async () => {
-  const t = await freshTable("commit_chunk");
-  const c = await client();
-  try {
+  await cut("commit_chunk", "cut-at-commit-chunk", { rows: 0, outcome: "unknown", sqlstate: "08007" }, async (c, t, arm) => {
+    // A write through a function called from a SELECT: the transaction id is only read just before the COMMIT.
+    await direct.query(`CREATE FUNCTION ${t}_add(x text) RETURNS void LANGUAGE sql AS $$ INSERT INTO ${t} VALUES (x) $$`);
     await c.query("BEGIN");
-    await c.query(`INSERT INTO ${t} VALUES ('x')`);
-    relay.armOnce("cut-at-commit-chunk");
-    const err = await rejection(c.query("COMMIT"));
-    expect(err.code).toBe("08007");
-    expect(relay.fired.at(-1)).toBe("cut-at-commit-chunk");
-    expect(await rows(t, "x")).toBe(0);
-    const rec = await recoveryOf(c.processID);
-    expect(rec.outcome).toBe("unknown");
-    expect(rec.sqlstate).toBe("08007");
-    await stillUsable(c, t);
-    expect(await rows(t, "x")).toBe(0);
-    expect(c.asyncErrors).toEqual([]);
-  } finally {
-    await c.end();
-  }
+    await c.query(`SELECT ${t}_add('x')`);
+    arm();
+    expect((await rejection(c.query("COMMIT"))).code).toBe("08007");
+  });
 }, 30000);
 
 test("autocommit INSERT cut after it committed: 08007 (unknown), the row is there once, no retry", async () => {
-  const t = await freshTable("autocommit");
-  const c = await client();
-  try {
-    relay.armOnce("cut-after-write");
-    const err = await rejection(c.query(`INSERT INTO ${t} VALUES ('x')`));
-    expect(err.code).toBe("08007");
-    expect(relay.fired.at(-1)).toBe("cut-after-write");
-    expect(await rows(t, "x")).toBe(1);
-    const rec = await recoveryOf(c.processID);
-    expect(rec.outcome).toBe("unknown");
-    expect(rec.sqlstate).toBe("08007");
-    await stillUsable(c, t);
-    expect(await rows(t, "x")).toBe(1);
-    expect(c.asyncErrors).toEqual([]);
-  } finally {
-    await c.end();
-  }
+  await cut("autocommit", "cut-after-write", { rows: 1, outcome: "unknown", sqlstate: "08007" }, async (c, t, arm) => {
+    arm();
+    expect((await rejection(c.query(`INSERT INTO ${t} VALUES ('x')`))).code).toBe("08007");
+  });
 }, 30000);
 
 test("INSERT inside an open transaction cut: replayed silently, COMMIT leaves the row once", async () => {
-  const t = await freshTable("open_tx");
-  const c = await client();
-  try {
+  await cut("open_tx", "cut-after-write", { rows: 1, outcome: "replayed", sqlstate: "" }, async (c, t, arm) => {
     await c.query("BEGIN");
-    relay.armOnce("cut-after-write");
+    arm();
     const ins = await c.query(`INSERT INTO ${t} VALUES ('x')`);
     expect(ins.command).toBe("INSERT");
     expect(ins.rowCount).toBe(1);
-    expect(relay.fired.at(-1)).toBe("cut-after-write");
     expect((await c.query("COMMIT")).command).toBe("COMMIT");
-    expect(await rows(t, "x")).toBe(1);
-    const rec = await recoveryOf(c.processID);
-    expect(rec.outcome).toBe("replayed");
-    expect(rec.sqlstate).toBe("");
-    await stillUsable(c, t);
-    expect(await rows(t, "x")).toBe(1);
-    expect(c.asyncErrors).toEqual([]);
-  } finally {
-    await c.end();
-  }
+  });
 }, 30000);

@@ -1,36 +1,23 @@
 // Crash failover: kill -9 of the primary under a write load through the proxy; the sync standby is promoted, the other repointed, no acknowledged write lost or doubled.
 
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import pg from "pg";
-import type { RunningProxy } from "../support/proxy.ts";
-import { adminApi, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
-import { LEDGER_DDL, LedgerLoad, checkLedger } from "../support/ledger.ts";
+import { adminApi } from "../support/pg-cluster.ts";
+import { useLedgerClusterProxy } from "../support/ledger-cluster.ts";
+import { LedgerLoad, checkLedger } from "../support/ledger.ts";
 
-const cluster = usePgCluster({ databases: ["app"] });
-let proxy: RunningProxy;
-
-beforeAll(async () => {
-  const c = cluster();
-  await c.setup(LEDGER_DDL, "app");
-  proxy = await startClusterProxy(c, {
-    split: false,
-    maxConnections: 20,
-    health: { interval: 1, timeout: 1, failureThreshold: 3 },
-    toml: "[failover]\npolicy = \"auto\"\nbuffer_timeout_secs = 15\n",
-  });
-}, 60_000);
-
-afterAll(async () => {
-  await proxy?.stop();
+const { cluster, proxy } = useLedgerClusterProxy({
+  health: { interval: 1, timeout: 1, failureThreshold: 3 },
+  toml: "[failover]\npolicy = \"auto\"\nbuffer_timeout_secs = 15\n",
 });
 
 test("kill -9 of the primary: writes resume on the promoted sync standby; every acknowledged write is there exactly once", async () => {
   const c = cluster();
-  const load = new LedgerLoad(proxy.port, { clients: 8, database: "app" });
+  const load = new LedgerLoad(proxy().port, { clients: 8, database: "app" });
   // Idle clients, logged in before the crash, each send one autocommit write during the failover.
   const idle = await Promise.all(
     Array.from({ length: 4 }, async () => {
-      const cl = new pg.Client({ host: "127.0.0.1", port: proxy.port, user: "postgres", database: "app", query_timeout: 20000 });
+      const cl = new pg.Client({ host: "127.0.0.1", port: proxy().port, user: "postgres", database: "app", query_timeout: 20000 });
       cl.on("error", () => {});
       await cl.connect();
       return cl;
@@ -52,7 +39,7 @@ test("kill -9 of the primary: writes resume on the promoted sync standby; every 
   const firstWriteMs = first.ackAt - killedAt;
   expect(firstWriteMs).toBeLessThan(10_000);
 
-  const f = await adminApi(proxy, "GET", "/failovers");
+  const f = await adminApi(proxy(), "GET", "/failovers");
   expect(f.body.epoch).toBe(1);
   expect(f.body.primary).toBe("node2");
   expect(f.body.alarm).toBeNull();
@@ -60,7 +47,7 @@ test("kill -9 of the primary: writes resume on the promoted sync standby; every 
   expect(rec).toMatchObject({ kind: "failover", trigger: "auto", from: "node1", to: "node2", result: "done" });
   expect(Number(rec.n0)).toBeGreaterThan(0);
   expect(rec.candidates.map((x: { name: string; eligible: boolean }) => [x.name, x.eligible])).toEqual([["node2", true], ["node3", true]]);
-  const topo = await adminApi(proxy, "GET", "/topology");
+  const topo = await adminApi(proxy(), "GET", "/topology");
   expect(topo.body.primary).toBe("node2");
   expect(topo.body.fenced).toEqual(["node1"]);
 
@@ -81,9 +68,9 @@ test("kill -9 of the primary: writes resume on the promoted sync standby; every 
     if (streaming !== "node3|streaming") await Bun.sleep(50);
   }
   expect(streaming).toBe("node3|streaming");
-  const again = await adminApi(proxy, "GET", "/failovers");
+  const again = await adminApi(proxy(), "GET", "/failovers");
   expect(again.body.failovers[0].repointed).toMatchObject([{ node: "node3", ok: true }]);
-  const metrics = (await adminApi(proxy, "GET", "/metrics")).body as string;
+  const metrics = (await adminApi(proxy(), "GET", "/metrics")).body as string;
   expect(metrics).toContain('heliosproxy_failovers_total{kind="failover",trigger="auto",result="done"} 1');
   expect(metrics).toContain("heliosproxy_failover_epoch 1");
   expect(metrics).toContain('heliosproxy_node_fenced{node="node1"} 1');

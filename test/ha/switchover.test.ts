@@ -1,52 +1,40 @@
 // Planned switchover under load: open transactions finish, new ones wait, then everything runs on the new primary with no client error.
 
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import pg from "pg";
-import { psql, type RunningProxy } from "../support/proxy.ts";
-import { adminApi, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
-import { LEDGER_DDL, LedgerLoad, checkLedger } from "../support/ledger.ts";
+import { psql } from "../support/proxy.ts";
+import { adminApi } from "../support/pg-cluster.ts";
+import { useLedgerClusterProxy } from "../support/ledger-cluster.ts";
+import { LedgerLoad, checkLedger } from "../support/ledger.ts";
 
-const cluster = usePgCluster({ databases: ["app"] });
-let proxy: RunningProxy;
-
-beforeAll(async () => {
-  const c = cluster();
-  await c.setup(LEDGER_DDL, "app");
-  proxy = await startClusterProxy(c, {
-    split: false,
-    maxConnections: 20,
-    health: { interval: 0.5, timeout: 1, failureThreshold: 3 },
-    toml: '[failover]\npolicy = "manual"\ndrain_timeout_secs = 1\n[auth]\nmethod = "trust"\nadmin_users = ["postgres"]\n',
-  });
-}, 60_000);
-
-afterAll(async () => {
-  await proxy?.stop();
+const { cluster, proxy } = useLedgerClusterProxy({
+  health: { interval: 0.5, timeout: 1, failureThreshold: 3 },
+  toml: '[failover]\npolicy = "manual"\ndrain_timeout_secs = 1\n[auth]\nmethod = "trust"\nadmin_users = ["postgres"]\n',
 });
 
 async function connect(): Promise<pg.Client> {
-  const cl = new pg.Client({ host: "127.0.0.1", port: proxy.port, user: "postgres", database: "app", query_timeout: 20000 });
+  const cl = new pg.Client({ host: "127.0.0.1", port: proxy().port, user: "postgres", database: "app", query_timeout: 20000 });
   cl.on("error", () => {});
   await cl.connect();
   return cl;
 }
 
 test("bad requests: unknown target, a body that is not JSON, a target that is not a standby: 400", async () => {
-  expect((await adminApi(proxy, "POST", "/switchover", {}, { target: "nodeX" })).status).toBe(400);
-  const notJson = await fetch(`http://127.0.0.1:${proxy.adminPort}/switchover`, { method: "POST", body: "{oops" });
+  expect((await adminApi(proxy(), "POST", "/switchover", {}, { target: "nodeX" })).status).toBe(400);
+  const notJson = await fetch(`http://127.0.0.1:${proxy().adminPort}/switchover`, { method: "POST", body: "{oops" });
   expect(notJson.status).toBe(400);
   expect(((await notJson.json()) as { message: string }).message).toBe("the body is not valid JSON");
-  const self = await adminApi(proxy, "POST", "/switchover", {}, { target: "node1" });
+  const self = await adminApi(proxy(), "POST", "/switchover", {}, { target: "node1" });
   expect(self.status).toBe(400);
   expect(self.body.message).toContain("not a standby");
-  expect((await adminApi(proxy, "GET", "/failovers")).body.epoch).toBe(0);
+  expect((await adminApi(proxy(), "GET", "/failovers")).body.epoch).toBe(0);
 });
 
 test("a transaction that does not finish within drain_timeout calls the switchover off; nothing changes", async () => {
   const cl = await connect();
   await cl.query("BEGIN");
   await cl.query("INSERT INTO ledger (id, writer) VALUES (1, -1)");
-  const r = await adminApi(proxy, "POST", "/switchover", {}, { target: "node2" });
+  const r = await adminApi(proxy(), "POST", "/switchover", {}, { target: "node2" });
   expect(r.status).toBe(409);
   expect(r.body.record).toMatchObject({ kind: "switchover", result: "aborted", from: "node1", to: null });
   expect(r.body.message).toContain("1 open transaction still running");
@@ -56,12 +44,12 @@ test("a transaction that does not finish within drain_timeout calls the switchov
   expect((await other.query("SELECT inet_server_port() AS p")).rows[0].p).toBe(cluster().node("node1").port);
   await other.end();
   await cl.end();
-  expect((await adminApi(proxy, "GET", "/failovers")).body).toMatchObject({ epoch: 0, primary: "node1", buffer: { holding: false } });
+  expect((await adminApi(proxy(), "GET", "/failovers")).body).toMatchObject({ epoch: 0, primary: "node1", buffer: { holding: false } });
 });
 
 test("switchover under load: 0 client errors, open transactions finish, writes move to node2, ledger exact", async () => {
   const c = cluster();
-  const load = new LedgerLoad(proxy.port, { clients: 8, database: "app" });
+  const load = new LedgerLoad(proxy().port, { clients: 8, database: "app" });
   // Multi-statement transactions running across the switchover.
   let txDone = 0;
   const txErrors: string[] = [];
@@ -91,7 +79,7 @@ test("switchover under load: 0 client errors, open transactions finish, writes m
   await settled.query("SET search_path = audit, public");
   await settled.query("SET statement_timeout = '12s'");
   await Bun.sleep(1000);
-  const r = await adminApi(proxy, "POST", "/switchover", {}, { target: "node2" });
+  const r = await adminApi(proxy(), "POST", "/switchover", {}, { target: "node2" });
   expect(r.status).toBe(200);
   const rec = r.body;
   expect(rec).toMatchObject({ kind: "switchover", from: "node1", to: "node2", result: "done", epoch: 1 });
@@ -117,7 +105,7 @@ test("switchover under load: 0 client errors, open transactions finish, writes m
 
   // The old primary is fenced (read-only, out of rotation); node3 streams from node2.
   expect(await c.psql("node1", "SHOW default_transaction_read_only")).toBe("on");
-  const topo = await adminApi(proxy, "GET", "/topology");
+  const topo = await adminApi(proxy(), "GET", "/topology");
   expect(topo.body).toMatchObject({ primary: "node2", fenced: ["node1"], standbys: ["node3"], epoch: 1 });
   let streaming = "";
   for (let i = 0; i < 100 && streaming !== "node3|streaming"; i++) {
@@ -127,11 +115,11 @@ test("switchover under load: 0 client errors, open transactions finish, writes m
   expect(streaming).toBe("node3|streaming");
   // The fenced old primary still says it is a primary, on the old timeline: probes never make it primary again.
   await Bun.sleep(1200);
-  const later = await adminApi(proxy, "GET", "/topology");
+  const later = await adminApi(proxy(), "GET", "/topology");
   expect(later.body).toMatchObject({ primary: "node2", fenced: ["node1"], epoch: 1 });
   expect(later.body.nodes.map((n: { id: string; timeline: number }) => [n.id, n.timeline])).toEqual([["node1", 1], ["node2", 2], ["node3", 2]]);
   // The console shows the history too, newest first (the refused request with target node1 included).
-  const shown2 = await psql(proxy.port, ["-At", "-F", "|", "-c", "SHOW FAILOVERS"], { db: "heliosproxy" });
+  const shown2 = await psql(proxy().port, ["-At", "-F", "|", "-c", "SHOW FAILOVERS"], { db: "heliosproxy" });
   expect(shown2.stdout.trim().split("\n").map((l) => l.split("|").slice(0, 6))).toEqual([
     ["3", "switchover", "api", "node1", "node2", "done"],
     ["2", "switchover", "api", "node1", "", "aborted"],

@@ -5,10 +5,11 @@ import { freePort } from "../../src/util/net.ts";
 
 /**
  * Where the next matching connection is cut (server side first, then the proxy's side):
- * - cut-after-commit: the COMMIT reaches the server and commits; only the reply to the xid read
- *   before it comes back.
- * - cut-before-commit: the xid read reaches the server and is answered; the COMMIT is dropped.
- * - cut-at-commit-chunk: the write holding the COMMIT (and the xid read with it) is dropped.
+ * - cut-after-commit: the COMMIT reaches the server and commits; no reply to it comes back (replies
+ *   to queries sent ahead of it in the same write, the proxy's transaction-id read, do).
+ * - cut-before-commit: what was sent ahead of the COMMIT reaches the server and is answered; the
+ *   COMMIT is dropped.
+ * - cut-at-commit-chunk: the write holding the COMMIT (and anything sent with it) is dropped.
  * - cut-after-write: an INSERT reaches the server; no reply comes back.
  */
 export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write";
@@ -97,13 +98,16 @@ class Pair {
     }
     const { rule, at } = fired;
     this.clientMuted = true;
+    // Queries sent ahead of the COMMIT in the same chunk (the proxy's transaction-id read when it has no id yet) get their replies.
+    const ahead = msgs.slice(0, at).filter((m) => m[0] === 0x51).length;
     if (rule === "cut-after-commit") {
       this.send(msgs.slice(0, at + 1));
-      this.limitServer(1, null);
+      this.limitServer(ahead, null);
       this.later(SETTLE_MS, () => this.cut());
     } else if (rule === "cut-before-commit") {
       this.send(msgs.slice(0, at));
-      this.limitServer(1, () => this.cut());
+      if (ahead === 0) this.cut();
+      else this.limitServer(ahead, () => this.cut());
     } else if (rule === "cut-at-commit-chunk") {
       this.cut();
     } else {
