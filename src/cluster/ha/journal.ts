@@ -189,8 +189,9 @@ export class Journal implements Sink {
     if (commit) {
       const asked = this.xid.kind === "asked" ? this.xid.epoch : epoch;
       if (this.xid.kind === "asked") this.xid = value === null ? { kind: "failed" } : value === "" ? { kind: "null" } : { kind: "value", xid: value, epoch: asked };
-    } else if (inTx && value !== null && value !== "" && this.xid.kind === "none") {
-      this.xid = { kind: "value", xid: value, epoch };
+    } else if (inTx && value !== null && value !== "" && (this.xid.kind === "none" || this.xid.kind === "asked")) {
+      // The read before the COMMIT may still be on its way: it would tell the same id.
+      this.xid = { kind: "value", xid: value, epoch: this.xid.kind === "asked" ? this.xid.epoch : epoch };
     }
   }
 
