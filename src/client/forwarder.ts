@@ -16,7 +16,7 @@ import type { RouteHint } from "../core/hooks.ts";
 import { parseSql } from "../sql/classify.ts";
 import { returnServer } from "./reset.ts";
 import type { ClientSession } from "./session.ts";
-import { isCommit as isCommitText, type Journal } from "../cluster/ha/journal.ts";
+import { startsWithCommit, type Journal } from "../cluster/ha/journal.ts";
 import { ADVISORY_LOCKS_JSON_SQL, migrationRelevant } from "../cluster/ha/session-migration.ts";
 
 const decoder = new TextDecoder();
@@ -198,8 +198,8 @@ export class RequestForwarder {
           e.dataCrc = m!.crcSeed(text);
         }
         if (type === Fe.Query && /^\s*copy\b/i.test(text)) j.unsafe ||= "it used COPY";
-        if (e.commit && server.endpoint.name === sess.ctx.cluster.primary().name) run = this.askXid(j, server, b, run, pos);
-      } else if (isCommitText(text)) run = this.askXid(j, server, b, run, pos);
+        if (e.commit && !e.commitLater && server.endpoint.name === sess.ctx.cluster.primary().name) run = this.askXid(j, server, b, run, pos);
+      } else if (startsWithCommit(text)) run = this.askXid(j, server, b, run, pos);
       // Inside a transaction the id is read after its first write too, so a COMMIT lost early still has it.
       this.xidAfter = j.xidUnknown && WRITES.test(text) && (this.session.txStatus !== TxStatus.Idle || j.entries.length > 1);
     }

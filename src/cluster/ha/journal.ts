@@ -26,6 +26,8 @@ export interface JournalEntry {
   status: number;
   /** It ends a transaction (COMMIT / END). */
   commit: boolean;
+  /** The COMMIT comes after other statements of the same Query: their replies cannot be given without running them. */
+  commitLater: boolean;
   /** SQL text for inspection (a Bind shows its statement's text). */
   sql: string;
   paramCount: number;
@@ -113,6 +115,7 @@ export class Journal implements Sink {
       done: false,
       status: 0,
       commit: isCommit(sql),
+      commitLater: false,
       sql,
       paramCount: 0,
       params: null,
@@ -121,6 +124,7 @@ export class Journal implements Sink {
       tag: "",
       cursorSql: "",
     };
+    if (e.commit) e.commitLater = !startsWithCommit(sql);
     if (this.unsafe === "" && this.volatile !== null && sql !== "") {
       const m = this.volatile.exec(sql);
       if (m) this.unsafe = `it used ${(m[1] ?? m[2]!).toLowerCase()}, whose value differs on a second run`;
@@ -185,7 +189,9 @@ export class Journal implements Sink {
    * transaction). The read before a COMMIT settles the state; an early one only ever supplies the id.
    */
   xidRead(value: string | null, inTx: boolean, epoch: number): void {
-    const commit = this.xidReads.shift() ?? false;
+    // An answer nobody waits for any more (the journal was cleared meanwhile) says nothing.
+    if (this.xidReads.length === 0) return;
+    const commit = this.xidReads.shift()!;
     if (commit) {
       const asked = this.xid.kind === "asked" ? this.xid.epoch : epoch;
       if (this.xid.kind === "asked") this.xid = value === null ? { kind: "failed" } : value === "" ? { kind: "null" } : { kind: "value", xid: value, epoch: asked };
@@ -393,6 +399,12 @@ export class Journal implements Sink {
       p = end;
       if (type === Be.ReadyForQuery) {
         const replayed = c !== null && e === c.entry;
+        if (replayed && c.seen < c.skip) {
+          // The request ended with fewer replies than the client had: it went differently.
+          this.check = null;
+          this.onReplayed?.(e, true);
+          return ok;
+        }
         this.closeEntry(e, b[p - 1]!);
         if (replayed) {
           this.check = null;
@@ -507,30 +519,44 @@ function noteParams(e: JournalEntry, b: Uint8Array, from: number, to: number): v
   e.params = out;
 }
 
-/** Does this SQL end a transaction with COMMIT (or END)? First keyword only, comments skipped. */
-export function isCommit(sql: string): boolean {
-  const c0 = sql.charCodeAt(0) | 0x20;
-  // Most statements start with a letter other than c or e: no need to look further.
-  if (c0 >= 97 && c0 <= 122 && c0 !== 99 && c0 !== 101) return false;
+/** The first keyword of `sql` in lower case ("" when none): blanks, comments, semicolons and parentheses skipped. */
+export function firstWord(sql: string): string {
   let i = 0;
   const n = sql.length;
   for (;;) {
     while (i < n && (sql.charCodeAt(i) <= 32 || sql[i] === ";" || sql[i] === "(")) i++;
     if (sql.startsWith("--", i)) {
       const nl = sql.indexOf("\n", i);
-      if (nl < 0) return false;
+      if (nl < 0) return "";
       i = nl + 1;
     } else if (sql.startsWith("/*", i)) {
       const close = sql.indexOf("*/", i + 2);
-      if (close < 0) return false;
+      if (close < 0) return "";
       i = close + 2;
     } else break;
   }
-  const word = /^[A-Za-z]+/.exec(sql.slice(i, i + 8))?.[0]?.toUpperCase();
-  if (word === "END") return true;
-  if (word !== "COMMIT") return false;
+  let e = i;
+  while (e < n && ((sql.charCodeAt(e) | 0x20) >= 97 && (sql.charCodeAt(e) | 0x20) <= 122)) e++;
+  return sql.slice(i, e).toLowerCase();
+}
+
+const COMMIT_PREPARED = /^\s*commit\s+prepared\b/i;
+/** A COMMIT or END statement after a semicolon (semicolons inside strings count too: the safe side). */
+const LATER_COMMIT = /;\s*(?:commit|end)\b(?!\s+prepared)/i;
+
+/** Does this SQL end a transaction with COMMIT (or END) as its first statement? */
+export function startsWithCommit(sql: string): boolean {
+  const c0 = sql.charCodeAt(0) | 0x20;
+  // Most statements start with a letter other than c or e: no need to look further.
+  if (c0 >= 97 && c0 <= 122 && c0 !== 99 && c0 !== 101) return false;
+  const w = firstWord(sql);
   // COMMIT PREPARED is two-phase commit of another transaction, not the end of this one.
-  return !/^COMMIT\s+PREPARED\b/i.test(sql.slice(i));
+  return w === "end" || (w === "commit" && !COMMIT_PREPARED.test(sql.slice(sql.toLowerCase().indexOf("commit"))));
+}
+
+/** Does this SQL commit: a COMMIT/END first, or one later in a simple Query of several statements? */
+export function isCommit(sql: string): boolean {
+  return startsWithCommit(sql) || (sql.indexOf(";") >= 0 && LATER_COMMIT.test(sql));
 }
 
 const matchers = new WeakMap<readonly string[], RegExp | null>();

@@ -1,7 +1,7 @@
 // What to do for a session whose server was lost, from its journal alone: replay, settle a COMMIT first, just move, or refuse.
 
 import { TxStatus } from "../../protocol/codes.ts";
-import type { Journal, JournalEntry } from "./journal.ts";
+import { firstWord, type Journal, type JournalEntry } from "./journal.ts";
 
 export type RecoveryPlan =
   /** Nothing open: the session moves (state re-applied) and goes on. */
@@ -15,8 +15,14 @@ export type RecoveryPlan =
   /** The client gets `code`; the connection stays when the protocol state allows it. */
   | { kind: "fail"; code: "40001" | "08007"; message: string };
 
-const BEGINS = /^\s*(?:begin|start\s+transaction)\b/i;
-const ENDS = /^\s*(?:commit|end|rollback|abort)\b/i;
+const opens = (sql: string) => {
+  const w = firstWord(sql);
+  return w === "begin" || w === "start";
+};
+const closes = (sql: string) => {
+  const w = firstWord(sql);
+  return w === "commit" || w === "end" || w === "rollback" || w === "abort";
+};
 
 /**
  * Requests that may have committed without the client hearing so: a COMMIT in flight, or a
@@ -31,9 +37,9 @@ export function inDoubt(j: Journal, mayWrite: (sql: string) => boolean): Journal
       continue;
     }
     if (e.commit) out.push(e);
-    else if (!inTx && !BEGINS.test(e.sql) && (e.sql === "" || mayWrite(e.sql))) out.push(e);
-    if (BEGINS.test(e.sql)) inTx = true;
-    else if (ENDS.test(e.sql)) inTx = false;
+    else if (!inTx && !opens(e.sql) && (e.sql === "" || mayWrite(e.sql))) out.push(e);
+    if (opens(e.sql)) inTx = true;
+    else if (closes(e.sql)) inTx = false;
   }
   return out;
 }
@@ -50,7 +56,8 @@ export function planRecovery(j: Journal, mayWrite: (sql: string) => boolean): Re
     }
     const x = j.xid;
     if (x.kind === "value") return { kind: "resolve", xid: x.xid, epoch: x.epoch };
-    if (x.kind === "null") return { kind: "committed" };
+    // Read just before a Query whose later statements write and commit, NULL proves nothing.
+    if (x.kind === "null" && !e.commitLater) return { kind: "committed" };
     if (x.kind !== "failed") return { kind: "fail", code: "08007", message: "the connection to the primary was lost during COMMIT before its transaction id was known; the outcome is unknown" };
     // The transaction had failed: its COMMIT can only roll back, which a replay shows the client again.
   }
@@ -66,6 +73,9 @@ export function replayOrRefuse(j: Journal): RecoveryPlan {
 /** How pg_xact_status answers map onto a plan, after the N0 rule (`neverReached`: the xid is at or past N0). */
 export function afterLookup(j: Journal, status: string | null, neverReached: boolean): RecoveryPlan {
   if (neverReached || status === "aborted") return replayOrRefuse(j);
+  if (status === "committed" && j.inFlight().some((e) => e.commitLater)) {
+    return { kind: "fail", code: "08007", message: "the transaction committed, but the replies to the statements sent with its COMMIT were lost" };
+  }
   if (status === "committed") return { kind: "committed" };
   return { kind: "fail", code: "08007", message: `the outcome of the COMMIT in flight is unknown (transaction status: ${status ?? "not known to the new primary"})` };
 }
