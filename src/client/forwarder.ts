@@ -6,7 +6,7 @@ import { decodeAscii, readInt32, writeInt32 } from "../protocol/framing.ts";
 import { queryMessage, readyForQuery } from "../protocol/messages.ts";
 import { build } from "../protocol/writer.ts";
 import { clock } from "../core/clock.ts";
-import type { ServerConnection } from "../server/connection.ts";
+import { XID_COLUMN, type ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
 import { entryForParse, statementBytes, writeRenamed, type StatementEntry } from "./prepared.ts";
@@ -24,6 +24,16 @@ const decoder = new TextDecoder();
 const LSN_QUERY = queryMessage("SELECT (pg_current_wal_lsn() - '0/0')::text");
 /** Pipelined before a COMMIT when transactions are journaled: the id the commit outcome is looked up by. */
 const XID_QUERY = queryMessage("SELECT pg_current_xact_id_if_assigned()::text");
+/** Appended to a client's Query that writes inside a transaction: the id comes back with its replies. */
+const XID_TAIL = new TextEncoder().encode(`\n;SELECT pg_current_xact_id_if_assigned()::text AS "${XID_COLUMN}"\0`);
+/** The proxy's own prepared transaction-id read, run before a writing extended request's Sync (the name no client statement gets). */
+const XID_STATEMENT = "hp.xid";
+const XID_PARSE = build((w) => w.msg(Fe.Parse).cstr(XID_STATEMENT).cstr("SELECT pg_current_xact_id_if_assigned()::text").int16(0).end());
+const XID_RUN = build((w) => {
+  w.msg(Fe.Bind).cstr(XID_STATEMENT).cstr(XID_STATEMENT).int16(0).int16(0).int16(0).end();
+  w.msg(Fe.Execute).cstr(XID_STATEMENT).int32(0).end();
+  w.msg(Fe.Close).byte(80).cstr(XID_STATEMENT).end();
+});
 /** Pipelined after requests that took or released advisory locks (ha-tr): the locks held, as one JSON value. */
 const LOCKS_QUERY = queryMessage(ADVISORY_LOCKS_JSON_SQL);
 const ROLLS_BACK = /^\s*(?:rollback|abort)\b(?!\s+to\b)/i;
@@ -259,6 +269,37 @@ export class RequestForwarder {
   /** Read the transaction id after the request at hand (ha-tr: it wrote inside a transaction whose id is not known yet). */
   private xidAfter = false;
 
+  /** Stage the Query at b[pos, msgEnd) with the transaction-id read appended to its text. */
+  private putWithTail(b: Uint8Array, pos: number, msgEnd: number): void {
+    const textLen = msgEnd - pos - 6; // without the type, length and final NUL
+    const len = 4 + textLen + XID_TAIL.length;
+    this.room(1 + len);
+    const st = this.stage;
+    st[this.staged] = Fe.Query;
+    writeInt32(st, this.staged + 1, len);
+    st.set(b.subarray(pos + 5, msgEnd - 1), this.staged + 5);
+    st.set(XID_TAIL, this.staged + 5 + textLen);
+    this.staged += 1 + len;
+  }
+
+  /** Stage the proxy's transaction-id statement (prepared on this server once) ahead of the Sync at b[pos]. */
+  private xidBeforeSync(server: ServerConnection, b: Uint8Array, run: number, pos: number): number {
+    this.xidAfter = false;
+    run = this.spill(b, run, pos);
+    if (!server.prepared.has(XID_STATEMENT)) {
+      this.evictIfFull(server);
+      this.put(XID_PARSE, 0, XID_PARSE.length);
+      server.prepared.set(XID_STATEMENT, true);
+      server.expect(Pending.InjectedParse, XID_STATEMENT);
+    }
+    this.put(XID_RUN, 0, XID_RUN.length);
+    server.expect(Pending.InjectedBind);
+    server.expect(Pending.InjectedXidExec);
+    server.expect(Pending.InjectedClose);
+    this.session.journal?.xidAsked(false, this.session.ctx.cluster.epoch);
+    return run;
+  }
+
   /** The server is gone: forget what was in flight on it (the statements the client named stay). */
   serverGone(): void {
     this.midRequest = false;
@@ -423,6 +464,19 @@ export class RequestForwarder {
               continue;
             }
           }
+          if (this.xidAfter && this.rewrite === null) {
+            // Inside a transaction, a writing Query whose transaction id is not known yet carries the read itself.
+            this.xidAfter = false;
+            this.spill(b, run, pos);
+            this.putWithTail(b, pos, msgEnd);
+            server.expect(Pending.QueryXid);
+            journal?.xidAsked(false, sess.ctx.cluster.epoch);
+            this.requestStarted();
+            this.endRequest(true);
+            this.readsAfter(server, this.wantsLsn(server));
+            run = pos = msgEnd;
+            continue;
+          }
           server.expect(Pending.Query);
           this.requestStarted();
           if (this.rewrite !== null) {
@@ -567,6 +621,7 @@ export class RequestForwarder {
         case Fe.FunctionCall:
           if (type === Fe.Sync) {
             this.midRequest = false;
+            if (this.xidAfter) run = this.xidBeforeSync(server, b, run, pos);
             server.expect(Pending.Sync);
           } else server.expect(Pending.Query);
           this.requestStarted();
@@ -790,7 +845,11 @@ export class RequestForwarder {
     else this.sessionParses.delete(name);
     if (all) {
       this.statements.clear();
-      if (this.session.pinned) return false;
+      if (this.session.pinned) {
+        // Goes to the server, and takes the proxy's own statement with it.
+        server.prepared.delete(XID_STATEMENT);
+        return false;
+      }
     } else if (!this.statements.delete(name) && !this.statements.delete(m[1]!)) return false;
     this.spill(b, run, pos);
     server.expect(Pending.FakeCommand, all ? "DEALLOCATE ALL" : "DEALLOCATE");

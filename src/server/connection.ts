@@ -94,6 +94,17 @@ export interface ServerOwner {
   requestTimed?(ms: number): void;
 }
 
+/** Column name of the transaction-id read appended to a client Query (Pending.QueryXid): its replies are the proxy's. */
+export const XID_COLUMN = "hp_xid_tail_9c1";
+const XID_COLUMN_BYTES = new TextEncoder().encode(`${XID_COLUMN}\0`);
+
+/** Is the RowDescription at b[pos] the one of the appended transaction-id read (one column, that name)? */
+function isXidDescription(b: Uint8Array, pos: number, msgEnd: number): boolean {
+  if (b[pos + 5] !== 0 || b[pos + 6] !== 1 || pos + 7 + XID_COLUMN_BYTES.length > msgEnd) return false;
+  for (let i = 0; i < XID_COLUMN_BYTES.length; i++) if (b[pos + 7 + i] !== XID_COLUMN_BYTES[i]) return false;
+  return true;
+}
+
 /** ReadyForQuery by status byte, prebuilt. */
 const READY: Record<number, Uint8Array> = { 73: readyForQuery(73), 84: readyForQuery(84), 69: readyForQuery(69) };
 
@@ -122,6 +133,10 @@ export class ServerConnection implements BackpressureTarget {
   private injectedValue = "";
   /** The injected transaction-id read failed (inside a failed transaction). */
   private injectedFailed = false;
+  /** The replies of a transaction-id read appended to a client Query are going by (swallowed). */
+  private xidTail = false;
+  /** That read's value came ("" = NULL). */
+  private xidTailValue: string | null = null;
   /** Status of a client ReadyForQuery held back until the LSN read behind it answers (-1: none). */
   private heldReady = -1;
   /** Rows, tag and error of the request in flight, for feature modules' result hooks (null when none listens). */
@@ -360,9 +375,15 @@ export class ServerConnection implements BackpressureTarget {
       }
       const head = q.peek();
       const valueRead = head === Pending.InjectedXid || head === Pending.InjectedLocks;
-      let drop = head === Pending.InjectedQuery || head === Pending.InjectedLsn || valueRead;
+      let drop = head === Pending.InjectedQuery || head === Pending.InjectedLsn || valueRead || head === Pending.InjectedXidExec;
       let popped = false;
-      if ((head === Pending.InjectedLsn || valueRead) && type === Be.DataRow && b[pos + 6] === 1) {
+      if (head === Pending.QueryXid && (this.xidTail || (type === Be.RowDescription && isXidDescription(b, pos, msgEnd)))) {
+        // The proxy's own read at the end of the client's Query: RowDescription, DataRow, CommandComplete.
+        drop = true;
+        this.xidTail = type !== Be.CommandComplete;
+        if (type === Be.DataRow) this.xidTailValue = readInt32(b, pos + 7) > 0 ? decodeAscii(b, pos + 11, pos + 11 + readInt32(b, pos + 7)) : "";
+      }
+      if ((head === Pending.InjectedLsn || valueRead || head === Pending.InjectedXidExec) && type === Be.DataRow && b[pos + 6] === 1) {
         // One column: int16 count, int32 length, text.
         const n = readInt32(b, pos + 7);
         if (n > 0 && (n < 32 || (valueRead && n <= 1 << 16))) this.injectedValue = decodeAscii(b, pos + 11, pos + 11 + n);
@@ -391,6 +412,11 @@ export class ServerConnection implements BackpressureTarget {
           if (holdReady) {
             this.stats.queryCount++;
             continue;
+          }
+          if (head === Pending.QueryXid) {
+            lessee.valueRead?.(this, Pending.InjectedXid, this.xidTailValue, status);
+            this.xidTailValue = null;
+            this.xidTail = false;
           }
           if (!drop) {
             this.stats.queryCount++;
@@ -453,6 +479,12 @@ export class ServerConnection implements BackpressureTarget {
           if (head === Pending.Execute) {
             q.shift();
             popped = true;
+          } else if (head === Pending.InjectedXidExec) {
+            q.shift();
+            popped = true;
+            const v = this.injectedValue;
+            this.injectedValue = "";
+            lessee.valueRead?.(this, Pending.InjectedXid, v, this.txStatus);
           }
           break;
         case Be.ErrorResponse:
@@ -478,7 +510,7 @@ export class ServerConnection implements BackpressureTarget {
               t.errorCode = code;
               t.errorMessage = fields.message;
             }
-            if (head !== 0 && head !== Pending.Query && head !== Pending.Sync) this.skipToSync();
+            if (head !== 0 && head !== Pending.Query && head !== Pending.QueryXid && head !== Pending.Sync) this.skipToSync();
             const renamed = lessee.clientError?.(b, pos, msgEnd) ?? null;
             if (renamed !== null) {
               run = this.cut(lessee, b, run, pos, msgEnd);
@@ -512,6 +544,7 @@ export class ServerConnection implements BackpressureTarget {
         if (parse) this.prepared.delete(name);
         else this.prepared.set(name, true);
       } else if (k === Pending.FakeCommand) this.owed--;
+      else if (k === Pending.InjectedXidExec) this.lessee?.valueRead?.(this, Pending.InjectedXid, null, this.txStatus);
       q.shift();
     }
   }
@@ -554,7 +587,7 @@ export class ServerConnection implements BackpressureTarget {
   /** Queue an entry; a fake at the head of an empty queue is answered at once. */
   expect(kind: Pending, name: string | null = null): void {
     this.queue.push(kind, name);
-    if (kind === Pending.Sync || kind === Pending.Query) {
+    if (kind === Pending.Sync || kind === Pending.Query || kind === Pending.QueryXid) {
       // A client request starts on an idle server: time one in LATENCY_SAMPLE_EVERY of them.
       if (this.owed === 0 && ++this.sampleTick >= LATENCY_SAMPLE_EVERY) {
         this.sampleTick = 0;

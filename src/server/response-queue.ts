@@ -19,6 +19,8 @@ export const enum Pending {
   InjectedLsn = 108, // l: swallowed like x; its one value (an LSN) goes to the lessee, its error is ignored
   InjectedXid = 105, // i: swallowed like x; its one value (a transaction id, or NULL) goes to the lessee, an error as null
   InjectedLocks = 106, // j: swallowed like x; its one value (the session's advisory locks as JSON) goes to the lessee
+  QueryXid = 119, // w: a client Query with a transaction-id read appended: replies forwarded but for that read's, whose value goes to the lessee at ReadyForQuery
+  InjectedXidExec = 121, // y: Execute of the proxy's transaction-id statement: its row's value goes to the lessee, replies swallowed
   FakeParseComplete = 102, // f: proxy answers ParseComplete when this reaches the head
   FakeCloseComplete = 107, // k: proxy answers CloseComplete when this reaches the head
   FakeCommand = 113, // q: proxy answers CommandComplete + ReadyForQuery (intercepted DEALLOCATE)

@@ -170,8 +170,10 @@ export class Journal implements Sink {
     return this.entries.filter((e) => !e.answered);
   }
 
-  /** Transaction-id reads sent and not answered yet, oldest first: true for the one before a COMMIT. */
-  private readonly xidReads: boolean[] = [];
+  /** Transaction-id reads sent and not answered yet, oldest first: whether it is the one before a COMMIT, and the transaction it was asked in. */
+  private readonly xidReads: { commit: boolean; gen: number }[] = [];
+  /** Moves on when a transaction ends (the journal goes idle): an answer asked in an earlier one is not this one's id. */
+  private gen = 0;
 
   /** Whether an early read (after a write inside the transaction) is still worth sending: no id known yet. */
   get xidUnknown(): boolean {
@@ -180,7 +182,7 @@ export class Journal implements Sink {
 
   /** A transaction-id read was sent: before a COMMIT (`commit`), or early, after a write inside the transaction. */
   xidAsked(commit: boolean, epoch: number): void {
-    this.xidReads.push(commit);
+    this.xidReads.push({ commit, gen: this.gen });
     if (commit) this.xid = { kind: "asked", epoch };
   }
 
@@ -190,9 +192,9 @@ export class Journal implements Sink {
    */
   xidRead(value: string | null, inTx: boolean, epoch: number): void {
     // An answer nobody waits for any more (the journal was cleared meanwhile) says nothing.
-    if (this.xidReads.length === 0) return;
-    const commit = this.xidReads.shift()!;
-    if (commit) {
+    const read = this.xidReads.shift();
+    if (read === undefined || read.gen !== this.gen) return;
+    if (read.commit) {
       const asked = this.xid.kind === "asked" ? this.xid.epoch : epoch;
       if (this.xid.kind === "asked") this.xid = value === null ? { kind: "failed" } : value === "" ? { kind: "null" } : { kind: "value", xid: value, epoch: asked };
     } else if (inTx && value !== null && value !== "" && (this.xid.kind === "none" || this.xid.kind === "asked")) {
@@ -441,12 +443,14 @@ export class Journal implements Sink {
     }
     this.entries.splice(0, n);
     this.open = 0;
+    // The transaction is over: its id is no one else's.
+    this.gen++;
+    this.xid = { kind: "none" };
     if (this.entries.length === 0) {
       this.bytes = 0;
       this.conflictRetries = 0;
       this.overflowed = false;
       this.unsafe = "";
-      this.xid = { kind: "none" };
     }
   }
 
@@ -454,7 +458,8 @@ export class Journal implements Sink {
 
   /** Entries from `first` on are sent again: open until their replies come again. */
   rewindFrom(first: number): void {
-    // What is replayed runs as a new transaction with an id of its own.
+    // What is replayed runs as a new transaction with an id of its own; answers still owed for the old one say nothing.
+    this.gen++;
     this.xid = { kind: "none" };
     this.open = first;
     for (let i = first; i < this.entries.length; i++) this.entries[i]!.done = false;
