@@ -314,7 +314,7 @@ export class RequestForwarder {
     this.decided = false;
     this.routeHint = null;
     this.rewrite = null;
-    this.journalOpen = false;
+    // journalOpen stays: a request cut in the middle is journaled whole when the client sends its rest.
     this.afterDiscard = false;
     this.pendingMigration = [];
     this.xidAfter = false;

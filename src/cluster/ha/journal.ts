@@ -30,8 +30,6 @@ export interface JournalEntry {
   commitLater: boolean;
   /** SQL text for inspection (a Bind shows its statement's text). */
   sql: string;
-  paramCount: number;
-  params: (string | null)[] | null;
   /** DataRows relayed for it and their crc (cursor positions). */
   dataRows: number;
   dataCrc: number;
@@ -117,8 +115,6 @@ export class Journal implements Sink {
       commit: isCommit(sql),
       commitLater: false,
       sql,
-      paramCount: 0,
-      params: null,
       dataRows: 0,
       dataCrc: 0,
       tag: "",
@@ -148,7 +144,6 @@ export class Journal implements Sink {
       }
       return;
     }
-    if (b[from] === Fe.Bind) noteParams(e, b, from, to);
     const old = e.bytes;
     if (old === null) e.bytes = b.slice(from, to);
     else {
@@ -482,8 +477,10 @@ export class Journal implements Sink {
 
   statements(withParams: boolean): JournaledStatement[] {
     return this.entries.map((e) => {
-      const s: JournaledStatement = { sql: e.sql, param_count: e.paramCount, replies: e.replies, done: e.answered };
-      if (withParams && e.params !== null) s.params = e.params;
+      // Read from the kept messages only when asked: the hot path stores bytes, nothing decoded.
+      const params = e.bytes === null ? null : bindParams(e.bytes);
+      const s: JournaledStatement = { sql: e.sql, param_count: params?.length ?? 0, replies: e.replies, done: e.answered };
+      if (withParams && params !== null) s.params = params;
       return s;
     });
   }
@@ -494,21 +491,25 @@ function errorKey(b: Uint8Array, p: number, end: number): Uint8Array {
   return encoder.encode(`E${errorFields(b, p + 5, end).code}`);
 }
 
-/** Parameter values of a Bind (text ones as text; binary ones shown as "<binary>"). */
-function noteParams(e: JournalEntry, b: Uint8Array, from: number, to: number): void {
+/** Parameter values of the first Bind among `msgs` (text ones as text; binary ones shown as "<binary>"); null when there is none. */
+function bindParams(msgs: Uint8Array): (string | null)[] | null {
+  let from = 0;
+  while (from + 5 <= msgs.length && msgs[from] !== Fe.Bind) from += 1 + readInt32(msgs, from + 1);
+  if (from + 5 > msgs.length) return null;
+  const b = msgs;
+  const to = Math.min(msgs.length, from + 1 + readInt32(msgs, from + 1));
   let p = b.indexOf(0, from + 5);
-  if (p < 0 || p >= to) return;
+  if (p < 0 || p >= to) return null;
   p = b.indexOf(0, p + 1);
-  if (p < 0 || p + 3 > to) return;
+  if (p < 0 || p + 3 > to) return null;
   p++;
   const nFormats = (b[p]! << 8) | b[p + 1]!;
   const formats: number[] = [];
   p += 2;
   for (let i = 0; i < nFormats && p + 2 <= to; i++, p += 2) formats.push((b[p]! << 8) | b[p + 1]!);
-  if (p + 2 > to) return;
+  if (p + 2 > to) return null;
   const n = (b[p]! << 8) | b[p + 1]!;
   p += 2;
-  e.paramCount = n;
   const out: (string | null)[] = [];
   for (let i = 0; i < n && p + 4 <= to; i++) {
     const len = readInt32(b, p);
@@ -521,7 +522,7 @@ function noteParams(e: JournalEntry, b: Uint8Array, from: number, to: number): v
     out.push(f === 0 ? decoder.decode(b.subarray(p, p + len)) : "<binary>");
     p += len;
   }
-  e.params = out;
+  return out;
 }
 
 /** The first keyword of `sql` in lower case ("" when none): blanks, comments, semicolons and parentheses skipped. */
