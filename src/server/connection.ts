@@ -133,6 +133,12 @@ export class ServerConnection implements BackpressureTarget {
   private injectedValue = "";
   /** The injected transaction-id read failed (inside a failed transaction). */
   private injectedFailed = false;
+  /**
+   * Client-bound bytes held back while replies the proxy owes itself are cut out of a run: the
+   * pieces around them leave in one write (one syscall) instead of several.
+   */
+  private gather = new Uint8Array(0);
+  private gathered = 0;
   /** The replies of a transaction-id read appended to a client Query are going by (swallowed). */
   private xidTail = false;
   /** That read's value came ("" = NULL). */
@@ -357,7 +363,7 @@ export class ServerConnection implements BackpressureTarget {
       if (msgEnd > end) {
         // Stream an oversized row or copy chunk instead of buffering all of it.
         if ((type === Be.DataRow || type === Be.CopyData) && len > 65536 && lessee && q.peek() !== Pending.InjectedQuery) {
-          lessee.replies.write(b, run, end);
+          this.emit(lessee, b, run, end);
           this.passthrough = msgEnd - end;
           if (owned) this.recv.clear();
           return;
@@ -403,7 +409,7 @@ export class ServerConnection implements BackpressureTarget {
           const holdReady = !drop && q.peek() === Pending.InjectedLsn;
           if (drop || holdReady) run = this.cut(lessee, b, run, pos, msgEnd);
           else {
-            lessee.replies.write(b, run, msgEnd);
+            this.emit(lessee, b, run, msgEnd);
             run = msgEnd;
           }
           if (holdReady) this.heldReady = status;
@@ -413,6 +419,8 @@ export class ServerConnection implements BackpressureTarget {
             this.stats.queryCount++;
             continue;
           }
+          // The proxy's own statement ended: what was held back goes before anyone reacts.
+          if (drop) this.flushGathered(lessee);
           if (head === Pending.QueryXid) {
             lessee.valueRead?.(this, Pending.InjectedXid, this.xidTailValue, status);
             this.xidTailValue = null;
@@ -434,7 +442,8 @@ export class ServerConnection implements BackpressureTarget {
             const held = this.heldReady;
             this.heldReady = -1;
             if (held >= 0) {
-              lessee.replies.write(READY[held] ?? readyForQuery(held));
+              const ready = READY[held] ?? readyForQuery(held);
+              this.emit(lessee, ready, 0, ready.length);
               run = this.fakes(lessee, b, run, msgEnd);
               lessee.serverReady(this, held);
             } else lessee.injectedReady(this, status);
@@ -514,7 +523,7 @@ export class ServerConnection implements BackpressureTarget {
             const renamed = lessee.clientError?.(b, pos, msgEnd) ?? null;
             if (renamed !== null) {
               run = this.cut(lessee, b, run, pos, msgEnd);
-              lessee.replies.write(renamed);
+              this.emit(lessee, renamed, 0, renamed.length);
             }
           }
           break;
@@ -524,7 +533,10 @@ export class ServerConnection implements BackpressureTarget {
       pos = msgEnd;
     }
     const lessee = this.lessee;
-    if (run < pos && lessee) lessee.replies.write(b, run, pos);
+    if (lessee) {
+      if (run < pos) this.emit(lessee, b, run, pos);
+      else this.flushGathered(lessee);
+    }
     if (owned) this.recv.consume(pos - start);
     else if (pos < end) this.recv.push(b.subarray(pos, end));
   }
@@ -550,16 +562,47 @@ export class ServerConnection implements BackpressureTarget {
   }
 
   /** Write the run before a dropped message and return the new run start (after it). */
-  private cut(lessee: Lessee, b: Uint8Array, run: number, pos: number, msgEnd: number): number {
-    if (run < pos) lessee.replies.write(b, run, pos);
+  private cut(_lessee: Lessee, b: Uint8Array, run: number, pos: number, msgEnd: number): number {
+    if (run < pos) this.hold(b, run, pos);
     return msgEnd;
+  }
+
+  /** Keep b[from, to) for the next write to the client. */
+  private hold(b: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (this.gathered + n > this.gather.length) {
+      const next = new Uint8Array(Math.max(this.gather.length * 2, this.gathered + n, 1024));
+      next.set(this.gather.subarray(0, this.gathered));
+      this.gather = next;
+    }
+    this.gather.set(b.subarray(from, to), this.gathered);
+    this.gathered += n;
+  }
+
+  /** Write b[from, to) to the client, after anything held back (one write either way). */
+  private emit(lessee: Lessee, b: Uint8Array, from: number, to: number): void {
+    if (this.gathered === 0) {
+      lessee.replies.write(b, from, to);
+      return;
+    }
+    this.hold(b, from, to);
+    this.flushGathered(lessee);
+  }
+
+  /** Write what was held back. */
+  private flushGathered(lessee: Lessee): void {
+    if (this.gathered === 0) return;
+    const n = this.gathered;
+    this.gathered = 0;
+    lessee.replies.write(this.gather, 0, n);
+    if (this.gather.length > 1 << 16) this.gather = new Uint8Array(0);
   }
 
   /** After handling the reply ending at msgEnd, answer fake entries now at the head; returns the run start. */
   private fakes(lessee: Lessee, b: Uint8Array, run: number, msgEnd: number): number {
     const k = this.queue.peek();
     if (k !== Pending.FakeParseComplete && k !== Pending.FakeCloseComplete && k !== Pending.FakeCommand) return run;
-    if (run < msgEnd) lessee.replies.write(b, run, msgEnd);
+    if (run < msgEnd) this.emit(lessee, b, run, msgEnd);
     this.drainFakes(lessee);
     return msgEnd;
   }
@@ -569,6 +612,7 @@ export class ServerConnection implements BackpressureTarget {
     const q = this.queue;
     for (;;) {
       const k = q.peek();
+      this.flushGathered(lessee);
       if (k === Pending.FakeParseComplete) lessee.replies.write(ParseComplete);
       else if (k === Pending.FakeCloseComplete) lessee.replies.write(CloseComplete);
       else if (k === Pending.FakeCommand) {
