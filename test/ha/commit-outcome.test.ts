@@ -77,7 +77,7 @@ async function stillUsable(c: pg.Client, table: string): Promise<void> {
 interface Expected {
   /** Rows 'x' in the table after the cut, and still after a new transaction on the connection. */
   rows: number;
-  outcome: "committed" | "replayed" | "unknown";
+  outcome: "committed" | "replayed" | "unknown" | "rolled_back";
   /** SQLSTATE of the recovery: "" when the client got its statement's reply. */
   sqlstate: string;
 }
@@ -171,5 +171,27 @@ test("INSERT inside an open transaction cut: replayed silently, COMMIT leaves th
     expect(ins.command).toBe("INSERT");
     expect(ins.rowCount).toBe(1);
     expect((await c.query("COMMIT")).command).toBe("COMMIT");
+  });
+}, 30000);
+
+test("ROLLBACK cut before it reached the server: the client gets ROLLBACK, nothing is written", async () => {
+  await cut("rollback", "cut-before-rollback", { rows: 0, outcome: "rolled_back", sqlstate: "" }, async (c, t, arm) => {
+    await beginInsert(c, t);
+    arm();
+    expect((await c.query("ROLLBACK")).command).toBe("ROLLBACK");
+  });
+}, 30000);
+
+test("ROLLBACK of a transaction already refused, cut too: the client still gets ROLLBACK", async () => {
+  await cut("refused_rollback", "cut-before-rollback", { rows: 0, outcome: "rolled_back", sqlstate: "" }, async (c, t, arm) => {
+    await c.query("BEGIN");
+    await c.query("SELECT now()");
+    relay.armOnce("cut-after-write");
+    // now() makes the transaction unsafe to run again: the cut INSERT is refused.
+    const refused = await rejection(c.query(`INSERT INTO ${t} VALUES ('x')`));
+    expect(refused.code).toBe("40001");
+    expect(refused.message).toContain("now");
+    arm();
+    expect((await c.query("ROLLBACK")).command).toBe("ROLLBACK");
   });
 }, 30000);

@@ -12,10 +12,11 @@ import { freePort } from "../../src/util/net.ts";
  * - cut-at-commit-chunk: the write holding the COMMIT (and anything sent with it) is dropped.
  * - cut-after-write: an INSERT reaches the server; no reply comes back.
  */
-export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write";
+export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write" | "cut-before-rollback";
 
 const COMMIT = /^\s*(?:commit|end)\b/i;
 const INSERT = /^\s*insert\b/i;
+const ROLLBACK = /^\s*rollback\b/i;
 /** Time the server gets to finish what reached it before the cut. */
 const SETTLE_MS = 300;
 /** How long a lingering backend stays connected after the proxy's side was cut. */
@@ -104,7 +105,7 @@ class Pair {
       this.send(msgs.slice(0, at + 1));
       this.limitServer(ahead, null);
       this.later(SETTLE_MS, () => this.cut());
-    } else if (rule === "cut-before-commit") {
+    } else if (rule === "cut-before-commit" || rule === "cut-before-rollback") {
       this.send(msgs.slice(0, at));
       if (ahead === 0) this.cut();
       else this.limitServer(ahead, () => this.cut());
@@ -232,7 +233,7 @@ export class FaultRelay {
   take(msgs: Buffer[]): { rule: FaultRule; at: number } | null {
     const rule = this.armed;
     if (rule === null) return null;
-    const trigger = rule === "cut-after-write" ? INSERT : COMMIT;
+    const trigger = rule === "cut-after-write" ? INSERT : rule === "cut-before-rollback" ? ROLLBACK : COMMIT;
     const at = msgs.findIndex((m) => {
       const sql = queryText(m);
       return sql !== null && trigger.test(sql);

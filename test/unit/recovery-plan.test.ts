@@ -102,6 +102,20 @@ describe("planRecovery", () => {
     expect(planRecovery(j, writes)).toEqual({ kind: "resolve", xid: "640", epoch: 2 });
   });
 
+  test("a plain ROLLBACK in flight is answered, even when the transaction could not be replayed", () => {
+    for (const sql of ["ROLLBACK", "rollback;", "ABORT", " ROLLBACK WORK ", "rollback transaction"]) {
+      const j = openTransaction();
+      j.unsafe = "the transaction was already refused after a lost connection";
+      send(j, sql);
+      expect(planRecovery(j, writes)).toEqual({ kind: "rolledBack" });
+    }
+    for (const sql of ["ROLLBACK TO SAVEPOINT a", "ROLLBACK AND CHAIN", "ROLLBACK PREPARED 'x'", "ROLLBACK; SELECT 1"]) {
+      const j = openTransaction();
+      send(j, sql);
+      expect(planRecovery(j, writes)).toEqual({ kind: "replay" });
+    }
+  });
+
   test("an autocommit statement that may write, in flight: 08007", () => {
     const j = journal();
     const e = send(j, "INSERT INTO t VALUES (1)");

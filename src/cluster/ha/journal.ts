@@ -565,6 +565,13 @@ export function isCommit(sql: string): boolean {
   return startsWithCommit(sql) || (sql.indexOf(";") >= 0 && LATER_COMMIT.test(sql));
 }
 
+const PLAIN_ROLLBACK = /^\s*(?:rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i;
+
+/** Only ROLLBACK (or ABORT), with no savepoint, chain, prepared transaction or other statement. */
+export function isPlainRollback(sql: string): boolean {
+  return PLAIN_ROLLBACK.test(sql);
+}
+
 const matchers = new WeakMap<readonly string[], RegExp | null>();
 
 /** volatileMatcher, made once per list. */

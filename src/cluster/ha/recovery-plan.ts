@@ -1,7 +1,7 @@
 // What to do for a session whose server was lost, from its journal alone: replay, settle a COMMIT first, just move, or refuse.
 
 import { TxStatus } from "../../protocol/codes.ts";
-import { firstWord, type Journal, type JournalEntry } from "./journal.ts";
+import { firstWord, isPlainRollback, type Journal, type JournalEntry } from "./journal.ts";
 
 export type RecoveryPlan =
   /** Nothing open: the session moves (state re-applied) and goes on. */
@@ -12,6 +12,8 @@ export type RecoveryPlan =
   | { kind: "resolve"; xid: string; epoch: number }
   /** The in-flight COMMIT took effect (or wrote nothing): answer it on an empty transaction, replay nothing. */
   | { kind: "committed" }
+  /** A plain ROLLBACK was the one request in flight: the lost connection rolled back; answer it on an empty transaction. */
+  | { kind: "rolledBack" }
   /** The client gets `code`; the connection stays when the protocol state allows it. */
   | { kind: "fail"; code: "40001" | "08007"; message: string };
 
@@ -47,6 +49,9 @@ export function inDoubt(j: Journal, mayWrite: (sql: string) => boolean): Journal
 /** Decide from the journal; `mayWrite` judges statements sent outside a transaction (the classifier). */
 export function planRecovery(j: Journal, mayWrite: (sql: string) => boolean): RecoveryPlan {
   if (j.entries.length === 0) return { kind: "migrate" };
+  const open = j.inFlight();
+  // Whatever the transaction was (even one already refused), its ROLLBACK has the same answer.
+  if (open.length === 1 && isPlainRollback(open[0]!.sql)) return { kind: "rolledBack" };
   const doubt = inDoubt(j, mayWrite);
   if (doubt.length > 1) return { kind: "fail", code: "08007", message: "several requests in flight may have committed when the connection to the primary was lost; their outcome is unknown" };
   if (doubt.length === 1) {

@@ -183,10 +183,11 @@ export class SessionRecovery {
         return Promise.resolve("ok");
       case "replay":
         return this.replayFrom(server, 0, false);
-      case "committed": {
+      case "committed":
+      case "rolledBack": {
         const j = this.sess.journal!;
         const open = j.inFlight();
-        if (open.length !== 1 || !open[0]!.commit) {
+        if (open.length !== 1 || (plan.kind === "committed" && !open[0]!.commit)) {
           this.giveBack(server, true);
           this.sess.fatal(errorResponse({ severity: "FATAL", code: "08007", message: "the COMMIT in flight committed, but replies to requests sent with it were lost" }));
           return Promise.resolve("ok");
@@ -302,6 +303,8 @@ export class SessionRecovery {
           ? "retried"
           : plan.kind === "committed"
             ? "committed"
+            : plan.kind === "rolledBack"
+              ? "rolled_back"
             : plan.kind === "migrate"
               ? "migrated"
               : "replayed";

@@ -86,6 +86,8 @@ export type RecoveryOutcome =
   | "replayed"
   /** The COMMIT in flight had committed: the client got its success, nothing was replayed. */
   | "committed"
+  /** A ROLLBACK was in flight: it was answered on the new server (the lost connection had rolled back). */
+  | "rolled_back"
   /** Nothing was in flight: the session moved (state re-applied) with no replay. */
   | "migrated"
   /** Replay refused or failed verification: the client got 40001. */
@@ -128,7 +130,7 @@ export interface JournalSource {
 export class ReplayRegistry {
   readonly sessions = new Set<JournalSource>();
   readonly records: RecoveryRecord[] = [];
-  readonly counts: Record<RecoveryOutcome, number> = { replayed: 0, committed: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 };
+  readonly counts: Record<RecoveryOutcome, number> = { replayed: 0, committed: 0, rolled_back: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 };
 
   constructor(public settings: ReplaySettings) {}
 
