@@ -650,6 +650,11 @@ export class ServerConnection implements BackpressureTarget {
     if (l) l.serverLost(this, reason);
   }
 
+  /** The connection is gone (closed by either side); nothing sent on it is answered. */
+  get closed(): boolean {
+    return this.state === ServerState.Closed;
+  }
+
   /** True when this connection may go back to the pool as it is. */
   get reusable(): boolean {
     return this.state !== ServerState.Closed && this.owed === 0 && this.txStatus === TxStatus.Idle && this.passthrough === 0;

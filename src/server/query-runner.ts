@@ -117,6 +117,8 @@ export function runQuery(server: ServerConnection, sql: string, params?: string[
 
 /** Send ready-made messages (ending in Query or Sync) with the replies they are owed; resolves at the last ReadyForQuery. */
 export function runMessages(server: ServerConnection, msgs: Uint8Array, expects: readonly Pending[], timeoutMs = 5000): Promise<QueryResult> {
+  // Closed while nobody held it (an error that arrived between the lease and now): nothing would answer.
+  if (server.closed) return Promise.resolve({ rows: [], error: { code: "08006", message: `server connection closed: ${server.closeReason}` }, dataCrc: 0, tag: "" });
   return new Promise((resolve) => {
     server.lessee = new RowCollector(server, resolve, timeoutMs);
     server.out.write(msgs);

@@ -103,6 +103,8 @@ export class SessionRecovery {
           return this.close("08006", `the connection to the server was lost and the session state could not be restored: ${problem}`);
         }
       }
+      // The new server went while its outcome or state was being settled: start over on another.
+      if (server.closed) continue;
       const step = await this.carryOut(server, plan);
       if (step === "lost") continue;
       if (step === "mismatch") {
@@ -126,6 +128,8 @@ export class SessionRecovery {
         continue;
       }
       const s = await lease(ctx.nodePool(sess.group!, node), deadline);
+      // Leased, then closed before the session held it (its backend ended meanwhile): the pool dropped it; lease another.
+      if (s?.closed === true) continue;
       if (s !== null) {
         if (sess.closed) {
           this.giveBack(s, false);
