@@ -171,7 +171,7 @@ export class RequestForwarder {
       server.expect(Pending.Query);
       const j = sess.journal;
       if (j !== null && !j.replaying) {
-        j.begin("");
+        j.begin("").refused = { code, message, inTx: sess.txStatus !== TxStatus.Idle };
         j.add(raise, 0, raise.length);
       }
     } else {

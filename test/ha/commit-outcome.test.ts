@@ -195,3 +195,19 @@ test("ROLLBACK of a transaction already refused, cut too: the client still gets 
     expect((await c.query("ROLLBACK")).command).toBe("ROLLBACK");
   });
 }, 30000);
+
+test("the refusal itself cut on its way: the client still gets the 40001, its transaction failed, ROLLBACK goes on", async () => {
+  await cut("refusal_cut", "cut-before-refusal", { rows: 0, outcome: "refused", sqlstate: "40001" }, async (c, t, arm) => {
+    await c.query("BEGIN");
+    await c.query("SELECT now()");
+    relay.armOnce("cut-after-write");
+    relay.thenArm("cut-before-refusal");
+    const refused = await rejection(c.query(`INSERT INTO ${t} VALUES ('x')`));
+    expect(refused.code).toBe("40001");
+    expect(refused.message).toContain("now");
+    expect(relay.fired.slice(-2)).toEqual(["cut-after-write", "cut-before-refusal"]);
+    expect((await rejection(c.query("SELECT 1"))).code).toBe("25P02");
+    expect((await c.query("ROLLBACK")).command).toBe("ROLLBACK");
+    void arm;
+  });
+}, 30000);

@@ -12,11 +12,13 @@ import { freePort } from "../../src/util/net.ts";
  * - cut-at-commit-chunk: the write holding the COMMIT (and anything sent with it) is dropped.
  * - cut-after-write: an INSERT reaches the server; no reply comes back.
  */
-export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write" | "cut-before-rollback";
+export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write" | "cut-before-rollback" | "cut-before-refusal";
 
 const COMMIT = /^\s*(?:commit|end)\b/i;
 const INSERT = /^\s*insert\b/i;
 const ROLLBACK = /^\s*rollback\b/i;
+/** The proxy's own error raised in place of a refused request. */
+const REFUSAL = /^DO \$hp\d+\$BEGIN RAISE EXCEPTION/;
 /** Time the server gets to finish what reached it before the cut. */
 const SETTLE_MS = 300;
 /** How long a lingering backend stays connected after the proxy's side was cut. */
@@ -105,7 +107,7 @@ class Pair {
       this.send(msgs.slice(0, at + 1));
       this.limitServer(ahead, null);
       this.later(SETTLE_MS, () => this.cut());
-    } else if (rule === "cut-before-commit" || rule === "cut-before-rollback") {
+    } else if (rule === "cut-before-commit" || rule === "cut-before-rollback" || rule === "cut-before-refusal") {
       this.send(msgs.slice(0, at));
       if (ahead === 0) this.cut();
       else this.limitServer(ahead, () => this.cut());
@@ -229,17 +231,24 @@ export class FaultRelay {
     this.backendLingers = o.backendLingers ?? false;
   }
 
+  /** Armed once the rule armed now has fired (a second cut the proxy's reaction to the first runs into). */
+  private next: FaultRule | null = null;
+  thenArm(rule: FaultRule): void {
+    this.next = rule;
+  }
+
   /** The armed rule fires on these client messages: the rule and its trigger's index (the rule is disarmed). */
   take(msgs: Buffer[]): { rule: FaultRule; at: number } | null {
     const rule = this.armed;
     if (rule === null) return null;
-    const trigger = rule === "cut-after-write" ? INSERT : rule === "cut-before-rollback" ? ROLLBACK : COMMIT;
+    const trigger = rule === "cut-after-write" ? INSERT : rule === "cut-before-rollback" ? ROLLBACK : rule === "cut-before-refusal" ? REFUSAL : COMMIT;
     const at = msgs.findIndex((m) => {
       const sql = queryText(m);
       return sql !== null && trigger.test(sql);
     });
     if (at < 0) return null;
-    this.armed = null;
+    this.armed = this.next;
+    this.next = null;
     this.fired.push(rule);
     return { rule, at };
   }

@@ -116,6 +116,16 @@ describe("planRecovery", () => {
     }
   });
 
+  test("the proxy's own refusal in flight: the same error again, whatever the request was", () => {
+    const j = openTransaction(true);
+    send(j, "SELECT now()", "T");
+    j.begin("").refused = { code: "40001", message: "refused: now()", inTx: true };
+    expect(planRecovery(j, writes)).toEqual({ kind: "fail", code: "40001", message: "refused: now()" });
+    const reject = journal();
+    reject.begin("").refused = { code: "42501", message: "not allowed", inTx: false };
+    expect(planRecovery(reject, writes)).toEqual({ kind: "fail", code: "42501", message: "not allowed" });
+  });
+
   test("an autocommit statement that may write, in flight: 08007", () => {
     const j = journal();
     const e = send(j, "INSERT INTO t VALUES (1)");

@@ -37,6 +37,18 @@ export interface JournalEntry {
   tag: string;
   /** A FETCH or MOVE on a cursor session migration follows ("" otherwise). */
   cursorSql: string;
+  /**
+   * The proxy's own error raised in place of the client's request (a refusal after a lost
+   * connection, or a module's rejection), and whether the session was inside a transaction.
+   */
+  refused: Refusal | null;
+}
+
+/** An error the proxy raised on the server in place of a client request. */
+export interface Refusal {
+  code: string;
+  message: string;
+  inTx: boolean;
 }
 
 /** Transaction id read before COMMIT: not asked, asked without answer yet, read-only (null), a value, or the read failed. */
@@ -119,6 +131,7 @@ export class Journal implements Sink {
       dataCrc: 0,
       tag: "",
       cursorSql: "",
+      refused: null,
     };
     if (e.commit) e.commitLater = !startsWithCommit(sql);
     if (this.unsafe === "" && this.volatile !== null && sql !== "") {

@@ -15,7 +15,7 @@ export type RecoveryPlan =
   /** A plain ROLLBACK was the one request in flight: the lost connection rolled back; answer it on an empty transaction. */
   | { kind: "rolledBack" }
   /** The client gets `code`; the connection stays when the protocol state allows it. */
-  | { kind: "fail"; code: "40001" | "08007"; message: string };
+  | { kind: "fail"; code: string; message: string };
 
 const opens = (sql: string) => {
   const w = firstWord(sql);
@@ -52,6 +52,9 @@ export function planRecovery(j: Journal, mayWrite: (sql: string) => boolean): Re
   const open = j.inFlight();
   // Whatever the transaction was (even one already refused), its ROLLBACK has the same answer.
   if (open.length === 1 && isPlainRollback(open[0]!.sql)) return { kind: "rolledBack" };
+  // The proxy's own refusal was on its way: nothing of the request ran; the client gets that error.
+  const refused = open.length === 1 ? open[0]!.refused : null;
+  if (refused !== null) return { kind: "fail", code: refused.code, message: refused.message };
   const doubt = inDoubt(j, mayWrite);
   if (doubt.length > 1) return { kind: "fail", code: "08007", message: "several requests in flight may have committed when the connection to the primary was lost; their outcome is unknown" };
   if (doubt.length === 1) {

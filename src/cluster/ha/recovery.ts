@@ -262,7 +262,7 @@ export class SessionRecovery {
    * opens one and the error fails it, so what the client sends next meets an aborted transaction
    * as it would have on the old primary; a COMMIT or a statement of its own ends with it.
    */
-  private deliverFailure(server: ServerConnection, code: "40001" | "08007", message: string): Step {
+  private deliverFailure(server: ServerConnection, code: string, message: string): Step {
     const sess = this.sess;
     const j = sess.journal!;
     const open = j.inFlight();
@@ -274,7 +274,8 @@ export class SessionRecovery {
     }
     const e = open[0];
     const prev = e === undefined ? undefined : j.entries[j.entries.indexOf(e) - 1];
-    const inTx = e === undefined ? sess.txStatus !== TxStatus.Idle : !e.commit && prev !== undefined && prev.status !== TxStatus.Idle;
+    const inTx =
+      e === undefined ? sess.txStatus !== TxStatus.Idle : e.refused !== null ? e.refused.inTx : !e.commit && prev !== undefined && prev.status !== TxStatus.Idle;
     if (!inTx) {
       if (sess.pinned) sess.adopt(server);
       else this.giveBack(server, false);
