@@ -77,7 +77,7 @@ async function stillUsable(c: pg.Client, table: string): Promise<void> {
 interface Expected {
   /** Rows 'x' in the table after the cut, and still after a new transaction on the connection. */
   rows: number;
-  outcome: "committed" | "replayed" | "unknown" | "rolled_back";
+  outcome: "committed" | "replayed" | "unknown" | "rolled_back" | "refused";
   /** SQLSTATE of the recovery: "" when the client got its statement's reply. */
   sqlstate: string;
 }

@@ -47,7 +47,7 @@ test("tpcb-like with CURRENT_TIMESTAMP, backends terminated three times: 0 faile
   const recent = j.body.recent as { outcome: string; sqlstate: string; reason: string }[];
   expect(recent.length).toBeGreaterThan(0);
   for (const rec of recent) {
-    expect(["replayed", "committed", "migrated", "refused"]).toContain(rec.outcome);
+    expect(["replayed", "committed", "rolled_back", "migrated", "refused"]).toContain(rec.outcome);
     if (rec.outcome === "refused") {
       expect(rec.sqlstate).toBe("40001");
       expect(rec.reason).toContain("current_timestamp");

@@ -133,7 +133,7 @@ test("journal report and console rows: open journals, recent recoveries newest f
     retain: 2,
     retry_conflicts: false,
   });
-  expect(all.counts).toEqual({ replayed: 1, committed: 0, migrated: 1, refused: 1, unknown: 0, closed: 0, retried: 0 });
+  expect(all.counts).toEqual({ replayed: 1, committed: 0, rolled_back: 0, migrated: 1, refused: 1, unknown: 0, closed: 0, retried: 0 });
   expect(all.open.map((j) => j.session)).toEqual([7, 8]);
   expect(all.recent.map((r) => r.outcome)).toEqual(["refused", "replayed"]);
   const seven = journalReport(reg, 7);
@@ -169,7 +169,7 @@ test("GET /journal: settings as configured, zero counts, nothing open or recent 
       retain: 50,
       retry_conflicts: false,
     },
-    counts: { replayed: 0, committed: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 },
+    counts: { replayed: 0, committed: 0, rolled_back: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 },
     open: [],
     recent: [],
   });
