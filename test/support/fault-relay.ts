@@ -11,8 +11,12 @@ import { freePort } from "../../src/util/net.ts";
  *   COMMIT is dropped.
  * - cut-at-commit-chunk: the write holding the COMMIT (and anything sent with it) is dropped.
  * - cut-after-write: an INSERT reaches the server; no reply comes back.
+ * - cut-at-chunk: the first write whose messages satisfy the armed `when` is dropped (any request: a Parse, a Sync alone...).
  */
-export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write" | "cut-before-rollback" | "cut-before-refusal";
+export type FaultRule = "cut-after-commit" | "cut-before-commit" | "cut-at-commit-chunk" | "cut-after-write" | "cut-before-rollback" | "cut-before-refusal" | "cut-at-chunk";
+
+/** Picks the client write `cut-at-chunk` fires on, from its whole messages (type byte first). */
+export type ChunkMatch = (msgs: Buffer[]) => boolean;
 
 const COMMIT = /^\s*(?:commit|end)\b/i;
 const INSERT = /^\s*insert\b/i;
@@ -111,7 +115,7 @@ class Pair {
       this.send(msgs.slice(0, at));
       if (ahead === 0) this.cut();
       else this.limitServer(ahead, () => this.cut());
-    } else if (rule === "cut-at-commit-chunk") {
+    } else if (rule === "cut-at-commit-chunk" || rule === "cut-at-chunk") {
       this.cut();
     } else {
       this.send(msgs.slice(0, at + 1));
@@ -226,10 +230,14 @@ export class FaultRelay {
   backendLingers = false;
 
   /** The next connection that sends the rule's trigger is cut by it; the others relay untouched. */
-  armOnce(rule: FaultRule, o: { backendLingers?: boolean } = {}): void {
+  armOnce(rule: FaultRule, o: { backendLingers?: boolean; when?: ChunkMatch } = {}): void {
     this.armed = rule;
     this.backendLingers = o.backendLingers ?? false;
+    this.when = o.when ?? null;
   }
+
+  /** Which write `cut-at-chunk` fires on. */
+  private when: ChunkMatch | null = null;
 
   /** Armed once the rule armed now has fired (a second cut the proxy's reaction to the first runs into). */
   private next: FaultRule | null = null;
@@ -241,6 +249,12 @@ export class FaultRelay {
   take(msgs: Buffer[]): { rule: FaultRule; at: number } | null {
     const rule = this.armed;
     if (rule === null) return null;
+    if (rule === "cut-at-chunk") {
+      if (this.when === null || !this.when(msgs)) return null;
+      this.armed = null;
+      this.fired.push(rule);
+      return { rule, at: 0 };
+    }
     const trigger = rule === "cut-after-write" ? INSERT : rule === "cut-before-rollback" ? ROLLBACK : rule === "cut-before-refusal" ? REFUSAL : COMMIT;
     const at = msgs.findIndex((m) => {
       const sql = queryText(m);

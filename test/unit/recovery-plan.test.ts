@@ -5,7 +5,7 @@ import { Journal, volatileMatcherFor } from "../../src/cluster/ha/journal.ts";
 import { afterLookup, inDoubt, planRecovery, replayOrRefuse } from "../../src/cluster/ha/recovery-plan.ts";
 import { DEFAULT_VOLATILE_FUNCTIONS } from "../../src/cluster/ha/replay-registry.ts";
 import { commandComplete, queryMessage, readyForQuery } from "../../src/protocol/messages.ts";
-import { concat } from "../support/frames.ts";
+import { concat, parse, sync } from "../support/frames.ts";
 
 const discard = { write: () => true };
 const writes = () => true;
@@ -53,6 +53,20 @@ describe("planRecovery", () => {
     send(j, "UPDATE t SET v = 1", "I");
     expect(j.entries).toEqual([]);
     expect(planRecovery(j, writes)).toEqual({ kind: "migrate" });
+  });
+
+  test("a COMMIT only parsed (Parse + Sync in flight) ran nothing: not in doubt, the transaction is replayed or refused", () => {
+    const j = openTransaction();
+    j.xidAsked(true, 4);
+    const e = j.begin("END");
+    const m = concat(parse("s1", "END"), sync());
+    j.add(m, 0, m.length);
+    expect(e.commit).toBe(true);
+    expect(e.runs).toBe(false);
+    expect(inDoubt(j, writes)).toEqual([]);
+    expect(planRecovery(j, writes)).toEqual({ kind: "replay" });
+    j.unsafe = "it used now()";
+    expect(planRecovery(j, writes).kind).toBe("fail");
   });
 
   test("an open transaction with nothing in flight is replayed", () => {

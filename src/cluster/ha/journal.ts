@@ -24,8 +24,10 @@ export interface JournalEntry {
   done: boolean;
   /** Status byte of that ReadyForQuery. */
   status: number;
-  /** It ends a transaction (COMMIT / END). */
+  /** Its text ends a transaction (COMMIT / END). */
   commit: boolean;
+  /** It carries a Query, Execute or FunctionCall: a Parse, Bind or Sync alone runs nothing (a COMMIT in one ends no transaction). */
+  runs: boolean;
   /** The COMMIT comes after other statements of the same Query: their replies cannot be given without running them. */
   commitLater: boolean;
   /** SQL text for inspection (a Bind shows its statement's text). */
@@ -125,6 +127,7 @@ export class Journal implements Sink {
       done: false,
       status: 0,
       commit: isCommit(sql),
+      runs: false,
       commitLater: false,
       sql,
       dataRows: 0,
@@ -146,6 +149,8 @@ export class Journal implements Sink {
   add(b: Uint8Array, from: number, to: number): void {
     const e = this.entries[this.entries.length - 1];
     if (e === undefined) return;
+    const type = b[from];
+    if (type === Fe.Query || type === Fe.Execute || type === Fe.FunctionCall) e.runs = true;
     const n = to - from;
     this.bytes += n;
     if (this.bytes > this.maxBytes) {

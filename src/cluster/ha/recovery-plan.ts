@@ -38,7 +38,8 @@ export function inDoubt(j: Journal, mayWrite: (sql: string) => boolean): Journal
       inTx = e.status !== TxStatus.Idle;
       continue;
     }
-    if (e.commit) out.push(e);
+    // A COMMIT only parsed or bound (no Execute yet) has not run: nothing of it can have committed.
+    if (e.commit && e.runs) out.push(e);
     else if (!inTx && !opens(e.sql) && (e.sql === "" || mayWrite(e.sql))) out.push(e);
     if (opens(e.sql)) inTx = true;
     else if (closes(e.sql)) inTx = false;

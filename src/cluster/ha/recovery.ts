@@ -274,8 +274,10 @@ export class SessionRecovery {
     }
     const e = open[0];
     const prev = e === undefined ? undefined : j.entries[j.entries.indexOf(e) - 1];
-    const inTx =
-      e === undefined ? sess.txStatus !== TxStatus.Idle : e.refused !== null ? e.refused.inTx : !e.commit && prev !== undefined && prev.status !== TxStatus.Idle;
+    // Only a COMMIT that runs (a Query, or an Execute) ends the transaction; a Parse, Bind or Sync of
+    // one leaves it open, so the refusal fails it and the client's COMMIT later is answered ROLLBACK.
+    const endsTx = e !== undefined && e.commit && e.runs && !e.commitLater;
+    const inTx = e === undefined ? sess.txStatus !== TxStatus.Idle : e.refused !== null ? e.refused.inTx : !endsTx && prev !== undefined && prev.status !== TxStatus.Idle;
     if (!inTx) {
       if (sess.pinned) sess.adopt(server);
       else this.giveBack(server, false);
