@@ -422,6 +422,12 @@ export class RequestForwarder {
         sess.fatal(Errors.invalidMessageLength());
         return end;
       }
+      // Judged on the declared length, before any of the body is buffered.
+      if (len > sess.ctx.config.limits.max_message_bytes) {
+        this.flush(server, b, run, pos);
+        sess.fatal(Errors.messageTooLong(len, sess.ctx.config.limits.max_message_bytes));
+        return end;
+      }
       // Judge the type before waiting for a body: garbage must not hold the connection open.
       if (!isFrontendType(type) && type !== Fe.Terminate) {
         this.flush(server, b, run, pos);

@@ -81,6 +81,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   pid = 0;
   private cancelSecret: Uint8Array = new Uint8Array(0);
   private tlsDone = false;
+  /** SSLRequest (1) and GSSENCRequest (2) already answered. */
+  private negotiated = 0;
   private authQueue: Uint8Array[] = [];
   private authWaiter: ((b: Uint8Array | null) => void) | null = null;
   readonly forwarder: RequestForwarder;
@@ -164,6 +166,13 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
             this.fatal(Errors.protocolViolation("SSL/GSS negotiation requested twice"));
             return;
           }
+          // As PostgreSQL: each negotiation once; a repeat is read as an unknown protocol version (0A000).
+          const bit = pkt.kind === "ssl" ? 1 : 2;
+          if (this.negotiated & bit) {
+            this.fatal(Errors.unsupportedProtocol(1234, pkt.kind === "ssl" ? 5679 : 5680));
+            return;
+          }
+          this.negotiated |= bit;
           // Bytes after the request arrived before any handshake: they may be injected (CVE-2021-23214).
           if (r.size > 0) {
             this.fatal(Errors.unencryptedAfterSsl());

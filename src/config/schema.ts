@@ -84,6 +84,7 @@ export const SCHEMA = {
     max_client_conn: { kind: "int", default: 10000, min: 1, max: 10000000, doc: "Most client connections the proxy accepts." },
     max_db_connections: { kind: "int", default: 0, min: 0, max: 10000000, doc: "Most logged-in clients per database across users (0 = unlimited)." },
     max_user_connections: { kind: "int", default: 0, min: 0, max: 10000000, doc: "Most logged-in clients per user across databases (0 = unlimited)." },
+    max_message_bytes: { kind: "int", default: 1073741824, min: 65536, max: 1073741824, doc: "Largest message a logged-in client may send (declared length, checked before any of it is buffered); larger gets 08P01 and the connection is closed." },
   }),
   timeouts: table<TimeoutsSection>("Client-side timeouts.", {
     query_timeout_secs: { kind: "number", default: 0, min: 0, max: SECS_MAX, doc: "Cancel a running query after this many seconds (0 = off)." },

@@ -41,6 +41,8 @@ export interface LimitsSection {
   /** 0 = unlimited */
   max_db_connections: number;
   max_user_connections: number;
+  /** Largest message (declared length) a logged-in client may send. */
+  max_message_bytes: number;
 }
 
 export interface TimeoutsSection {

@@ -68,10 +68,8 @@ export const SSL_REQUEST_CODE = 80877103;
 export const GSSENC_REQUEST_CODE = 80877104;
 export const CANCEL_REQUEST_CODE = 80877102;
 
-/** PostgreSQL's MAX_STARTUP_PACKET_LENGTH. */
-export const MAX_STARTUP_PACKET = 10000;
-/** Largest regular message we accept from a client (PostgreSQL allows 1 GB for data-bearing types). */
-export const MAX_CLIENT_MESSAGE = 1 << 30;
+/** PostgreSQL's MAX_STARTUP_PACKET_LENGTH: the body after the length word; the whole packet may be 4 bytes more. */
+export const MAX_STARTUP_PACKET = 10000 + 4;
 /** Messages that carry no payload of note may not exceed this (PG_MAX_AUTH_TOKEN_LENGTH-like bound). */
 export const MAX_SMALL_MESSAGE = 10000;
 /** Largest authentication message from a client (SCRAM, password). */

@@ -66,6 +66,9 @@ export const Errors = {
   invalidMessageType: (t: number) =>
     fatal(SqlState.ProtocolViolation, `invalid frontend message type ${t}`),
   invalidMessageLength: () => fatal(SqlState.ProtocolViolation, "invalid message length"),
+  invalidStartupLength: () => fatal(SqlState.ProtocolViolation, "invalid length of startup packet"),
+  messageTooLong: (len: number, limit: number) =>
+    fatal(SqlState.ProtocolViolation, `invalid message length: ${len} bytes is over the limit of ${limit} (limits.max_message_bytes)`),
   statementModeTransaction: () =>
     error(SqlState.FeatureNotSupported, "transaction blocks are not allowed in statement pooling mode"),
 } as const;

@@ -22,7 +22,7 @@ export type StartupPacket =
       /** `_pq_.` protocol options we do not support (reported in NegotiateProtocolVersion). */
       unsupportedOptions: string[];
     }
-  /** `reply` null means close silently, as PostgreSQL does for garbage lengths. */
+  /** `reply` null means close silently, as PostgreSQL does for lengths too short to be a packet. */
   | { kind: "reject"; reply: Uint8Array | null };
 
 /** Newest protocol minor version the proxy speaks to clients (3.2: longer cancel keys). */
@@ -32,13 +32,14 @@ const decoder = new TextDecoder();
 
 /**
  * Look at the front of `b[start, end)`. Never waits for, or allocates, a declared size that is out
- * of range: lengths below 8 or over MAX_STARTUP_PACKET are rejected at once.
+ * of range: lengths below 8 are dropped silently, lengths over MAX_STARTUP_PACKET get 08P01, both at once.
  */
 export function parseStartupPacket(b: Uint8Array, start: number, end: number): StartupPacket {
   const avail = end - start;
   if (avail < 4) return { kind: "incomplete" };
   const len = readInt32(b, start);
-  if (len < 8 || len > MAX_STARTUP_PACKET) return { kind: "reject", reply: null };
+  if (len < 8) return { kind: "reject", reply: null };
+  if (len > MAX_STARTUP_PACKET) return { kind: "reject", reply: Errors.invalidStartupLength() };
   if (avail < 8) return { kind: "incomplete" };
   const code = readInt32(b, start + 4);
   if (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) {

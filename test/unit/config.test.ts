@@ -55,6 +55,7 @@ describe("defaults", () => {
       connect_timeout_secs: 5,
     });
     expect(c.limits.max_client_conn).toBe(10000);
+    expect(c.limits.max_message_bytes).toBe(1073741824);
     expect(c.timeouts).toEqual({ query_timeout_secs: 0, idle_in_transaction_timeout_secs: 0, client_idle_timeout_secs: 0 });
     expect(c.tls.mode).toBe("disable");
     expect(c.tls.server_sslmode).toBe("disable");
@@ -138,6 +139,8 @@ describe("errors name file, line, key and what was expected", () => {
     const cases: [string, string][] = [
       ["[health]\ncheck_interval_secs = 0", "health.check_interval_secs: expected a number > 0 and <= 3600, got 0"],
       ["[health]\nfailure_threshold = 0", "health.failure_threshold: expected an integer in 1..1000, got 0"],
+      ["[limits]\nmax_message_bytes = 1000", "limits.max_message_bytes: expected an integer in 65536..1073741824, got 1000"],
+      ["[limits]\nmax_message_bytes = 2147483647", "limits.max_message_bytes: expected an integer in 65536..1073741824, got 2147483647"],
       ["[pool]\nidle_timeout_secs = -1", "pool.idle_timeout_secs: expected a number in 0..31536000, got -1"],
       ["[[nodes]]\nhost = \"h\"\nport = 0", "nodes[1].port: expected an integer in 1..65535, got 0"],
     ];

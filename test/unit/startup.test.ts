@@ -34,12 +34,24 @@ function startupOfSize(size: number): Uint8Array {
   return F.startup({ ...USER, options: `-c a.b=${"x".repeat(pad)}` });
 }
 
-describe("A1 lengths out of range are refused at once, without a reply", () => {
-  for (const len of [0, 4, 7, -1, 0x7fffffff, 10001, -2147483648]) {
-    test(`declared length ${len}`, () => {
+function expectTooLong(b: Uint8Array): void {
+  const e = replyOf(parse(b));
+  expect([e.severity, e.code, e.message]).toEqual(["FATAL", "08P01", "invalid length of startup packet"]);
+}
+
+describe("A1 lengths out of range are refused at once", () => {
+  for (const len of [0, 4, 7, -1, -2147483648]) {
+    test(`declared length ${len}: no reply`, () => {
       expectSilentReject(F.int32(len));
       expectSilentReject(F.concat(F.int32(len), F.int32(V3)));
       expectSilentReject(F.concat(F.int32(len), F.int32(V3), new Uint8Array(64)));
+    });
+  }
+  for (const len of [10005, 0x7fffffff]) {
+    test(`declared length ${len}: 08P01 before the body arrives`, () => {
+      expectTooLong(F.int32(len));
+      expectTooLong(F.concat(F.int32(len), F.int32(V3)));
+      expectTooLong(F.concat(F.int32(len), F.int32(V3), new Uint8Array(64)));
     });
   }
 
@@ -48,8 +60,8 @@ describe("A1 lengths out of range are refused at once, without a reply", () => {
   });
 });
 
-describe("A2 sizes up to the limit", () => {
-  for (const size of [4096, 9900, 10000]) {
+describe("A2 sizes up to the limit (10,000 + 4, as PostgreSQL)", () => {
+  for (const size of [4096, 9900, 10000, 10004]) {
     test(`${size}-byte packet parses with its options intact`, () => {
       const b = startupOfSize(size);
       expect(b.length).toBe(size);
@@ -60,8 +72,8 @@ describe("A2 sizes up to the limit", () => {
     });
   }
 
-  test("10001 bytes is refused without a reply", () => {
-    expectSilentReject(startupOfSize(10001));
+  test("10005 bytes is refused with 08P01", () => {
+    expectTooLong(startupOfSize(10005));
   });
 });
 
@@ -180,7 +192,7 @@ describe("partial input", () => {
   }
 
   test("a rejection needs only the bytes that prove it", () => {
-    expectSilentReject(F.int32(0x7fffffff));
+    expectTooLong(F.int32(0x7fffffff));
     const v2 = F.startup(USER, { major: 2 });
     expect(parse(v2.subarray(0, v2.length - 1))).toEqual({ kind: "incomplete" });
     expect(replyOf(parse(v2)).code).toBe("0A000");
