@@ -19,6 +19,8 @@ import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
 import { FailoverController } from "./cluster/failover.ts";
 import { startModules } from "./core/module-host.ts";
+import { restartOnlyChanges } from "./core/restart-keys.ts";
+import { configureLogging } from "./util/log.ts";
 
 export interface RunningProxy {
   ctx: ProxyContext;
@@ -240,6 +242,13 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
     try {
       const { loadConfig } = await import("./config/load.ts");
       const next = loadConfig(opts.configPath);
+      // The running proxy keeps what it bound at start; say so for each such key the file changed.
+      for (const change of restartOnlyChanges(ctx.config, next))
+        log.warn(`reload: ${change} needs a restart; still using the old value`);
+      // Keep serving on what is bound: the running values stay in the live config.
+      next.proxy.listen_address = ctx.config.proxy.listen_address;
+      next.proxy.admin_address = ctx.config.proxy.admin_address;
+      configureLogging(next.proxy.log_level, next.proxy.log_format);
       ctx.config = next;
       ctx.buffer.settings = bufferSettings(next);
       ctx.tls = loadTls(next);

@@ -7,6 +7,7 @@ import type { ProxyContext } from "../core/context.ts";
 import { ServerState, type ServerConnection } from "../server/connection.ts";
 import type { Pool } from "../server/pool.ts";
 import { anythingPaused, isPaused } from "../core/pause.ts";
+import { RESTART_KEYS } from "../core/restart-keys.ts";
 import { columns, type Cell, type ResultSet } from "./console-wire.ts";
 
 const VERSION = (require("../../package.json") as { version: string }).version;
@@ -312,7 +313,7 @@ export function showFailovers(ctx: ProxyContext): ResultSet {
 const CONFIG_COLUMNS = columns("key value default changeable");
 
 /** Keys a RELOAD does not apply (bound or built at start). */
-const NOT_RELOADED = /^(proxy\.(listen_address|admin_address|log_level|log_format)|nodes\[\d+\]\.(name|role|sync|weight))$/;
+const NOT_RELOADED = new RegExp(`^(${RESTART_KEYS.map((k) => k.replace(".", "\\.")).join("|")}|nodes\\[\\d+\\]\\.(name|role|sync|weight))$`);
 
 function specOf(key: string): FieldSpec | undefined {
   const m = /^([a-z_]+)(?:\[\d+\])?\.([a-z_0-9]+)$/.exec(key);

@@ -35,8 +35,8 @@ interface Route {
   method: "GET" | "POST";
   /** Path segments; ":id" captures one. */
   segments: string[];
-  /** Served without a token: static content with no proxy state in it. */
-  public?: boolean;
+  /** Served without a token: static content or a bare yes/no, no proxy state in it (decided per request). */
+  public?: () => boolean;
   handler: Handler;
 }
 
@@ -134,6 +134,22 @@ function healthView(ctx: ProxyContext, startedAt: number): { ok: boolean; body: 
   return { ok: reasons.length === 0, body };
 }
 
+/**
+ * Ready for traffic (GET /readyz): not shutting down, and writes have a primary that is up, or
+ * reads may go to a standby that is up (read_write_split). The listener is bound before the admin API.
+ */
+export function isReady(ctx: ProxyContext): boolean {
+  if (ctx.shuttingDown) return false;
+  const nodes = ctx.cluster.snapshot();
+  if (nodes.some((n) => n.role === "primary" && n.health === "up")) return true;
+  return ctx.config.load_balancer.read_write_split && nodes.some((n) => n.role === "standby" && n.health === "up" && !n.fenced && !n.drained);
+}
+
+/** A probe answer: status code and one word, nothing else about the proxy. */
+function probe(ok: boolean, word: string): Response {
+  return new Response(`${ok ? "ok" : word}\n`, { status: ok ? 200 : 503, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+}
+
 function topologyView(ctx: ProxyContext) {
   const nodes = ctx.cluster.snapshot();
   return {
@@ -228,15 +244,19 @@ function drainHandler(ctx: ProxyContext, drained: boolean): Handler {
 function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, startedAt: number): Route[] {
   // Built on the first scrape: a proxy nobody scrapes pays nothing for it.
   let metrics: ReturnType<typeof createMetrics> | null = null;
-  const route = (method: Route["method"], path: string, handler: Handler, isPublic = false): Route => ({
+  const route = (method: Route["method"], path: string, handler: Handler, isPublic?: () => boolean): Route => ({
     method,
     segments: path.split("/").filter(Boolean),
     handler,
     public: isPublic,
   });
+  const always = () => true;
   return [
-    route("GET", "/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } }), true),
-    route("GET", "/openapi.json", () => json(200, openApiDocument()), true),
+    route("GET", "/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } }), always),
+    route("GET", "/openapi.json", () => json(200, openApiDocument()), always),
+    // Orchestrator probes: no token, and nothing in the answer but ok or not.
+    route("GET", "/livez", () => probe(true, "ok"), always),
+    route("GET", "/readyz", () => probe(isReady(ctx), "not ready"), always),
     route("GET", "/health", () => {
       const h = healthView(ctx, startedAt);
       return json(h.ok ? 200 : 503, h.body);
@@ -251,11 +271,17 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     }),
     route("GET", "/topology", () => json(200, topologyView(ctx))),
     route("GET", "/pools", () => json(200, poolsView(ctx, startedAt))),
-    route("GET", "/metrics", async () => {
-      // prom-client is loaded on the first scrape: a proxy nobody scrapes does not carry it.
-      metrics ??= (await import("./metrics.ts")).createMetrics(ctx);
-      return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
-    }),
+    route(
+      "GET",
+      "/metrics",
+      async () => {
+        // prom-client is loaded on the first scrape: a proxy nobody scrapes does not carry it.
+        metrics ??= (await import("./metrics.ts")).createMetrics(ctx);
+        return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
+      },
+      // [proxy] metrics_public: scrapers without a token (read per request, so a reload applies it).
+      () => ctx.config.proxy.metrics_public,
+    ),
     route("POST", "/nodes/:id/drain", drainHandler(ctx, true)),
     route("POST", "/nodes/:id/undrain", drainHandler(ctx, false)),
     // As the console's PAUSE and RESUME (core/pause.ts), but repeating one is not an error.
@@ -324,7 +350,7 @@ function authorize(req: Request, url: URL, route: Route, sec: Security): Respons
     if (origin !== null && origin !== `${url.protocol}//${req.headers.get("host") ?? ""}`)
       return fail(403, "forbidden", "cross-origin requests are refused");
   }
-  if (route.public) return null;
+  if (route.public?.()) return null;
   if (!sec.enforced) {
     // Open on loopback; a foreign Host header means DNS rebinding, not an operator.
     const hostHeader = (req.headers.get("host") ?? "").replace(/:\d+$/, "");

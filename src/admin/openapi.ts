@@ -151,6 +151,20 @@ const paths = {
   "/openapi.json": {
     get: { summary: "This document", security: [], responses: { "200": jsonBody({ type: "object" }, "OpenAPI 3.1 document") } },
   },
+  "/livez": {
+    get: {
+      summary: "Liveness for orchestrators: the process answers (no token; the body is only ok)",
+      security: [],
+      responses: { "200": { description: "Alive", content: { "text/plain": {} } } },
+    },
+  },
+  "/readyz": {
+    get: {
+      summary: "Readiness for orchestrators: listening, not shutting down, a primary up (or a standby up with read_write_split); no token, the body is only ok or not ready",
+      security: [],
+      responses: { "200": { description: "Ready", content: { "text/plain": {} } }, "503": { description: "Not ready", content: { "text/plain": {} } } },
+    },
+  },
   "/health": {
     get: {
       summary: "Readiness: the primary is up and the proxy is not shutting down",
@@ -214,7 +228,7 @@ const paths = {
     },
   },
   "/metrics": {
-    get: { summary: "Prometheus text exposition", responses: { "200": { description: "Metrics", content: { "text/plain": {} } }, ...authErrors } },
+    get: { summary: "Prometheus text exposition (no token when [proxy] metrics_public = true)", responses: { "200": { description: "Metrics", content: { "text/plain": {} } }, ...authErrors } },
   },
   "/pause": {
     post: {

@@ -1,4 +1,4 @@
-// Command line: `heliosproxy [run] --config FILE`, `check-config`, `features`, `version`, `demo`.
+// Command line: `heliosproxy [run] --config FILE`, `check-config`, `features`, `version`, `health`, `demo`.
 
 import { defineCommand, runMain } from "citty";
 import { ConfigError, loadConfig } from "../config/load.ts";
@@ -101,7 +101,14 @@ const main = defineCommand({
   meta: { name: "heliosproxy", version: VERSION, description: "PostgreSQL wire-protocol proxy" },
   args: configArg,
   default: "run",
-  subCommands: { run, "check-config": checkConfig, features, version, demo: () => import("./demo.ts").then((m) => m.default) },
+  subCommands: {
+    run,
+    "check-config": checkConfig,
+    features,
+    version,
+    health: () => import("./health.ts").then((m) => m.default),
+    demo: () => import("./demo.ts").then((m) => m.default),
+  },
 });
 
 await runMain(main);

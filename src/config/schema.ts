@@ -68,6 +68,7 @@ export const SCHEMA = {
     shutdown_timeout_secs: { kind: "number", default: 30, min: 0, max: SECS_MAX, doc: "Seconds SIGTERM waits for in-flight transactions before closing." },
     log_level: { kind: "enum", default: "info", values: ["silent", "error", "warn", "info", "debug", "trace"], doc: "Least severe log level written." },
     log_format: { kind: "enum", default: "text", values: ["text", "json"], doc: "text: human lines; json: one JSON object per line." },
+    metrics_public: { kind: "bool", default: false, doc: "Serve GET /metrics without a token (for scrapers that cannot send one); other routes keep their tokens." },
   }),
   pool: table<PoolSection>("Server connection pools (one per node x database x user).", {
     mode: { kind: "enum", default: "transaction", values: POOL_MODES, doc: "When a server goes back to the pool: session end, transaction end, or each statement." },

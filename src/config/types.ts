@@ -17,6 +17,8 @@ export interface ProxySection {
   shutdown_timeout_secs: number;
   log_level: LogLevel;
   log_format: "text" | "json";
+  /** GET /metrics without a token. */
+  metrics_public: boolean;
 }
 
 export interface PoolSection {

@@ -132,6 +132,8 @@ describe("loopback, no tokens", () => {
     const paths = r.body.paths;
     for (const [path, method] of [
       ["/health", "get"],
+      ["/livez", "get"],
+      ["/readyz", "get"],
       ["/nodes", "get"],
       ["/nodes/{id}", "get"],
       ["/topology", "get"],

@@ -42,6 +42,7 @@ describe("defaults", () => {
       shutdown_timeout_secs: 30,
       log_level: "info",
       log_format: "text",
+      metrics_public: false,
     });
     expect(c.pool).toEqual({
       mode: "transaction",
