@@ -23,7 +23,7 @@ export async function readJsonBody(req: Request): Promise<unknown> {
 const bad = (message: string): Reply => ({ status: 400, body: { error: "bad_request", message } });
 const conflict = (message: string, extra: Record<string, unknown> = {}): Reply => ({ status: 409, body: { error: "conflict", message, ...extra } });
 
-/** {"target": "node2"} (optional): which standby to promote. */
+/** {"target": "node2"} (optional): which standby to promote; POST /failover also takes {"force": true}. */
 function targetOf(body: unknown, ctx: ProxyContext): string | undefined | Reply {
   if (typeof body === "string") return bad(body);
   if (typeof body !== "object" || body === null || Array.isArray(body)) return bad("expected a JSON object such as {\"target\": \"node2\"}");
@@ -40,8 +40,11 @@ export async function primaryChange(ctx: ProxyContext, kind: "failover" | "switc
   if (fc === null) return conflict("the failover controller is not running");
   const target = targetOf(body, ctx);
   if (typeof target === "object") return target;
+  const force = (body as Record<string, unknown>).force;
+  if (force !== undefined && typeof force !== "boolean") return bad(`force: expected true or false, got ${JSON.stringify(force)}`);
+  if (force !== undefined && kind === "switchover") return bad("force: only POST /failover takes it (a switchover needs a healthy primary)");
   try {
-    const record = kind === "failover" ? await fc.failover({ trigger: "api", target }) : await fc.switchover({ target });
+    const record = kind === "failover" ? await fc.failover({ trigger: "api", target, force: force === true }) : await fc.switchover({ target });
     return { status: 200, body: record };
   } catch (e) {
     if (e instanceof FailoverRefused) {

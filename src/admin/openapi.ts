@@ -144,6 +144,21 @@ const target = {
   content: { "application/json": { schema: { type: "object", properties: { target: { type: "string", description: "Standby to promote (default: the best safe candidate)" } } } } },
 };
 
+const failoverBody = {
+  required: false,
+  content: {
+    "application/json": {
+      schema: {
+        type: "object",
+        properties: {
+          target: { type: "string", description: "Standby to promote (default: the best safe candidate)" },
+          force: { type: "boolean", description: "Promote even though the primary is up and answering (it is fenced); without it such a request is refused with 409" },
+        },
+      },
+    },
+  },
+};
+
 const paths = {
   "/": {
     get: { summary: "Dashboard (HTML; polls /nodes, /pools and /topology)", security: [], responses: { "200": { description: "HTML page", content: { "text/html": {} } } } },
@@ -257,12 +272,12 @@ const paths = {
   },
   "/failover": {
     post: {
-      summary: "Promote a standby now (the best safe candidate, or target): hold, fence, promote, move, repoint",
-      requestBody: target,
+      summary: "Promote a standby now (the best safe candidate, or target): hold, choose, fence, promote, move, repoint",
+      requestBody: failoverBody,
       responses: {
         "200": jsonBody(ref("FailoverRecord"), "Done: the record"),
         "400": error("Body not JSON, or target not a standby of this cluster"),
-        "409": error("failover.policy = off, one is in progress, or no safe candidate (record included)"),
+        "409": error("failover.policy = off, one is in progress, the primary is up and force is not set (use /switchover), or no safe candidate (record included); nothing was done to the primary"),
         "500": error("A step failed (record included)"),
         ...authErrors,
       },

@@ -153,25 +153,57 @@ export class FailoverController {
     })();
   }
 
-  /** Promote a standby (the best candidate, or `target`) after the primary failed or on request. */
-  async failover(o: { trigger: "auto" | "api"; target?: string; reason?: string }): Promise<FailoverRecord> {
+  /**
+   * Promote a standby (the best candidate, or `target`) after the primary failed or on request.
+   * Nothing irreversible happens before a candidate is chosen and answers as a standby; a fenced
+   * old primary is unfenced again when the promotion fails. The API's request against a healthy
+   * primary is a forced failover: refused without `force` (a planned move is POST /switchover).
+   */
+  async failover(o: { trigger: "auto" | "api"; target?: string; reason?: string; force?: boolean }): Promise<FailoverRecord> {
     const cluster = this.deps.cluster();
     const old = cluster.primary();
-    const rec = this.begin("failover", o.trigger, old, o.reason ?? "requested by the API");
+    if (o.trigger === "api" && o.force !== true && old.health === "up" && !old.fenced) {
+      throw new FailoverRefused(
+        `the primary ${old.name} is up and answering: a failover would cut it off with its sessions. Use POST /switchover for a planned move, or POST /failover with {"force": true} to promote a standby anyway`,
+        409,
+      );
+    }
+    const rec = this.begin("failover", o.trigger, old, o.reason ?? (o.force === true ? "forced by the API" : "requested by the API"));
     const buffer = this.deps.buffer;
     const ownHold = buffer.hold(`failover from ${old.name}`);
+    let fenced = false;
     try {
       await this.refreshStandbys(cluster, old);
-      rec.fence = await this.fence(old);
-      this.step(rec, `old primary: ${rec.fence}`);
       const chosen = this.choose(rec, cluster, old, o.target);
+      await this.verifyStandby(chosen);
+      this.step(rec, `${chosen.name} answers as a standby`);
+      const f = await this.fence(old);
+      rec.fence = f.summary;
+      fenced = f.soft;
+      this.step(rec, `old primary: ${rec.fence}`);
       await this.promote(rec, chosen);
       this.finishMove(rec, cluster, chosen);
     } catch (e) {
+      if (fenced && cluster.primary().name === old.name) {
+        const undone = await this.unfence(old).then(
+          () => "soft fence undone",
+          (u: Error) => `soft fence could not be undone: ${u.message}`,
+        );
+        rec.fence += `; ${undone}`;
+        this.step(rec, `old primary: ${undone}`);
+      }
       this.fail(rec, e as Error, ownHold || this.holdingForDownPrimary);
-      throw e;
+      throw e instanceof FailoverRefused && e.record === null ? new FailoverRefused(e.message, e.status, rec) : e;
     }
     return rec;
+  }
+
+  /** The chosen node answers and is still in recovery (a standby that went or was promoted elsewhere is not promoted). */
+  private async verifyStandby(n: NodeView): Promise<void> {
+    const inRecovery = await this.node(n, (db) => db.value("SELECT pg_is_in_recovery()::text"), Math.min(2, this.deps.timeoutSecs())).catch((e: Error) => {
+      throw new FailoverRefused(`candidate ${n.name} does not answer: ${e.message}; nothing changed`, 409);
+    });
+    if (inRecovery !== "true") throw new FailoverRefused(`candidate ${n.name} is not in recovery any more; nothing changed`, 409);
   }
 
   /**
@@ -354,9 +386,11 @@ export class FailoverController {
     if (this.deps.settings().repoint_standbys) void this.repointAll(rec, cluster, to);
   }
 
-  private async fence(old: NodeView): Promise<string> {
+  /** Fence the old primary as configured; `soft`: the soft fence took (it is undone if the promotion fails). */
+  private async fence(old: NodeView): Promise<{ summary: string; soft: boolean }> {
     const s = this.deps.settings();
     const parts: string[] = [];
+    let soft = false;
     if (s.fence_command) {
       try {
         await runHook(s.fence_command, old, 10);
@@ -368,14 +402,17 @@ export class FailoverController {
     if (s.soft_fence) {
       try {
         await this.node(old, async (db) => {
-          for (const sql of FENCE_SQL) await db.query(sql);
+          for (const sql of FENCE_SQL) {
+            await db.query(sql);
+            soft = true;
+          }
         }, Math.min(1, this.deps.timeoutSecs()));
         parts.push("soft fence: read-only, client backends ended");
       } catch (e) {
         parts.push(`unreachable (${(e as Error).message})`);
       }
     }
-    return parts.join("; ") || "none configured";
+    return { summary: parts.join("; ") || "none configured", soft };
   }
 
   private async unfence(old: NodeView): Promise<void> {

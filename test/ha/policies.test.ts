@@ -67,6 +67,41 @@ test("policy off: the primary down is not promoted over, POST /failover is refus
   await again.end();
 }, 60_000);
 
+test("POST /failover on a healthy primary: 409 without force, nothing changed; forced, a promote_command that fails leaves the old primary unfenced and held requests go on there", async () => {
+  const c = cluster();
+  const p = await start("manual", 'promote_command = "sleep 1; exit 1"\nbuffer_timeout_secs = 10\n');
+  const cl = await connect(p);
+  const pidBefore = (await cl.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+  await waitNodeState(p, "node2", "up", 10_000);
+  const refused = await adminApi(p, "POST", "/failover", {}, {});
+  expect(refused.status).toBe(409);
+  expect(refused.body.message).toContain("POST /switchover");
+  expect(refused.body.message).toContain('{"force": true}');
+  expect(await c.psql("node1", "SHOW default_transaction_read_only")).toBe("off");
+  expect(await c.psql("node1", `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pidBefore}`)).toBe("1");
+  expect((await adminApi(p, "GET", "/failovers")).body).toMatchObject({ epoch: 0, failovers: [], buffer: { holding: false } });
+
+  const forced = adminApi(p, "POST", "/failover", {}, { force: true });
+  // A request arriving while the promotion runs is held, then goes on to the old primary once it is unfenced.
+  await Bun.sleep(300);
+  const other = await connect(p);
+  const t0 = performance.now();
+  const held = other.query("SELECT inet_server_port() AS p, current_setting('default_transaction_read_only') AS ro");
+  const r = await forced;
+  expect(r.status).toBe(500);
+  expect(r.body.record).toMatchObject({ result: "failed", to: "node2" });
+  expect(r.body.record.fence).toContain("soft fence: read-only, client backends ended; soft fence undone");
+  const steps = r.body.record.steps.map((x: { step: string }) => x.step) as string[];
+  expect(steps.findIndex((x) => x.includes("answers as a standby"))).toBeLessThan(steps.findIndex((x) => x.startsWith("old primary: soft fence")));
+  expect((await held).rows[0]).toEqual({ p: c.node("node1").port, ro: "off" });
+  expect(performance.now() - t0).toBeLessThan(10_000);
+  expect(await c.psql("node1", "SHOW default_transaction_read_only")).toBe("off");
+  expect(await c.psql("node1", "SELECT pg_is_in_recovery()")).toBe("f");
+  expect(await c.psql("node2", "SELECT pg_is_in_recovery()")).toBe("t");
+  await other.end();
+  await cl.end().catch(() => {});
+}, 60_000);
+
 test("policy manual: requests wait while the alarm is up; POST /failover promotes (through promote_command) and they run on the new primary", async () => {
   const c = cluster();
   await c.waitStreaming();
