@@ -456,6 +456,7 @@ export class RequestForwarder {
         this.requestWrites = pooled ? this.mayWrite(type, b, pos, msgEnd) : true;
         if (!sess.acquireServer(this.requestWrites)) break;
         server = sess.server!;
+        if (this.current !== null) this.current.serverAt = performance.now();
         run = pos;
       }
       const journal = sess.journal;

@@ -16,6 +16,8 @@ export function txLetter(status: number): "I" | "T" | "E" {
 export class RequestCtx implements QueryCtx {
   /** performance.now() when the request's first message was read. */
   readonly startedAt = performance.now();
+  /** performance.now() when the request got a server it did not already hold; 0 if it had one. */
+  serverAt = 0;
   private shape: QueryShape | null = null;
   private tree: unknown = undefined;
   private text: string | null = null;
@@ -62,7 +64,7 @@ export class RequestCtx implements QueryCtx {
 
 /** The ResultCtx of a finished request. */
 export function resultOf(query: RequestCtx, node: string, t: ResultTally, status: number): ResultCtx {
-  const r = {
+  const r: { -readonly [K in keyof ResultCtx]: ResultCtx[K] } = {
     query,
     node,
     commandTag: t.tag,
@@ -70,5 +72,7 @@ export function resultOf(query: RequestCtx, node: string, t: ResultTally, status
     durationMs: performance.now() - query.startedAt,
     txStatus: txLetter(status),
   };
-  return t.errorCode === "" ? r : { ...r, error: { code: t.errorCode, message: t.errorMessage } };
+  if (query.serverAt > 0) r.waitMs = query.serverAt - query.startedAt;
+  if (t.errorCode !== "") r.error = { code: t.errorCode, message: t.errorMessage };
+  return r;
 }

@@ -1,7 +1,9 @@
 // The session state a client expects on whichever server it gets: startup parameters and SETs.
 
+/** Trace context a client may pass at login: read by the proxy (tracing), never set on a server. */
+const TRACE_PARAMS = ["traceparent", "tracestate"];
 /** Startup parameters that are not session settings. */
-const NOT_GUCS = new Set(["user", "database", "replication", "options", "standard_conforming_strings"]);
+const NOT_GUCS = new Set(["user", "database", "replication", "options", "standard_conforming_strings", ...TRACE_PARAMS]);
 const NAME_OK = /^[A-Za-z_][A-Za-z0-9_.$]*$/;
 
 function literal(v: string): string {
@@ -24,6 +26,15 @@ export function parseOptions(options: string): [string, string][] {
   return out;
 }
 
+/** The traceparent a client gave at login: a startup parameter, or `-c traceparent=...` in `options`. */
+export function traceContextParam(params: ReadonlyMap<string, string>): string | undefined {
+  const direct = params.get("traceparent");
+  if (direct !== undefined) return direct;
+  const options = params.get("options");
+  if (options === undefined || !options.includes("traceparent")) return undefined;
+  return parseOptions(options).find((kv) => kv[0] === "traceparent")?.[1];
+}
+
 /**
  * Compacted, not a log: startup settings plus the last SET per parameter. `key` identifies the
  * state; a server whose stateKey equals it needs nothing applied.
@@ -37,7 +48,7 @@ export class SessionState {
   constructor(params: Map<string, string>) {
     for (const [k, v] of params) {
       if (k === "options") {
-        for (const kv of parseOptions(v)) if (NAME_OK.test(kv[0])) this.startup.push(kv);
+        for (const kv of parseOptions(v)) if (NAME_OK.test(kv[0]) && !TRACE_PARAMS.includes(kv[0])) this.startup.push(kv);
       } else if (!NOT_GUCS.has(k) && NAME_OK.test(k)) this.startup.push([k, v]);
     }
     this.startup.sort((a, b) => (a[0] < b[0] ? -1 : 1));

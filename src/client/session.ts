@@ -23,7 +23,7 @@ import { waitForReplay } from "../cluster/replay-wait.ts";
 import { authenticateClient, loginFailure } from "./auth.ts";
 import { welcome } from "./welcome.ts";
 import { RequestForwarder } from "./forwarder.ts";
-import { SessionState } from "./session-state.ts";
+import { SessionState, traceContextParam } from "./session-state.ts";
 import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
@@ -271,7 +271,10 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     ctx.adjust(ctx.perUser, this.user, 1);
     ctx.stats.loginsOk++;
     this.sessionState = new SessionState(this.params);
-    if (ctx.hooks !== null) this.appName = this.params.get("application_name") ?? "";
+    if (ctx.hooks !== null) {
+      this.appName = this.params.get("application_name") ?? "";
+      this.traceparent = traceContextParam(this.params);
+    }
     if (ctx.replay !== null) {
       const rs = ctx.replay.settings;
       this.journal = new Journal(this.out, rs.maxJournalBytes, volatileMatcherFor(rs.volatileFunctions));
@@ -486,6 +489,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       user: this.user,
       database: this.database,
       applicationName: this.appName,
+      ...(this.traceparent !== undefined ? { traceparent: this.traceparent } : {}),
       remoteAddress: this.sock.remoteAddress ?? "",
       tls: this.tlsDone,
       startedAt: Date.now() - (clock.now - this.connectedAt),
@@ -495,6 +499,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   private view: SessionCtx | null = null;
   /** application_name from the startup packet (kept only when modules look at sessions). */
   private appName = "";
+  /** Trace context from the startup packet (kept only when modules look at sessions). */
+  private traceparent: string | undefined = undefined;
 
   /** The next request goes to the primary whatever it is (a standby just failed it). */
   private primaryOnce = false;

@@ -25,6 +25,11 @@ export interface SessionCtx {
   readonly tls: boolean;
   /** Milliseconds since the epoch when the client connected. */
   readonly startedAt: number;
+  /**
+   * W3C trace context the client gave at login (startup parameter `traceparent`, or
+   * `-c traceparent=...` in `options`); the proxy reads it and never sends it to a server.
+   */
+  readonly traceparent?: string;
 }
 
 /** A client's startup packet, before authentication completes. */
@@ -66,6 +71,8 @@ export interface ResultCtx {
   readonly commandTag: string;
   readonly rows: number;
   readonly durationMs: number;
+  /** Part of durationMs spent waiting for a server (pool, switchover buffer); absent when the request found one attached. */
+  readonly waitMs?: number;
   /** Transaction status from ReadyForQuery. */
   readonly txStatus: "I" | "T" | "E";
   /** Set when the server answered with an ErrorResponse. */

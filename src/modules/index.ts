@@ -73,6 +73,7 @@ export const MODULE_SECTIONS: Readonly<Record<string, string>> = {
   graphql_gateway: "graphql-gateway",
   distribcache: "distribcache",
   observability: "observability",
+  tracing: "observability",
 };
 
 /** `[topology] provider = "..."` -> the feature that implements it. */
@@ -127,6 +128,9 @@ if (typeof FEATURE_SCHEMA_ROUTING === "undefined" || FEATURE_SCHEMA_ROUTING) {
 }
 if (typeof FEATURE_GRAPHQL_GATEWAY === "undefined" || FEATURE_GRAPHQL_GATEWAY) {
   LOADERS.graphql_gateway = () => require("./graphql-gateway/index.ts").default as ProxyModule;
+}
+if (typeof FEATURE_OBSERVABILITY === "undefined" || FEATURE_OBSERVABILITY) {
+  LOADERS.tracing = () => require("./observability/index.ts").default as ProxyModule;
 }
 
 const loaded = new Map<string, ProxyModule>();
