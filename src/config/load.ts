@@ -119,6 +119,15 @@ export function describeValue(v: unknown): string {
   return String(v);
 }
 
+/** What kind of value was found, without the value. */
+function kindOf(v: unknown): string {
+  if (typeof v === "string") return "a string";
+  if (typeof v === "number" || typeof v === "bigint") return "a number";
+  if (typeof v === "boolean") return "a boolean";
+  if (v instanceof Date) return "a date";
+  return describeValue(v);
+}
+
 function rangeText(f: FieldSpec): string {
   const { min, max, minExclusive } = f;
   if (min !== undefined && max !== undefined) return minExclusive ? ` > ${min} and <= ${max}` : ` in ${min}..${max}`;
@@ -129,7 +138,8 @@ function rangeText(f: FieldSpec): string {
 
 /** Checks one value against its spec; returns the detail of the problem, or undefined when valid. */
 function checkValue(value: unknown, f: FieldSpec): string | undefined {
-  const got = `, got ${describeValue(value)}`;
+  // A secret is never echoed: a mistyped password would land in the reload response and the log.
+  const got = `, got ${f.secret ? kindOf(value) : describeValue(value)}`;
   switch (f.kind) {
     case "string":
       return typeof value === "string" ? undefined : `expected a string${got}`;

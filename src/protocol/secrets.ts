@@ -40,11 +40,15 @@ const MASK = "***";
 
 // A SQL or conninfo literal after PASSWORD / ENCRYPTED PASSWORD / password=: '...' with '' or
 // backslash escapes (E'', U&''), or a dollar-quoted $tag$...$tag$. Unterminated literals are masked
-// to the end of the text: masking too much is safe, too little is not.
+// to the end of the text: masking too much is safe, too little is not. '' followed by more text is
+// a doubled quote inside a literal (DOUBLED_QUOTE_PASSWORD), not an empty password.
 const QUOTED_PASSWORD =
-  /(?<![A-Za-z0-9])((?:ENCRYPTED\s+)?(?:PG)?PASSWORD)(\s*(?:=\s*)?)(?:(?:[Ee]|[Uu]&)?'(?:[^'\\]|''|\\[\s\S]?)*(?:'|$)|\$([A-Za-z_][A-Za-z0-9_]*)?\$[\s\S]*?(?:\$\3\$|$))/gi;
-// password=value without quotes (conninfo, URI query, environment): up to whitespace, & or ".
-const BARE_PASSWORD = /(?<![A-Za-z0-9])((?:PG)?PASSWORD|PASSWD|PWD)(\s*=\s*)(?!['\s])[^\s&"]+/gi;
+  /(?<![A-Za-z0-9])((?:ENCRYPTED\s+)?(?:PG)?PASSWORD)(\s*(?:=\s*)?)(?:(?:[Ee]|[Uu]&)?'(?!'[^'])(?:[^'\\]|''|\\[\s\S]?)*(?:'|$)|\$([A-Za-z_][A-Za-z0-9_]*)?\$[\s\S]*?(?:\$\3\$|$))/gi;
+// A conninfo password quoted inside a SQL literal, its quotes doubled: dblink('... password=''a b'' ...').
+const DOUBLED_QUOTE_PASSWORD = /(?<![A-Za-z0-9])((?:PG)?PASSWORD)(\s*=\s*)''(?:[^']|'''')*(?:''|$)/gi;
+// password=value without quotes (conninfo, URI query, environment): up to whitespace, &, " or the
+// quote that ends the SQL literal holding the conninfo.
+const BARE_PASSWORD = /(?<![A-Za-z0-9])((?:PG)?PASSWORD|PASSWD|PWD)(\s*=\s*)(?!['\s])[^\s&"']+/gi;
 // "password": "..." in JSON.
 const JSON_SECRET =
   /("(?:[A-Za-z_]{0,32}password|passwd|pwd|secret|token|access_token|refresh_token|api_?key)"\s*:\s*)"(?:[^"\\]|\\[\s\S]?)*(?:"|$)/gi;
@@ -61,12 +65,14 @@ const JWT = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 
 /**
  * Mask secrets in text bound for logs or admin output: `PASSWORD '...'` in SQL (ALTER/CREATE
- * ROLE/USER, ENCRYPTED PASSWORD, user mappings), `password=...` in conninfo strings and URIs,
+ * ROLE/USER, ENCRYPTED PASSWORD, user mapping and server options), `password=...` in conninfo
+ * strings (also inside SQL literals, as dblink takes them) and URIs,
  * JSON password/token fields, SCRAM verifiers and proofs, md5 hashes, bearer tokens and JWTs.
  */
 export function redactSecrets(text: string): string {
   if (typeof text !== "string" || text.length === 0) return text;
   return text
+    .replace(DOUBLED_QUOTE_PASSWORD, `$1$2''${MASK}''`)
     .replace(QUOTED_PASSWORD, `$1$2'${MASK}'`)
     .replace(BARE_PASSWORD, `$1$2${MASK}`)
     .replace(JSON_SECRET, `$1"${MASK}"`)

@@ -2,6 +2,7 @@
 
 import { createConsola, LogLevels, type ConsolaReporter, type LogObject } from "consola/core";
 import type { LogLevel } from "../config/types.ts";
+import { redactSecrets } from "../protocol/secrets.ts";
 
 export type LogFormat = "text" | "json";
 export type LogFields = Record<string, unknown>;
@@ -22,6 +23,22 @@ function plain(v: unknown): unknown {
   return v;
 }
 
+/** Field values with passwords and tokens masked: statements, errors and conninfo strings end up in logs. */
+function masked(fields: LogFields): LogFields {
+  return maskValue(fields, 0) as LogFields;
+}
+
+function maskValue(v: unknown, depth: number): unknown {
+  const p = plain(v);
+  if (typeof p === "string") return redactSecrets(p);
+  if (typeof p !== "object" || p === null || depth > 8) return p;
+  if (Array.isArray(p)) return p.map((x) => maskValue(x, depth + 1));
+  if (p instanceof Date) return p;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(p)) out[k] = maskValue(x, depth + 1);
+  return out;
+}
+
 function textValue(v: unknown): string {
   const p = plain(v);
   if (typeof p === "string") return /^[^\s"=]+$/.test(p) ? p : JSON.stringify(p);
@@ -30,7 +47,9 @@ function textValue(v: unknown): string {
 }
 
 function render(obj: LogObject): string {
-  const [msg, fields] = obj.args as [unknown, LogFields | undefined];
+  const [rawMsg, raw] = obj.args as [unknown, LogFields | undefined];
+  const msg = redactSecrets(String(rawMsg));
+  const fields = raw === undefined ? raw : masked(raw);
   const level = LEVEL_NAMES[obj.level] ?? String(obj.type);
   const time = obj.date.toISOString();
   if (format === "json") {

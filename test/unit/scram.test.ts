@@ -476,6 +476,10 @@ describe("secrets", () => {
     ["token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl done", "token *** done"],
     ["SELECT 1; SET password_encryption = 'scram-sha-256'", "SELECT 1; SET password_encryption = 'scram-sha-256'"],
     ["SELECT md5('x'), passwords FROM t", "SELECT md5('x'), passwords FROM t"],
+    ["CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h', password 'pw')", "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h', password '***')"],
+    ["ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET password 'pw')", "ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET password '***')"],
+    ["SELECT dblink('dbname=x user=y password=pw', 'select 1')", "SELECT dblink('dbname=x user=y password=***', 'select 1')"],
+    ["SELECT dblink_connect('host=x password=''p w'''' x'' dbname=y')", "SELECT dblink_connect('host=x password=''***'' dbname=y')"],
     ["", ""],
   ];
   test("redactSecrets stays linear on hostile 100 KB inputs", () => {

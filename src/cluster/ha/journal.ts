@@ -3,6 +3,7 @@
 import { Be, Fe, TxStatus } from "../../protocol/codes.ts";
 import { errorFields } from "../../protocol/errors.ts";
 import { readInt32 } from "../../protocol/framing.ts";
+import { redactSecrets } from "../../protocol/secrets.ts";
 import type { Sink } from "../../server/connection.ts";
 import type { JournaledStatement } from "./replay-registry.ts";
 
@@ -497,8 +498,8 @@ export class Journal implements Sink {
     return this.entries.map((e) => {
       // Read from the kept messages only when asked: the hot path stores bytes, nothing decoded.
       const params = e.bytes === null ? null : bindParams(e.bytes);
-      const s: JournaledStatement = { sql: e.sql, param_count: params?.length ?? 0, replies: e.replies, done: e.answered };
-      if (withParams && params !== null) s.params = params;
+      const s: JournaledStatement = { sql: redactSecrets(e.sql), param_count: params?.length ?? 0, replies: e.replies, done: e.answered };
+      if (withParams && params !== null) s.params = params.map((v) => (v === null ? v : redactSecrets(v)));
       return s;
     });
   }

@@ -2,6 +2,7 @@
 
 import type { ResultCtx } from "../../core/hooks.ts";
 import { log } from "../../util/log.ts";
+import { redactSecrets } from "../../protocol/secrets.ts";
 import type { QueryStats } from "./stats.ts";
 
 export interface SlowQuery {
@@ -45,7 +46,7 @@ export class SlowLog {
     const q: SlowQuery = {
       at: Date.now(),
       durationMs: r.durationMs,
-      query: this.withParameters ? r.query.sql() : e.query,
+      query: this.withParameters ? redactSecrets(r.query.sql()) : e.query,
       fingerprint: e.fingerprint,
       intent: e.intent,
       rows,

@@ -1,6 +1,7 @@
 // Per-query statistics keyed by (fingerprint, database, user), as pg_stat_statements keys them; bounded, least used evicted.
 
 import type { QueryShape } from "../../sql/fingerprint.ts";
+import { redactSecrets } from "../../protocol/secrets.ts";
 import { newHistogram, quantiles, record } from "./histogram.ts";
 
 /** What a statement is for: the statement kind, with reads split into analytics and vector searches. */
@@ -102,7 +103,8 @@ export class StatsStore {
     const head = this.byFingerprint.get(shape.fingerprint);
     for (let e: QueryStats | null = head ?? null; e !== null; e = e.next) if (e.database === database && e.user === user) return e;
     if (this.size >= this.max) return this.evictThenAdd(shape, database, user, now);
-    const text = shape.text.length > MAX_QUERY_TEXT ? shape.text.slice(0, MAX_QUERY_TEXT) : shape.text;
+    // Utility statements keep their literals when normalised: passwords in them are masked here, once per entry.
+    const text = redactSecrets(shape.text.length > MAX_QUERY_TEXT ? shape.text.slice(0, MAX_QUERY_TEXT) : shape.text);
     const e = new QueryStats(shape.fingerprint, text, database, user, intentOf(shape), now);
     e.next = head ?? null;
     this.byFingerprint.set(shape.fingerprint, e);
