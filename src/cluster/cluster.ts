@@ -154,6 +154,12 @@ export class Cluster {
     this.emit(health === "down" ? { type: "NodeDown", node: name, reason } : { type: "NodeUp", node: name });
   }
 
+  /** A problem the health checker has with a node that does not make it down (shown as lastError; "" clears it). */
+  noteProbeProblem(name: string, problem: string): void {
+    const cur = this.node(name);
+    if (cur && cur.health === "up" && cur.lastError !== problem) this.update(name, { lastError: problem });
+  }
+
   setDrained(name: string, drained: boolean): boolean {
     const cur = this.node(name);
     if (!cur) return false;

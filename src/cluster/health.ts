@@ -2,6 +2,7 @@
 
 import type { HealthSection } from "../config/types.ts";
 import { ServerConnection, ServerState, type ServerEndpoint, type ServerOwner } from "../server/connection.ts";
+import { LoginError } from "../server/login.ts";
 import { runQuery } from "../server/query-runner.ts";
 import type { Cluster, NodeStatus, ReplicaStatus } from "./cluster.ts";
 import { log } from "../util/log.ts";
@@ -15,6 +16,8 @@ class Probe implements ServerOwner {
   confirmTimer: ReturnType<typeof setTimeout> | null = null;
   /** performance.now() when the last probe started. */
   lastStart = 0;
+  /** Why the node refused the checker's login, while it does. */
+  loginRefusal: string | null = null;
 
   constructor(readonly node: string) {}
 
@@ -40,6 +43,11 @@ export const STATUS_SQL =
   "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT json_agg(json_build_array(application_name, sync_state, flush_lsn - '0/0', replay_lsn - '0/0')) FROM pg_stat_replication)::text END";
 
 /** Options beyond [health]: whether probes decide roles, and how fast a suspected failure is confirmed. */
+/** A login the server refused on authentication grounds (it answered, so it is alive). */
+function isLoginRefusal(e: unknown): e is LoginError {
+  return e instanceof LoginError && (e.needsPassword || e.code.startsWith("28"));
+}
+
 export interface HealthOptions {
   /** The `postgres` topology provider: roles follow pg_is_in_recovery() and timelines. */
   learnRoles: boolean;
@@ -151,7 +159,8 @@ export class HealthChecker {
       this.succeeded(p);
     } catch (e) {
       p.conn?.close("health check failed");
-      this.failed(p, (e as Error).message);
+      if (isLoginRefusal(e)) this.refusedLogin(p, e);
+      else this.failed(p, (e as Error).message);
     } finally {
       p.busy = false;
     }
@@ -180,6 +189,16 @@ export class HealthChecker {
   }
 
   private succeeded(p: Probe): void {
+    if (p.loginRefusal !== null) {
+      log.info(`node ${p.node}: health checker logs in again`);
+      p.loginRefusal = null;
+      this.cluster.noteProbeProblem(p.node, "");
+    }
+    this.alive(p);
+  }
+
+  /** The node answered: misses reset, and a down node comes back after recovery_threshold answers. */
+  private alive(p: Probe): void {
     p.failures = 0;
     p.successes++;
     const view = this.cluster.node(p.node);
@@ -188,6 +207,20 @@ export class HealthChecker {
       log.info(`node ${p.node} is up`);
       this.cluster.setHealth(p.node, "up");
     }
+  }
+
+  /**
+   * The node answered but refused the health checker's login ([health] user/password wrong, or
+   * pg_hba asks for a password it does not have): the postmaster is alive, so this is not a miss
+   * (a node marked down for it would hold every client of a healthy server). Roles and lag cannot
+   * be learned; the operator is told once per node and reason, and /nodes shows it as lastError.
+   */
+  private refusedLogin(p: Probe, e: LoginError): void {
+    const reason = `health checker cannot log in as "${this.settings.user}": ${e.code} ${e.message}; set [health] user and password`;
+    if (p.loginRefusal !== reason) log.warn(`node ${p.node}: ${reason}`);
+    p.loginRefusal = reason;
+    this.cluster.noteProbeProblem(p.node, reason);
+    this.alive(p);
   }
 
   private failed(p: Probe, reason: string): void {
