@@ -23,11 +23,21 @@ const child = spawn(
 );
 
 const forwarded = ["SIGTERM", "SIGINT", "SIGHUP"];
-for (const sig of forwarded) {
-  process.on(sig, () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
-  });
-}
+const forward = (sig) => {
+  if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+};
+for (const sig of forwarded) process.on(sig, () => forward(sig));
+
+// Under `npx`/`npm exec` the parent is a `sh -c` that dies on SIGINT/SIGTERM without passing it on:
+// losing the parent means someone stopped us, so the child is stopped too (instead of running on orphaned).
+const parentAtStart = process.ppid;
+const orphanWatch = setInterval(() => {
+  if (process.ppid !== parentAtStart) {
+    clearInterval(orphanWatch);
+    forward("SIGTERM");
+  }
+}, 250);
+orphanWatch.unref();
 
 child.on("error", (err) => {
   process.stderr.write(`heliosproxy: cannot start ${bun}: ${err.message}\n`);
