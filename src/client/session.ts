@@ -402,7 +402,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       log.info("cancel request not forwarded: a COMMIT is in flight", { pid: this.pid });
       return;
     }
-    cancelServer(s.endpoint, s.pid, s.secret);
+    cancelServer(s);
   }
 
   // ---- forwarding -----------------------------------------------------------------------
@@ -723,11 +723,11 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** The client's outbox is full: stop reading from its server. */
   pauseProducer(): void {
-    this.server?.sock?.pause();
+    this.server?.pauseReads();
   }
 
   resumeProducer(): void {
-    this.server?.sock?.resume();
+    this.server?.resumeReads();
   }
 
   // ---- ending ---------------------------------------------------------------------------

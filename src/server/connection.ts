@@ -655,6 +655,45 @@ export class ServerConnection implements BackpressureTarget {
     return this.state === ServerState.Closed;
   }
 
+  // Reads paused by the leasing client's backpressure (its outbox is full).
+  private readsPaused = false;
+
+  pauseReads(): void {
+    if (this.readsPaused || this.sock === null) return;
+    this.readsPaused = true;
+    this.sock.pause();
+  }
+
+  resumeReads(): void {
+    if (!this.readsPaused) return;
+    this.readsPaused = false;
+    this.sock?.resume();
+  }
+
+  /** Cancel requests forwarded to this backend whose connection PostgreSQL has not closed yet. */
+  cancelsInFlight = 0;
+  private cancelsSettled: (() => void) | null = null;
+
+  /** A cancel is being forwarded; call the returned function (once) when its connection is closed. */
+  cancelStarted(): () => void {
+    this.cancelsInFlight++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.cancelsInFlight > 0) return;
+      const then = this.cancelsSettled;
+      this.cancelsSettled = null;
+      then?.();
+    };
+  }
+
+  /** Run `then` once no forwarded cancel is in flight (now, if none is). */
+  whenCancelsSettled(then: () => void): void {
+    if (this.cancelsInFlight === 0) then();
+    else this.cancelsSettled = then;
+  }
+
   /** True when this connection may go back to the pool as it is. */
   get reusable(): boolean {
     return this.state !== ServerState.Closed && this.owed === 0 && this.txStatus === TxStatus.Idle && this.passthrough === 0;

@@ -250,14 +250,27 @@ export class Pool implements ServerOwner {
     this.idle.push(s);
   }
 
-  /** A client is done with a server. Broken, busy or expired servers are closed instead. */
+  /**
+   * A client is done with a server. Broken, busy or expired servers are closed instead; one with a
+   * forwarded cancel still in flight waits out of the pool until that cancel has landed, and one
+   * left paused by its last client's backpressure reads again before anyone gets it.
+   */
   release(s: ServerConnection): void {
     this.stats.xactCount++;
     s.lessee = null;
+    this.settle(s);
+  }
+
+  private settle(s: ServerConnection): void {
     if (!s.reusable || s.queue.length !== 0) {
       s.close("released while busy");
       return;
     }
+    if (s.cancelsInFlight > 0) {
+      s.whenCancelsSettled(() => this.settle(s));
+      return;
+    }
+    s.resumeReads();
     if (this.settings.lifetimeMs > 0 && clock.now - s.createdAt > this.settings.lifetimeMs) {
       s.close("server lifetime reached");
       return;

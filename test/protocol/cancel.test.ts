@@ -62,13 +62,16 @@ describe("A11 CancelRequest", () => {
     a.conn.quit();
   });
 
-  test("bad lengths: closed without a reply", async () => {
+  test("bad lengths: closed, and the query not cancelled", async () => {
     const a = await W.login(proxy.port, USER);
     await a.conn.send(F.query("select pg_sleep(0.5), 'finished'"));
     await Bun.sleep(100);
     await cancel(a.pid, new Uint8Array(0)); // 12 bytes: no key at all
     await cancel(a.pid, a.secret, { length: 4 });
-    await cancel(a.pid, a.secret, { length: 0x7fffffff });
+    // Over the startup packet limit: 08P01, as any packet that long.
+    const huge = await W.exchange(proxy.port, F.cancelRequest(a.pid, a.secret, { length: 0x7fffffff }), { timeoutMs: 2000 });
+    expect(F.errors(huge.messages).map((e) => e.code)).toEqual(["08P01"]);
+    expect(huge.closed).toBe(true);
     await cancel(a.pid, new Uint8Array(300).fill(1)); // longer than any 3.2 key
     const r = await a.conn.untilReady(1, 3000);
     expect(F.errors(r)).toEqual([]);
