@@ -55,6 +55,8 @@ export async function buildBinary(profile: string, outdir = join(ROOT, "dist")):
     target: "bun",
     minify: true,
     define,
+    // The demo's embedded PostgreSQL (PGlite, ~10 MB of WebAssembly) ships with the npm package only.
+    external: ["@electric-sql/pglite", "@electric-sql/pglite-socket"],
     // The binary must behave the same whatever directory it starts in.
     compile: { outfile: path, autoloadBunfig: false, autoloadDotenv: false },
   });
