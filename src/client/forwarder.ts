@@ -8,13 +8,16 @@ import { build } from "../protocol/writer.ts";
 import { clock } from "../core/clock.ts";
 import { XID_COLUMN, type ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
-import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
+import { Effect, scanEffects, soleStatement, type StatementSpan } from "../sql/session-effects.ts";
+import { Lexer, Tok } from "../sql/lexer.ts";
+import { SqlState } from "../protocol/sqlstate.ts";
 import { entryForParse, statementBytes, writeRenamed, type StatementEntry } from "./prepared.ts";
 import { RequestCtx, resultOf, txLetter } from "./request-ctx.ts";
 import type { QueryHooks } from "../core/module-host.ts";
 import type { RouteHint } from "../core/hooks.ts";
 import { parseSql } from "../sql/classify.ts";
 import { returnServer } from "./reset.ts";
+import type { Pool } from "../server/pool.ts";
 import type { ClientSession } from "./session.ts";
 import { startsWithCommit, type Journal } from "../cluster/ha/journal.ts";
 import { ADVISORY_LOCKS_JSON_SQL, migrationRelevant } from "../cluster/ha/session-migration.ts";
@@ -165,8 +168,7 @@ export class RequestForwarder {
     if (server !== null && this.answerError !== null) {
       // Raised by the server: ordered after what it still owes, and it fails an open transaction as PostgreSQL would.
       const { code, message } = this.answerError;
-      const tag = `hp${Math.floor(Math.random() * 1e9)}`;
-      const raise = queryMessage(`DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`);
+      const raise = raiseQuery(code, message);
       server.out.write(raise);
       server.expect(Pending.Query);
       const j = sess.journal;
@@ -286,7 +288,7 @@ export class RequestForwarder {
   private xidBeforeSync(server: ServerConnection, b: Uint8Array, run: number, pos: number): number {
     this.xidAfter = false;
     run = this.spill(b, run, pos);
-    if (!server.prepared.has(XID_STATEMENT)) {
+    if (!this.knownPrepared(server, XID_STATEMENT)) {
       this.evictIfFull(server);
       this.put(XID_PARSE, 0, XID_PARSE.length);
       server.prepared.set(XID_STATEMENT, true);
@@ -515,6 +517,8 @@ export class RequestForwarder {
           if (nameEnd === pos + 5 || !pooled) {
             if (pooled) {
               const fx = scanEffects(b, nameEnd + 1, msgEnd);
+              // DEALLOCATE and DISCARD ALL through the extended protocol are not followed: the server is reset after.
+              if (fx & (Effect.Deallocate | Effect.DiscardAll)) this.hiddenState(server);
               if (fx !== Effect.None) this.queryEffects(server, fx & ~(Effect.Deallocate | Effect.DiscardAll), b, pos, msgEnd, run);
             }
             server.expect(Pending.Parse);
@@ -535,6 +539,7 @@ export class RequestForwarder {
             const entry = entryForParse(b, nameEnd, msgEnd);
             const fx = scanEffects(b, nameEnd + 1, msgEnd);
             if (fx & Effect.Pin) this.queryEffects(server, Effect.Pin, b, pos, msgEnd, run);
+            if (fx & (Effect.Hidden | Effect.Deallocate | Effect.DiscardAll)) entry.hidden = true;
             if (fx & TRACKED) {
               const spans: StatementSpan[] = [];
               scanEffects(b, nameEnd + 1, msgEnd, spans);
@@ -546,9 +551,7 @@ export class RequestForwarder {
             }
             this.statements.set(name, entry);
             const g = entry.global;
-            if (server.prepared.has(g)) {
-              server.prepared.delete(g);
-              server.prepared.set(g, true);
+            if (this.knownPrepared(server, g)) {
               server.expect(Pending.FakeParseComplete);
             } else {
               this.evictIfFull(server);
@@ -572,6 +575,7 @@ export class RequestForwarder {
                 const entry = this.statements.get(decodeAscii(b, nameStart, nameEnd));
                 if (entry !== undefined) {
                   if (entry.tracked) this.track(server, entry.tracked);
+                  if (entry.hidden) this.hiddenState(server);
                   run = this.spill(b, run, pos);
                   this.ensurePrepared(server, entry);
                   this.putRenamed(b, pos, nameStart, nameEnd, msgEnd, entry.global);
@@ -630,7 +634,11 @@ export class RequestForwarder {
             this.midRequest = false;
             if (this.xidAfter) run = this.xidBeforeSync(server, b, run, pos);
             server.expect(Pending.Sync);
-          } else server.expect(Pending.Query);
+          } else {
+            // A function called by its OID: whatever it does is out of sight.
+            if (pooled) this.hiddenState(server);
+            server.expect(Pending.Query);
+          }
           this.requestStarted();
           this.endRequest(true);
           if (this.lsnAfter(server, b, run, msgEnd)) {
@@ -733,15 +741,30 @@ export class RequestForwarder {
   /** Make sure the server knows the statement: inject its Parse (reply swallowed) if not. */
   private ensurePrepared(server: ServerConnection, entry: StatementEntry): void {
     const g = entry.global;
-    if (server.prepared.has(g)) {
-      server.prepared.delete(g);
-      server.prepared.set(g, true);
-      return;
-    }
+    if (this.knownPrepared(server, g)) return;
     this.evictIfFull(server);
     this.put(entry.parse, 0, entry.parse.length);
     server.prepared.set(g, true);
     server.expect(Pending.InjectedParse, g);
+  }
+
+  /**
+   * The server has statement `g` (marked most recently used). On a server whose statements are
+   * uncertain the answer is no, after staging a Close of `g` (a Close of a missing statement
+   * succeeds), so the Parse that follows can neither collide nor be missing.
+   */
+  private knownPrepared(server: ServerConnection, g: string): boolean {
+    if (server.preparedUncertain) {
+      server.prepared.delete(g);
+      const close = build((w) => w.msg(Fe.Close).byte(83).cstr(g).end());
+      this.put(close, 0, close.length);
+      server.expect(Pending.InjectedClose, g);
+      return false;
+    }
+    if (!server.prepared.has(g)) return false;
+    server.prepared.delete(g);
+    server.prepared.set(g, true);
+    return true;
   }
 
   /** Keep the per-server statement cache bounded: close the least recently used one. */
@@ -759,8 +782,7 @@ export class RequestForwarder {
 
   /** Make the server report an error with our SQLSTATE at this point of an extended-protocol request. */
   private raiseError(server: ServerConnection, code: string, message: string): void {
-    const tag = `hp${Math.floor(Math.random() * 1e9)}`;
-    const body = `DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`;
+    const body = raiseSql(code, message);
     const msgs = build((w) => {
       w.msg(Fe.Parse).cstr("").cstr(body).int16(0).end();
       w.msg(Fe.Bind).cstr("").cstr("").int16(0).int16(0).int16(0).end();
@@ -781,15 +803,13 @@ export class RequestForwarder {
   private queryEffects(server: ServerConnection, fx: Effect, b: Uint8Array, pos: number, msgEnd: number, run: number): boolean {
     const sess = this.session;
     const textStart = b[pos] === Fe.Query ? pos + 5 : b.indexOf(0, pos + 5) + 1;
-    if (fx & Effect.Pin) {
-      sess.pinned = true;
-      server.dirty = true;
-    }
     if (fx & (TRACKED | Effect.Deallocate)) {
       const spans: StatementSpan[] = [];
       scanEffects(b, textStart, msgEnd, spans);
-      if (fx & Effect.Deallocate && spans.length === 1 && b[pos] === Fe.Query && this.deallocate(server, b, spans[0]!, run, pos)) {
-        return true;
+      if (fx & Effect.Deallocate && b[pos] === Fe.Query) {
+        const sole = spans.length === 1 && soleStatement(b, textStart, msgEnd, spans[0]!);
+        if (sole && this.deallocate(server, b, spans[0]!, run, pos)) return true;
+        if (!sole) this.deallocateAmong(server, b, spans);
       }
       this.track(server, trackedOf(spans, b));
     }
@@ -800,12 +820,45 @@ export class RequestForwarder {
       this.pendingSets = [];
       sess.sessionState!.resetAll();
       server.prepared.clear();
-      server.dirty = false;
+      // Should it fail (inside a transaction block) nothing was discarded: the server is reset on release either way.
+      this.hiddenState(server);
       if (sess.mode !== "session") sess.pinned = false;
       // DISCARD ALL goes back to the startup settings, which on a pooled server we set ourselves.
       this.afterDiscard = true;
     }
+    // After a DISCARD ALL in the same text, these may still come after it: they count.
+    if (fx & Effect.Pin) {
+      sess.pinned = true;
+      server.dirty = true;
+    }
+    if (fx & Effect.Hidden) this.hiddenState(server);
     return false;
+  }
+
+  /** Code ran that the proxy cannot see into: reset the server before anyone else gets it; trust none of its statements till then. */
+  private hiddenState(server: ServerConnection): void {
+    server.dirty = true;
+    server.preparedUncertain = true;
+  }
+
+  /**
+   * DEALLOCATE among other statements of one Query: it goes to the server with them (nothing is
+   * dropped). The client's statements go as PostgreSQL would take them; the server's own copies
+   * are uncertain until it is reset.
+   */
+  private deallocateAmong(server: ServerConnection, b: Uint8Array, spans: readonly StatementSpan[]): void {
+    for (const span of spans) {
+      if (!(span.effect & Effect.Deallocate)) continue;
+      const d = deallocateName(decoder.decode(b.subarray(span.start, span.end)));
+      if (d === null || d.all) {
+        this.statements.clear();
+        this.sessionParses.clear();
+      } else {
+        this.statements.delete(d.name);
+        this.sessionParses.delete(d.name);
+      }
+    }
+    this.hiddenState(server);
   }
 
   private afterDiscard = false;
@@ -839,26 +892,37 @@ export class RequestForwarder {
     }
   }
 
-  /** DEALLOCATE of a protocol-level statement: answered here, the shared server copy stays. */
+  /**
+   * A Query that is one DEALLOCATE. The client's own protocol-level statement: answered here, the
+   * shared server copy stays. A name it never made (the proxy's own hp_N): 26000, as PostgreSQL
+   * would answer this client, without touching the server's statement others use. Pinned clients
+   * have the server to themselves: theirs goes to it.
+   */
   private deallocate(server: ServerConnection, b: Uint8Array, span: StatementSpan, run: number, pos: number): boolean {
-    const text = decoder.decode(b.subarray(span.start, span.end)).trim();
-    const m = /^DEALLOCATE\s+(?:PREPARE\s+)?("(?:[^"]|"")+"|[^\s;]+)\s*$/i.exec(text);
-    if (!m) return false;
-    let name = m[1]!;
-    const all = name.toUpperCase() === "ALL";
-    if (name.startsWith('"')) name = name.slice(1, -1).replaceAll('""', '"');
-    else name = name.toLowerCase();
+    const d = deallocateName(decoder.decode(b.subarray(span.start, span.end)));
+    if (d === null) return false;
+    const { all, name } = d;
     if (all) this.sessionParses.clear();
     else this.sessionParses.delete(name);
-    if (all) {
-      this.statements.clear();
-      if (this.session.pinned) {
-        // Goes to the server, and takes the proxy's own statement with it.
-        server.prepared.delete(XID_STATEMENT);
-        return false;
+    if (this.session.pinned) {
+      if (!all && this.statements.delete(name)) {
+        this.spill(b, run, pos);
+        server.expect(Pending.FakeCommand, "DEALLOCATE");
+        return true;
       }
-    } else if (!this.statements.delete(name) && !this.statements.delete(m[1]!)) return false;
+      // Goes to the server, and may take the proxy's statements with it.
+      if (all) this.statements.clear();
+      this.hiddenState(server);
+      return false;
+    }
     this.spill(b, run, pos);
+    if (all) this.statements.clear();
+    else if (!this.statements.delete(name)) {
+      const q = raiseQuery(SqlState.InvalidSqlStatementName, `prepared statement "${name}" does not exist`);
+      this.put(q, 0, q.length);
+      server.expect(Pending.Query);
+      return true;
+    }
     server.expect(Pending.FakeCommand, all ? "DEALLOCATE ALL" : "DEALLOCATE");
     return true;
   }
@@ -917,8 +981,11 @@ export class RequestForwarder {
     if (this.pendingSets.length === 0) return;
     if (status === TxStatus.Failed) this.pendingDiscarded = true;
     if (status !== TxStatus.Idle || server.owed !== 0) return;
+    let understood = true;
     if (!this.pendingDiscarded && server.errors === this.pendingErrors) {
-      for (const s of this.pendingSets) sess.sessionState!.record(s);
+      for (const s of this.pendingSets) understood = sess.sessionState!.record(s) && understood;
+    }
+    if (!this.pendingDiscarded && server.errors === this.pendingErrors && understood) {
       server.stateKey = sess.sessionState!.key;
     } else {
       // Some statement failed or the transaction rolled back: what the server has is unknown.
@@ -944,9 +1011,19 @@ export class RequestForwarder {
 
   /** The client is gone: give the server back clean, or close it. */
   returnServer(server: ServerConnection, reset: boolean): void {
-    returnServer(server, this.midRequest, reset || server.dirty, this.session.ctx.config.pool.reset_query);
+    const query = server.dirty && this.session.mode !== "session" ? DISCARD_ALL : this.session.ctx.config.pool.reset_query;
+    returnServer(server, this.midRequest, reset || server.dirty, query);
+  }
+
+  /** Give the server back between transactions; one that may hold session state the proxy cannot replay is reset first. */
+  release(server: ServerConnection): void {
+    if (server.dirty) returnServer(server, false, true, DISCARD_ALL);
+    else (server.owner as Pool).release(server);
   }
 }
+
+/** Takes a server back to its login state: settings, role, statements, temp tables, LISTEN, advisory locks, cursors. */
+const DISCARD_ALL = "DISCARD ALL";
 
 /** Effects followed statement by statement (SETs and the savepoints that can undo them). */
 const TRACKED = Effect.SetGuc | Effect.Savepoint | Effect.RollbackTo | Effect.Release;
@@ -968,6 +1045,30 @@ function savepointName(text: string): string {
   const m = /("(?:[^"]|"")+"|[^\s;"]+)\s*;?\s*$/.exec(text.trim());
   const n = m ? m[1]! : "";
   return n.startsWith('"') ? n.slice(1, -1).replaceAll('""', '"') : n.toLowerCase();
+}
+
+/** The statement a DEALLOCATE names (folded unless quoted), or ALL; null when the text is not one DEALLOCATE. */
+function deallocateName(text: string): { all: boolean; name: string } | null {
+  const lx = new Lexer().reset(text);
+  if (lx.nextSignificant() !== Tok.Word || !lx.is("deallocate")) return null;
+  let k = lx.nextSignificant();
+  if (lx.is("prepare")) k = lx.nextSignificant();
+  if (k !== Tok.Word && k !== Tok.QuotedIdent) return null;
+  const all = k === Tok.Word && lx.is("all");
+  const name = lx.word();
+  const rest = lx.nextSignificant();
+  return rest === Tok.End || (rest === Tok.Punct && lx.isChar(59)) ? { all, name } : null;
+}
+
+/** A Query that makes the server raise this error: it lands in order and fails an open transaction as PostgreSQL's own would. */
+function raiseQuery(code: string, message: string): Uint8Array {
+  return queryMessage(raiseSql(code, message));
+}
+
+/** A DO block that raises this error. */
+function raiseSql(code: string, message: string): string {
+  const tag = `hp${Math.floor(Math.random() * 1e9)}`;
+  return `DO $${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = '${message.replaceAll("'", "''")}'; END$${tag}$`;
 }
 
 /** Types whose messages are never large (PostgreSQL bounds them too). */

@@ -13,6 +13,8 @@ export interface StatementEntry {
   write?: boolean;
   /** SET / savepoint statements in its text: they take effect at each execution. */
   tracked?: readonly { effect: number; text: string }[];
+  /** Its text runs code the proxy cannot see into (a function call...): each execution may leave session state. */
+  hidden?: boolean;
 }
 
 const latin1 = new TextDecoder("latin1");

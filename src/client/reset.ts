@@ -76,6 +76,7 @@ export function returnServer(s: ServerConnection, midRequest: boolean, reset: bo
       s.prepared.clear();
       s.stateKey = "";
       s.dirty = false;
+      s.preparedUncertain = false;
     }
   });
   s.out.write(queryMessage(sql));

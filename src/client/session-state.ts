@@ -1,5 +1,7 @@
 // The session state a client expects on whichever server it gets: startup parameters and SETs.
 
+import { Lexer, Tok } from "../sql/lexer.ts";
+
 /** Trace context a client may pass at login: read by the proxy (tracing), never set on a server. */
 const TRACE_PARAMS = ["traceparent", "tracestate"];
 /** Startup parameters that are not session settings. */
@@ -64,24 +66,76 @@ export class SessionState {
     return this.cachedKey;
   }
 
-  /** Record a committed SET/RESET statement's text. */
-  record(statement: string): void {
-    const m = /^\s*(SET|RESET)\s+(?:SESSION\s+(?!AUTHORIZATION|CHARACTERISTICS))?(.*)$/is.exec(statement);
-    if (!m) return;
-    const verb = m[1]!.toUpperCase();
-    const rest = m[2]!.trim().replace(/;\s*$/, "");
-    const nameMatch = /^("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_.$]*(?:\s+(?:ZONE|AUTHORIZATION|CHARACTERISTICS))?)/i.exec(rest);
-    const name = (nameMatch ? nameMatch[1]! : rest).toLowerCase().replace(/\s+/g, " ");
+  /**
+   * Record a committed statement that changes settings: SET / RESET (read with the SQL lexer, so
+   * comments anywhere count as blanks) or a statement calling set_config(constant, constant, false).
+   * Models PostgreSQL: RESET ALL leaves role and session authorization, SET/RESET SESSION
+   * AUTHORIZATION also resets the role. False when the text is not understood: the caller then
+   * cannot know what the server holds.
+   */
+  record(statement: string): boolean {
+    const lx = lexer.reset(statement);
+    lx.nextSignificant();
     this.cachedKey = null;
-    if (verb === "RESET") {
-      if (name === "all") this.sets.clear();
-      else this.sets.delete(normalise(name));
-      return;
+    if (lx.is("set") || lx.is("reset")) return this.recordSet(lx, statement);
+    let found = false;
+    while (lx.kind !== Tok.End) {
+      if (lx.is("set_config") && lx.peekSignificant() === Tok.Punct) {
+        const call = setConfigCall(lx);
+        if (call === null) return false;
+        if (!call.local) this.put(normalise(call.name), `SET ${quoteIdent(call.name)} TO ${literal(call.value)}`);
+        found = true;
+      } else lx.nextSignificant();
     }
-    this.sets.set(normalise(name), statement.trim().replace(/;\s*$/, ""));
+    return found;
   }
 
-  /** DISCARD ALL / RESET ALL by the client: back to its startup settings. */
+  private recordSet(lx: Lexer, statement: string): boolean {
+    const reset = lx.is("reset");
+    let k = lx.nextSignificant();
+    if (!reset && lx.is("session") && lx.peekSignificant() === Tok.Word) {
+      const after = lx.src.slice(lx.peekStart, lx.peekEnd).toLowerCase();
+      if (after !== "authorization" && after !== "characteristics") k = lx.nextSignificant();
+    }
+    if (k !== Tok.Word && k !== Tok.QuotedIdent) return false;
+    let name: string;
+    if (k === Tok.Word && lx.is("all")) name = "all";
+    else if (lx.is("time") && lx.peekSignificant() === Tok.Word && lx.src.slice(lx.peekStart, lx.peekEnd).toLowerCase() === "zone") name = "timezone";
+    else if (lx.is("session") && lx.peekSignificant() === Tok.Word) {
+      name = `session ${lx.src.slice(lx.peekStart, lx.peekEnd).toLowerCase()}`;
+    } else {
+      // A dotted name: app.tenant, "my"."guc".
+      name = lx.word();
+      while (lx.peekSignificant() === Tok.Punct && lx.src.charCodeAt(lx.peekStart) === 46) {
+        lx.nextSignificant();
+        const part = lx.nextSignificant();
+        if (part !== Tok.Word && part !== Tok.QuotedIdent) return false;
+        name += `.${lx.word()}`;
+      }
+    }
+    name = normalise(name);
+    if (reset) {
+      if (name === "all") {
+        for (const n of [...this.sets.keys()]) if (n !== "role" && n !== "session authorization") this.sets.delete(n);
+      } else {
+        this.sets.delete(name);
+        if (name === "session authorization") this.sets.delete("role");
+      }
+      return true;
+    }
+    if (name === "all") return false;
+    if (name === "session authorization") this.sets.delete("role");
+    this.put(name, statement.trim().replace(/;\s*$/, ""));
+    return true;
+  }
+
+  /** The latest setting of a name goes last: replayed in the order the client ran them. */
+  private put(name: string, sql: string): void {
+    this.sets.delete(name);
+    this.sets.set(name, sql);
+  }
+
+  /** DISCARD ALL by the client: back to its startup settings (role and session authorization too). */
   resetAll(): void {
     this.sets.clear();
     this.cachedKey = null;
@@ -89,6 +143,7 @@ export class SessionState {
 
   /** SQL that takes a server from any state to this one. `fresh`: the server has only its startup defaults. */
   applySql(fresh: boolean): string {
+    // RESET SESSION AUTHORIZATION also resets the role, which RESET ALL leaves.
     let sql = fresh ? "" : "RESET SESSION AUTHORIZATION;RESET ALL;";
     for (const [n, v] of this.startup) sql += `SET ${n} TO ${literal(v)};`;
     for (const s of this.sets.values()) sql += `${s};`;
@@ -101,8 +156,45 @@ export class SessionState {
   }
 }
 
+/** One key per setting whatever the spelling: SET TIME ZONE is timezone, session_authorization is SET SESSION AUTHORIZATION, SCHEMA is search_path. */
 function normalise(name: string): string {
-  if (name === "time zone") return "timezone";
-  if (name === "session authorization" || name === "role") return name;
-  return name;
+  const n = name.toLowerCase();
+  if (n === "time zone") return "timezone";
+  if (n === "session_authorization") return "session authorization";
+  if (n === "schema") return "search_path";
+  if (n === "names") return "client_encoding";
+  return n;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+const lexer = new Lexer();
+
+/** A string constant's value (standard_conforming_strings on: '' is a quote; E'' strings are not read). */
+function stringValue(lx: Lexer): string | null {
+  if (lx.kind !== Tok.String || lx.src.charCodeAt(lx.start) !== 39 || lx.unterminated) return null;
+  const body = lx.src.slice(lx.start + 1, lx.end - 1);
+  return /'\s*\n\s*'/.test(body) ? null : body.replaceAll("''", "'");
+}
+
+/** With the lexer on `set_config`: its constant arguments, or null when any is not a constant. */
+function setConfigCall(lx: Lexer): { name: string; value: string; local: boolean } | null {
+  lx.nextSignificant();
+  if (!lx.isChar(40)) return null;
+  lx.nextSignificant();
+  const name = stringValue(lx);
+  lx.nextSignificant();
+  if (name === null || !lx.isChar(44)) return null;
+  lx.nextSignificant();
+  const value = stringValue(lx);
+  lx.nextSignificant();
+  if (value === null || !lx.isChar(44)) return null;
+  lx.nextSignificant();
+  const local = lx.is("true") ? true : lx.is("false") ? false : null;
+  lx.nextSignificant();
+  if (local === null || !lx.isChar(41)) return null;
+  lx.nextSignificant();
+  return { name, value, local };
 }

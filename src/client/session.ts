@@ -600,7 +600,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       return;
     }
     this.server = null;
-    (s.owner as Pool).release(s);
+    this.forwarder.release(s);
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle();
   }

@@ -147,8 +147,13 @@ export class ServerConnection implements BackpressureTarget {
   private heldReady = -1;
   /** Rows, tag and error of the request in flight, for feature modules' result hooks (null when none listens). */
   tally: ResultTally | null = null;
-  /** Session-pinning state (temp tables, LISTEN, ...) that requires a full reset before reuse. */
+  /** Session state (temp tables, LISTEN, what a function or DO block did...) that requires a full reset before reuse. */
   dirty = false;
+  /**
+   * Something the proxy could not follow may have deallocated or left statements (DEALLOCATE in a
+   * multi-statement query, a DO block): `prepared` is not to be trusted until the next reset.
+   */
+  preparedUncertain = false;
   /** Counters of the pool this connection belongs to (set by the pool). */
   stats: ConnectionStats = NO_STATS;
   /** The pool generation this connection was made in (see Pool.recycle). */

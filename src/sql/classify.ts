@@ -5,7 +5,7 @@ import { LRUCache } from "lru-cache";
 import { normalize } from "./fingerprint.ts";
 
 /** Functions known not to write, callable on a standby. Configurable additions come from [load_balancer]. */
-const BUILTIN_READ_SAFE = [
+export const BUILTIN_READ_SAFE: readonly string[] = [
   "count", "sum", "avg", "min", "max", "array_agg", "string_agg", "json_agg", "jsonb_agg", "bool_and", "bool_or",
   "every", "stddev", "variance", "percentile_cont", "percentile_disc", "mode", "row_number", "rank", "dense_rank",
   "lag", "lead", "first_value", "last_value", "ntile", "coalesce", "nullif", "greatest", "least", "lower", "upper",

@@ -1,5 +1,7 @@
 // Byte-level scan of SQL text for statements that change session state (SET, PREPARE, LISTEN...).
 
+import { BUILTIN_READ_SAFE } from "./classify.ts";
+
 /** Bit flags: what the statements in one Query/Parse do to the session. */
 export const enum Effect {
   None = 0,
@@ -15,6 +17,11 @@ export const enum Effect {
   Savepoint = 32,
   RollbackTo = 64,
   Release = 128,
+  /**
+   * Runs code the proxy cannot see into (DO, CALL, a function call, DDL): it may have changed
+   * session state in ways no text shows, so the server is reset before anyone else gets it.
+   */
+  Hidden = 256,
 }
 
 /** One statement's span and its effects (only statements with an effect are reported). */
@@ -48,6 +55,28 @@ function wordIsLower(b: Uint8Array, s: number, e: number, name: string): boolean
 const ADVISORY = ["pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared"];
 
 /**
+ * Words that may stand before "(" without calling anything that keeps state: keywords, type names
+ * with a type modifier, and built-in functions that change nothing (transaction-level advisory locks
+ * end with their transaction). Any other name before "(" is a call the proxy cannot see into.
+ */
+const STATELESS_BEFORE_PAREN = new Set([
+  ...BUILTIN_READ_SAFE,
+  "all", "and", "any", "array", "as", "between", "by", "case", "cast", "check", "collate", "cube", "default", "distinct",
+  "else", "except", "exists", "extract", "fetch", "filter", "for", "from", "group", "grouping", "groups", "having", "ilike",
+  "in", "intersect", "is", "join", "lateral", "like", "limit", "not", "nullif", "offset", "on", "only", "or", "order", "over",
+  "overlay", "partition", "position", "range", "returning", "rollup", "row", "rows", "select", "set", "sets", "similar",
+  "some", "then", "trim", "union", "using", "values", "when", "where", "window", "within", "with", "bit", "char",
+  "character", "varchar", "varying", "decimal", "dec", "numeric", "float", "precision", "time", "timestamp", "interval",
+  "nchar", "zone", "current_setting", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+  "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock_all", "pg_advisory_unlock", "pg_advisory_unlock_shared",
+  "pg_my_temp_schema", "pg_listening_channels",
+]);
+/** After these words a name followed by "(" is a relation and its column list (INSERT INTO t (a, b), WITH x (a) AS ...). */
+function relationFollows(b: Uint8Array, s: number, e: number): boolean {
+  return wordIs(b, s, e, "INTO") || wordIs(b, s, e, "WITH") || wordIs(b, s, e, "RECURSIVE") || wordIs(b, s, e, "COPY");
+}
+
+/**
  * Scan b[start, end) (SQL text, possibly NUL-terminated) and return the effects of all statements,
  * OR-ed; `spans` (if given) receives the statements that have an effect. Quotes, dollar quotes,
  * E'' strings and comments are skipped so words inside them never count.
@@ -69,13 +98,27 @@ export function scanEffects(b: Uint8Array, start: number, end: number, spans?: S
     let effect = Effect.None;
     let w1s = 0, w1e = 0;
     let sawHold = false;
+    /** The name being read is a relation (after INTO, WITH...), through its qualifying dots. */
+    let relation = false;
+    let afterInto = false;
+    let prevS = 0, prevE = 0;
     // Walk the statement to its terminating semicolon.
     while (p < end) {
       const c = b[p]!;
       if (c === 0 || c === 59) break;
       if (c === 39) p = skipQuoted(b, p + 1, end, 39, b[p - 1] === 69 || b[p - 1] === 101);
-      else if (c === 34) p = skipQuoted(b, p + 1, end, 34, false);
-      else if (c === 45 && b[p + 1] === 45) p = skipLineComment(b, p, end);
+      else if (c === 34) {
+        // A quoted name: a call through it is never recognised by spelling, so it counts as hidden.
+        const qs = p;
+        p = skipQuoted(b, p + 1, end, 34, false);
+        const next = b[skipBlank(b, p, end)];
+        if (next === 40 && !relation) {
+          effect |= Effect.Hidden;
+          for (const name of ADVISORY) if (wordIsLower(b, qs + 1, p - 1, name)) effect |= Effect.Pin;
+        }
+        relation = relation && next === 46;
+        afterInto = false;
+      } else if (c === 45 && b[p + 1] === 45) p = skipLineComment(b, p, end);
       else if (c === 47 && b[p + 1] === 42) p = skipBlockComment(b, p, end);
       else if (c === 36 && !(p > stmtStart && isIdent(b[p - 1]!))) p = skipDollar(b, p, end);
       else if (isIdentStart(c)) {
@@ -87,17 +130,30 @@ export function scanEffects(b: Uint8Array, start: number, end: number, spans?: S
         } else if (words === 2) {
           w1s = ws;
           w1e = p;
-          effect = classifySecond(first, b, ws, p);
+          effect |= classifySecond(first, b, ws, p);
         } else if (first === K_DECLARE && wordIs(b, ws, p, "HOLD")) sawHold = true;
         else if (first === K_CREATE && words === 3 && (wordIs(b, w1s, w1e, "LOCAL") || wordIs(b, w1s, w1e, "GLOBAL")) &&
           (wordIs(b, ws, p, "TEMP") || wordIs(b, ws, p, "TEMPORARY"))) effect |= Effect.Pin;
         if (p - ws >= 16 && (b[ws] === 112 || b[ws] === 80)) {
           for (const name of ADVISORY) if (wordIsLower(b, ws, p, name)) effect |= Effect.Pin;
         }
+        // SELECT ... INTO TEMP t, CREATE TABLE pg_temp.t: a temporary table by another spelling.
+        if (afterInto && (wordIs(b, ws, p, "TEMP") || wordIs(b, ws, p, "TEMPORARY"))) effect |= Effect.Pin;
+        const nextAt = skipBlank(b, p, end);
+        const next = b[nextAt];
+        if (next === 46 && wordIsLower(b, ws, p, "pg_temp") && (first === K_CREATE || afterInto)) effect |= Effect.Pin;
+        if (next === 40 && !relation) effect |= callEffect(b, ws, p, nextAt + 1, end, prevS, prevE);
+        afterInto = wordIs(b, ws, p, "INTO");
+        relation = (relation && next === 46) || relationFollows(b, ws, p);
+        prevS = ws;
+        prevE = p;
         continue;
-      } else p++;
+      } else {
+        if (c !== 46 && !isSpace(c)) relation = afterInto = false;
+        p++;
+      }
     }
-    if (words === 1) effect = classifySecond(first, b, 0, 0);
+    if (words === 1) effect |= classifySecond(first, b, 0, 0);
     if (sawHold) effect |= Effect.Pin;
     if (effect !== Effect.None) {
       all |= effect;
@@ -109,19 +165,58 @@ export function scanEffects(b: Uint8Array, start: number, end: number, spans?: S
 }
 
 const K_OTHER = 0, K_SET = 1, K_RESET = 2, K_PREPARE = 3, K_LISTEN = 4, K_DECLARE = 5, K_CREATE = 6,
-  K_DISCARD = 7, K_DEALLOCATE = 8, K_ROLLBACK = 9, K_SAVEPOINT = 10, K_RELEASE = 11;
+  K_DISCARD = 7, K_DEALLOCATE = 8, K_ROLLBACK = 9, K_SAVEPOINT = 10, K_RELEASE = 11, K_HIDDEN = 12;
+
+/**
+ * The effect of calling the function named b[s, e) (arguments from `args`); the name before it
+ * (prevS, prevE) is its schema when they are joined by a dot. set_config with constant arguments
+ * is a SET (is_local false) or nothing (true); a name qualified by a schema other than pg_catalog,
+ * or not known to be stateless, is hidden.
+ */
+function callEffect(b: Uint8Array, s: number, e: number, args: number, end: number, prevS: number, prevE: number): Effect {
+  let d = s - 1;
+  while (d > 0 && isSpace(b[d]!)) d--;
+  const qualified = d >= 0 && b[d] === 46;
+  if (qualified && !wordIsLower(b, prevS, prevE, "pg_catalog")) return Effect.Hidden;
+  if (wordIsLower(b, s, e, "set_config")) return setConfigEffect(b, args, end);
+  let name = "";
+  for (let i = s; i < e && i - s < 64; i++) name += String.fromCharCode(b[i]! >= 65 && b[i]! <= 90 ? b[i]! | 0x20 : b[i]!);
+  return STATELESS_BEFORE_PAREN.has(name) ? Effect.None : Effect.Hidden;
+}
+
+/** set_config('name', 'value', true|false) written with constants: SetGuc or None; anything else Hidden. */
+function setConfigEffect(b: Uint8Array, p: number, end: number): Effect {
+  for (let arg = 0; arg < 2; arg++) {
+    p = skipBlank(b, p, end);
+    if (b[p] !== 39) return Effect.Hidden;
+    p = skipBlank(b, skipQuoted(b, p + 1, end, 39, false), end);
+    if (b[p] !== 44) return Effect.Hidden;
+    p++;
+  }
+  p = skipBlank(b, p, end);
+  const ws = p;
+  while (p < end && isIdent(b[p]!)) p++;
+  const local = wordIs(b, ws, p, "TRUE") ? true : wordIs(b, ws, p, "FALSE") ? false : null;
+  if (local === null || b[skipBlank(b, p, end)] !== 41) return Effect.Hidden;
+  return local ? Effect.None : Effect.SetGuc;
+}
 
 function classifyFirst(b: Uint8Array, s: number, e: number): number {
   switch (e - s) {
+    case 2:
+      return wordIs(b, s, e, "DO") ? K_HIDDEN : K_OTHER;
     case 3:
       return wordIs(b, s, e, "SET") ? K_SET : K_OTHER;
+    case 4:
+      return wordIs(b, s, e, "CALL") || wordIs(b, s, e, "LOAD") || wordIs(b, s, e, "DROP") ? K_HIDDEN : K_OTHER;
     case 5:
-      return wordIs(b, s, e, "RESET") ? K_RESET : wordIs(b, s, e, "ABORT") ? K_ROLLBACK : K_OTHER;
+      return wordIs(b, s, e, "RESET") ? K_RESET : wordIs(b, s, e, "ABORT") ? K_ROLLBACK : wordIs(b, s, e, "ALTER") ? K_HIDDEN : K_OTHER;
     case 6:
       return wordIs(b, s, e, "LISTEN") ? K_LISTEN : wordIs(b, s, e, "CREATE") ? K_CREATE : K_OTHER;
     case 7:
       return wordIs(b, s, e, "PREPARE") ? K_PREPARE : wordIs(b, s, e, "DECLARE") ? K_DECLARE
-        : wordIs(b, s, e, "DISCARD") ? K_DISCARD : wordIs(b, s, e, "RELEASE") ? K_RELEASE : K_OTHER;
+        : wordIs(b, s, e, "DISCARD") ? K_DISCARD : wordIs(b, s, e, "RELEASE") ? K_RELEASE
+        : wordIs(b, s, e, "EXECUTE") ? K_HIDDEN : K_OTHER;
     case 8:
       return wordIs(b, s, e, "ROLLBACK") ? K_ROLLBACK : K_OTHER;
     case 9:
@@ -146,7 +241,10 @@ function classifySecond(first: number, b: Uint8Array, s: number, e: number): Eff
     case K_LISTEN:
       return Effect.Pin;
     case K_CREATE:
-      return wordIs(b, s, e, "TEMP") || wordIs(b, s, e, "TEMPORARY") ? Effect.Pin : Effect.None;
+      // Other DDL may fire event triggers or create objects in pg_temp through search_path.
+      return wordIs(b, s, e, "TEMP") || wordIs(b, s, e, "TEMPORARY") ? Effect.Pin : Effect.Hidden;
+    case K_HIDDEN:
+      return Effect.Hidden;
     case K_DISCARD:
       return wordIs(b, s, e, "ALL") ? Effect.DiscardAll : wordIs(b, s, e, "TEMP") || wordIs(b, s, e, "TEMPORARY") ? Effect.None : Effect.None;
     case K_DEALLOCATE:
@@ -224,4 +322,13 @@ function skipDollar(b: Uint8Array, p: number, end: number): number {
     q++;
   }
   return end;
+}
+
+/** True when b[start, end) holds nothing but the statement `span` (blanks, comments and semicolons aside). */
+export function soleStatement(b: Uint8Array, start: number, end: number, span: StatementSpan): boolean {
+  const blank = (from: number, to: number) => {
+    for (let p = skipBlank(b, from, to); p < to; p = skipBlank(b, p + 1, to)) if (b[p] !== 59 && b[p] !== 0) return false;
+    return true;
+  };
+  return blank(start, span.start) && blank(span.end, end);
 }
