@@ -68,8 +68,6 @@ export function returnServer(s: ServerConnection, midRequest: boolean, reset: bo
     pool.release(s);
     return;
   }
-  let sql = inTx ? "ROLLBACK;" : "";
-  if (reset && resetQuery) sql += resetQuery;
   const wasReset = reset;
   s.lessee = new ServerReset(pool, s, () => {
     if (wasReset) {
@@ -79,6 +77,12 @@ export function returnServer(s: ServerConnection, midRequest: boolean, reset: bo
       s.preparedUncertain = false;
     }
   });
-  s.out.write(queryMessage(sql));
-  s.expect(Pending.InjectedQuery);
+  // A reply paused by the last client's backpressure must not hold the reset up.
+  s.resumeReads();
+  // Separate Query messages: DISCARD ALL refuses to run in the implicit transaction of a multi-statement one.
+  const queries = [inTx ? "ROLLBACK" : "", reset ? resetQuery : ""].filter((q) => q !== "");
+  for (const sql of queries.length > 0 ? queries : [""]) {
+    s.out.write(queryMessage(sql));
+    s.expect(Pending.InjectedQuery);
+  }
 }
