@@ -21,6 +21,7 @@ import { FailoverController } from "./cluster/failover.ts";
 import { startModules } from "./core/module-host.ts";
 import { restartOnlyChanges } from "./core/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
+import { Fleet } from "./cluster/coordination/fleet.ts";
 
 export interface RunningProxy {
   ctx: ProxyContext;
@@ -134,6 +135,7 @@ function makeFailover(ctx: ProxyContext): FailoverController {
     },
     timeoutSecs: () => ctx.config.health.check_timeout_secs,
     busyServers: (node) => busyServers(ctx, node),
+    fleet: () => ctx.fleet,
   });
 }
 
@@ -204,6 +206,10 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   ctx.moduleShows = modules.shows;
   if (ctx.splitting || ctx.replay !== null) await loadParser();
   let watch = watchCluster(ctx, cfg);
+  if (cfg.coordination.backend === "etcd") {
+    ctx.fleet = new Fleet(ctx, cfg.coordination);
+    await ctx.fleet.start();
+  }
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
@@ -230,6 +236,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       clearInterval(ticker);
       watch.health.stop();
       watch.provider?.stop();
+      await ctx.fleet?.stop();
       for (const p of ctx.allPools()) p.closeAll("proxy shutdown");
       listener.stop(true);
       admin.stop();
@@ -248,6 +255,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       // Keep serving on what is bound: the running values stay in the live config.
       next.proxy.listen_address = ctx.config.proxy.listen_address;
       next.proxy.admin_address = ctx.config.proxy.admin_address;
+      next.coordination = ctx.config.coordination;
       configureLogging(next.proxy.log_level, next.proxy.log_format);
       ctx.config = next;
       ctx.buffer.settings = bufferSettings(next);

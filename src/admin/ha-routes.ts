@@ -2,6 +2,7 @@
 
 import type { ProxyContext } from "../core/context.ts";
 import { FailoverRefused } from "../cluster/failover.ts";
+import { forwardToLeader } from "../cluster/coordination/forward.ts";
 import { applyTopologyEvent, parseTopologyEvent, type TopologyEvent } from "../cluster/topology.ts";
 import { log } from "../util/log.ts";
 
@@ -34,8 +35,8 @@ function targetOf(body: unknown, ctx: ProxyContext): string | undefined | Reply 
   return t;
 }
 
-/** POST /failover and POST /switchover: run it, answer with its record. */
-export async function primaryChange(ctx: ProxyContext, kind: "failover" | "switchover", body: unknown): Promise<Reply> {
+/** POST /failover and POST /switchover: run it (on the fleet leader: passed on there), answer with its record. */
+export async function primaryChange(ctx: ProxyContext, kind: "failover" | "switchover", body: unknown, headers: Headers = new Headers()): Promise<Reply> {
   const fc = ctx.failover;
   if (fc === null) return conflict("the failover controller is not running");
   const target = targetOf(body, ctx);
@@ -43,6 +44,10 @@ export async function primaryChange(ctx: ProxyContext, kind: "failover" | "switc
   const force = (body as Record<string, unknown>).force;
   if (force !== undefined && typeof force !== "boolean") return bad(`force: expected true or false, got ${JSON.stringify(force)}`);
   if (force !== undefined && kind === "switchover") return bad("force: only POST /failover takes it (a switchover needs a healthy primary)");
+  if (ctx.fleet) {
+    const forwarded = await forwardToLeader(ctx.fleet, `/${kind}`, body, headers, ctx.config.failover.promote_timeout_secs + ctx.config.failover.drain_timeout_secs + 10);
+    if (forwarded !== null) return forwarded;
+  }
   try {
     const record = kind === "failover" ? await fc.failover({ trigger: "api", target, force: force === true }) : await fc.switchover({ target });
     return { status: 200, body: record };
@@ -68,7 +73,8 @@ export function failoversView(ctx: ProxyContext): Reply {
       epoch: ctx.cluster.epoch,
       primary: ctx.cluster.primary().name,
       in_progress: fc?.inProgress ?? null,
-      alarm: fc?.alarm || null,
+      alarm: ctx.fleet?.degraded() || fc?.alarm || null,
+      fleet: ctx.fleet ? { leader: ctx.fleet.leader()?.name ?? null, is_leader: ctx.fleet.isLeader, record: ctx.fleet.record() } : null,
       buffer: { holding: b.active, reason: b.why || null, held: b.size, held_for_ms: Math.round(b.heldForMs()), ...b.stats },
       failovers: [...(fc?.history() ?? [])].reverse(),
     },
@@ -76,7 +82,7 @@ export function failoversView(ctx: ProxyContext): Reply {
 }
 
 /** POST /topology/primary {"node": "node2"}: the operator says who is primary (provider manual only). */
-export function setPrimary(ctx: ProxyContext, body: unknown): Reply {
+export async function setPrimary(ctx: ProxyContext, body: unknown): Promise<Reply> {
   if (ctx.config.topology.provider !== "manual")
     return conflict(`topology.provider is "${ctx.config.topology.provider}": the primary is set by the provider (use POST /failover or /switchover to move it)`);
   if (typeof body === "string") return bad(body);
@@ -85,7 +91,8 @@ export function setPrimary(ctx: ProxyContext, body: unknown): Reply {
     return bad(`node: expected one of ${ctx.cluster.snapshot().map((n) => n.name).join(", ")}, got ${JSON.stringify(node)}`);
   ctx.cluster.setPrimary(node, "set by the admin API");
   log.warn(`primary set to ${node} via admin API`);
-  return { status: 200, body: { primary: node, epoch: ctx.cluster.epoch } };
+  const fleet = ctx.fleet ? { fleet: await ctx.fleet.sharePrimary(node) } : {};
+  return { status: 200, body: { primary: node, epoch: ctx.cluster.epoch, ...fleet } };
 }
 
 /**

@@ -122,9 +122,12 @@ function healthView(ctx: ProxyContext, startedAt: number): { ok: boolean; body: 
   if (primary === undefined) reasons.push("no node is primary");
   else if (primary.health === "down") reasons.push(`primary ${primary.name} is down${primary.lastError ? `: ${primary.lastError}` : ""}`);
   const count = (s: NodeState) => nodes.filter((n) => nodeState(n) === s).length;
+  // Degraded still serves (200): traffic goes on, but this proxy cannot take part in fleet decisions.
+  const degraded = ctx.fleet?.degraded() ?? null;
   const body = {
-    status: reasons.length === 0 ? "ok" : "unavailable",
+    status: reasons.length > 0 ? "unavailable" : degraded !== null ? "degraded" : "ok",
     reasons,
+    ...(ctx.fleet ? { degraded: degraded === null ? [] : [degraded], fleet_leader: ctx.fleet.leader()?.name ?? null } : {}),
     primary: primary?.name ?? null,
     paused: isPaused(ctx),
     nodes: { total: nodes.length, up: count("up"), down: count("down"), draining: count("draining") },
@@ -233,11 +236,12 @@ function drainHandler(ctx: ProxyContext, drained: boolean): Handler {
     if (wait instanceof Response) return wait;
     if (!ctx.cluster.setDrained(id, drained)) return fail(404, "not_found", `no node named ${JSON.stringify(id)}`);
     log.info(drained ? `node ${id} drained via admin API` : `node ${id} back in rotation via admin API`);
+    const fleet = ctx.fleet ? { fleet: await ctx.fleet.shareDrain(id, drained) } : {};
     const deadline = performance.now() + wait * 1000;
     while (wait > 0 && inFlight(ctx, id) > 0 && performance.now() < deadline && ctx.cluster.node(id)?.drained) await Bun.sleep(50);
     const left = inFlight(ctx, id);
     const node = nodeJson(ctx.cluster.node(id)!, poolCountsByNode(ctx));
-    return json(200, drained ? { node, in_flight: left, complete: left === 0 } : { node });
+    return json(200, drained ? { node, in_flight: left, complete: left === 0, ...fleet } : { node, ...fleet });
   };
 }
 
@@ -289,17 +293,20 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
       const wait = parseWait(url);
       if (wait instanceof Response) return wait;
       if (pause(ctx, null)) log.info("proxy paused via admin API");
+      const fleet = ctx.fleet ? { fleet: await ctx.fleet.sharePause(true) } : {};
       const busy = await waitUntilIdle(ctx, null, wait * 1000);
-      return json(200, { paused: isPaused(ctx), pools: [...ctx.clientPools()].length, busy, complete: busy === 0 });
+      return json(200, { paused: isPaused(ctx), pools: [...ctx.clientPools()].length, busy, complete: busy === 0, ...fleet });
     }),
-    route("POST", "/resume", () => {
+    route("POST", "/resume", async () => {
       if (resume(ctx, null)) log.info("proxy resumed via admin API");
-      return json(200, { paused: false, pools: [...ctx.clientPools()].length });
+      const fleet = ctx.fleet ? { fleet: await ctx.fleet.sharePause(false) } : {};
+      return json(200, { paused: false, pools: [...ctx.clientPools()].length, ...fleet });
     }),
-    route("POST", "/failover", async ({ req }) => reply(await primaryChange(ctx, "failover", await readJsonBody(req)))),
-    route("POST", "/switchover", async ({ req }) => reply(await primaryChange(ctx, "switchover", await readJsonBody(req)))),
+    route("GET", "/fleet", () => (ctx.fleet ? json(200, ctx.fleet.view()) : json(200, { backend: "none", proxies: [] }))),
+    route("POST", "/failover", async ({ req }) => reply(await primaryChange(ctx, "failover", await readJsonBody(req), req.headers))),
+    route("POST", "/switchover", async ({ req }) => reply(await primaryChange(ctx, "switchover", await readJsonBody(req), req.headers))),
     route("GET", "/failovers", () => reply(failoversView(ctx))),
-    route("POST", "/topology/primary", async ({ req }) => reply(setPrimary(ctx, await readJsonBody(req)))),
+    route("POST", "/topology/primary", async ({ req }) => reply(await setPrimary(ctx, await readJsonBody(req)))),
     route("POST", "/topology/events", async ({ req }) => reply(pushEvents(ctx, await readJsonBody(req)))),
     route("POST", "/reload", async () => {
       const r = await reload();

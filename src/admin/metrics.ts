@@ -120,7 +120,7 @@ function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void 
       },
     });
   gauge("heliosproxy_failover_epoch", "Failover epoch: moves on each time the primary changes", () => ctx.cluster.epoch);
-  gauge("heliosproxy_failover_alarm", "1 while a failover needs an operator (primary down under policy manual, no safe candidate)", () => (ctx.failover?.alarm ? 1 : 0));
+  gauge("heliosproxy_failover_alarm", "1 while a failover needs an operator (primary down under policy manual, no safe candidate, etcd unreachable under coordination)", () => (ctx.failover?.alarm || ctx.fleet?.degraded() ? 1 : 0));
   gauge("heliosproxy_failover_in_progress", "1 while a failover or switchover runs", () => (ctx.failover?.inProgress ? 1 : 0));
   gauge("heliosproxy_switchover_buffer_held", "Requests waiting for the primary now", () => ctx.buffer.size);
   gauge("heliosproxy_switchover_buffer_max_wait_seconds", "Longest wait of a released request since start", () => ctx.buffer.stats.maxWaitMs / 1000);

@@ -106,7 +106,7 @@ const schemas = {
     properties: {
       id: int,
       kind: { enum: ["failover", "switchover"] },
-      trigger: { enum: ["auto", "api"] },
+      trigger: { enum: ["auto", "api", "fleet"] },
       from: { type: "string" },
       to: { type: ["string", "null"] },
       result: { enum: ["running", "done", "refused", "aborted", "failed"] },
@@ -315,6 +315,33 @@ const paths = {
             },
           },
           "History and state",
+        ),
+        ...authErrors,
+      },
+    },
+  },
+  "/fleet": {
+    get: {
+      summary: "The fleet of proxies coordinated through etcd ([coordination] backend etcd): leader, epoch, the last failover record, shared state, each proxy's heartbeat (version, view)",
+      responses: {
+        "200": jsonBody(
+          {
+            type: "object",
+            properties: {
+              backend: { enum: ["none", "etcd"] },
+              self: { type: "string" },
+              leader: { type: ["string", "null"] },
+              leader_admin_url: { type: ["string", "null"] },
+              is_leader: { type: "boolean" },
+              etcd: { type: "object" },
+              degraded: { type: ["string", "null"] },
+              epoch: int,
+              failover: { type: ["object", "null"] },
+              shared: { type: "object" },
+              proxies: { type: "array", items: { type: "object" } },
+            },
+          },
+          "The fleet as this proxy sees it",
         ),
         ...authErrors,
       },

@@ -233,16 +233,17 @@ export class Cluster {
 
   /**
    * Make `name` the primary (failover, switchover, a topology provider, the admin API): every
-   * other node becomes a standby, the epoch moves on. Returns false for an unknown node.
+   * other node becomes a standby, the epoch moves on (to `minEpoch` at least: the fleet's epoch
+   * under coordination). Returns false for an unknown node.
    */
-  setPrimary(name: string, reason: string): boolean {
+  setPrimary(name: string, reason: string, minEpoch = 0): boolean {
     const cur = this.node(name);
     if (!cur) return false;
     const old = this.primary();
     if (cur.role === "primary" && old.name === name) return true;
     for (const v of this.views) if (v.name !== name && v.role === "primary") this.update(v.name, { role: "standby", fenced: true });
     this.update(name, { role: "primary", lagBytes: 0, lagSeconds: 0, fenced: false });
-    this.epoch++;
+    this.epoch = Math.max(this.epoch + 1, minEpoch);
     this.syncMemory = { ackFloor: null, lastSync: new Set() };
     this.emit({ type: "PrimaryChanged", from: old.name, to: name, epoch: this.epoch, reason });
     return true;

@@ -6,6 +6,7 @@ import type { ServerCredentials } from "../server/login.ts";
 import { log } from "../util/log.ts";
 import { rankCandidates, type Candidate } from "./candidates.ts";
 import type { Cluster, NodeView } from "./cluster.ts";
+import type { FleetHooks, FleetRecord } from "./coordination/hooks.ts";
 import type { HealthChecker } from "./health.ts";
 import { NodeSql, rewriteConninfo, sqlLiteral, withNode } from "./node-sql.ts";
 import type { SwitchoverBuffer } from "./switchover-buffer.ts";
@@ -23,6 +24,8 @@ export interface FailoverDeps {
   timeoutSecs(): number;
   /** Servers on `node` inside a transaction or a request now. */
   busyServers(node: string): number;
+  /** The fleet this proxy coordinates with ([coordination]); null when it decides alone. */
+  fleet?(): FleetHooks | null;
 }
 
 export type FailoverKind = "failover" | "switchover";
@@ -40,7 +43,8 @@ export interface Repointed {
 export interface FailoverRecord {
   id: number;
   kind: FailoverKind;
-  trigger: "auto" | "api";
+  /** fleet: another proxy of the fleet did it; this is its record. */
+  trigger: "auto" | "api" | "fleet";
   from: string;
   to: string | null;
   result: FailoverResult;
@@ -107,6 +111,11 @@ export class FailoverController {
       return;
     }
     if (this.deps.buffer.hold(`primary ${node} down`)) this.holdingForDownPrimary = true;
+    const notMine = this.deps.fleet?.()?.refusal() ?? null;
+    if (notMine !== null) {
+      log.warn(`primary ${node} is down (${reason}); not promoting here: ${notMine}`);
+      return;
+    }
     if (policy === "manual") {
       this.alarm = `primary ${node} is down (${reason}); failover.policy = manual: POST /failover to promote a standby`;
       log.error(this.alarm);
@@ -137,7 +146,12 @@ export class FailoverController {
       const st = cluster.primary().status;
       return st !== null && !st.inRecovery;
     };
-    if (this.running !== null || health === null || writable()) return;
+    if (this.running !== null || health === null) return;
+    if (writable()) {
+      // Promoted elsewhere (found by probing): the hold for the lost primary ends, unless the fleet's record is still to come.
+      if (this.holdingForDownPrimary && this.deps.fleet?.()?.awaitRecord(cluster.primary().name) !== true) this.releaseDownHold(`primary is now ${cluster.primary().name}`);
+      return;
+    }
     if (!this.deps.buffer.hold(reason)) return;
     log.warn(`holding requests for the primary: ${reason}`);
     void (async () => {
@@ -158,10 +172,11 @@ export class FailoverController {
    * Nothing irreversible happens before a candidate is chosen and answers as a standby; a fenced
    * old primary is unfenced again when the promotion fails. The API's request against a healthy
    * primary is a forced failover: refused without `force` (a planned move is POST /switchover).
+   * `resume`: finish the fleet's failover of that epoch (its leader was lost), from `from` to `to`.
    */
-  async failover(o: { trigger: "auto" | "api"; target?: string; reason?: string; force?: boolean }): Promise<FailoverRecord> {
+  async failover(o: { trigger: "auto" | "api"; target?: string; reason?: string; force?: boolean; resume?: FleetRecord }): Promise<FailoverRecord> {
     const cluster = this.deps.cluster();
-    const old = cluster.primary();
+    const old = (o.resume && cluster.node(o.resume.from)) || cluster.primary();
     if (o.trigger === "api" && o.force !== true && old.health === "up" && !old.fenced) {
       throw new FailoverRefused(
         `the primary ${old.name} is up and answering: a failover would cut it off with its sessions. Use POST /switchover for a planned move, or POST /failover with {"force": true} to promote a standby anyway`,
@@ -174,14 +189,19 @@ export class FailoverController {
     let fenced = false;
     try {
       await this.refreshStandbys(cluster, old);
-      const chosen = this.choose(rec, cluster, old, o.target);
-      await this.verifyStandby(chosen);
-      this.step(rec, `${chosen.name} answers as a standby`);
+      const chosen = o.resume ? cluster.node(o.resume.to)! : this.choose(rec, cluster, old, o.target);
+      if (o.resume === undefined) {
+        await this.verifyStandby(chosen);
+        this.step(rec, `${chosen.name} answers as a standby`);
+      }
+      // The fleet's epoch is won before the old primary is touched.
+      await this.claim(rec, chosen, o.resume);
       const f = await this.fence(old);
       rec.fence = f.summary;
       fenced = f.soft;
       this.step(rec, `old primary: ${rec.fence}`);
-      await this.promote(rec, chosen);
+      await this.promote(rec, chosen, o.resume !== undefined);
+      await this.publish(rec);
       this.finishMove(rec, cluster, chosen);
     } catch (e) {
       if (fenced && cluster.primary().name === old.name) {
@@ -247,7 +267,9 @@ export class FailoverController {
       this.step(rec, `old primary fenced at WAL ${finalLsn}`);
       await this.waitReceived(chosen, finalLsn);
       this.step(rec, `${chosen.name} has received all WAL`);
+      await this.claim(rec, chosen);
       await this.promote(rec, chosen);
+      await this.publish(rec);
       this.finishMove(rec, cluster, chosen);
       return rec;
     } catch (e) {
@@ -264,6 +286,8 @@ export class FailoverController {
     const policy = this.deps.settings().policy;
     if (policy === "off") throw new FailoverRefused("failover.policy = off: the proxy does not promote standbys", 409);
     if (this.running !== null) throw new FailoverRefused(`a ${this.running.kind} from ${this.running.from} is in progress`, 409);
+    const notMine = this.deps.fleet?.()?.refusal() ?? null;
+    if (notMine !== null) throw new FailoverRefused(notMine, 409);
     const rec: FailoverRecord = {
       id: this.nextId++,
       kind,
@@ -311,6 +335,8 @@ export class FailoverController {
     if (rec.result !== "running") return;
     const refused = e instanceof FailoverRefused;
     this.close(rec, refused ? "refused" : "failed", e.message);
+    // A fleet epoch won for it is closed too: no other proxy finishes a promotion that failed here.
+    if (rec.epoch !== null) void this.deps.fleet?.()?.abandon(rec);
     this.alarm = `${rec.kind} from ${rec.from} ${rec.result}: ${e.message}`;
     log.error(this.alarm);
     // With the primary down, held requests keep waiting (and time out cleanly) unless it comes back.
@@ -348,10 +374,35 @@ export class FailoverController {
     return cluster.node(pick.name)!;
   }
 
+  /** The fleet's next epoch for this change, won by compare-and-swap before anything is promoted. */
+  private async claim(rec: FailoverRecord, to: NodeView, resume?: FleetRecord): Promise<void> {
+    const fleet = this.deps.fleet?.();
+    if (!fleet) return;
+    rec.to = to.name;
+    rec.epoch = await fleet.claim(rec, resume);
+    this.step(rec, `fleet epoch ${rec.epoch} won`);
+  }
+
+  /** Every proxy of the fleet learns the change (N0, epoch) before writes are released here. */
+  private async publish(rec: FailoverRecord): Promise<void> {
+    const fleet = this.deps.fleet?.();
+    if (!fleet) return;
+    await fleet.publish(rec);
+    this.step(rec, "failover record written to the fleet");
+  }
+
   /** pg_promote() (or promote_command), then wait until the node is out of recovery and take N0. */
-  private async promote(rec: FailoverRecord, node: NodeView): Promise<void> {
+  private async promote(rec: FailoverRecord, node: NodeView, resumed = false): Promise<void> {
     const s = this.deps.settings();
     rec.to = node.name;
+    // Finishing a lost leader's failover: a node it promoted already is not promoted twice.
+    if (resumed && (await this.node(node, (db) => db.value("SELECT pg_is_in_recovery()::text"))) === "false") {
+      this.step(rec, `${node.name} was promoted already`);
+      await this.node(node, async (db) => {
+        rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
+      });
+      return;
+    }
     if (s.promote_command) {
       await runHook(s.promote_command, node, s.promote_timeout_secs);
       this.step(rec, "promote_command finished");
@@ -374,7 +425,7 @@ export class FailoverController {
 
   /** The primary moves (epoch +1, pools follow), held requests go on, standbys are repointed. */
   private finishMove(rec: FailoverRecord, cluster: Cluster, to: NodeView): void {
-    cluster.setPrimary(to.name, `${rec.kind} #${rec.id}`);
+    cluster.setPrimary(to.name, `${rec.kind} #${rec.id}`, rec.epoch ?? 0);
     rec.epoch = cluster.epoch;
     rec.hold_ms = Math.round(this.deps.buffer.heldForMs() * 10) / 10;
     this.holdingForDownPrimary = false;
@@ -384,6 +435,31 @@ export class FailoverController {
     this.close(rec, "done", "");
     log.warn(`${rec.kind} ${rec.from} -> ${to.name} done in ${rec.duration_ms} ms (requests held ${rec.hold_ms} ms)`);
     if (this.deps.settings().repoint_standbys) void this.repointAll(rec, cluster, to);
+  }
+
+  /** Another proxy of the fleet changed the primary: follow its record (its N0 settles this proxy's in-doubt commits). */
+  adopt(r: FleetRecord): FailoverRecord {
+    const cluster = this.deps.cluster();
+    const rec: FailoverRecord = {
+      id: this.nextId++, kind: r.kind, trigger: "fleet", from: r.from, to: r.to, result: "done", reason: `by ${r.leader} (fleet epoch ${r.epoch})`,
+      started_at: r.started_at, duration_ms: null, hold_ms: Math.round(this.deps.buffer.heldForMs() * 10) / 10, n0: r.n0, epoch: null,
+      fence: r.fence, candidates: [], ack_floor: null, repointed: [], steps: [],
+    };
+    cluster.setPrimary(r.to, `${r.kind} by ${r.leader} (fleet epoch ${r.epoch})`, r.epoch);
+    rec.epoch = cluster.epoch;
+    this.records.push(rec);
+    if (this.records.length > HISTORY) this.records.shift();
+    this.releaseDownHold(`primary is ${r.to} (fleet epoch ${r.epoch})`);
+    return rec;
+  }
+
+  /** Stop holding requests for a lost primary (a new one is known). */
+  releaseDownHold(why: string): void {
+    if (!this.holdingForDownPrimary || this.running !== null) return;
+    this.holdingForDownPrimary = false;
+    this.alarm = "";
+    const n = this.deps.buffer.release();
+    log.info(`${why}; ${n} held requests go on`);
   }
 
   /** Fence the old primary as configured; `soft`: the soft fence took (it is undone if the promotion fails). */

@@ -312,6 +312,31 @@ class Checker {
       this.add(["failover", "policy"], `"auto" conflicts with topology.provider = "${topology.provider}", which promotes by itself (use "off")`);
   }
 
+  /** etcd needs reachable endpoints; TLS files must exist (relative to the config file); a client certificate needs its key. */
+  private checkCoordination(cfg: HeliosConfig): void {
+    const c = cfg.coordination;
+    if (c.backend === "none") {
+      if (c.endpoints.length > 0) this.add(["coordination", "endpoints"], `only used with coordination.backend = "etcd" (backend is "none")`);
+      return;
+    }
+    if (c.endpoints.length === 0) this.add(["coordination", "endpoints"], `required when coordination.backend = "etcd"`, "coordination.endpoints", ["coordination", "backend"]);
+    for (const [i, u] of c.endpoints.entries()) {
+      if (!/^https?:\/\/[^/\s]+\/?$/.test(u)) this.add(["coordination", "endpoints", i], `expected a URL such as "http://10.0.0.1:2379", got ${JSON.stringify(u)}`, "coordination.endpoints", ["coordination", "endpoints"]);
+    }
+    if (!/^\/[^\s]*[^/\s]$/.test(c.key_prefix)) this.add(["coordination", "key_prefix"], `expected a key path such as "/heliosproxy/orders" (leading "/", no trailing "/"), got ${JSON.stringify(c.key_prefix)}`);
+    if (c.username === "" && c.password !== "") this.add(["coordination", "password"], "needs coordination.username");
+    if ((c.cert_file === "") !== (c.key_file === "")) this.add(["coordination", c.cert_file === "" ? "key_file" : "cert_file"], "coordination.cert_file and coordination.key_file go together");
+    if (c.advertise_admin_url !== "" && !/^https?:\/\/[^/\s]+\/?$/.test(c.advertise_admin_url))
+      this.add(["coordination", "advertise_admin_url"], `expected a URL such as "http://10.0.0.5:9090", got ${JSON.stringify(c.advertise_admin_url)}`);
+    if (c.proxy_name !== "" && !/^[A-Za-z0-9_.:-]+$/.test(c.proxy_name)) this.add(["coordination", "proxy_name"], `expected letters, digits, "_", "-", "." or ":", got ${JSON.stringify(c.proxy_name)}`);
+    for (const key of ["ca_file", "cert_file", "key_file"] as const) {
+      if (c[key] === "") continue;
+      const abs = isAbsolute(c[key]) ? c[key] : resolve(this.baseDir, c[key]);
+      if (!existsSync(abs) || !statSync(abs).isFile()) this.add(["coordination", key], `file not found: ${abs}`);
+      c[key] = abs;
+    }
+  }
+
   /** Rules spanning several keys; run only when every key is individually valid. */
   private crossChecks(cfg: HeliosConfig): void {
     const { proxy, pool, tls, auth } = cfg;
@@ -325,6 +350,7 @@ class Checker {
     this.checkNodes(cfg.nodes);
     this.checkUsers(cfg.users, cfg);
     this.checkTopology(cfg);
+    this.checkCoordination(cfg);
 
     if (tls.mode !== "disable") {
       for (const key of ["cert_file", "key_file"] as const)

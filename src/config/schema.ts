@@ -2,6 +2,7 @@
 
 import type {
   AuthSection,
+  CoordinationSection,
   FailoverSection,
   TopologySection,
   HealthSection,
@@ -159,6 +160,20 @@ export const SCHEMA = {
     buffer_timeout_secs: { kind: "number", default: 10, min: 0, minExclusive: true, max: 3600, doc: "How long a statement held during failover or switchover waits before an error." },
     buffer_max_clients: { kind: "int", default: 10000, min: 0, max: 10000000, doc: "Most clients held at once during failover or switchover; more get an error at once." },
     drain_timeout_secs: { kind: "number", default: 5, min: 0, max: 3600, doc: "Switchover: seconds open transactions may take to finish; past that the switchover is called off." },
+  }),
+  coordination: table<CoordinationSection>("A fleet of proxies in front of one cluster: leader election, failover records and shared state in etcd.", {
+    backend: { kind: "enum", default: "none", values: ["none", "etcd"], doc: "none: this proxy decides alone; etcd: one leader among the proxies runs failovers, every proxy follows its records and shares drain, pause and the manual primary." },
+    endpoints: { kind: "strings", default: [], doc: "etcd client URLs (\"http://10.0.0.1:2379\", https with TLS), tried in order (backend etcd)." },
+    key_prefix: { kind: "string", default: "/heliosproxy/default", doc: "Key prefix of this database cluster in etcd; every proxy of one cluster uses the same, other clusters another." },
+    lease_ttl_secs: { kind: "int", default: 10, min: 2, max: 3600, doc: "Seconds the leader's and each proxy's lease lives without a keepalive (kept alive every third of it)." },
+    request_timeout_secs: { kind: "number", default: 1, min: 0, minExclusive: true, max: 60, doc: "Seconds one etcd request may take." },
+    username: { kind: "string", default: "", doc: "etcd user (\"\" = no authentication)." },
+    password: { kind: "string", default: "", secret: true, doc: "Password of the etcd user." },
+    ca_file: { kind: "string", default: "", doc: "PEM CA that signs the etcd server certificates (https endpoints)." },
+    cert_file: { kind: "string", default: "", doc: "PEM client certificate for etcd (with key_file)." },
+    key_file: { kind: "string", default: "", doc: "PEM private key of cert_file." },
+    proxy_name: { kind: "string", default: "", doc: "This proxy's name in the fleet (\"\" = host name:admin port)." },
+    advertise_admin_url: { kind: "string", default: "", doc: "URL other proxies reach this proxy's admin API at (\"\" = http://admin_address)." },
   }),
 } as const satisfies Record<string, SectionSpec>;
 

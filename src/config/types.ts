@@ -146,6 +146,27 @@ export interface FailoverSection {
   drain_timeout_secs: number;
 }
 
+export type CoordinationBackend = "none" | "etcd";
+
+export interface CoordinationSection {
+  backend: CoordinationBackend;
+  /** etcd client URLs ("http://10.0.0.1:2379"), tried in order. */
+  endpoints: string[];
+  /** Keys of this cluster live under this prefix (one prefix per database cluster). */
+  key_prefix: string;
+  lease_ttl_secs: number;
+  request_timeout_secs: number;
+  username: string;
+  password: string;
+  ca_file: string;
+  cert_file: string;
+  key_file: string;
+  /** This proxy's name in the fleet ("" = host name and admin port). */
+  proxy_name: string;
+  /** Where other proxies reach this proxy's admin API ("" = http://admin_address). */
+  advertise_admin_url: string;
+}
+
 export interface HeliosConfig {
   /** Absolute path of the file this came from ("" when built in code). */
   source: string;
@@ -161,6 +182,7 @@ export interface HeliosConfig {
   nodes: NodeEntry[];
   topology: TopologySection;
   failover: FailoverSection;
+  coordination: CoordinationSection;
   /** Feature-module sections, validated by each module: `[name]` -> raw table. */
   modules: Record<string, Record<string, unknown>>;
 }

@@ -17,6 +17,7 @@ import type { ClientSession } from "../client/session.ts";
 import { isPaused } from "./pause.ts";
 import { SwitchoverBuffer } from "../cluster/switchover-buffer.ts";
 import type { FailoverController } from "../cluster/failover.ts";
+import type { Fleet } from "../cluster/coordination/fleet.ts";
 import type { QueryHooks, RouteHandler } from "./module-host.ts";
 import type { CommitTracker } from "./commit-positions.ts";
 import type { ShowResult } from "./hooks.ts";
@@ -47,6 +48,8 @@ export class ProxyContext {
   readonly buffer: SwitchoverBuffer;
   /** Promotes standbys and moves the primary (set by startProxy). */
   failover: FailoverController | null = null;
+  /** The fleet of proxies this one coordinates with ([coordination] backend etcd); null when it decides alone. */
+  fleet: Fleet | null = null;
   /** Hooks of the started feature modules; null when none looks at queries (the path then decodes nothing). */
   hooks: QueryHooks | null = null;
   /** Commit positions for read-your-writes; null unless a module asked (then writes are followed by an LSN read). */

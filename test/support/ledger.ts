@@ -28,9 +28,10 @@ export class LedgerLoad {
 
   constructor(
     port: number,
-    o: { clients: number; database: string; pauseMs?: number; queryTimeoutMs?: number },
+    /** firstWriter: the first writer number (loads through several proxies write distinct ids). */
+    o: { clients: number; database: string; pauseMs?: number; queryTimeoutMs?: number; firstWriter?: number },
   ) {
-    this.done = Array.from({ length: o.clients }, (_, w) => this.writer(w, port, o.database, o.pauseMs ?? 5, o.queryTimeoutMs ?? 15000));
+    this.done = Array.from({ length: o.clients }, (_, w) => this.writer(w + (o.firstWriter ?? 0), port, o.database, o.pauseMs ?? 5, o.queryTimeoutMs ?? 15000));
   }
 
   private async writer(w: number, port: number, database: string, pauseMs: number, timeoutMs: number): Promise<void> {
