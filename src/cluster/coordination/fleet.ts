@@ -316,6 +316,8 @@ export class Fleet implements FleetHooks {
   private followRecord(): void {
     const r = this.record();
     if (r === null || r.state !== "done" || r.epoch <= this.appliedEpoch || this.ctx.failover === null) return;
+    // This proxy's own record (the watch may bring it before the write's answer): its controller moves the primary.
+    if (r.leader === this.name && this.won.has(r.epoch)) return;
     if (this.ctx.cluster.node(r.to) === undefined) {
       log.error(`fleet record of epoch ${r.epoch} names node ${r.to}, which is not configured here`);
       return;
