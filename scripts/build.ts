@@ -2,28 +2,19 @@
 
 import { mkdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { FEATURE_NAMES } from "../src/modules/index.ts";
+import { FEATURE_NAMES, FEATURES } from "../src/modules/index.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 export const ENTRY = join(ROOT, "src/cli/main.ts");
 
-const DEFAULT_FEATURES = [
-  "pool-modes",
-  "routing-hints",
-  "query-analytics",
-  "observability",
-  "postgres-topology",
-  "circuit-breaker",
-];
-
-/** Profile name -> features compiled in. */
+/** Profile name -> features compiled in, from the rows of src/modules/index.ts. */
 export const PROFILES: Readonly<Record<string, readonly string[]>> = {
-  default: DEFAULT_FEATURES,
-  ha: [...DEFAULT_FEATURES, "ha-tr", "lag-routing", "heliosdb-topology"],
+  default: FEATURES.filter((r) => r.profiles.includes("default")).map((r) => r.feature),
+  ha: FEATURES.filter((r) => r.profiles.includes("ha")).map((r) => r.feature),
   all: FEATURE_NAMES,
 };
 
-/** "query-cache" -> "FEATURE_QUERY_CACHE" */
+/** "lag-routing" -> "FEATURE_LAG_ROUTING" */
 export function defineName(feature: string): string {
   return `FEATURE_${feature.toUpperCase().replaceAll("-", "_")}`;
 }

@@ -19,7 +19,7 @@ import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
 import { FailoverController } from "./cluster/failover.ts";
 import { startModules } from "./core/module-host.ts";
-import { restartOnlyChanges } from "./core/restart-keys.ts";
+import { restartOnlyChanges } from "./config/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
 import { Fleet } from "./cluster/coordination/fleet.ts";
 

@@ -6,9 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinary, PROFILES, type BuiltBinary } from "../scripts/build.ts";
 
-const MARKER = "HELIOS_MODULE_MARKER_graphql_gateway";
-/** A message from graphql's lexer: present only when the library is bundled. */
-const GRAPHQL_CODE = "Unexpected single quote character";
+/** A message only the schema-routing module has (it is in the "all" profile alone). */
+const SCHEMA_ROUTING_CODE = "is a built-in group (primary, standby, any); choose another name";
+/** A message only the transaction-replay module has (profiles "ha" and "all"). */
+const REPLAY_CODE = "expected a function name of letters, digits and _";
 const VERSION = (require("../package.json") as { version: string }).version;
 
 const out = mkdtempSync(join(tmpdir(), "helios-build-"));
@@ -40,19 +41,16 @@ const NODE = '[[nodes]]\nhost = "127.0.0.1"\n';
 
 describe("build", () => {
   test("profiles", () => {
-    expect(PROFILES.default).toEqual(["pool-modes", "routing-hints", "query-analytics", "observability", "postgres-topology", "circuit-breaker"]);
-    expect(PROFILES.ha).toEqual([...PROFILES.default!, "ha-tr", "lag-routing", "heliosdb-topology"]);
-    expect(PROFILES.all).toHaveLength(18);
+    expect(PROFILES.default).toEqual(["pool-modes", "routing-hints", "query-analytics", "observability", "postgres-topology"]);
+    expect(PROFILES.ha).toEqual(["pool-modes", "ha-tr", "routing-hints", "lag-routing", "query-analytics", "observability", "postgres-topology", "heliosdb-topology"]);
+    expect(PROFILES.all).toHaveLength(9);
   });
 
-  test("a disabled module and its libraries are absent from the binary", () => {
-    for (const p of ["default", "ha"]) {
-      expect(bytes[p]!.includes(MARKER)).toBe(false);
-      expect(bytes[p]!.includes(GRAPHQL_CODE)).toBe(false);
-    }
-    expect(bytes.all!.includes(MARKER)).toBe(true);
-    expect(bytes.all!.includes(GRAPHQL_CODE)).toBe(true);
-    expect(built.all!.bytes).toBeGreaterThan(built.default!.bytes);
+  test("a disabled module is absent from the binary", () => {
+    for (const p of ["default", "ha"]) expect(bytes[p]!.includes(SCHEMA_ROUTING_CODE)).toBe(false);
+    expect(bytes.all!.includes(SCHEMA_ROUTING_CODE)).toBe(true);
+    expect(bytes.default!.includes(REPLAY_CODE)).toBe(false);
+    for (const p of ["ha", "all"]) expect(bytes[p]!.includes(REPLAY_CODE)).toBe(true);
   });
 
   test("features", () => {
@@ -74,16 +72,19 @@ describe("build", () => {
     }
   });
 
-  test("a config for a module missing from the build fails at load", () => {
-    const path = config("gql.toml", `${NODE}\n[graphql_gateway]\nmax_depth = 5\n`);
+  test("a config for a module missing from the build fails at load; one not implemented fails everywhere", () => {
+    const path = config("sr.toml", `${NODE}\n[schema_routing]\ncache_size = 50\n`);
     const d = exec("default", ["check-config", "--config", path]);
     expect(d.code).toBe(1);
-    expect(d.err).toBe(`${path}:4: [graphql_gateway]: graphql-gateway is not in this build (profile: default)\n`);
+    expect(d.err).toBe(`${path}:4: [schema_routing]: schema-routing is not in this build (profile: default)\n`);
     const all = exec("all", ["check-config", "--config", path]);
     expect(all.code).toBe(0);
-    expect(all.out).toContain("modules: graphql_gateway");
-    const off = config("gql-off.toml", `${NODE}[graphql_gateway]\nenabled = false\n`);
+    expect(all.out).toContain("modules: schema_routing");
+    const off = config("sr-off.toml", `${NODE}[schema_routing]\nenabled = false\n`);
     expect(exec("default", ["check-config", "--config", off]).code).toBe(0);
+    const gql = config("gql.toml", `${NODE}[graphql_gateway]\nmax_depth = 5\n`);
+    for (const p of ["default", "all"])
+      expect(exec(p, ["check-config", "--config", gql]).err).toBe(`${gql}:3: [graphql_gateway]: graphql-gateway is not implemented in this version (\`heliosproxy features\` lists what is)\n`);
     const heliosdb = config("topo.toml", `${NODE}[topology]\nprovider = "heliosdb"\n`);
     expect(exec("default", ["check-config", "--config", heliosdb]).err).toContain(
       ":4: topology.provider: heliosdb-topology is not in this build (profile: default)",

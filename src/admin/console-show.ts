@@ -1,13 +1,11 @@
 // Admin console SHOW commands: pools, clients, servers, stats, databases, users, nodes, config, lists, state.
 
 import type { ClientSession } from "../client/session.ts";
-import { formatConfigForDisplay } from "../config/load.ts";
-import { SCHEMA, type FieldSpec } from "../config/schema.ts";
+import { configRows } from "../config/load.ts";
 import type { ProxyContext } from "../core/context.ts";
 import { ServerState, type ServerConnection } from "../server/connection.ts";
 import type { Pool } from "../server/pool.ts";
 import { anythingPaused, isPaused } from "../core/pause.ts";
-import { RESTART_KEYS } from "../core/restart-keys.ts";
 import { columns, type Cell, type ResultSet } from "./console-wire.ts";
 
 const VERSION = (require("../../package.json") as { version: string }).version;
@@ -312,26 +310,8 @@ export function showFailovers(ctx: ProxyContext): ResultSet {
 
 const CONFIG_COLUMNS = columns("key value default changeable");
 
-/** Keys a RELOAD does not apply (bound or built at start). */
-const NOT_RELOADED = new RegExp(`^(${RESTART_KEYS.map((k) => k.replace(".", "\\.")).join("|")}|nodes\\[\\d+\\]\\.(name|role|sync|weight))$`);
-
-function specOf(key: string): FieldSpec | undefined {
-  const m = /^([a-z_]+)(?:\[\d+\])?\.([a-z_0-9]+)$/.exec(key);
-  if (!m) return undefined;
-  const section = (SCHEMA as Record<string, { fields: Record<string, FieldSpec> }>)[m[1]!];
-  return section?.fields[m[2]!];
-}
-
-function defaultText(f: FieldSpec | undefined): string | null {
-  if (f === undefined || f.default === undefined) return null;
-  return Array.isArray(f.default) ? f.default.join(",") : String(f.default);
-}
-
 export function showConfig(ctx: ProxyContext): ResultSet {
-  const rows = formatConfigForDisplay(ctx.config).map(({ key, value }): Cell[] => {
-    const spec = specOf(key);
-    return [key, value, defaultText(spec), spec !== undefined && !NOT_RELOADED.test(key) ? "yes" : "no"];
-  });
+  const rows = configRows(ctx.config).map((r): Cell[] => [r.key, r.value, r.default, r.changeable ? "yes" : "no"]);
   return { columns: CONFIG_COLUMNS, rows };
 }
 

@@ -3,6 +3,7 @@
 import type { ProxyContext } from "../core/context.ts";
 import type { NodeView } from "../cluster/cluster.ts";
 import { parseAddress } from "../config/schema.ts";
+import { configRows } from "../config/load.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
 import { isPaused, pause, resume, waitUntilIdle } from "../core/pause.ts";
@@ -275,6 +276,7 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     }),
     route("GET", "/topology", () => json(200, topologyView(ctx))),
     route("GET", "/pools", () => json(200, poolsView(ctx, startedAt))),
+    route("GET", "/config", () => json(200, { settings: configRows(ctx.config) })),
     route(
       "GET",
       "/metrics",

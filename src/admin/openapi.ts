@@ -242,6 +242,36 @@ const paths = {
       },
     },
   },
+  "/config": {
+    get: {
+      summary: "The running configuration as SHOW CONFIG: every key with its value and default, module sections included, secrets masked",
+      responses: {
+        "200": jsonBody(
+          {
+            type: "object",
+            required: ["settings"],
+            properties: {
+              settings: {
+                type: "array",
+                items: {
+                  type: "object",
+                  required: ["key", "value", "default", "changeable"],
+                  properties: {
+                    key: { type: "string", description: "Dotted key: pool.mode, nodes[0].host, query_analytics.slow_query_ms" },
+                    value: { type: "string", description: "Current value; secrets show ********" },
+                    default: { type: ["string", "null"], description: "Default from the schema; null for required keys" },
+                    changeable: { type: "boolean", description: "Whether a reload applies a new value" },
+                  },
+                },
+              },
+            },
+          },
+          "Configuration rows",
+        ),
+        ...authErrors,
+      },
+    },
+  },
   "/metrics": {
     get: { summary: "Prometheus text exposition (no token when [proxy] metrics_public = true)", responses: { "200": { description: "Metrics", content: { "text/plain": {} } }, ...authErrors } },
   },

@@ -7,16 +7,26 @@ import { ModuleConfigError, HOOKS_API_VERSION } from "../core/hooks.ts";
 import {
   buildProfile,
   isFeatureCompiled,
-  MODULE_SECTIONS,
+  MODULE_SECTION_NAMES,
   moduleFor,
+  moduleRow,
   moduleSectionFeature,
+  moduleSpec,
   topologyProviderFeature,
+  UNBUILT_SECTIONS,
 } from "../modules/index.ts";
 import { KeyLocator, type KeyPath } from "./locate.ts";
 import { CORE_SECTIONS, SCHEMA, isValidHost, parseAddress, type FieldSpec, type SectionSpec } from "./schema.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "./types.ts";
 
-export { formatConfigForDisplay, MASK } from "./display.ts";
+import { formatConfigForDisplay, type ConfigRow } from "./display.ts";
+
+export { formatConfigForDisplay, MASK, type ConfigRow } from "./display.ts";
+
+/** SHOW CONFIG and GET /config: every key with its default, module sections by their declared schemas, secrets masked. */
+export function configRows(cfg: HeliosConfig): ConfigRow[] {
+  return formatConfigForDisplay(cfg, moduleSpec);
+}
 
 export interface ConfigIssue {
   /** 1-based line in the file, when the problem has one. */
@@ -96,6 +106,19 @@ export function buildConfig(
   return cfg;
 }
 
+/**
+ * One module section checked exactly as the loader checks it (field schema, then the module's own
+ * checks); returns the module's settings. Throws ConfigError. For tests and tools.
+ */
+export function moduleSettings(section: string, raw: Record<string, unknown>, path = "proxy.toml"): unknown {
+  const v = new Checker(path, undefined, {});
+  const modules: Record<string, Table> = {};
+  v.moduleSection(section, raw, modules);
+  if (v.issues.length > 0) throw new ConfigError(path, v.issues);
+  const mod = moduleFor(section)!;
+  return mod.configure ? mod.configure(modules[section]!) : modules[section];
+}
+
 function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
   return issues
     .map((issue, n) => ({ issue, n }))
@@ -129,7 +152,8 @@ function kindOf(v: unknown): string {
 }
 
 function rangeText(f: FieldSpec): string {
-  const { min, max, minExclusive } = f;
+  const { min, minExclusive } = f;
+  const max = f.max === Number.MAX_SAFE_INTEGER ? undefined : f.max;
   if (min !== undefined && max !== undefined) return minExclusive ? ` > ${min} and <= ${max}` : ` in ${min}..${max}`;
   if (min !== undefined) return minExclusive ? ` > ${min}` : ` >= ${min}`;
   if (max !== undefined) return ` <= ${max}`;
@@ -157,6 +181,11 @@ function checkValue(value: unknown, f: FieldSpec): string | undefined {
       return typeof value === "string" && isValidHost(value) ? undefined : `expected a host name or IP address${got}`;
     case "strings":
       return Array.isArray(value) && value.every((x) => typeof x === "string") ? undefined : `expected an array of strings${got}`;
+    case "table":
+    case "map":
+      return isTable(value) ? undefined : `expected a table${got}`;
+    case "tables":
+      return Array.isArray(value) && value.every(isTable) ? undefined : `expected an array of tables ([[...]] entries)${got}`;
     case "int":
     case "number": {
       const ok =
@@ -224,8 +253,8 @@ class Checker {
       if (Object.hasOwn(SCHEMA, name)) continue;
       if (moduleSectionFeature(name) !== undefined) this.moduleSection(name, value, modules);
       else if (isTable(value) || (Array.isArray(value) && value.length > 0 && value.every(isTable))) {
-        const near = suggest(name, [...CORE_SECTIONS, ...Object.keys(MODULE_SECTIONS)]);
-        this.add([name], near ? `unknown section (did you mean [${near}]?)` : `unknown section (valid: ${CORE_SECTIONS.join(", ")}, or a module section: ${Object.keys(MODULE_SECTIONS).join(", ")})`, `[${name}]`);
+        const near = suggest(name, [...CORE_SECTIONS, ...MODULE_SECTION_NAMES, ...Object.keys(UNBUILT_SECTIONS)]);
+        this.add([name], near ? `unknown section (did you mean [${near}]?)` : `unknown section (valid: ${CORE_SECTIONS.join(", ")}, or a module section: ${MODULE_SECTION_NAMES.join(", ")})`, `[${name}]`);
       } else this.add([name], "unknown key at top level (keys belong in a section such as [proxy])");
     }
     for (const name of CORE_SECTIONS) {
@@ -247,18 +276,25 @@ class Checker {
     return cfg;
   }
 
-  /** Every field of one table: defaults for absent keys, errors for bad and unknown ones. */
-  private fields(spec: SectionSpec, raw: Table | undefined, base: KeyPath): Table {
+  /** Every field of one table: defaults for absent keys, errors for bad and unknown ones; nested tables recursively. */
+  private fields(spec: { readonly fields: Readonly<Record<string, FieldSpec>> }, raw: Table | undefined, base: KeyPath): Table {
     const out: Table = {};
     for (const [key, f] of Object.entries(spec.fields)) {
+      const path = [...base, key];
       if (raw === undefined || !Object.hasOwn(raw, key)) {
-        if (f.required) this.add([...base, key], "required key is missing");
-        out[key] = Array.isArray(f.default) ? [...f.default] : f.default;
+        if (f.required) this.add(path, "required key is missing");
+        out[key] = f.kind === "table" ? this.fields(f as Required<Pick<FieldSpec, "fields">>, undefined, path) : f.kind === "tables" ? [] : f.kind === "map" ? {} : Array.isArray(f.default) ? [...f.default] : f.default;
         continue;
       }
-      const problem = checkValue(raw[key], f);
-      if (problem !== undefined) this.add([...base, key], problem);
-      out[key] = raw[key];
+      const value = raw[key];
+      const problem = checkValue(value, f);
+      if (problem !== undefined) {
+        this.add(path, problem);
+        out[key] = value;
+      } else if (f.kind === "table") out[key] = this.fields(f as Required<Pick<FieldSpec, "fields">>, value as Table, path);
+      else if (f.kind === "tables") out[key] = (value as Table[]).map((entry, i) => this.fields(f as Required<Pick<FieldSpec, "fields">>, entry, [...path, i]));
+      else if (f.kind === "map") out[key] = this.mapEntries(f.item!, value as Table, path);
+      else out[key] = value;
     }
     for (const key of Object.keys(raw ?? {})) {
       if (Object.hasOwn(spec.fields, key)) continue;
@@ -268,33 +304,55 @@ class Checker {
     return out;
   }
 
-  private moduleSection(name: string, value: unknown, modules: Record<string, Table>): void {
+  /** A table of free keys whose values all meet `item`. */
+  private mapEntries(item: FieldSpec, raw: Table, base: KeyPath): Table {
+    const out: Table = {};
+    for (const [key, value] of Object.entries(raw)) {
+      const problem = checkValue(value, item);
+      if (problem !== undefined) this.add([...base, key], problem);
+      out[key] = value;
+    }
+    return out;
+  }
+
+  /**
+   * A module's section: refused when the feature is not implemented or not in this build (unless it
+   * only says `enabled = false`); else checked against the module's field schema like a core section,
+   * then handed to the module's own cross-key checks. Stored with defaults filled in.
+   */
+  moduleSection(name: string, value: unknown, modules: Record<string, Table>): void {
     const feature = moduleSectionFeature(name)!;
     const label = `[${name}]`;
+    const onlyDisabled = isTable(value) && value.enabled === false;
+    if (moduleRow(name) === undefined) {
+      if (!onlyDisabled) this.add([name], `${feature} is not implemented in this version (\`heliosproxy features\` lists what is)`, label);
+      return;
+    }
     if (!this.isCompiled(feature)) {
       // A section that only says `enabled = false` may stay in a config shared between builds.
-      if (!(isTable(value) && value.enabled === false)) this.add([name], `${feature} is not in this build (profile: ${this.profile})`, label);
+      if (!onlyDisabled) this.add([name], `${feature} is not in this build (profile: ${this.profile})`, label);
       return;
     }
     if (!isTable(value)) {
       this.add([name], `expected a ${label} table, got ${describeValue(value)}`, label);
       return;
     }
-    const mod = moduleFor(name);
-    if (mod !== undefined) {
-      if (mod.apiVersion !== HOOKS_API_VERSION) {
-        this.add([name], `module ${mod.name} ${mod.version} targets hook API ${mod.apiVersion}, this build has ${HOOKS_API_VERSION}`, label);
-      } else {
-        try {
-          mod.configure(value);
-        } catch (e) {
-          // "rules.1.group": numeric segments are array indexes (the line of the entry's own [[...]] header).
-          if (e instanceof ModuleConfigError) this.add([name, ...e.key.split(".").map((seg) => (/^\d+$/.test(seg) ? Number(seg) : seg))], e.detail);
-          else this.add([name], (e as Error).message, label);
-        }
-      }
+    const mod = moduleFor(name)!;
+    if (mod.apiVersion !== HOOKS_API_VERSION) {
+      this.add([name], `module ${mod.name} ${mod.version} targets hook API ${mod.apiVersion}, this build has ${HOOKS_API_VERSION}`, label);
+      return;
     }
-    modules[name] = value;
+    const before = this.issues.length;
+    const filled = this.fields(moduleSpec(name)!, value, [name]);
+    modules[name] = filled;
+    if (this.issues.length > before || mod.configure === undefined) return;
+    try {
+      mod.configure(filled);
+    } catch (e) {
+      // "rules.1.group": numeric segments are array indexes (the line of the entry's own [[...]] header).
+      if (e instanceof ModuleConfigError) this.add([name, ...e.key.split(".").map((seg) => (/^\d+$/.test(seg) ? Number(seg) : seg))], e.detail);
+      else this.add([name], (e as Error).message, label);
+    }
   }
 
   /** The provider must be in this build; Patroni needs URLs; who promotes must be unambiguous. */

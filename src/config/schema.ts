@@ -24,7 +24,10 @@ export type FieldKind =
   | "enum" // one of `values`
   | "address" // "host:port", "[v6]:port"; port 1..65535
   | "host" // host name, IPv4 or IPv6 address
-  | "strings"; // array of strings
+  | "strings" // array of strings
+  | "table" // a nested table of `fields`
+  | "tables" // an array of tables ([[section.key]]), each of `fields`
+  | "map"; // a table of free keys, each value checked against `item`
 
 export interface FieldSpec {
   readonly kind: FieldKind;
@@ -36,8 +39,12 @@ export interface FieldSpec {
   /** `min` itself is not allowed (value must be greater). */
   readonly minExclusive?: boolean;
   readonly max?: number;
-  /** Masked in SHOW CONFIG and logs. */
+  /** Masked in SHOW CONFIG, GET /config and logs. */
   readonly secret?: boolean;
+  /** Keys of a "table" or of each entry of "tables". */
+  readonly fields?: Readonly<Record<string, FieldSpec>>;
+  /** The spec every value of a "map" meets. */
+  readonly item?: FieldSpec;
   readonly doc: string;
 }
 
@@ -48,13 +55,33 @@ export interface SectionSpec {
   readonly fields: Readonly<Record<string, FieldSpec>>;
 }
 
-type Fields<T> = { readonly [K in keyof T]-?: FieldSpec };
+/** One spec per key of a settings type: the compiler keeps a schema and its type in step. */
+export type Fields<T> = { readonly [K in keyof T]-?: FieldSpec };
 
 function table<T>(doc: string, fields: Fields<T>): SectionSpec {
   return { kind: "table", doc, fields };
 }
 function array<T>(doc: string, fields: Fields<T>): SectionSpec {
   return { kind: "array", doc, fields };
+}
+
+/** A module's config section as it declares it: what it is for and its keys (`enabled` comes with every module). */
+export interface ModuleConfig {
+  readonly doc: string;
+  readonly fields: Readonly<Record<string, FieldSpec>>;
+}
+
+/** The key every module section has: `enabled = false` keeps the section and leaves the module stopped. */
+export const ENABLED_FIELD: FieldSpec = { kind: "bool", default: true, doc: "Start the module (false: keep the section, run nothing)." };
+
+/** A module's settings type -> its declared keys (all but `enabled`), checked by the compiler. */
+export function moduleConfig<T extends { enabled: boolean }>(doc: string, fields: Fields<Omit<T, "enabled">>): ModuleConfig {
+  return { doc, fields };
+}
+
+/** The section the core checker validates for a module: `enabled` plus the module's keys. */
+export function moduleSectionSpec(config: ModuleConfig): SectionSpec {
+  return { kind: "table", doc: config.doc, fields: { enabled: ENABLED_FIELD, ...config.fields } };
 }
 
 const POOL_MODES = ["session", "transaction", "statement"] as const;

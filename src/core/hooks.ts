@@ -2,6 +2,7 @@
 
 import type { ReplayRegistry, ReplaySettings } from "../cluster/ha/replay-registry.ts";
 import type { QueryShape } from "../sql/fingerprint.ts";
+import type { ModuleConfig } from "../config/schema.ts";
 
 /**
  * Version of the hook surface below. A module states the version it was written against;
@@ -186,19 +187,26 @@ export class ModuleConfigError extends Error {
 
 /** One optional feature, compiled in or out as a whole. */
 export interface ProxyModule<Settings = unknown> {
-  /** Config section name, e.g. "graphql_gateway". */
+  /** Config section name, e.g. "lag_routing". */
   readonly name: string;
-  /** Feature flag, e.g. "graphql-gateway". */
+  /** Feature flag, e.g. "lag-routing". */
   readonly feature: string;
   /** Version of the module itself. */
   readonly version: string;
   /** HOOKS_API_VERSION the module was written against. */
   readonly apiVersion: number;
   /**
-   * Validate the module's config slice and return typed settings. Pure: no I/O, no side effects
-   * (it also runs on check-config and before a reload swaps). Throws ModuleConfigError.
+   * The module's config section: every key with its type, range, default and doc, secrets marked.
+   * The core checker validates it like a core section (file:line:key errors, "did you mean",
+   * defaults filled in); `enabled` comes with every module.
    */
-  configure(section: Readonly<Record<string, unknown>>): Settings;
+  readonly config: ModuleConfig;
+  /**
+   * Checks spanning keys, and settings derived from the validated section (every key present, of
+   * its declared type). Pure: no I/O, no side effects (it also runs on check-config and before a
+   * reload swaps). Throws ModuleConfigError. Absent: the section itself is the settings.
+   */
+  configure?(section: Readonly<Record<string, unknown>>): Settings;
   /** Start the module with validated settings; the returned hooks join the query path. */
   start(settings: Settings, host: ModuleHost): Hooks | Promise<Hooks>;
 }

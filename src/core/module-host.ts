@@ -63,8 +63,8 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
   for (const [section, raw] of Object.entries(cfg.modules)) {
     const mod = moduleFor(section);
     if (mod === undefined) continue;
-    const settings = mod.configure(raw);
-    if ((settings as { enabled?: unknown } | null)?.enabled === false) continue;
+    if (raw.enabled === false) continue;
+    const settings = mod.configure ? mod.configure(raw) : raw;
     const hooks: Hooks = await mod.start(settings, host);
     names.push(section);
     if (hooks.onQuery) onQuery.push(hooks.onQuery.bind(hooks));

@@ -1,70 +1,110 @@
-// Feature registry: the only reader of the FEATURE_* compile-time constants; maps config sections to features and modules.
+// Feature registry: one row per feature flag (its profiles, config section and loader); the only reader of the FEATURE_* constants.
 
 import type { ProxyModule } from "../core/hooks.ts";
+import { moduleSectionSpec, type SectionSpec } from "../config/schema.ts";
 
 // Set per profile by `scripts/build.ts` (`--define FEATURE_X=true|false`) and to true for
-// development and `bun test` by bunfig.toml. When nothing defines a flag (bun run from outside
-// the project directory) it counts as compiled in, like a dev build.
+// development and `bun test` by bunfig.toml (test/unit/modules-table.test.ts keeps both in step
+// with the rows below). When nothing defines a flag (bun run from outside the project directory)
+// it counts as compiled in, like a dev build.
 declare const FEATURE_POOL_MODES: boolean;
 declare const FEATURE_HA_TR: boolean;
-declare const FEATURE_QUERY_CACHE: boolean;
 declare const FEATURE_ROUTING_HINTS: boolean;
 declare const FEATURE_LAG_ROUTING: boolean;
-declare const FEATURE_QUERY_REWRITING: boolean;
 declare const FEATURE_QUERY_ANALYTICS: boolean;
 declare const FEATURE_SCHEMA_ROUTING: boolean;
-declare const FEATURE_AUTH_PROXY: boolean;
-declare const FEATURE_RATE_LIMITING: boolean;
-declare const FEATURE_CIRCUIT_BREAKER: boolean;
-declare const FEATURE_MULTI_TENANCY: boolean;
-declare const FEATURE_WASM_PLUGINS: boolean;
-declare const FEATURE_GRAPHQL_GATEWAY: boolean;
-declare const FEATURE_DISTRIBCACHE: boolean;
 declare const FEATURE_POSTGRES_TOPOLOGY: boolean;
 declare const FEATURE_HELIOSDB_TOPOLOGY: boolean;
 declare const FEATURE_OBSERVABILITY: boolean;
 declare const BUILD_PROFILE: string;
 
-// Each test is written out in full so the bundler folds it to a literal and drops dead branches.
-const FLAGS: Readonly<Record<string, boolean>> = {
-  "pool-modes": typeof FEATURE_POOL_MODES === "undefined" || FEATURE_POOL_MODES,
-  "ha-tr": typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR,
-  "query-cache": typeof FEATURE_QUERY_CACHE === "undefined" || FEATURE_QUERY_CACHE,
-  "routing-hints": typeof FEATURE_ROUTING_HINTS === "undefined" || FEATURE_ROUTING_HINTS,
-  "lag-routing": typeof FEATURE_LAG_ROUTING === "undefined" || FEATURE_LAG_ROUTING,
-  "query-rewriting": typeof FEATURE_QUERY_REWRITING === "undefined" || FEATURE_QUERY_REWRITING,
-  "query-analytics": typeof FEATURE_QUERY_ANALYTICS === "undefined" || FEATURE_QUERY_ANALYTICS,
-  "schema-routing": typeof FEATURE_SCHEMA_ROUTING === "undefined" || FEATURE_SCHEMA_ROUTING,
-  "auth-proxy": typeof FEATURE_AUTH_PROXY === "undefined" || FEATURE_AUTH_PROXY,
-  "rate-limiting": typeof FEATURE_RATE_LIMITING === "undefined" || FEATURE_RATE_LIMITING,
-  "circuit-breaker": typeof FEATURE_CIRCUIT_BREAKER === "undefined" || FEATURE_CIRCUIT_BREAKER,
-  "multi-tenancy": typeof FEATURE_MULTI_TENANCY === "undefined" || FEATURE_MULTI_TENANCY,
-  "wasm-plugins": typeof FEATURE_WASM_PLUGINS === "undefined" || FEATURE_WASM_PLUGINS,
-  "graphql-gateway": typeof FEATURE_GRAPHQL_GATEWAY === "undefined" || FEATURE_GRAPHQL_GATEWAY,
-  distribcache: typeof FEATURE_DISTRIBCACHE === "undefined" || FEATURE_DISTRIBCACHE,
-  "postgres-topology": typeof FEATURE_POSTGRES_TOPOLOGY === "undefined" || FEATURE_POSTGRES_TOPOLOGY,
-  "heliosdb-topology": typeof FEATURE_HELIOSDB_TOPOLOGY === "undefined" || FEATURE_HELIOSDB_TOPOLOGY,
-  observability: typeof FEATURE_OBSERVABILITY === "undefined" || FEATURE_OBSERVABILITY,
-};
+/** Build profiles besides "all" (which has every row). */
+export type Profile = "default" | "ha";
 
-/** Every feature flag, in the order of the product's table. */
-export const FEATURE_NAMES: readonly string[] = Object.keys(FLAGS);
+/** One feature flag. A module lands by adding its folder and its row here (and nothing else). */
+export interface FeatureRow {
+  /** Flag name ("lag-routing"); its build-time constant is FEATURE_LAG_ROUTING. */
+  readonly feature: string;
+  /** Profiles besides "all" that compile it in. */
+  readonly profiles: readonly Profile[];
+  /** Whether this binary has it. Written out per row so the bundler folds it to a literal. */
+  readonly compiled: boolean;
+  /** Top-level config section of its module; absent for core parts behind a flag (topology providers, pool modes). */
+  readonly section?: string;
+  /** Loads the module; absent when compiled out, so the module and every library only it imports are not in the binary. */
+  readonly load?: () => ProxyModule;
+}
 
-/** Pseudo-feature of sections that belong to the always-present core. */
-export const CORE = "core";
+// Each test is written out in full (`typeof X === "undefined" || X`) so the bundler folds it to a
+// literal and drops the loader of a module left out of the profile.
+export const FEATURES: readonly FeatureRow[] = [
+  {
+    feature: "pool-modes",
+    profiles: ["default", "ha"],
+    compiled: typeof FEATURE_POOL_MODES === "undefined" || FEATURE_POOL_MODES,
+  },
+  {
+    feature: "ha-tr",
+    profiles: ["ha"],
+    compiled: typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR,
+    section: "transaction_replay",
+    load: typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR ? () => require("./transaction-replay/index.ts").default : undefined,
+  },
+  {
+    feature: "routing-hints",
+    profiles: ["default", "ha"],
+    compiled: typeof FEATURE_ROUTING_HINTS === "undefined" || FEATURE_ROUTING_HINTS,
+    section: "routing_hints",
+    load: typeof FEATURE_ROUTING_HINTS === "undefined" || FEATURE_ROUTING_HINTS ? () => require("./routing-hints/index.ts").default : undefined,
+  },
+  {
+    feature: "lag-routing",
+    profiles: ["ha"],
+    compiled: typeof FEATURE_LAG_ROUTING === "undefined" || FEATURE_LAG_ROUTING,
+    section: "lag_routing",
+    load: typeof FEATURE_LAG_ROUTING === "undefined" || FEATURE_LAG_ROUTING ? () => require("./lag-routing/index.ts").default : undefined,
+  },
+  {
+    feature: "query-analytics",
+    profiles: ["default", "ha"],
+    compiled: typeof FEATURE_QUERY_ANALYTICS === "undefined" || FEATURE_QUERY_ANALYTICS,
+    section: "query_analytics",
+    load: typeof FEATURE_QUERY_ANALYTICS === "undefined" || FEATURE_QUERY_ANALYTICS ? () => require("./query-analytics/index.ts").default : undefined,
+  },
+  {
+    feature: "schema-routing",
+    profiles: [],
+    compiled: typeof FEATURE_SCHEMA_ROUTING === "undefined" || FEATURE_SCHEMA_ROUTING,
+    section: "schema_routing",
+    load: typeof FEATURE_SCHEMA_ROUTING === "undefined" || FEATURE_SCHEMA_ROUTING ? () => require("./schema-routing/index.ts").default : undefined,
+  },
+  {
+    feature: "observability",
+    profiles: ["default", "ha"],
+    compiled: typeof FEATURE_OBSERVABILITY === "undefined" || FEATURE_OBSERVABILITY,
+    section: "tracing",
+    load: typeof FEATURE_OBSERVABILITY === "undefined" || FEATURE_OBSERVABILITY ? () => require("./observability/index.ts").default : undefined,
+  },
+  {
+    feature: "postgres-topology",
+    profiles: ["default", "ha"],
+    compiled: typeof FEATURE_POSTGRES_TOPOLOGY === "undefined" || FEATURE_POSTGRES_TOPOLOGY,
+  },
+  {
+    feature: "heliosdb-topology",
+    profiles: ["ha"],
+    compiled: typeof FEATURE_HELIOSDB_TOPOLOGY === "undefined" || FEATURE_HELIOSDB_TOPOLOGY,
+  },
+];
 
 /**
- * Top-level config sections owned by modules (or by optional core parts) -> the feature that
- * provides them. Section names use underscores; feature names use dashes.
+ * Config sections of features the product plans and this version does not implement: a config
+ * naming one fails ("not implemented") unless it says only `enabled = false`. A module that lands
+ * moves its section from here to its row.
  */
-export const MODULE_SECTIONS: Readonly<Record<string, string>> = {
-  transaction_replay: "ha-tr",
+export const UNBUILT_SECTIONS: Readonly<Record<string, string>> = {
   query_cache: "query-cache",
-  routing_hints: "routing-hints",
-  lag_routing: "lag-routing",
   query_rewriting: "query-rewriting",
-  query_analytics: "query-analytics",
-  schema_routing: "schema-routing",
   auth_proxy: "auth-proxy",
   rate_limiting: "rate-limiting",
   circuit_breaker: "circuit-breaker",
@@ -72,9 +112,19 @@ export const MODULE_SECTIONS: Readonly<Record<string, string>> = {
   wasm_plugins: "wasm-plugins",
   graphql_gateway: "graphql-gateway",
   distribcache: "distribcache",
-  observability: "observability",
-  tracing: "observability",
 };
+
+/** Every feature flag, in the order of the rows. */
+export const FEATURE_NAMES: readonly string[] = FEATURES.map((r) => r.feature);
+
+/** Pseudo-feature of sections that belong to the always-present core. */
+export const CORE = "core";
+
+const BY_SECTION = new Map(FEATURES.filter((r) => r.section !== undefined).map((r) => [r.section!, r]));
+const BY_FEATURE = new Map(FEATURES.map((r) => [r.feature, r]));
+
+/** Sections of every module row (compiled in or not). */
+export const MODULE_SECTION_NAMES: readonly string[] = [...BY_SECTION.keys()];
 
 /** `[topology] provider = "..."` -> the feature that implements it. */
 export const TOPOLOGY_PROVIDERS: Readonly<Record<string, string>> = {
@@ -90,17 +140,22 @@ export function buildProfile(): string {
 }
 
 export function compiledFeatures(): { name: string; enabled: boolean }[] {
-  return FEATURE_NAMES.map((name) => ({ name, enabled: FLAGS[name] === true }));
+  return FEATURES.map((r) => ({ name: r.feature, enabled: r.compiled }));
 }
 
-/** Whether a feature (dash form, e.g. "query-cache", or "core") is in this build. */
+/** Whether a feature (dash form, e.g. "lag-routing", or "core") is in this build. */
 export function isFeatureCompiled(feature: string): boolean {
-  return feature === CORE || FLAGS[feature] === true;
+  return feature === CORE || BY_FEATURE.get(feature)?.compiled === true;
 }
 
-/** The feature behind a top-level config section, or undefined if the section is not a module's. */
+/** The row of a module's config section, or undefined when no module owns it. */
+export function moduleRow(section: string): FeatureRow | undefined {
+  return BY_SECTION.get(section);
+}
+
+/** The feature behind a top-level config section (implemented or not), or undefined if the section is not a module's. */
 export function moduleSectionFeature(section: string): string | undefined {
-  return Object.hasOwn(MODULE_SECTIONS, section) ? MODULE_SECTIONS[section] : undefined;
+  return BY_SECTION.get(section)?.feature ?? (Object.hasOwn(UNBUILT_SECTIONS, section) ? UNBUILT_SECTIONS[section] : undefined);
 }
 
 /** The feature behind a topology provider, or undefined for an unknown provider. */
@@ -108,38 +163,13 @@ export function topologyProviderFeature(provider: string): string | undefined {
   return Object.hasOwn(TOPOLOGY_PROVIDERS, provider) ? TOPOLOGY_PROVIDERS[provider] : undefined;
 }
 
-// Module implementations, loaded on first use. Each entry sits behind its flag so a disabled
-// module (and every library only it imports) is absent from the compiled binary.
-const LOADERS: Record<string, () => ProxyModule> = {};
-if (typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR) {
-  LOADERS.transaction_replay = () => require("./transaction-replay/index.ts").default as ProxyModule;
-}
-if (typeof FEATURE_LAG_ROUTING === "undefined" || FEATURE_LAG_ROUTING) {
-  LOADERS.lag_routing = () => require("./lag-routing/index.ts").default as ProxyModule;
-}
-if (typeof FEATURE_ROUTING_HINTS === "undefined" || FEATURE_ROUTING_HINTS) {
-  LOADERS.routing_hints = () => require("./routing-hints/index.ts").default as ProxyModule;
-}
-if (typeof FEATURE_QUERY_ANALYTICS === "undefined" || FEATURE_QUERY_ANALYTICS) {
-  LOADERS.query_analytics = () => require("./query-analytics/index.ts").default as ProxyModule;
-}
-if (typeof FEATURE_SCHEMA_ROUTING === "undefined" || FEATURE_SCHEMA_ROUTING) {
-  LOADERS.schema_routing = () => require("./schema-routing/index.ts").default as ProxyModule;
-}
-if (typeof FEATURE_GRAPHQL_GATEWAY === "undefined" || FEATURE_GRAPHQL_GATEWAY) {
-  LOADERS.graphql_gateway = () => require("./graphql-gateway/index.ts").default as ProxyModule;
-}
-if (typeof FEATURE_OBSERVABILITY === "undefined" || FEATURE_OBSERVABILITY) {
-  LOADERS.tracing = () => require("./observability/index.ts").default as ProxyModule;
-}
-
 const loaded = new Map<string, ProxyModule>();
 
-/** The module implementing a config section, if this build has one. */
+/** The module implementing a config section, if this build has one. Loaded on first use. */
 export function moduleFor(section: string): ProxyModule | undefined {
   let mod = loaded.get(section);
   if (mod === undefined) {
-    const load = LOADERS[section];
+    const load = BY_SECTION.get(section)?.load;
     if (load === undefined) return undefined;
     mod = load();
     loaded.set(section, mod);
@@ -147,7 +177,13 @@ export function moduleFor(section: string): ProxyModule | undefined {
   return mod;
 }
 
+/** The full schema of a module's section (its fields plus `enabled`), if this build has the module. */
+export function moduleSpec(section: string): SectionSpec | undefined {
+  const mod = moduleFor(section);
+  return mod === undefined ? undefined : moduleSectionSpec(mod.config);
+}
+
 /** Section names of the module implementations present in this build. */
 export function availableModules(): string[] {
-  return Object.keys(LOADERS);
+  return FEATURES.filter((r) => r.load !== undefined).map((r) => r.section!);
 }

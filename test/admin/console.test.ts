@@ -107,7 +107,7 @@ beforeAll(async () => {
   }
   proxy = await startProxy({
     maxConnections: 8,
-    toml: `[auth]\nadmin_users = ["postgres"]\nstats_users = ["${STATS_USER}"]\n[health]\npassword = "${SECRET}"`,
+    toml: `[auth]\nadmin_users = ["postgres"]\nstats_users = ["${STATS_USER}"]\n[health]\npassword = "${SECRET}"\n[query_analytics]\nshow_limit = 7`,
   });
 }, T);
 
@@ -194,6 +194,9 @@ describe("SHOW", () => {
     expect(byKey.get("health.password")).toMatchObject({ value: "********", default: "" });
     expect(byKey.get("pool.max_connections")).toMatchObject({ value: "8", default: "20", changeable: "yes" });
     expect(byKey.get("proxy.listen_address")!.changeable).toBe("no");
+    // Module settings, with the defaults their schema declares; they apply at start.
+    expect(byKey.get("query_analytics.show_limit")).toMatchObject({ value: "7", default: "20", changeable: "no" });
+    expect(byKey.get("query_analytics.n_plus_one_threshold")).toMatchObject({ value: "10", default: "10" });
     expect(JSON.stringify(r.rows)).not.toContain(SECRET);
   }, T);
 

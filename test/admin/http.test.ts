@@ -43,7 +43,7 @@ describe("loopback, no tokens", () => {
   let proxy: RunningProxy;
 
   beforeAll(async () => {
-    proxy = await startProxy({ mode: "transaction" });
+    proxy = await startProxy({ mode: "transaction", toml: `[health]\npassword = "http-secret-pw"\n[query_analytics]\nslow_query_ms = 250\n` });
     for (let i = 0; i < QUERIES; i++) expect((await psql(proxy.port, ["-Atc", `select ${i}`])).code).toBe(0);
   });
 
@@ -67,6 +67,17 @@ describe("loopback, no tokens", () => {
     expect(n.pools.idle + n.pools.active + n.pools.connecting).toBe(n.pools.total);
     expect(n.pools.waiting).toBe(0);
     expect((await call(proxy, "GET", "/nodes/node1")).body.id).toBe("node1");
+  });
+
+  test("GET /config: core and module keys with defaults, secrets masked", async () => {
+    const r = await call(proxy, "GET", "/config");
+    expect(r.status).toBe(200);
+    const byKey = new Map((r.body.settings as Record<string, unknown>[]).map((x) => [x.key, x]));
+    expect(byKey.get("pool.max_connections")).toEqual({ key: "pool.max_connections", value: "10", default: "20", changeable: true });
+    expect(byKey.get("health.password")).toMatchObject({ value: "********", default: "" });
+    expect(byKey.get("query_analytics.slow_query_ms")).toEqual({ key: "query_analytics.slow_query_ms", value: "250", default: "1000", changeable: false });
+    expect(byKey.get("query_analytics.show_limit")).toMatchObject({ value: "20", default: "20" });
+    expect(JSON.stringify(r.body)).not.toContain("http-secret-pw");
   });
 
   test("GET /topology: primary and standbys from the cluster", async () => {
@@ -138,6 +149,7 @@ describe("loopback, no tokens", () => {
       ["/nodes/{id}", "get"],
       ["/topology", "get"],
       ["/pools", "get"],
+      ["/config", "get"],
       ["/metrics", "get"],
       ["/nodes/{id}/drain", "post"],
       ["/nodes/{id}/undrain", "post"],

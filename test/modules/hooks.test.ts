@@ -137,12 +137,18 @@ test("COPY through the hooks: one request, its rows counted", async () => {
 });
 
 test("module config errors name the key: routing_hints and lag_routing", async () => {
-  const { moduleFor } = await import("../../src/modules/index.ts");
-  const hints = moduleFor("routing_hints")!;
-  const lag = moduleFor("lag_routing")!;
-  expect(() => hints.configure({ node_hint_users: "bob" })).toThrow('node_hint_users: expected an array of user names, got "bob"');
-  expect(() => hints.configure({ allow_node_hint: true })).toThrow("allow_node_hint: unknown key (valid: enabled, allow_node_hints, node_hint_users)");
-  expect(() => lag.configure({ read_your_writes: "always" })).toThrow('read_your_writes: expected one of off|local|global|fast|wait, got "always"');
-  expect(() => lag.configure({ max_lag_ms: -1 })).toThrow("max_lag_ms: expected a number between 0 and 3600000, got -1");
-  expect(lag.configure({ read_your_writes: "wait", wait_timeout_ms: 50 })).toMatchObject({ read_your_writes: "wait", wait_timeout_ms: 50, max_lag_ms: 0 });
+  const { moduleSettings } = await import("../../src/config/load.ts");
+  const err = (section: string, raw: Record<string, unknown>) => {
+    try {
+      moduleSettings(section, raw);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error("accepted");
+  };
+  expect(err("routing_hints", { node_hint_users: "bob" })).toBe('proxy.toml: routing_hints.node_hint_users: expected an array of strings, got "bob"');
+  expect(err("routing_hints", { allow_node_hint: true })).toBe("proxy.toml: routing_hints.allow_node_hint: unknown key (did you mean allow_node_hints?)");
+  expect(err("lag_routing", { read_your_writes: "always" })).toBe('proxy.toml: lag_routing.read_your_writes: expected one of off|local|global|fast|wait, got "always"');
+  expect(err("lag_routing", { max_lag_ms: -1 })).toBe("proxy.toml: lag_routing.max_lag_ms: expected a number in 0..3600000, got -1");
+  expect(moduleSettings("lag_routing", { read_your_writes: "wait", wait_timeout_ms: 50 })).toMatchObject({ read_your_writes: "wait", wait_timeout_ms: 50, max_lag_ms: 0 });
 });

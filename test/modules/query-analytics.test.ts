@@ -374,8 +374,8 @@ test("config errors stop the proxy at load with file, line and key; enabled = fa
     return { code, stderr, line: configText(0, 0, { toml: "[query_analytics]" }).split("\n").length + 1 };
   };
   for (const [section, message] of [
-    ["slow_query_sample = 2", "query_analytics.slow_query_sample: expected a number 0..1, got 2"],
-    ["max_queries = 0", "query_analytics.max_queries: expected an integer 1..1000000, got 0"],
+    ["slow_query_sample = 2", "query_analytics.slow_query_sample: expected a number in 0..1, got 2"],
+    ["max_queries = 0", "query_analytics.max_queries: expected an integer in 1..1000000, got 0"],
     ["n_plus_one_threshold = 1", "query_analytics.n_plus_one_threshold: expected 0 (off) or an integer >= 2, got 1"],
     ['log_parameters = "yes"', 'query_analytics.log_parameters: expected true or false, got "yes"'],
     ["slow_ms = 100", "query_analytics.slow_ms: unknown key (valid: enabled, max_queries,"],

@@ -11,8 +11,8 @@ import {
   buildProfile,
   compiledFeatures,
   isFeatureCompiled,
-  moduleFor,
   moduleSectionFeature,
+  moduleSpec,
 } from "../../src/modules/index.ts";
 
 const NODE = '[[nodes]]\nhost = "127.0.0.1"\n';
@@ -265,36 +265,48 @@ describe("line lookup", () => {
 describe("feature modules", () => {
   test("registry", () => {
     expect(buildProfile()).toBe("dev");
-    expect(compiledFeatures()).toHaveLength(18);
+    expect(compiledFeatures()).toHaveLength(9);
     expect(compiledFeatures().every((f) => f.enabled)).toBe(true);
     expect(moduleSectionFeature("transaction_replay")).toBe("ha-tr");
     expect(moduleSectionFeature("query_cache")).toBe("query-cache");
     expect(moduleSectionFeature("pool")).toBeUndefined();
-    expect(isFeatureCompiled("graphql-gateway")).toBe(true);
+    expect(isFeatureCompiled("schema-routing")).toBe(true);
+    expect(isFeatureCompiled("query-cache")).toBe(false);
     expect(isFeatureCompiled("no-such-feature")).toBe(false);
   });
 
-  test("a section of a compiled-in feature is kept raw", () => {
-    const c = parse(`${NODE}[transaction_replay]\nenabled = true\n[query_cache.l1]\nmax_entries = 100\n`);
-    expect(c.modules).toEqual({ transaction_replay: { enabled: true }, query_cache: { l1: { max_entries: 100 } } });
+  test("a module section is checked against its schema and stored with defaults", () => {
+    const c = parse(`${NODE}[routing_hints]\nnode_hint_users = ["app"]\n`);
+    expect(c.modules).toEqual({ routing_hints: { enabled: true, allow_node_hints: true, node_hint_users: ["app"] } });
+    expect(errorOf(`${NODE}[routing_hints]\nallow_node_hint = false\nnode_hint_users = 3\n`).message).toBe(
+      "proxy.toml:4: routing_hints.allow_node_hint: unknown key (did you mean allow_node_hints?)\n" +
+        "proxy.toml:5: routing_hints.node_hint_users: expected an array of strings, got 3",
+    );
+    expect(errorOf(`${NODE}[lag_routing]\nmax_lag_ms = -5\n`).message).toBe("proxy.toml:4: lag_routing.max_lag_ms: expected a number in 0..3600000, got -5");
+    expect(errorOf(`${NODE}[schema_routing.temperature]\nmax_tabels = 20\n`).message).toBe(
+      "proxy.toml:4: schema_routing.temperature.max_tabels: unknown key (did you mean max_tables?)",
+    );
+    expect(errorOf(`${NODE}[query_analytic]\nmax_queries = 5\n`).message).toBe("proxy.toml:3: [query_analytic]: unknown section (did you mean [query_analytics]?)");
   });
 
-  test("a module validates its own slice, with lines", () => {
-    const c = parse(`${NODE}[graphql_gateway]\nmax_depth = 4\n`);
-    expect(c.modules.graphql_gateway).toEqual({ max_depth: 4 });
-    expect(errorOf(`${NODE}[graphql_gateway]\nmax_depth = 4\nmax_dept = 1\n`).message).toStartWith(
-      "proxy.toml:5: graphql_gateway.max_dept: unknown key",
+  test("a section of a feature this version does not implement fails, naming it, unless enabled = false", () => {
+    expect(errorOf(`${NODE}[query_cache]\nl1_size = "banana"\n`).message).toBe(
+      "proxy.toml:3: [query_cache]: query-cache is not implemented in this version (`heliosproxy features` lists what is)",
     );
-    const gw = moduleFor("graphql_gateway") as unknown as { queryDepth(q: string): number };
-    expect(gw.queryDepth("{ a { b { c } } }")).toBe(3);
+    expect(errorOf(`${NODE}[rate_limiting]\nper_user_qps = -5\n`).message).toContain("[rate_limiting]: rate-limiting is not implemented");
+    expect(errorOf(`${NODE}[auth_proxy]\njwks_url = "https://x"\n`).message).toContain("[auth_proxy]: auth-proxy is not implemented");
+    expect(errorOf(`${NODE}[graphql_gateway]\nmax_depth = 4\n`).message).toContain("[graphql_gateway]: graphql-gateway is not implemented");
+    for (const section of ["circuit_breaker", "multi_tenancy", "wasm_plugins", "distribcache", "query_rewriting"])
+      expect(errorOf(`${NODE}[${section}]\nx = 1\n`).message).toContain("is not implemented in this version");
+    expect(parse(`${NODE}[query_cache]\nenabled = false\n`).modules).toEqual({});
   });
 
   test("a section of a feature missing from the build fails", () => {
-    const opts = { isCompiled: (f: string) => f !== "query-cache" && f !== "heliosdb-topology", profile: "default" };
-    expect(errorOf(`${NODE}\n[query_cache]\nl1_size = 10\n`, opts).message).toBe(
-      "proxy.toml:4: [query_cache]: query-cache is not in this build (profile: default)",
+    const opts = { isCompiled: (f: string) => f !== "lag-routing" && f !== "heliosdb-topology", profile: "default" };
+    expect(errorOf(`${NODE}\n[lag_routing]\nmax_lag_ms = 10\n`, opts).message).toBe(
+      "proxy.toml:4: [lag_routing]: lag-routing is not in this build (profile: default)",
     );
-    expect(parse(`${NODE}[query_cache]\nenabled = false\n`, opts).modules).toEqual({});
+    expect(parse(`${NODE}[lag_routing]\nenabled = false\n`, opts).modules).toEqual({});
     expect(errorOf(`${NODE}[topology]\nprovider = "heliosdb"\n`, opts).message).toBe(
       "proxy.toml:4: topology.provider: heliosdb-topology is not in this build (profile: default)",
     );
@@ -352,21 +364,23 @@ describe("shipped examples", () => {
 });
 
 describe("display", () => {
-  test("flat rows with secrets masked", () => {
+  test("flat rows with defaults; a key marked secret is masked, in core and module sections alike", () => {
     const c = parse(
       `[auth]\nauth_user = "pgb"\nauth_query = "SELECT 1"\nauth_password = "s3cret"\n${NODE}` +
-        `[[users]]\nname = "app"\npassword = "pw"\n[distribcache]\nredis_url = "redis://u:hunter2@h:6379"\napi_token = "t0k"\ntls_key_file = "/k"\n`,
+        `[[users]]\nname = "app"\npassword = "pw"\n[lag_routing]\nmax_lag_ms = 50\n[tracing.headers]\nauthorization = "Bearer t0k"\n`,
     );
-    const rows = Object.fromEntries(formatConfigForDisplay(c).map((r) => [r.key, r.value]));
-    expect(rows["pool.mode"]).toBe("transaction");
-    expect(rows["nodes[0].host"]).toBe("127.0.0.1");
-    expect(rows["auth.auth_password"]).toBe(MASK);
-    expect(rows["users[0].password"]).toBe(MASK);
-    expect(rows["users[0].server_password"]).toBe(MASK);
-    expect(rows["distribcache.redis_url"]).toBe(`redis://u:${MASK}@h:6379`);
-    expect(rows["distribcache.api_token"]).toBe(MASK);
-    expect(rows["distribcache.tls_key_file"]).toBe("/k");
+    const rows = Object.fromEntries(formatConfigForDisplay(c, moduleSpec).map((r) => [r.key, r]));
+    expect(rows["pool.mode"]).toEqual({ key: "pool.mode", value: "transaction", default: "transaction", changeable: true });
+    expect(rows["nodes[0].host"]!.value).toBe("127.0.0.1");
+    expect(rows["proxy.listen_address"]!.changeable).toBe(false);
+    expect(rows["auth.auth_password"]!.value).toBe(MASK);
+    expect(rows["users[0].password"]!.value).toBe(MASK);
+    expect(rows["users[0].server_password"]!.value).toBe(MASK);
+    expect(rows["lag_routing.max_lag_ms"]).toEqual({ key: "lag_routing.max_lag_ms", value: "50", default: "0", changeable: false });
+    expect(rows["lag_routing.read_your_writes"]).toMatchObject({ value: "off", default: "off" });
+    expect(rows["tracing.headers.authorization"]!.value).toBe(MASK);
+    expect(rows["tracing.endpoint"]).toMatchObject({ value: "http://127.0.0.1:4318/v1/traces", default: "http://127.0.0.1:4318/v1/traces" });
     const all = JSON.stringify(rows);
-    for (const secret of ["s3cret", "hunter2", "t0k", '"pw"']) expect(all).not.toContain(secret);
+    for (const secret of ["s3cret", "t0k", '"pw"']) expect(all).not.toContain(secret);
   });
 });

@@ -1,7 +1,7 @@
 // Lag routing module: reads only to standbys within a lag threshold, and read-your-writes by commit LSN (off, local, global, fast, wait).
 
 import { HOOKS_API_VERSION, type CommitPositions, type ProxyModule, type QueryCtx, type RouteHint } from "../../core/hooks.ts";
-import { boolKey, enumKey, numberKey, unknownKey } from "../config-keys.ts";
+import { moduleConfig } from "../../config/schema.ts";
 
 export type ReadYourWrites = "off" | "local" | "global" | "fast" | "wait";
 
@@ -18,8 +18,15 @@ export interface LagRoutingSettings {
   refresh_ms: number;
 }
 
-const DEFAULTS: LagRoutingSettings = { enabled: true, max_lag_ms: 0, max_lag_bytes: 0, read_your_writes: "off", wait_timeout_ms: 500, refresh_ms: 20 };
-const MODES: readonly ReadYourWrites[] = ["off", "local", "global", "fast", "wait"];
+const MS_MAX = 3_600_000;
+
+export const config = moduleConfig<LagRoutingSettings>("Reads only to standbys within a lag threshold; read-your-writes by commit position.", {
+  max_lag_ms: { kind: "number", default: 0, min: 0, max: MS_MAX, doc: "Standbys further behind than this (ms of replay) take no reads (0 = no limit)." },
+  max_lag_bytes: { kind: "number", default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, doc: "Standbys further behind than this (bytes of WAL) take no reads (0 = no limit)." },
+  read_your_writes: { kind: "enum", default: "off", values: ["off", "local", "global", "fast", "wait"], doc: "off; local: the session's own commits; global: every session's; fast: no waiting; wait: wait up to wait_timeout_ms." },
+  wait_timeout_ms: { kind: "number", default: 500, min: 0, max: MS_MAX, doc: "\"wait\": how long a read waits for a standby to replay the session's last commit before the primary takes it." },
+  refresh_ms: { kind: "number", default: 20, min: 0, max: MS_MAX, doc: "\"local\" and \"global\": one quick refresh of the standbys' positions, at most this long, before the primary." },
+});
 
 export interface LagRoutingStats {
   /** Reads that carried a commit position (read-your-writes applied). */
@@ -55,17 +62,7 @@ const lagRouting: ProxyModule<LagRoutingSettings> = {
   version: "0.1.0",
   apiVersion: HOOKS_API_VERSION,
 
-  configure(section) {
-    const out = { ...DEFAULTS };
-    for (const [key, value] of Object.entries(section)) {
-      if (key === "enabled") out.enabled = boolKey(key, value);
-      else if (key === "max_lag_ms" || key === "wait_timeout_ms" || key === "refresh_ms") out[key] = numberKey(key, value, 0, 3_600_000);
-      else if (key === "max_lag_bytes") out.max_lag_bytes = numberKey(key, value, 0, Number.MAX_SAFE_INTEGER);
-      else if (key === "read_your_writes") out.read_your_writes = enumKey(key, value, MODES);
-      else throw unknownKey(key, Object.keys(DEFAULTS));
-    }
-    return out;
-  },
+  config,
 
   start(settings, host) {
     const commits = settings.read_your_writes === "off" ? null : host.trackCommits();

@@ -1,7 +1,7 @@
-// The [tracing] config slice (feature observability): OTLP/HTTP endpoint, sampling and the export queue, validated key by key.
+// The [tracing] config section (feature observability): OTLP/HTTP endpoint, sampling and the export queue, and the checks spanning keys.
 
 import { ModuleConfigError } from "../../core/hooks.ts";
-import { boolKey, numberKey, unknownKey } from "../config-keys.ts";
+import { moduleConfig } from "../../config/schema.ts";
 
 export interface TracingSettings {
   enabled: boolean;
@@ -38,43 +38,27 @@ export const DEFAULTS: Readonly<TracingSettings> = {
   export_timeout_ms: 5000,
 };
 
-function intKey(key: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw new ModuleConfigError(key, `expected an integer ${min}..${max}, got ${JSON.stringify(v)}`);
-  return v;
-}
+export const config = moduleConfig<TracingSettings>("OpenTelemetry traces: one span per client request, exported over OTLP/HTTP.", {
+  endpoint: { kind: "string", default: DEFAULTS.endpoint, doc: "OTLP/HTTP traces URL of the collector (JSON encoding)." },
+  headers: { kind: "map", item: { kind: "string", secret: true, doc: "Header value (often a credential)." }, doc: "Extra HTTP headers sent with every export (collector auth)." },
+  service_name: { kind: "string", default: DEFAULTS.service_name, doc: "service.name of the spans' resource." },
+  sample_ratio: { kind: "number", default: DEFAULTS.sample_ratio, min: 0, max: 1, doc: "Share (0..1) of new traces recorded." },
+  parent_based: { kind: "bool", default: DEFAULTS.parent_based, doc: "A request whose parent came with a sampling decision follows it; sample_ratio applies to roots only." },
+  max_queue_size: { kind: "int", default: DEFAULTS.max_queue_size, min: 1, max: 1_000_000, doc: "Finished spans waiting for export; past this they are dropped, never waited for." },
+  max_batch_size: { kind: "int", default: DEFAULTS.max_batch_size, min: 1, max: 1_000_000, doc: "Spans per export request (at most max_queue_size)." },
+  batch_delay_ms: { kind: "int", default: DEFAULTS.batch_delay_ms, min: 1, max: 60_000, doc: "Longest a finished span waits before a batch leaves." },
+  export_timeout_ms: { kind: "int", default: DEFAULTS.export_timeout_ms, min: 100, max: 60_000, doc: "An export the collector has not answered by then is abandoned." },
+});
 
-function urlKey(key: string, v: unknown): string {
-  if (typeof v !== "string" || !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(v)) throw new ModuleConfigError(key, `expected an http(s) URL such as "http://otel-collector:4318/v1/traces", got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function headersKey(key: string, v: unknown): Record<string, string> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ModuleConfigError(key, `expected a table of header = "value", got ${JSON.stringify(v)}`);
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(v)) {
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) throw new ModuleConfigError(`${key}.${name}`, "not a valid HTTP header name");
-    if (typeof value !== "string" || /[\r\n]/.test(value)) throw new ModuleConfigError(`${key}.${name}`, `expected a one-line string, got ${JSON.stringify(value)}`);
-    out[name] = value;
-  }
-  return out;
-}
-
+/** Checks beyond each key's own type and range, on the validated section. */
 export function configureTracing(section: Readonly<Record<string, unknown>>): TracingSettings {
-  const out: TracingSettings = { ...DEFAULTS, headers: {} };
-  for (const [key, value] of Object.entries(section)) {
-    if (key === "enabled" || key === "parent_based") out[key] = boolKey(key, value);
-    else if (key === "endpoint") out.endpoint = urlKey(key, value);
-    else if (key === "headers") out.headers = headersKey(key, value);
-    else if (key === "service_name") {
-      if (typeof value !== "string" || value.trim() === "") throw new ModuleConfigError(key, `expected a non-empty string, got ${JSON.stringify(value)}`);
-      out.service_name = value;
-    } else if (key === "sample_ratio") out.sample_ratio = numberKey(key, value, 0, 1);
-    else if (key === "max_queue_size") out.max_queue_size = intKey(key, value, 1, 1_000_000);
-    else if (key === "max_batch_size") out.max_batch_size = intKey(key, value, 1, 1_000_000);
-    else if (key === "batch_delay_ms") out.batch_delay_ms = intKey(key, value, 1, 60_000);
-    else if (key === "export_timeout_ms") out.export_timeout_ms = intKey(key, value, 100, 60_000);
-    else throw unknownKey(key, Object.keys(DEFAULTS));
+  const s = section as unknown as TracingSettings;
+  if (!/^https?:\/\/[^/\s]+(\/\S*)?$/.test(s.endpoint)) throw new ModuleConfigError("endpoint", `expected an http(s) URL such as "http://otel-collector:4318/v1/traces", got ${JSON.stringify(s.endpoint)}`);
+  for (const [name, value] of Object.entries(s.headers)) {
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) throw new ModuleConfigError(`headers.${name}`, "not a valid HTTP header name");
+    if (/[\r\n]/.test(value)) throw new ModuleConfigError(`headers.${name}`, "expected a one-line string");
   }
-  if (out.max_batch_size > out.max_queue_size) throw new ModuleConfigError("max_batch_size", `must not exceed max_queue_size (${out.max_queue_size}), got ${out.max_batch_size}`);
-  return out;
+  if (s.service_name.trim() === "") throw new ModuleConfigError("service_name", `expected a non-empty string, got ${JSON.stringify(s.service_name)}`);
+  if (s.max_batch_size > s.max_queue_size) throw new ModuleConfigError("max_batch_size", `must not exceed max_queue_size (${s.max_queue_size}), got ${s.max_batch_size}`);
+  return s;
 }

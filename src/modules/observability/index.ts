@@ -1,7 +1,7 @@
 // Tracing module (feature observability): one OpenTelemetry span per client request, parented to the application's trace context.
 
 import { HOOKS_API_VERSION, type ProxyModule, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
-import { configureTracing, type TracingSettings } from "./config.ts";
+import { config, configureTracing, type TracingSettings } from "./config.ts";
 import { RequestTracer } from "./tracer.ts";
 import { parseTraceParent, traceParentInSql, type TraceParent } from "./traceparent.ts";
 
@@ -26,6 +26,7 @@ const tracing: ProxyModule<TracingSettings> = {
   version: "0.1.0",
   apiVersion: HOOKS_API_VERSION,
 
+  config,
   configure: configureTracing,
 
   start(settings, host) {

@@ -1,6 +1,7 @@
-// The [query_analytics] config slice: keys, defaults and validation (errors name the key).
+// The [query_analytics] config section: keys, ranges and defaults, and the one check spanning a key's values.
 
 import { ModuleConfigError } from "../../core/hooks.ts";
+import { moduleConfig } from "../../config/schema.ts";
 
 export interface QueryAnalyticsSettings {
   enabled: boolean;
@@ -36,53 +37,21 @@ export const DEFAULTS: Readonly<QueryAnalyticsSettings> = {
   show_limit: 20,
 };
 
-type Check = (key: string, v: unknown) => boolean | number;
+export const config = moduleConfig<QueryAnalyticsSettings>("Per-fingerprint statistics, slow-query log and N+1 detection.", {
+  max_queries: { kind: "int", default: DEFAULTS.max_queries, min: 1, max: 1_000_000, doc: "Most (fingerprint, database, user) entries kept; the least used 5% go when it is full." },
+  slow_query_ms: { kind: "number", default: DEFAULTS.slow_query_ms, min: 0, max: 86_400_000, doc: "Requests at least this long (ms) go to the slow-query log (0 = log off)." },
+  slow_query_sample: { kind: "number", default: DEFAULTS.slow_query_sample, min: 0, max: 1, doc: "Share (0..1) of slow requests that are logged and kept." },
+  log_parameters: { kind: "bool", default: DEFAULTS.log_parameters, doc: "Log the client's text with its literals instead of the normalised text." },
+  max_slow_queries: { kind: "int", default: DEFAULTS.max_slow_queries, min: 0, max: 100_000, doc: "Slow requests kept for GET /queries/slow." },
+  n_plus_one_threshold: { kind: "int", default: DEFAULTS.n_plus_one_threshold, min: 0, max: 1_000_000, doc: "Same fingerprint from one session this many times within the window: an N+1 report (0 = off; else >= 2)." },
+  n_plus_one_window_ms: { kind: "number", default: DEFAULTS.n_plus_one_window_ms, min: 1, max: 3_600_000, doc: "Window (ms) of N+1 detection." },
+  max_n_plus_one_reports: { kind: "int", default: DEFAULTS.max_n_plus_one_reports, min: 1, max: 100_000, doc: "N+1 reports kept for GET /queries/n-plus-one." },
+  show_limit: { kind: "int", default: DEFAULTS.show_limit, min: 1, max: 10_000, doc: "Rows of SHOW QUERIES (top by total time)." },
+});
 
-const got = (v: unknown) => `, got ${JSON.stringify(v)}`;
-
-function bool(key: string, v: unknown): boolean {
-  if (typeof v !== "boolean") throw new ModuleConfigError(key, `expected true or false${got(v)}`);
-  return v;
-}
-
-function int(min: number, max: number): Check {
-  return (key, v) => {
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw new ModuleConfigError(key, `expected an integer ${min}..${max}${got(v)}`);
-    return v;
-  };
-}
-
-function num(min: number, max: number): Check {
-  return (key, v) => {
-    if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) throw new ModuleConfigError(key, `expected a number ${min}..${max}${got(v)}`);
-    return v;
-  };
-}
-
-const KEYS: Record<keyof QueryAnalyticsSettings, Check> = {
-  enabled: bool,
-  max_queries: int(1, 1_000_000),
-  slow_query_ms: num(0, 86_400_000),
-  slow_query_sample: num(0, 1),
-  log_parameters: bool,
-  max_slow_queries: int(0, 100_000),
-  n_plus_one_threshold: (key, v) => {
-    const n = int(0, 1_000_000)(key, v) as number;
-    if (n === 1) throw new ModuleConfigError(key, "expected 0 (off) or an integer >= 2, got 1");
-    return n;
-  },
-  n_plus_one_window_ms: num(1, 3_600_000),
-  max_n_plus_one_reports: int(1, 100_000),
-  show_limit: int(1, 10_000),
-};
-
-/** Validate a [query_analytics] section; unknown keys are errors. */
+/** Checks beyond each key's own range, on the validated section. */
 export function configure(section: Readonly<Record<string, unknown>>): QueryAnalyticsSettings {
-  const out: Record<string, unknown> = { ...DEFAULTS };
-  for (const [key, value] of Object.entries(section)) {
-    const check = Object.hasOwn(KEYS, key) ? KEYS[key as keyof QueryAnalyticsSettings] : undefined;
-    if (check === undefined) throw new ModuleConfigError(key, `unknown key (valid: ${Object.keys(KEYS).join(", ")})`);
-    out[key] = check(key, value);
-  }
-  return out as unknown as QueryAnalyticsSettings;
+  const s = section as unknown as QueryAnalyticsSettings;
+  if (s.n_plus_one_threshold === 1) throw new ModuleConfigError("n_plus_one_threshold", "expected 0 (off) or an integer >= 2, got 1");
+  return s;
 }

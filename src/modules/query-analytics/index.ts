@@ -1,7 +1,7 @@
 // Query analytics module: per-fingerprint calls, latency percentiles, rows and errors; slow-query log; N+1 detection; GET /queries and SHOW QUERIES.
 
 import { HOOKS_API_VERSION, type Hooks, type ProxyModule, type QueryCtx, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
-import { configure, type QueryAnalyticsSettings } from "./config.ts";
+import { config, configure, type QueryAnalyticsSettings } from "./config.ts";
 import { NPlusOneDetector } from "./n-plus-one.ts";
 import { RecentShapes } from "./recent.ts";
 import { shapeOf } from "./shapes.ts";
@@ -74,6 +74,7 @@ const queryAnalytics: ProxyModule<QueryAnalyticsSettings> = {
   feature: "query-analytics",
   version: "0.1.0",
   apiVersion: HOOKS_API_VERSION,
+  config,
   configure,
 
   start(settings, host) {

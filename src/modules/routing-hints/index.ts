@@ -3,7 +3,7 @@
 import { HOOKS_API_VERSION, type ProxyModule, type QueryCtx, type RouteHint } from "../../core/hooks.ts";
 import { parseHintsBytes } from "../../sql/hints.ts";
 import { loadParser } from "../../sql/classify.ts";
-import { boolKey, stringsKey, unknownKey } from "../config-keys.ts";
+import { moduleConfig } from "../../config/schema.ts";
 
 export interface RoutingHintsSettings {
   enabled: boolean;
@@ -13,7 +13,10 @@ export interface RoutingHintsSettings {
   node_hint_users: string[];
 }
 
-const DEFAULTS: RoutingHintsSettings = { enabled: true, allow_node_hints: true, node_hint_users: [] };
+export const config = moduleConfig<RoutingHintsSettings>("/*+ route=... node=... max_lag=... */ hints in SQL comments.", {
+  allow_node_hints: { kind: "bool", default: true, doc: "Whether node=<name> hints are obeyed at all." },
+  node_hint_users: { kind: "strings", default: [], doc: "Users whose node hints are obeyed (empty: every user)." },
+});
 
 /** Counters the tests and SHOW ROUTING_HINTS read. */
 export interface HintStats {
@@ -43,15 +46,7 @@ const routingHints: ProxyModule<RoutingHintsSettings> = {
   version: "0.1.0",
   apiVersion: HOOKS_API_VERSION,
 
-  configure(section) {
-    const out: RoutingHintsSettings = { ...DEFAULTS, node_hint_users: [] };
-    for (const [key, value] of Object.entries(section)) {
-      if (key === "enabled" || key === "allow_node_hints") out[key] = boolKey(key, value);
-      else if (key === "node_hint_users") out.node_hint_users = stringsKey(key, value, "user names");
-      else throw unknownKey(key, Object.keys(DEFAULTS));
-    }
-    return out;
-  },
+  config,
 
   async start(settings, host) {
     // Hinted reads are checked for writes by the parser even when the automatic split is off.

@@ -1,7 +1,7 @@
-// The [schema_routing] config slice: node groups, table/schema rules, workload classes and data temperature, validated key by key.
+// The [schema_routing] config section: node groups, table/schema rules, workload classes and data temperature, and the checks spanning them.
 
 import { ModuleConfigError } from "../../core/hooks.ts";
-import { boolKey, numberKey, unknownKey } from "../config-keys.ts";
+import { moduleConfig } from "../../config/schema.ts";
 
 /** Group names that need no [schema_routing.groups] entry: the router's own targets. */
 export const BUILTIN_GROUPS: readonly string[] = ["primary", "standby", "any"];
@@ -41,37 +41,55 @@ export interface SchemaRoutingSettings {
   temperature: TemperatureSettings;
 }
 
-const TOP_KEYS = ["enabled", "default_schema", "cache_size", "groups", "rules", "workloads", "temperature"];
-const RULE_KEYS = ["tables", "schemas", "group"];
-const TEMPERATURE_KEYS = ["cold_tables", "cold_group", "observe", "cold_after_secs", "max_tables"];
-
-const show = (v: unknown): string => (v !== null && typeof v === "object" && !Array.isArray(v) ? "a table" : JSON.stringify(v));
-const isTable = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date);
+const show = (v: unknown): string => JSON.stringify(v);
 const IDENT = /^[A-Za-z_][A-Za-z0-9_$]*$/;
 /** One part of a glob: no dots, spaces or double quotes (quoted names with those cannot be matched). */
 const GLOB_PART = /^[^.\s"]+$/;
 
-function int(key: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw new ModuleConfigError(key, `expected an integer ${min}..${max}, got ${show(v)}`);
-  return v;
-}
+export const config = moduleConfig<SchemaRoutingSettings>("Reads of chosen tables or schemas, cold data and workload classes go to node groups.", {
+  default_schema: { kind: "string", default: "public", doc: "Schema a bare table name is taken to be in when a rule names `schema.table`." },
+  cache_size: { kind: "int", default: 10_000, min: 16, max: 10_000_000, doc: "Query texts whose decision is remembered." },
+  groups: { kind: "map", item: { kind: "strings", doc: "Node names of the group." }, doc: "Node groups: name = [\"node\", ...] (primary, standby and any are built in)." },
+  rules: {
+    kind: "tables",
+    doc: "[[schema_routing.rules]]: reads touching these tables or schemas go to the group.",
+    fields: {
+      tables: { kind: "strings", default: [], doc: "Table globs: `name` (any schema) or `schema.name`; * and ? wildcards." },
+      schemas: { kind: "strings", default: [], doc: "Schema globs: every table of these schemas." },
+      group: { kind: "string", required: true, doc: "The group this rule's reads go to." },
+    },
+  },
+  workloads: {
+    kind: "table",
+    doc: "Workload class -> group its reads go to.",
+    fields: Object.fromEntries(WORKLOAD_CLASSES.map((c) => [c, { kind: "string", default: "", doc: `Group for ${c} reads ("" = no opinion).` }])),
+  },
+  temperature: {
+    kind: "table",
+    doc: "Data temperature: cold tables' reads go to cold_group.",
+    fields: {
+      cold_tables: { kind: "strings", default: [], doc: "Table globs that are always cold." },
+      cold_group: { kind: "string", default: "", doc: "Where cold reads go (\"\" when temperature is not used)." },
+      observe: { kind: "bool", default: false, doc: "Watch reads: a table not read for cold_after_secs is cold." },
+      cold_after_secs: { kind: "number", default: 3600, min: 0.001, max: 31_536_000, doc: "Seconds without reads after which an observed table is cold." },
+      max_tables: { kind: "int", default: 10_000, min: 16, max: 10_000_000, doc: "Most tables whose reads are tracked." },
+    },
+  },
+});
 
 /** Check a glob: `name` or `schema.name`, each part non-empty. */
-function checkPattern(key: string, v: unknown, schemaOnly = false): string {
-  if (typeof v !== "string") throw new ModuleConfigError(key, `expected a ${schemaOnly ? "schema" : "table"} pattern string, got ${show(v)}`);
+function checkPattern(key: string, v: string, schemaOnly = false): string {
   const parts = v.split(".");
   if (parts.length > (schemaOnly ? 1 : 2) || !parts.every((p) => GLOB_PART.test(p)))
     throw new ModuleConfigError(key, schemaOnly ? `expected a schema name or glob such as "analytics" or "tenant_*", got ${show(v)}` : `expected "table" or "schema.table" (globs with * and ?), got ${show(v)}`);
   return v;
 }
 
-function patterns(key: string, v: unknown, schemaOnly = false): string[] {
-  if (!Array.isArray(v)) throw new ModuleConfigError(key, `expected an array of ${schemaOnly ? "schema" : "table"} patterns, got ${show(v)}`);
+function patterns(key: string, v: readonly string[], schemaOnly = false): string[] {
   return v.map((p, i) => checkPattern(`${key}.${i}`, p, schemaOnly));
 }
 
-function groupRef(key: string, v: unknown, groups: Record<string, string[]>): string {
-  if (typeof v !== "string") throw new ModuleConfigError(key, `expected a group name, got ${show(v)}`);
+function groupRef(key: string, v: string, groups: Record<string, string[]>): string {
   if (!Object.hasOwn(groups, v) && !BUILTIN_GROUPS.includes(v)) {
     const known = [...Object.keys(groups), ...BUILTIN_GROUPS].join(", ");
     throw new ModuleConfigError(key, `unknown group ${JSON.stringify(v)} (groups: ${known})`);
@@ -79,118 +97,41 @@ function groupRef(key: string, v: unknown, groups: Record<string, string[]>): st
   return v;
 }
 
-function parseGroups(v: unknown): Record<string, string[]> {
-  if (!isTable(v)) throw new ModuleConfigError("groups", `expected a table of group = ["node", ...], got ${show(v)}`);
-  const out: Record<string, string[]> = {};
-  for (const [name, nodes] of Object.entries(v)) {
+function checkGroups(groups: Record<string, string[]>): void {
+  for (const [name, nodes] of Object.entries(groups)) {
     const key = `groups.${name}`;
     if (BUILTIN_GROUPS.includes(name)) throw new ModuleConfigError(key, `"${name}" is a built-in group (primary, standby, any); choose another name`);
     if (!IDENT.test(name)) throw new ModuleConfigError(key, `expected a group name of letters, digits and _, got ${JSON.stringify(name)}`);
-    if (!Array.isArray(nodes) || nodes.length === 0) throw new ModuleConfigError(key, `expected a non-empty array of node names, got ${show(nodes)}`);
-    out[name] = nodes.map((n, i) => {
-      if (typeof n !== "string" || n === "") throw new ModuleConfigError(`${key}.${i}`, `expected a node name, got ${show(n)}`);
-      return n;
+    if (nodes.length === 0) throw new ModuleConfigError(key, "expected a non-empty array of node names, got []");
+    nodes.forEach((n, i) => {
+      if (n === "") throw new ModuleConfigError(`${key}.${i}`, `expected a node name, got ""`);
     });
   }
-  return out;
 }
 
-function parseRule(i: number, v: unknown, groups: Record<string, string[]>): RuleSettings {
+function checkRule(i: number, rule: RuleSettings, groups: Record<string, string[]>): RuleSettings {
   const at = `rules.${i}`;
-  if (!isTable(v)) throw new ModuleConfigError(at, `expected a [[schema_routing.rules]] table, got ${show(v)}`);
-  const rule: RuleSettings = { tables: [], schemas: [], group: "" };
-  for (const [key, value] of Object.entries(v)) {
-    if (key === "tables") rule.tables = patterns(`${at}.tables`, value);
-    else if (key === "schemas") rule.schemas = patterns(`${at}.schemas`, value, true);
-    else if (key === "group") rule.group = groupRef(`${at}.group`, value, groups);
-    else throw unknownKey(`${at}.${key}`, RULE_KEYS);
-  }
-  if (rule.group === "") throw new ModuleConfigError(`${at}.group`, "required: the group this rule's reads go to");
+  patterns(`${at}.tables`, rule.tables);
+  patterns(`${at}.schemas`, rule.schemas, true);
+  groupRef(`${at}.group`, rule.group, groups);
   if (rule.tables.length + rule.schemas.length === 0) throw new ModuleConfigError(`${at}.tables`, "a rule needs at least one table or schema pattern");
   return rule;
 }
 
-function parseWorkloads(v: unknown, groups: Record<string, string[]>): Partial<Record<WorkloadClass, string>> {
-  if (!isTable(v)) throw new ModuleConfigError("workloads", `expected a table of class = "group", got ${show(v)}`);
-  const out: Partial<Record<WorkloadClass, string>> = {};
-  for (const [key, value] of Object.entries(v)) {
-    if (!(WORKLOAD_CLASSES as readonly string[]).includes(key)) throw unknownKey(`workloads.${key}`, WORKLOAD_CLASSES);
-    out[key as WorkloadClass] = groupRef(`workloads.${key}`, value, groups);
-  }
-  return out;
-}
-
-function parseTemperature(v: unknown, groups: Record<string, string[]>): TemperatureSettings {
-  if (!isTable(v)) throw new ModuleConfigError("temperature", `expected a [schema_routing.temperature] table, got ${show(v)}`);
-  const t: TemperatureSettings = { ...DEFAULT_TEMPERATURE, cold_tables: [] };
-  for (const [key, value] of Object.entries(v)) {
-    const k = `temperature.${key}`;
-    switch (key) {
-      case "cold_tables":
-        t.cold_tables = patterns(k, value);
-        break;
-      case "cold_group":
-        t.cold_group = groupRef(k, value, groups);
-        break;
-      case "observe":
-        t.observe = boolKey(k, value);
-        break;
-      case "cold_after_secs":
-        t.cold_after_secs = numberKey(k, value, 0.001, 31_536_000);
-        break;
-      case "max_tables":
-        t.max_tables = int(k, value, 16, 10_000_000);
-        break;
-      default:
-        throw unknownKey(k, TEMPERATURE_KEYS);
-    }
-  }
-  if (t.cold_group === "" && (t.observe || t.cold_tables.length > 0))
-    throw new ModuleConfigError("temperature.cold_group", "required when cold_tables is set or observe = true: the group cold reads go to");
-  return t;
-}
-
-const DEFAULT_TEMPERATURE: TemperatureSettings = { cold_tables: [], cold_group: "", observe: false, cold_after_secs: 3600, max_tables: 10_000 };
-
-/** Validate the [schema_routing] section; throws ModuleConfigError naming the dotted key ("rules.0.group"). */
+/** Checks spanning keys of the validated [schema_routing] section (patterns, group references); throws ModuleConfigError naming the dotted key ("rules.0.group"). */
 export function parseSettings(section: Readonly<Record<string, unknown>>): SchemaRoutingSettings {
-  const out: SchemaRoutingSettings = {
-    enabled: true,
-    default_schema: "public",
-    cache_size: 10_000,
-    groups: {},
-    rules: [],
-    workloads: {},
-    temperature: { ...DEFAULT_TEMPERATURE, cold_tables: [] },
-  };
-  for (const key of Object.keys(section)) if (!TOP_KEYS.includes(key)) throw unknownKey(key, TOP_KEYS);
-  // Groups first: the other keys refer to them.
-  if (section.groups !== undefined) out.groups = parseGroups(section.groups);
-  for (const [key, value] of Object.entries(section)) {
-    switch (key) {
-      case "enabled":
-        out.enabled = boolKey(key, value);
-        break;
-      case "default_schema":
-        if (typeof value !== "string" || !GLOB_PART.test(value) || /[*?]/.test(value)) throw new ModuleConfigError(key, `expected a schema name, got ${show(value)}`);
-        out.default_schema = value;
-        break;
-      case "cache_size":
-        out.cache_size = int(key, value, 16, 10_000_000);
-        break;
-      case "rules":
-        if (!Array.isArray(value)) throw new ModuleConfigError(key, `expected [[schema_routing.rules]] entries, got ${show(value)}`);
-        out.rules = value.map((r, i) => parseRule(i, r, out.groups));
-        break;
-      case "workloads":
-        out.workloads = parseWorkloads(value, out.groups);
-        break;
-      case "temperature":
-        out.temperature = parseTemperature(value, out.groups);
-        break;
-    }
-  }
-  return out;
+  const s = section as unknown as SchemaRoutingSettings & { workloads: Record<WorkloadClass, string> };
+  if (!GLOB_PART.test(s.default_schema) || /[*?]/.test(s.default_schema)) throw new ModuleConfigError("default_schema", `expected a schema name, got ${show(s.default_schema)}`);
+  checkGroups(s.groups);
+  s.rules.forEach((rule, i) => checkRule(i, rule, s.groups));
+  const workloads: Partial<Record<WorkloadClass, string>> = {};
+  for (const c of WORKLOAD_CLASSES) if (s.workloads[c] !== "") workloads[c] = groupRef(`workloads.${c}`, s.workloads[c], s.groups);
+  const t = s.temperature;
+  patterns("temperature.cold_tables", t.cold_tables);
+  if (t.cold_group !== "") groupRef("temperature.cold_group", t.cold_group, s.groups);
+  else if (t.observe || t.cold_tables.length > 0)
+    throw new ModuleConfigError("temperature.cold_group", "required when cold_tables is set or observe = true: the group cold reads go to");
+  return { ...s, workloads };
 }
 
 /**

@@ -3,7 +3,7 @@
 import { HOOKS_API_VERSION, type ModuleHost, type ProxyModule, type ShowResult } from "../../core/hooks.ts";
 import { clock } from "../../core/clock.ts";
 import { loadParser } from "../../sql/classify.ts";
-import { parseSettings, WORKLOAD_CLASSES, type SchemaRoutingSettings } from "./config.ts";
+import { config, parseSettings, WORKLOAD_CLASSES, type SchemaRoutingSettings } from "./config.ts";
 import { REASONS, SchemaRouter } from "./router.ts";
 
 export type { SchemaRoutingSettings } from "./config.ts";
@@ -82,6 +82,7 @@ const schemaRouting: ProxyModule<SchemaRoutingSettings> = {
   version: "0.1.0",
   apiVersion: HOOKS_API_VERSION,
 
+  config,
   configure: parseSettings,
 
   async start(settings, host) {

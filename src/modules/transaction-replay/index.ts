@@ -2,54 +2,58 @@
 
 import { DEFAULT_REPLAY_SETTINGS, type JournalView, type RecoveryRecord, type ReplayRegistry, type ReplaySettings } from "../../cluster/ha/replay-registry.ts";
 import { HOOKS_API_VERSION, ModuleConfigError, type ProxyModule, type ShowResult } from "../../core/hooks.ts";
-import { boolKey, stringsKey, unknownKey } from "../config-keys.ts";
+import { moduleConfig } from "../../config/schema.ts";
 
 export interface TransactionReplaySettings {
   enabled: boolean;
   replay: ReplaySettings;
 }
 
-const KEYS = ["enabled", "max_journal_bytes", "max_attempts", "max_replay_secs", "volatile_functions", "journal_parameters", "retain", "retry_conflicts"];
+/** The section under its config names. */
+interface ReplaySection {
+  enabled: boolean;
+  max_journal_bytes: number;
+  max_attempts: number;
+  max_replay_secs: number;
+  volatile_functions: string[];
+  journal_parameters: boolean;
+  retain: number;
+  retry_conflicts: boolean;
+}
+
+const D = DEFAULT_REPLAY_SETTINGS;
 const FUNCTION_NAME = /^[a-z_][a-z0-9_]*$/;
 
-function intKey(key: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`;
-    throw new ModuleConfigError(key, `expected an integer ${range}, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
+export const config = moduleConfig<ReplaySection>("Transaction journal, replay on the new primary after a failover, session migration.", {
+  max_journal_bytes: { kind: "int", default: D.maxJournalBytes, min: 1024, max: Number.MAX_SAFE_INTEGER, doc: "Bytes of client messages one open transaction may journal; past it the transaction is not replayable." },
+  max_attempts: { kind: "int", default: D.maxAttempts, min: 1, max: 100, doc: "Recovery attempts per lost server connection." },
+  max_replay_secs: { kind: "number", default: D.maxReplaySecs, min: 0, minExclusive: true, max: 3600, doc: "Seconds a recovery may take from the lost connection to the replayed last statement." },
+  volatile_functions: { kind: "strings", default: D.volatileFunctions, doc: "Functions whose results differ on a second run: a transaction that called one is not replayed." },
+  journal_parameters: { kind: "bool", default: D.journalParameters, doc: "Show parameter values of journaled statements at GET /journal (off: only their count)." },
+  retain: { kind: "int", default: D.retain, min: 0, max: 10_000, doc: "Finished recoveries kept for GET /journal." },
+  retry_conflicts: { kind: "bool", default: D.retryConflicts, doc: "Roll back and replay a transaction that fails with a deadlock or serialization failure." },
+});
 
-function secondsKey(key: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > 3600) throw new ModuleConfigError(key, `expected a number of seconds > 0 and <= 3600, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** Function names, lower-cased; each a plain identifier (no schema, no quotes). */
-function functionsKey(key: string, v: unknown): string[] {
-  return stringsKey(key, v, "function names").map((name, i) => {
+/** Settings from the validated section; function names lower-cased, each a plain identifier (no schema, no quotes). */
+export function configure(section: Readonly<Record<string, unknown>>): TransactionReplaySettings {
+  const s = section as unknown as ReplaySection;
+  const volatileFunctions = s.volatile_functions.map((name, i) => {
     const lower = name.toLowerCase();
-    if (!FUNCTION_NAME.test(lower)) throw new ModuleConfigError(`${key}.${i}`, `expected a function name of letters, digits and _, got ${JSON.stringify(name)}`);
+    if (!FUNCTION_NAME.test(lower)) throw new ModuleConfigError(`volatile_functions.${i}`, `expected a function name of letters, digits and _, got ${JSON.stringify(name)}`);
     return lower;
   });
-}
-
-/** Validate a [transaction_replay] section; unknown keys are errors. */
-export function configure(section: Readonly<Record<string, unknown>>): TransactionReplaySettings {
-  const r: ReplaySettings = { ...DEFAULT_REPLAY_SETTINGS };
-  let enabled = true;
-  for (const [key, v] of Object.entries(section)) {
-    if (key === "enabled") enabled = boolKey(key, v);
-    else if (key === "max_journal_bytes") r.maxJournalBytes = intKey(key, v, 1024, Number.MAX_SAFE_INTEGER);
-    else if (key === "max_attempts") r.maxAttempts = intKey(key, v, 1, 100);
-    else if (key === "max_replay_secs") r.maxReplaySecs = secondsKey(key, v);
-    else if (key === "volatile_functions") r.volatileFunctions = functionsKey(key, v);
-    else if (key === "journal_parameters") r.journalParameters = boolKey(key, v);
-    else if (key === "retain") r.retain = intKey(key, v, 0, 10_000);
-    else if (key === "retry_conflicts") r.retryConflicts = boolKey(key, v);
-    else throw unknownKey(key, KEYS);
-  }
-  return { enabled, replay: r };
+  return {
+    enabled: s.enabled,
+    replay: {
+      maxJournalBytes: s.max_journal_bytes,
+      maxAttempts: s.max_attempts,
+      maxReplaySecs: s.max_replay_secs,
+      volatileFunctions,
+      journalParameters: s.journal_parameters,
+      retain: s.retain,
+      retryConflicts: s.retry_conflicts,
+    },
+  };
 }
 
 /** The settings under their config names. */
@@ -100,6 +104,7 @@ const transactionReplay: ProxyModule<TransactionReplaySettings> = {
   feature: "ha-tr",
   version: "0.1.0",
   apiVersion: HOOKS_API_VERSION,
+  config,
   configure,
 
   start(settings, host) {

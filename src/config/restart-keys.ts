@@ -1,6 +1,6 @@
 // Settings a reload cannot apply to a running proxy (bound at start): named in a warning when a reload changes them.
 
-import type { HeliosConfig } from "../config/types.ts";
+import type { HeliosConfig } from "./types.ts";
 
 /** Flat config keys (as SHOW CONFIG names them) that only take effect after a restart. */
 export const RESTART_KEYS = [
