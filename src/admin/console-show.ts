@@ -8,7 +8,7 @@ import type { Pool } from "../server/pool.ts";
 import { anythingPaused, isPaused } from "../core/pause.ts";
 import { columns, type Cell, type ResultSet } from "./console-wire.ts";
 
-const VERSION = (require("../../package.json") as { version: string }).version;
+export const VERSION = (require("../../package.json") as { version: string }).version;
 export const VERSION_STRING = `HeliosProxy ${VERSION}`;
 
 /** Every pool in a stable order: database, user, node. */
@@ -136,14 +136,10 @@ export function showServers(ctx: ProxyContext): ResultSet {
 
 // ---- SHOW STATS and friends -----------------------------------------------------------
 
-interface Totals {
-  assignments: number;
-  xacts: number;
-  queries: number;
-  received: number;
-  sent: number;
-  waitUs: number;
-}
+/** PgBouncer's SHOW STATS counters, in its column order (times in microseconds). */
+const TOTAL_KEYS = ["assignments", "xacts", "queries", "received", "sent", "xactUs", "queryUs", "waitUs", "clientParses", "serverParses", "binds"] as const;
+export type TotalKey = (typeof TOTAL_KEYS)[number];
+type Totals = Record<TotalKey, number>;
 
 interface Snapshot {
   at: number;
@@ -155,12 +151,17 @@ const STATS_PERIOD_MS = 60_000;
 const history = new WeakMap<ProxyContext, Snapshot[]>();
 
 function zero(): Totals {
-  return { assignments: 0, xacts: 0, queries: 0, received: 0, sent: 0, waitUs: 0 };
+  return Object.fromEntries(TOTAL_KEYS.map((k) => [k, 0])) as Totals;
+}
+
+/** Counters of the client pools by database (the proxy's own auth_query pools are not client traffic, and come and go). */
+export function statsByDatabase(ctx: ProxyContext): Map<string, Totals> {
+  return collect(ctx).byDb;
 }
 
 function collect(ctx: ProxyContext): Snapshot {
   const byDb = new Map<string, Totals>();
-  for (const p of ctx.allPools()) {
+  for (const p of ctx.clientPools()) {
     let t = byDb.get(p.database);
     if (t === undefined) byDb.set(p.database, (t = zero()));
     const st = p.stats;
@@ -170,8 +171,14 @@ function collect(ctx: ProxyContext): Snapshot {
     t.queries += st.queryCount;
     t.received += st.bytesIn;
     t.sent += st.bytesOut;
+    t.xactUs += st.xactTimeUs;
+    t.queryUs += st.queryTimeUs;
     t.waitUs += st.totalWaitUs;
+    t.clientParses += st.clientParseCount;
+    t.serverParses += st.serverParseCount;
+    t.binds += st.bindCount;
   }
+  for (const t of byDb.values()) for (const k of ["xactUs", "queryUs", "waitUs"] as const) t[k] = Math.round(t[k]);
   return { at: performance.now(), byDb };
 }
 
@@ -191,28 +198,30 @@ export function sampleStats(ctx: ProxyContext): { now: Snapshot; base: Snapshot 
   return { now: cur, base };
 }
 
-/** Per-second rates (wait: per transaction) of the same counters. */
-type Averages = Totals;
-
-function averages(cur: Totals, old: Totals | undefined, ms: number): Averages {
+/**
+ * As PgBouncer: counts and bytes per second; xact_time, query_time per transaction and query,
+ * wait_time per server assignment (microseconds).
+ */
+function averages(cur: Totals, old: Totals | undefined, ms: number): Totals {
   const o = old ?? zero();
-  const d = (k: keyof Totals) => Math.max(0, cur[k] - o[k]);
-  const perSec = (k: keyof Totals) => (ms > 0 ? (d(k) * 1000) / ms : 0);
-  const assigned = d("assignments");
-  return {
-    assignments: perSec("assignments"),
-    xacts: perSec("xacts"),
-    queries: perSec("queries"),
-    received: perSec("received"),
-    sent: perSec("sent"),
-    waitUs: assigned > 0 ? d("waitUs") / assigned : 0,
-  };
+  const d = (k: TotalKey) => Math.max(0, cur[k] - o[k]);
+  const per = (k: TotalKey, n: TotalKey) => (d(n) > 0 ? Math.round(d(k) / d(n)) : 0);
+  const out = zero();
+  for (const k of TOTAL_KEYS) out[k] = ms > 0 ? Math.round((d(k) * 1000) / ms) : 0;
+  out.xactUs = per("xactUs", "xacts");
+  out.queryUs = per("queryUs", "queries");
+  out.waitUs = per("waitUs", "assignments");
+  return out;
 }
 
-const TOTAL_NAMES = "server_assignment_count:i xact_count:i query_count:i";
-const STATS_COLUMNS = columns(`database total_server_assignment_count:i total_xact_count:i total_query_count:i total_received:i total_sent:i
-  total_wait_time:i avg_server_assignment_count:i avg_xact_count:i avg_query_count:i avg_recv:i avg_sent:i avg_wait_time:i`);
-const STATS_PART_COLUMNS = columns(`database ${TOTAL_NAMES} bytes_received:i bytes_sent:i wait_time:i`);
+/** Column stems in TOTAL_KEYS order, as PgBouncer names them in SHOW STATS_TOTALS. */
+const STEMS = ["server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time", "wait_time",
+  "client_parse_count", "server_parse_count", "bind_count"];
+/** SHOW STATS and SHOW TOTALS say received/sent (total_) and recv/sent (avg_) where the parts say bytes_received/bytes_sent. */
+const statsName = (prefix: "total" | "avg", stem: string) =>
+  stem === "bytes_received" ? (prefix === "total" ? "total_received" : "avg_recv") : stem === "bytes_sent" ? `${prefix}_sent` : `${prefix}_${stem}`;
+const STATS_COLUMNS = columns(`database ${["total", "avg"].flatMap((p) => STEMS.map((st) => `${statsName(p as "total" | "avg", st)}:i`)).join(" ")}`);
+const STATS_PART_COLUMNS = columns(`database ${STEMS.map((st) => `${st}:i`).join(" ")}`);
 const NAME_VALUE_COLUMNS = columns("name value:i");
 
 function statsRows(ctx: ProxyContext, which: "all" | "totals" | "averages"): Cell[][] {
@@ -221,8 +230,8 @@ function statsRows(ctx: ProxyContext, which: "all" | "totals" | "averages"): Cel
   return [...now.byDb.keys()].sort(cmp).map((db): Cell[] => {
     const t = now.byDb.get(db)!;
     const a = averages(t, base.byDb.get(db), ms);
-    const totals = [t.assignments, t.xacts, t.queries, t.received, t.sent, t.waitUs];
-    const avgs = [a.assignments, a.xacts, a.queries, a.received, a.sent, a.waitUs];
+    const totals = TOTAL_KEYS.map((k) => t[k]);
+    const avgs = TOTAL_KEYS.map((k) => a[k]);
     return [db, ...(which === "all" ? [...totals, ...avgs] : which === "totals" ? totals : avgs)];
   });
 }
@@ -236,15 +245,15 @@ export function showTotals(ctx: ProxyContext): ResultSet {
   const { now, base } = sampleStats(ctx);
   const sum = (s: Snapshot) => {
     const t = zero();
-    for (const x of s.byDb.values()) for (const k of Object.keys(t) as (keyof Totals)[]) t[k] += x[k];
+    for (const x of s.byDb.values()) for (const k of TOTAL_KEYS) t[k] += x[k];
     return t;
   };
   const t = sum(now);
   const a = averages(t, sum(base), now.at - base.at);
-  const names = ["server_assignment_count", "xact_count", "query_count", "received", "sent", "wait_time"];
-  const tv = [t.assignments, t.xacts, t.queries, t.received, t.sent, t.waitUs];
-  const av = [a.assignments, a.xacts, a.queries, a.received, a.sent, a.waitUs];
-  const rows: Cell[][] = [...names.map((n, i) => [`total_${n}`, tv[i]!]), ...names.map((n, i) => [`avg_${n}`, av[i]!])];
+  const rows: Cell[][] = [
+    ...TOTAL_KEYS.map((k, i) => [statsName("total", STEMS[i]!), t[k]]),
+    ...TOTAL_KEYS.map((k, i) => [statsName("avg", STEMS[i]!), a[k]]),
+  ];
   return { columns: NAME_VALUE_COLUMNS, rows };
 }
 

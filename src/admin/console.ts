@@ -74,6 +74,14 @@ const SHOWS: Record<string, (ctx: ProxyContext) => ResultSet> = {
   state: showState,
 };
 
+/** PgBouncer SHOW targets with nothing behind them here: refused with 0A000 and what to use instead. */
+const SHOWS_REFUSED: Record<string, string> = {
+  mem: "HeliosProxy keeps no PgBouncer-style slab caches; process memory is in GET /metrics (process_resident_memory_bytes)",
+  fds: "HeliosProxy has no online restart (takeover) that passes sockets on; open descriptors are in GET /metrics (process_open_fds)",
+  dns_hosts: "HeliosProxy keeps no DNS cache: node host names are resolved by the system resolver on each server connect",
+  dns_zones: "HeliosProxy keeps no DNS cache: node host names are resolved by the system resolver on each server connect",
+};
+
 /** Session settings some drivers SET on connect: accepted and ignored, as PgBouncer does. */
 const IGNORED_SETTINGS = new Set(["client_encoding", "default_transaction_isolation", "standard_conforming_strings", "datestyle", "timezone", "extra_float_digits", "application_name"]);
 
@@ -122,6 +130,8 @@ const COMMANDS: Record<string, Command> = {
       const show = SHOWS[what];
       if (show !== undefined) return writeResult(inv.w, show(inv.console.ctx));
       const fromModule = inv.console.ctx.moduleShows.get(what);
+      const refused = SHOWS_REFUSED[what];
+      if (fromModule === undefined && refused !== undefined) throw ConsoleErrors.unsupported(`SHOW ${what.toUpperCase()}`, refused);
       if (fromModule === undefined) throw ConsoleErrors.unknownShow(arg!.text);
       writeResult(inv.w, typedResult(fromModule()));
     },

@@ -4,6 +4,9 @@ import { Counter, Gauge, Registry } from "prom-client";
 import type { ProxyContext } from "../core/context.ts";
 import { isPaused } from "../core/pause.ts";
 import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from "../core/latency.ts";
+import { buildProfile } from "../modules/index.ts";
+import { pgbouncerMetrics } from "./metrics-pgbouncer.ts";
+import { VERSION } from "./console-show.ts";
 
 type Labels = Record<string, string>;
 
@@ -103,8 +106,8 @@ type Mirror = (name: string, help: string, labelNames: string[], read: () => { l
 function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void {
   const registers = [registry];
   const history = () => ctx.failover?.history() ?? [];
-  mirror("heliosproxy_failovers_total", "Failovers and switchovers by kind, trigger and result (last 100 kept)", ["kind", "trigger", "result"], () =>
-    sumBy(history(), (r) => ({ kind: r.kind, trigger: r.trigger, result: r.result }), () => 1),
+  mirror("heliosproxy_failovers_total", "Failovers and switchovers that finished since start, by kind, trigger and result", ["kind", "trigger", "result"], () =>
+    (ctx.failover?.finished() ?? []).map(({ kind, trigger, result, count }) => ({ labels: { kind, trigger, result }, value: count })),
   );
   mirror("heliosproxy_switchover_buffer_requests_total", "Requests held for the primary while it changed, by outcome", ["outcome"], () => [
     { labels: { outcome: "released" }, value: ctx.buffer.stats.released },
@@ -141,6 +144,13 @@ export function createMetrics(ctx: ProxyContext): Registry {
   const registry = new Registry();
   for (const collect of PROCESS_COLLECTORS) collect(registry);
   const registers = [registry];
+
+  new Gauge({
+    name: "heliosproxy_build_info",
+    help: "Always 1: the running version, build profile and Bun version as labels",
+    labelNames: ["version", "profile", "bun_version"],
+    registers,
+  }).set({ version: VERSION, profile: buildProfile(), bun_version: Bun.version }, 1);
 
   new Gauge({
     name: "heliosproxy_client_connections",
@@ -207,19 +217,22 @@ export function createMetrics(ctx: ProxyContext): Registry {
       },
     });
 
-  mirror("heliosproxy_queries_total", "Requests answered by servers (ReadyForQuery relayed)", ["node"], () =>
-    sumBy(ctx.clientPools(), (p) => ({ node: p.node }), (p) => p.stats.queryCount),
-  );
-  mirror("heliosproxy_transactions_total", "Server leases completed (transactions in transaction mode)", ["node"], () =>
-    sumBy(ctx.clientPools(), (p) => ({ node: p.node }), (p) => p.stats.xactCount),
-  );
-  mirror("heliosproxy_bytes_total", "Bytes relayed: in = clients to servers, out = servers to clients", ["node", "direction"], () => [
-    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, direction: "in" }), (p) => p.stats.bytesIn),
-    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, direction: "out" }), (p) => p.stats.bytesOut),
+  // Per node and database: client pools are never dropped, so these sums only grow.
+  const byNodeDb = (value: (p: ReturnType<ProxyContext["clientPools"]> extends IterableIterator<infer P> ? P : never) => number) => () =>
+    sumBy(ctx.clientPools(), (p) => ({ node: p.node, database: p.database }), value);
+  mirror("heliosproxy_queries_total", "Requests answered by servers (ReadyForQuery relayed)", ["node", "database"], byNodeDb((p) => p.stats.queryCount));
+  mirror("heliosproxy_transactions_total", "Server leases completed (transactions in transaction mode)", ["node", "database"], byNodeDb((p) => p.stats.xactCount));
+  mirror("heliosproxy_query_time_seconds_total", "Time servers spent on client requests (first message to ReadyForQuery)", ["node", "database"],
+    byNodeDb((p) => p.stats.queryTimeUs / 1e6));
+  mirror("heliosproxy_transaction_time_seconds_total", "Time servers spent in client transactions (first request to ReadyForQuery idle)", ["node", "database"],
+    byNodeDb((p) => p.stats.xactTimeUs / 1e6));
+  mirror("heliosproxy_bytes_total", "Bytes relayed: in = clients to servers, out = servers to clients", ["node", "database", "direction"], () => [
+    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, database: p.database, direction: "in" }), (p) => p.stats.bytesIn),
+    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, database: p.database, direction: "out" }), (p) => p.stats.bytesOut),
   ]);
-  mirror("heliosproxy_errors_total", "ErrorResponses relayed to clients, by node and SQLSTATE", ["node", "sqlstate"], () => {
+  mirror("heliosproxy_errors_total", "ErrorResponses relayed to clients, by node, database and SQLSTATE", ["node", "database", "sqlstate"], () => {
     const out: { labels: Labels; value: number }[] = [];
-    for (const p of ctx.clientPools()) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, sqlstate }, value: n });
+    for (const p of ctx.clientPools()) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, database: p.database, sqlstate }, value: n });
     return sumBy(out, (x) => x.labels, (x) => x.value);
   });
   latencyHistogram(ctx, registry);
@@ -265,5 +278,6 @@ export function createMetrics(ctx: ProxyContext): Registry {
     },
   });
 
+  pgbouncerMetrics(ctx, registry);
   return registry;
 }

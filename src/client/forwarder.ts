@@ -505,6 +505,7 @@ export class RequestForwarder {
           break;
         }
         case Fe.Parse: {
+          server.stats.clientParseCount++;
           const nameEnd = b.indexOf(0, pos + 5);
           if (nameEnd < 0 || nameEnd >= msgEnd) {
             server.expect(Pending.Parse);
@@ -565,6 +566,7 @@ export class RequestForwarder {
           continue;
         }
         case Fe.Bind: {
+          server.stats.bindCount++;
           this.midRequest = true;
           if (pooled) {
             const portalEnd = b.indexOf(0, pos + 5);

@@ -84,6 +84,7 @@ const FENCE_SQL = [
 
 export class FailoverController {
   private readonly records: FailoverRecord[] = [];
+  private readonly finishedCounts = new Map<string, { kind: FailoverKind; trigger: "auto" | "api"; result: FailoverResult; count: number }>();
   private nextId = 1;
   private running: FailoverRecord | null = null;
   /** Why operator attention is needed ("" when all is well). */
@@ -96,6 +97,11 @@ export class FailoverController {
 
   history(): readonly FailoverRecord[] {
     return this.records;
+  }
+
+  /** Failovers and switchovers finished since start, counted by kind, trigger and result (never trimmed, unlike history). */
+  finished(): { kind: FailoverKind; trigger: "auto" | "api"; result: FailoverResult; count: number }[] {
+    return [...this.finishedCounts.values()];
   }
 
   get inProgress(): FailoverRecord | null {
@@ -325,6 +331,10 @@ export class FailoverController {
 
   private close(rec: FailoverRecord, result: FailoverResult, reason: string): void {
     rec.result = result;
+    const key = `${rec.kind}|${rec.trigger}|${result}`;
+    const counted = this.finishedCounts.get(key);
+    if (counted) counted.count++;
+    else this.finishedCounts.set(key, { kind: rec.kind, trigger: rec.trigger, result, count: 1 });
     if (result !== "done") rec.reason = reason;
     rec.duration_ms = this.elapsed(rec);
     this.step(rec, result === "done" ? "done" : `${result}: ${reason}`);

@@ -81,9 +81,21 @@ export interface ConnectionStats {
   latency: LatencyHistogram;
   /** ErrorResponses relayed to clients, by SQLSTATE. */
   errors: Map<string, number>;
+  /** Microseconds servers spent on client requests (first message to ReadyForQuery), and in transactions (first request to ReadyForQuery idle). */
+  queryTimeUs: number;
+  xactTimeUs: number;
+  /** Parse messages clients sent, Parse messages sent to servers (the proxy's own included), Bind messages clients sent. */
+  clientParseCount: number;
+  serverParseCount: number;
+  bindCount: number;
 }
 
-const NO_STATS: ConnectionStats = { queryCount: 0, bytesIn: 0, bytesOut: 0, latency: new LatencyHistogram(), errors: new Map() };
+/** Fresh zeroed counters. */
+export function connectionStats(): ConnectionStats {
+  return { queryCount: 0, bytesIn: 0, bytesOut: 0, latency: new LatencyHistogram(), errors: new Map(), queryTimeUs: 0, xactTimeUs: 0, clientParseCount: 0, serverParseCount: 0, bindCount: 0 };
+}
+
+const NO_STATS: ConnectionStats = connectionStats();
 
 /** Hands closed or failed connections back to whoever owns them (the pool). */
 export interface ServerOwner {
@@ -161,6 +173,9 @@ export class ServerConnection implements BackpressureTarget {
   /** Latency sampling: requests since the last sample, and when the sampled one started (0: none). */
   private sampleTick = 0;
   private sampledAt = 0;
+  /** When the client request in progress started, and the transaction it is part of (0: none); for query_time/xact_time. */
+  private requestSince = 0;
+  private xactSince = 0;
   /** ErrorResponses relayed so far (lets a client tell whether its SETs succeeded). */
   errors = 0;
   /** Bytes of an oversized DataRow/CopyData still streaming straight to the client. */
@@ -422,6 +437,7 @@ export class ServerConnection implements BackpressureTarget {
           pos = msgEnd;
           if (holdReady) {
             this.stats.queryCount++;
+            if (this.owed === 0) this.requestEnded(status, performance.now());
             continue;
           }
           // The proxy's own statement ended: what was held back goes before anyone reacts.
@@ -433,11 +449,15 @@ export class ServerConnection implements BackpressureTarget {
           }
           if (!drop) {
             this.stats.queryCount++;
-            if (this.sampledAt !== 0 && this.owed === 0) {
-              const ms = performance.now() - this.sampledAt;
-              this.stats.latency.observe(ms / 1000);
-              this.owner.requestTimed?.(ms);
-              this.sampledAt = 0;
+            if (this.owed === 0) {
+              const now = performance.now();
+              this.requestEnded(status, now);
+              if (this.sampledAt !== 0) {
+                const ms = now - this.sampledAt;
+                this.stats.latency.observe(ms / 1000);
+                this.owner.requestTimed?.(ms);
+                this.sampledAt = 0;
+              }
             }
             lessee.serverReady(this, status);
           } else if (head === Pending.InjectedLsn) {
@@ -633,14 +653,32 @@ export class ServerConnection implements BackpressureTarget {
     }
   }
 
+  /** The server answered everything owed (ReadyForQuery with `status`): request and, back to idle, transaction time. */
+  private requestEnded(status: number, now: number): void {
+    if (this.requestSince === 0) return;
+    this.stats.queryTimeUs += (now - this.requestSince) * 1000;
+    this.requestSince = 0;
+    if (status === TxStatus.Idle && this.xactSince !== 0) {
+      this.stats.xactTimeUs += (now - this.xactSince) * 1000;
+      this.xactSince = 0;
+    }
+  }
+
   /** Queue an entry; a fake at the head of an empty queue is answered at once. */
   expect(kind: Pending, name: string | null = null): void {
     this.queue.push(kind, name);
+    if (kind === Pending.Parse || kind === Pending.InjectedParse) this.stats.serverParseCount++;
     if (kind === Pending.Sync || kind === Pending.Query || kind === Pending.QueryXid) {
-      // A client request starts on an idle server: time one in LATENCY_SAMPLE_EVERY of them.
-      if (this.owed === 0 && ++this.sampleTick >= LATENCY_SAMPLE_EVERY) {
-        this.sampleTick = 0;
-        this.sampledAt = performance.now();
+      if (this.owed === 0) {
+        // A client request starts on an idle server (and a transaction, when the server was outside one).
+        const now = performance.now();
+        this.requestSince = now;
+        if (this.xactSince === 0 && this.txStatus === TxStatus.Idle) this.xactSince = now;
+        // Time one in LATENCY_SAMPLE_EVERY of them for the latency histogram.
+        if (++this.sampleTick >= LATENCY_SAMPLE_EVERY) {
+          this.sampleTick = 0;
+          this.sampledAt = now;
+        }
       }
       this.owed++;
     } else if (kind === Pending.InjectedQuery || kind === Pending.InjectedLsn || kind === Pending.InjectedXid || kind === Pending.InjectedLocks || kind === Pending.FakeCommand) this.owed++;

@@ -1,9 +1,8 @@
 // Server connections for one (node, database, user): idle stack, waiters, limits, timeouts.
 
-import { ServerConnection, ServerState, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
+import { ServerConnection, ServerState, connectionStats, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
 import { clock } from "../core/clock.ts";
-import { LatencyHistogram } from "../core/latency.ts";
 
 /** A client waiting for a server. The pool calls back exactly once (unless it leaves the queue). */
 export interface PoolWaiter {
@@ -58,15 +57,11 @@ export class Pool implements ServerOwner {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   paused = false;
   readonly stats: PoolStats = {
+    ...connectionStats(),
     xactCount: 0,
-    queryCount: 0,
     totalWaitUs: 0,
     maxWaitUs: 0,
     waitCount: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    latency: new LatencyHistogram(),
-    errors: new Map(),
   };
   /** Clients logged in to this pool. */
   clients = 0;

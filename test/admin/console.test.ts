@@ -161,8 +161,11 @@ describe("SHOW", () => {
     const names = r.map((x) => x.fields.map((f) => f.name));
     expect(names[0]).toEqual(SOCKET_COLUMNS);
     expect(names[1]).toEqual([...SOCKET_COLUMNS, "node"]);
+    // PgBouncer 1.23's full set, in its order.
     expect(names[2]).toEqual(["database", "total_server_assignment_count", "total_xact_count", "total_query_count", "total_received", "total_sent",
-      "total_wait_time", "avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_wait_time"]);
+      "total_xact_time", "total_query_time", "total_wait_time", "total_client_parse_count", "total_server_parse_count", "total_bind_count",
+      "avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
+      "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"]);
     expect(names[3]).toEqual(["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool_size",
       "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections", "current_connections", "max_client_connections",
       "current_client_connections", "paused", "disabled"]);
@@ -186,6 +189,38 @@ describe("SHOW", () => {
     expect(n(after, "total_xact_count") - n(before, "total_xact_count")).toBeGreaterThanOrEqual(5);
     expect(n(after, "total_received")).toBeGreaterThan(n(before, "total_received"));
     expect(n(after, "total_sent")).toBeGreaterThan(n(before, "total_sent"));
+  }, T);
+
+  test("SHOW STATS times queries and transactions (microseconds) and counts Parse and Bind", async () => {
+    const n = (r: Row | undefined, k: string) => Number(r?.[k] ?? 0);
+    const stats = async () => (await admin("SHOW STATS")).rows.find((r) => r.database === "test");
+    const before = await stats();
+    const c = await connect(proxy.port, "test");
+    try {
+      // One transaction of at least 200 ms, one query of at least 100 ms in it.
+      await c.query("BEGIN");
+      await c.query("SELECT pg_sleep(0.1)");
+      await c.query("SELECT pg_sleep(0.1)");
+      await c.query("COMMIT");
+      // Three extended-protocol queries: node-postgres sends Parse, Bind, Execute, Sync for each.
+      for (let i = 0; i < 3; i++) await c.query("SELECT $1::int AS v", [i]);
+    } finally {
+      await c.end();
+    }
+    const after = (await stats())!;
+    const d = (k: string) => n(after, k) - n(before, k);
+    expect(d("total_xact_time")).toBeGreaterThanOrEqual(200_000);
+    expect(d("total_query_time")).toBeGreaterThanOrEqual(200_000);
+    // Query time is inside transaction time (the COMMIT's and the extended queries' own included in both).
+    expect(d("total_query_time")).toBeLessThanOrEqual(d("total_xact_time"));
+    expect(d("total_client_parse_count")).toBe(3);
+    expect(d("total_bind_count")).toBe(3);
+    expect(d("total_server_parse_count")).toBeGreaterThanOrEqual(3);
+    const parts = await withConsole((x) => x.queryMany("SHOW STATS_TOTALS; SHOW STATS_AVERAGES"));
+    const partNames = ["database", "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time",
+      "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"];
+    expect(parts.map((p) => p.fields.map((f) => f.name))).toEqual([partNames, partNames]);
+    expect(Number(parts[0]!.rows.find((r) => r.database === "test")!.xact_time)).toBe(n(after, "total_xact_time"));
   }, T);
 
   test("SHOW CONFIG masks secrets and reports defaults", async () => {
@@ -365,6 +400,10 @@ describe("authorisation and bad input (D7)", () => {
         ["RESUME test", "55000", /not paused/],
         ["RELOAD now", "42601"],
         ["SUSPEND", "0A000"],
+        ["SHOW MEM", "0A000", /SHOW MEM is not supported/],
+        ["SHOW FDS", "0A000", /SHOW FDS is not supported/],
+        ["SHOW DNS_HOSTS", "0A000", /SHOW DNS_HOSTS is not supported/],
+        ["SHOW DNS_ZONES", "0A000"],
         ["SHUTDOWN", "0A000"],
         ["SET pool_mode = session", "0A000"],
         ["SELECT 1", "42601"],

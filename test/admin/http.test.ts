@@ -126,9 +126,9 @@ describe("loopback, no tokens", () => {
       expect(text).toContain(`# TYPE ${name} `);
     expect(value('heliosproxy_node_up{node="node1"}')).toBe(1);
     expect(value('heliosproxy_replication_lag_bytes{node="node1"}')).toBe(0);
-    expect(value('heliosproxy_queries_total{node="node1"}')).toBeGreaterThanOrEqual(QUERIES);
+    expect(value('heliosproxy_queries_total{node="node1",database="test"}')).toBeGreaterThanOrEqual(QUERIES);
     expect(value('heliosproxy_logins_total{result="ok"}')).toBeGreaterThanOrEqual(QUERIES);
-    expect(value('heliosproxy_bytes_total{node="node1",direction="out"}')).toBeGreaterThan(0);
+    expect(value('heliosproxy_bytes_total{node="node1",database="test",direction="out"}')).toBeGreaterThan(0);
     expect(value('heliosproxy_pool_wait_seconds_count{node="node1",database="test",user="postgres"}')).toBeGreaterThanOrEqual(0);
     expect(value('heliosproxy_server_connections{node="node1",database="test",user="postgres",state="idle"}')).toBeGreaterThanOrEqual(1);
     // Every sample line is `name{labels} number`, never NaN; no event-loop-lag series (nonsense under Bun).

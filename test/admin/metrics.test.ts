@@ -39,11 +39,11 @@ test("request latency is a histogram per node and route, fed by sampled requests
 });
 
 test("errors relayed to clients are counted by SQLSTATE", async () => {
-  const before = value(await metrics(), 'heliosproxy_errors_total{node="node1",sqlstate="22012"}');
+  const before = value(await metrics(), 'heliosproxy_errors_total{node="node1",database="test",sqlstate="22012"}');
   for (let i = 0; i < 3; i++) {
     const r = await psql(proxy.port, ["-Atc", "select 1/0"]);
     expect(r.stderr).toContain("division by zero");
   }
-  const after = value(await metrics(), 'heliosproxy_errors_total{node="node1",sqlstate="22012"}');
+  const after = value(await metrics(), 'heliosproxy_errors_total{node="node1",database="test",sqlstate="22012"}');
   expect(after - (Number.isNaN(before) ? 0 : before)).toBe(3);
 });
