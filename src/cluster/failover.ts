@@ -84,7 +84,7 @@ const FENCE_SQL = [
 
 export class FailoverController {
   private readonly records: FailoverRecord[] = [];
-  private readonly finishedCounts = new Map<string, { kind: FailoverKind; trigger: "auto" | "api"; result: FailoverResult; count: number }>();
+  private readonly finishedCounts = new Map<string, { kind: FailoverKind; trigger: FailoverRecord["trigger"]; result: FailoverResult; count: number }>();
   private nextId = 1;
   private running: FailoverRecord | null = null;
   /** Why operator attention is needed ("" when all is well). */
@@ -100,7 +100,7 @@ export class FailoverController {
   }
 
   /** Failovers and switchovers finished since start, counted by kind, trigger and result (never trimmed, unlike history). */
-  finished(): { kind: FailoverKind; trigger: "auto" | "api"; result: FailoverResult; count: number }[] {
+  finished(): { kind: FailoverKind; trigger: FailoverRecord["trigger"]; result: FailoverResult; count: number }[] {
     return [...this.finishedCounts.values()];
   }
 
