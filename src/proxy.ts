@@ -5,7 +5,7 @@ import { ProxyContext, bufferSettings, serverPassword, type TlsMaterial } from "
 import { listenClients } from "./client/listener.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
 import { ClientState } from "./client/session.ts";
-import { Errors } from "./protocol/errors.ts";
+import { Errors, errorResponse } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
 import { log } from "./util/log.ts";
 import { clock } from "./core/clock.ts";
@@ -136,7 +136,18 @@ function makeFailover(ctx: ProxyContext): FailoverController {
     timeoutSecs: () => ctx.config.health.check_timeout_secs,
     busyServers: (node) => busyServers(ctx, node),
     fleet: () => ctx.fleet,
+    endRequest: (node, pid, code, message) => endRequestOn(ctx, node, pid, code, message),
   });
+}
+
+/** The client whose server is backend `pid` on `node` gets FATAL `code` and its connection closes (the server is closed, never cancelled). */
+function endRequestOn(ctx: ProxyContext, node: string, pid: number, code: string, message: string): boolean {
+  for (const s of ctx.sessions) {
+    if (s.server === null || s.server.pid !== pid || s.server.endpoint.name !== node) continue;
+    s.fatal(errorResponse({ severity: "FATAL", code, message }));
+    return true;
+  }
+  return false;
 }
 
 /** Client-side timeouts, checked on every upkeep tick. */
@@ -213,6 +224,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
+    ctx.failover?.tick();
     sweepClients(ctx, clock.now);
   }, 250);
   log.info(`listening on ${cfg.proxy.listen_address} (pool mode ${cfg.pool.mode})`);

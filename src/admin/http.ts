@@ -2,6 +2,7 @@
 
 import type { ProxyContext } from "../core/context.ts";
 import type { NodeView } from "../cluster/cluster.ts";
+import type { SyncReport } from "../cluster/sync-watch.ts";
 import { parseAddress } from "../config/schema.ts";
 import { configRows } from "../config/load.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
@@ -97,7 +98,8 @@ function round(x: number | null, digits = 3): number | null {
   return Math.round(x * f) / f;
 }
 
-function nodeJson(n: NodeView, pools?: ReturnType<typeof poolCountsByNode>) {
+function nodeJson(n: NodeView, pools?: ReturnType<typeof poolCountsByNode>, sync?: SyncReport) {
+  const sr = sync?.nodes[n.name];
   return {
     id: n.name,
     host: n.host,
@@ -112,6 +114,9 @@ function nodeJson(n: NodeView, pools?: ReturnType<typeof poolCountsByNode>) {
     latency_ms: round(n.latencyMs),
     last_error: n.lastError || null,
     pools: pools?.get(n.name) ?? { active: 0, idle: 0, connecting: 0, waiting: 0, total: 0 },
+    synchronous_standby_names: sr?.synchronous_standby_names ?? null,
+    application_name: sr?.application_name ?? null,
+    sync_after_promotion: sr?.after_promotion ?? null,
   };
 }
 
@@ -134,8 +139,16 @@ function healthView(ctx: ProxyContext, startedAt: number): { ok: boolean; body: 
     nodes: { total: nodes.length, up: count("up"), down: count("down"), draining: count("draining") },
     clients: ctx.clientCount,
     uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
+    synchronous_replication: syncSummary(ctx),
   };
   return { ok: reasons.length === 0, body };
+}
+
+/** Layout problems that would stop a promoted standby from committing, and the SyncRep alarm (they do not make /health fail). */
+function syncSummary(ctx: ProxyContext) {
+  const r = ctx.failover?.sync.report();
+  if (r === undefined) return null;
+  return { mode: r.mode, problems: r.problems, alarm: r.alarm || null, waiting: r.waiting, waits_ended: r.waits_ended };
 }
 
 /**
@@ -268,11 +281,12 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     }),
     route("GET", "/nodes", () => {
       const counts = poolCountsByNode(ctx);
-      return json(200, { nodes: ctx.cluster.snapshot().map((n) => nodeJson(n, counts)) });
+      const sync = ctx.failover?.sync.report();
+      return json(200, { nodes: ctx.cluster.snapshot().map((n) => nodeJson(n, counts, sync)) });
     }),
     route("GET", "/nodes/:id", ({ params }) => {
       const n = ctx.cluster.node(params.id!);
-      return n ? json(200, nodeJson(n, poolCountsByNode(ctx))) : fail(404, "not_found", `no node named ${JSON.stringify(params.id)}`);
+      return n ? json(200, nodeJson(n, poolCountsByNode(ctx), ctx.failover?.sync.report())) : fail(404, "not_found", `no node named ${JSON.stringify(params.id)}`);
     }),
     route("GET", "/topology", () => json(200, topologyView(ctx))),
     route("GET", "/pools", () => json(200, poolsView(ctx, startedAt))),

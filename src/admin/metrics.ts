@@ -124,6 +124,12 @@ function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void 
     });
   gauge("heliosproxy_failover_epoch", "Failover epoch: moves on each time the primary changes", () => ctx.cluster.epoch);
   gauge("heliosproxy_failover_alarm", "1 while a failover needs an operator (primary down under policy manual, no safe candidate, etcd unreachable under coordination)", () => (ctx.failover?.alarm || ctx.fleet?.degraded() ? 1 : 0));
+  gauge("heliosproxy_sync_layout_problems", "Standbys whose first commit after promotion would wait forever (synchronous_standby_names against the topology)", () => ctx.failover?.sync.report().problems.length ?? 0);
+  gauge("heliosproxy_sync_wait_alarm", "1 while commits on the primary wait for synchronous replication with no listed standby connected", () => (ctx.failover?.sync.report().alarm ? 1 : 0));
+  gauge("heliosproxy_sync_waiting", "Backends on the primary waiting for a synchronous standby now", () => ctx.failover?.sync.report().waiting ?? 0);
+  mirror("heliosproxy_sync_waits_ended_total", "Requests ended with 08007 after failover.sync_wait_timeout_secs waiting for synchronous replication", [], () => [
+    { labels: {}, value: ctx.failover?.sync.waitsEnded ?? 0 },
+  ]);
   gauge("heliosproxy_failover_in_progress", "1 while a failover or switchover runs", () => (ctx.failover?.inProgress ? 1 : 0));
   gauge("heliosproxy_switchover_buffer_held", "Requests waiting for the primary now", () => ctx.buffer.size);
   gauge("heliosproxy_switchover_buffer_max_wait_seconds", "Longest wait of a released request since start", () => ctx.buffer.stats.maxWaitMs / 1000);

@@ -41,6 +41,12 @@ export interface NodeStatus {
   readonly replayLsn: number | null;
   /** On a primary: its standbys as pg_stat_replication lists them. */
   readonly replicas: readonly ReplicaStatus[];
+  /** Its synchronous_standby_names (null: not probed). */
+  readonly syncNames?: string | null;
+  /** The application_name it streams under as a standby (from primary_conninfo; null: not readable). */
+  readonly applicationName?: string | null;
+  /** On a primary: backends waiting for a synchronous standby to confirm a commit. */
+  readonly syncWaiters?: readonly { pid: number; secs: number }[];
 }
 
 export interface ReplicaStatus {

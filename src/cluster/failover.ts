@@ -10,6 +10,8 @@ import type { FleetHooks, FleetRecord } from "./coordination/hooks.ts";
 import type { HealthChecker } from "./health.ts";
 import { NodeSql, rewriteConninfo, sqlLiteral, withNode } from "./node-sql.ts";
 import type { SwitchoverBuffer } from "./switchover-buffer.ts";
+import { standbyApplicationName } from "./sync-names.ts";
+import { streamersAfter, syncSettingFor, SyncWatch } from "./sync-watch.ts";
 
 /** What the controller needs from the proxy around it (getters: a reload may replace them). */
 export interface FailoverDeps {
@@ -26,6 +28,8 @@ export interface FailoverDeps {
   busyServers(node: string): number;
   /** The fleet this proxy coordinates with ([coordination]); null when it decides alone. */
   fleet?(): FleetHooks | null;
+  /** End the client request whose server is backend `pid` on `node` (FATAL `code`); false when no client of ours has it. */
+  endRequest(node: string, pid: number, code: string, message: string): boolean;
 }
 
 export type FailoverKind = "failover" | "switchover";
@@ -34,6 +38,8 @@ export type FailoverResult = "running" | "done" | "refused" | "aborted" | "faile
 export interface Repointed {
   node: string;
   ok: boolean;
+  /** The application_name it streams under (synchronous_standby_names names it by that). */
+  application_name?: string;
   /** From the primary change until it streamed from the new primary (ms). */
   ms: number | null;
   error?: string;
@@ -92,8 +98,69 @@ export class FailoverController {
   /** The buffer holds because the primary is down and nobody promoted yet (released when it comes back). */
   private holdingForDownPrimary = false;
   private readonly startedAt = new WeakMap<FailoverRecord, number>();
+  /** Synchronous replication against the topology (report, alarm, bounded SyncRep waits). */
+  readonly sync: SyncWatch;
+  /** Nodes fenced at the last tick (one that leaves the set in recovery has rejoined). */
+  private fencedBefore = new Set<string>();
+  /** Fenced nodes rejoin_command ran for (once per fencing). */
+  private rejoinRan = new Set<string>();
 
-  constructor(private readonly deps: FailoverDeps) {}
+  constructor(private readonly deps: FailoverDeps) {
+    this.sync = new SyncWatch({
+      cluster: () => deps.cluster(),
+      mode: () => deps.settings().synchronous,
+      waitTimeoutSecs: () => deps.settings().sync_wait_timeout_secs,
+      endRequest: (node, pid, code, message) => deps.endRequest(node, pid, code, message),
+    });
+  }
+
+  /** Upkeep: the synchronous replication watch, and old primaries that rejoined as standbys. */
+  tick(): void {
+    this.sync.tick();
+    const nodes = this.deps.cluster().snapshot();
+    for (const n of nodes) {
+      if (n.fenced && n.health === "up" && this.running === null) this.nodeBack(n.name);
+      if (n.fenced || !this.fencedBefore.has(n.name) || n.status?.inRecovery !== true) continue;
+      this.rejoinRan.delete(n.name);
+      void this.rejoined(n);
+    }
+    this.fencedBefore = new Set(nodes.filter((n) => n.fenced).map((n) => n.name));
+  }
+
+  /** A fenced old primary answers (again): run rejoin_command (once per fencing) to make it a standby of the primary. */
+  private nodeBack(name: string): void {
+    const n = this.deps.cluster().node(name);
+    const cmd = this.deps.settings().rejoin_command;
+    if (n === undefined || !n.fenced || cmd === "" || this.rejoinRan.has(name)) return;
+    this.rejoinRan.add(name);
+    const primary = this.deps.cluster().primary();
+    log.warn(`old primary ${name} answers; running rejoin_command`);
+    const env = { HELIOS_PRIMARY_NAME: primary.name, HELIOS_PRIMARY_HOST: primary.host, HELIOS_PRIMARY_PORT: String(primary.port) };
+    runHook(cmd, n, REJOIN_TIMEOUT_SECS, env).then(
+      () => log.info(`rejoin_command for ${name} finished; it is taken back once it reports recovery`),
+      (e: Error) => {
+        this.alarm = `rejoin_command for ${name} failed: ${e.message}`;
+        log.error(this.alarm);
+      },
+    );
+  }
+
+  /** An old primary is a standby again: its synchronous_standby_names is cleared (unless the operator keeps it). */
+  private async rejoined(n: NodeView): Promise<void> {
+    log.info(`old primary ${n.name} rejoined as a standby`);
+    if (this.deps.settings().synchronous === "keep" || (n.status?.syncNames ?? "") === "") return;
+    await this.setSyncNames(n, "").catch((e: Error) => log.warn(`could not clear synchronous_standby_names on ${n.name}: ${e.message}`));
+  }
+
+  /** ALTER SYSTEM SET synchronous_standby_names + reload on `n` (or on the open connection `db`). */
+  private async setSyncNames(n: NodeView, value: string, db?: NodeSql): Promise<void> {
+    const run = async (d: NodeSql) => {
+      await d.query(`ALTER SYSTEM SET synchronous_standby_names = ${sqlLiteral(value)}`);
+      await d.query("SELECT pg_reload_conf()");
+    };
+    if (db !== undefined) await run(db);
+    else await this.node(n, run);
+  }
 
   history(): readonly FailoverRecord[] {
     return this.records;
@@ -428,10 +495,37 @@ export class FailoverController {
         await Bun.sleep(10);
       }
       this.step(rec, `${node.name} promoted`);
+      await this.syncOnPromoted(rec, node, db);
       // Transactions with xids from N0 on never reached the old primary's WAL (HA.md).
       rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
     });
   }
+
+  /**
+   * synchronous_standby_names on the new primary before any write is released: under
+   * remaining no standby streams from it yet (cleared; named once repointed), under strict the
+   * standbys about to be repointed ("*" when none), under off cleared, under keep untouched.
+   */
+  private async syncOnPromoted(rec: FailoverRecord, node: NodeView, db: NodeSql): Promise<void> {
+    const mode = this.deps.settings().synchronous;
+    if (mode === "keep") return;
+    const cluster = this.deps.cluster();
+    const previous = cluster.node(rec.from)?.status?.syncNames ?? node.status?.syncNames ?? null;
+    const expected = mode === "strict" ? (streamersAfter(cluster.snapshot().filter((n) => n.name !== rec.from), node.name) ?? []) : [];
+    const value = syncSettingFor(mode, previous, expected)!;
+    this.previousSync.set(rec, previous);
+    try {
+      await this.setSyncNames(node, value, db);
+      this.step(rec, `synchronous_standby_names on ${node.name}: '${value}' (failover.synchronous = ${mode})`);
+    } catch (e) {
+      // The node is promoted: going on beats calling it off; commits that wait are bounded and alarmed.
+      this.step(rec, `could not set synchronous_standby_names on ${node.name}: ${(e as Error).message}`);
+      log.error(`could not set synchronous_standby_names on the new primary ${node.name}: ${(e as Error).message}`);
+    }
+  }
+
+  /** The old primary's synchronous_standby_names, per primary change (FIRST/ANY n is kept from it). */
+  private readonly previousSync = new WeakMap<FailoverRecord, string | null>();
 
   /** The primary moves (epoch +1, pools follow), held requests go on, standbys are repointed. */
   private finishMove(rec: FailoverRecord, cluster: Cluster, to: NodeView): void {
@@ -528,6 +622,26 @@ export class FailoverController {
     rec.repointed = await Promise.all(others.map((n) => this.repoint(n, to, started)));
     const ok = rec.repointed.filter((r) => r.ok).map((r) => `${r.node} (${r.ms} ms)`);
     this.step(rec, `standbys repointed: ${ok.join(", ") || "none"}`);
+    await this.syncAfterRepoint(rec, cluster, to);
+  }
+
+  /** The standbys streaming from the new primary are named there (remaining, strict) and on themselves; off clears them too. */
+  private async syncAfterRepoint(rec: FailoverRecord, cluster: Cluster, to: NodeView): Promise<void> {
+    const mode = this.deps.settings().synchronous;
+    if (mode === "keep") return;
+    const streaming = rec.repointed.filter((r) => r.ok);
+    const value = syncSettingFor(mode, this.previousSync.get(rec) ?? null, streaming.map((r) => r.application_name ?? r.node))!;
+    const targets = [to, ...streaming.map((r) => cluster.node(r.node)!).filter((n) => n !== undefined)];
+    const failed: string[] = [];
+    await Promise.all(
+      targets.map((n) =>
+        this.setSyncNames(n, value).catch((e: Error) => {
+          failed.push(`${n.name}: ${e.message}`);
+        }),
+      ),
+    );
+    this.step(rec, `synchronous_standby_names '${value}' on ${targets.map((n) => n.name).join(", ")}${failed.length > 0 ? `; failed on ${failed.join("; ")}` : ""}`);
+    if (failed.length > 0) log.warn(`could not set synchronous_standby_names: ${failed.join("; ")}`);
   }
 
   /** primary_conninfo -> the new primary (slot created there first if the standby uses one), reload, wait for streaming. */
@@ -541,6 +655,7 @@ export class FailoverController {
             p.query("SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", [slot]),
           );
         }
+        const appName = standbyApplicationName(conninfo, await db.value("SHOW cluster_name")) ?? n.name;
         const next = rewriteConninfo(conninfo, to.host, to.port);
         await db.query(`ALTER SYSTEM SET primary_conninfo = ${sqlLiteral(next)}`);
         await db.query("SELECT pg_reload_conf()");
@@ -551,7 +666,7 @@ export class FailoverController {
           if (performance.now() > deadline) throw new Error(`not streaming from ${to.name} after 10 s`);
           await Bun.sleep(10);
         }
-        return { node: n.name, ok: true, ms: Math.round(performance.now() - started) };
+        return { node: n.name, ok: true, application_name: appName, ms: Math.round(performance.now() - started) };
       });
     } catch (e) {
       log.warn(`could not repoint ${n.name} to ${to.name}: ${(e as Error).message}`);
@@ -564,13 +679,16 @@ export class FailoverController {
   }
 }
 
-/** Run an operator hook (fence_command, promote_command) with %n %h %p filled in; rejects on failure or timeout. */
-export async function runHook(template: string, node: NodeView, timeoutSecs: number): Promise<void> {
+/** How long rejoin_command (pg_rewind and a restart, typically) may run. */
+const REJOIN_TIMEOUT_SECS = 600;
+
+/** Run an operator hook (fence_command, promote_command, rejoin_command) with %n %h %p filled in; rejects on failure or timeout. */
+export async function runHook(template: string, node: NodeView, timeoutSecs: number, extraEnv: Record<string, string> = {}): Promise<void> {
   const cmd = template.replace(/%([nhp%])/g, (_, k: string) => (k === "n" ? node.name : k === "h" ? node.host : k === "p" ? String(node.port) : "%"));
   const proc = Bun.spawn(["sh", "-c", cmd], {
     stdout: "ignore",
     stderr: "pipe",
-    env: { ...process.env, HELIOS_NODE: node.name, HELIOS_HOST: node.host, HELIOS_PORT: String(node.port) },
+    env: { ...process.env, HELIOS_NODE: node.name, HELIOS_HOST: node.host, HELIOS_PORT: String(node.port), ...extraEnv },
   });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutSecs * 1000);
   const code = await proc.exited;

@@ -6,6 +6,7 @@ import { LoginError } from "../server/login.ts";
 import { runQuery } from "../server/query-runner.ts";
 import type { Cluster, NodeStatus, ReplicaStatus } from "./cluster.ts";
 import { log } from "../util/log.ts";
+import { standbyApplicationName } from "./sync-names.ts";
 
 /** One probe connection per node, reopened when it breaks. */
 class Probe implements ServerOwner {
@@ -40,7 +41,14 @@ export const STATUS_SQL =
   "(pg_last_wal_receive_lsn() - '0/0')::text, " +
   "(pg_last_wal_replay_lsn() - '0/0')::text, " +
   "COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::text, " +
-  "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT json_agg(json_build_array(application_name, sync_state, flush_lsn - '0/0', replay_lsn - '0/0')) FROM pg_stat_replication)::text END";
+  "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT json_agg(json_build_array(application_name, sync_state, flush_lsn - '0/0', replay_lsn - '0/0')) FROM pg_stat_replication)::text END, " +
+  // Synchronous replication: the node's setting, the name it streams under (primary_conninfo is
+  // hidden from users without pg_read_all_settings: then NULL), and on a primary the backends
+  // waiting for a synchronous standby (pid, seconds in the statement).
+  "current_setting('synchronous_standby_names'), " +
+  "(SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'), " +
+  "current_setting('cluster_name'), " +
+  "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT json_agg(json_build_array(pid, EXTRACT(EPOCH FROM now() - state_change)::float8)) FROM pg_stat_activity WHERE wait_event = 'SyncRep')::text END";
 
 /** Options beyond [health]: whether probes decide roles, and how fast a suspected failure is confirmed. */
 /** A login the server refused on authentication grounds (it answered, so it is alive). */
@@ -253,7 +261,19 @@ export function parseStatus(row: readonly (string | null)[]): NodeStatus {
   const receiveLsn = num(row[4]);
   const replayLsn = num(row[5]);
   const walLsn = inRecovery ? (receiveLsn === null ? replayLsn : replayLsn === null ? receiveLsn : Math.max(receiveLsn, replayLsn)) : num(row[3]);
-  return { inRecovery, timeline: num(row[1]), systemId: row[2] ?? null, walLsn, receiveLsn, replayLsn, replicas };
+  const waiters = row[11] ? (JSON.parse(row[11]) as [number, number | null][]).map(([pid, secs]) => ({ pid, secs: secs ?? 0 })) : [];
+  return {
+    inRecovery,
+    timeline: num(row[1]),
+    systemId: row[2] ?? null,
+    walLsn,
+    receiveLsn,
+    replayLsn,
+    replicas,
+    syncNames: row[8] ?? null,
+    applicationName: standbyApplicationName(row[9] ?? null, row[10] ?? null),
+    syncWaiters: waiters,
+  };
 }
 
 /** "16/B374D848" -> the byte position as a number (exact below 2^53: 8 PiB of WAL). */

@@ -131,6 +131,9 @@ export interface TopologySection {
 
 export type FailoverPolicy = "auto" | "manual" | "off";
 
+/** Who owns synchronous_standby_names across a primary change ([failover] synchronous). */
+export type SyncMode = "remaining" | "strict" | "keep" | "off";
+
 export interface FailoverSection {
   policy: FailoverPolicy;
   prefer_sync: boolean;
@@ -141,6 +144,9 @@ export interface FailoverSection {
   fence_command: string;
   promote_command: string;
   repoint_standbys: boolean;
+  synchronous: SyncMode;
+  sync_wait_timeout_secs: number;
+  rejoin_command: string;
   buffer_timeout_secs: number;
   buffer_max_clients: number;
   drain_timeout_secs: number;

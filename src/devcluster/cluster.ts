@@ -21,6 +21,12 @@ export interface DevClusterOptions {
   slots?: boolean;
   /** Extra postgresql.conf settings for every node (values verbatim). */
   conf?: PgConf;
+  /**
+   * Where synchronous_standby_names naming the sync standbys goes: "primary" (set on the primary
+   * once they stream) or "every-node" (in every node's postgresql.conf from the start, so the
+   * standbys are cloned with it: the layout pg_basebackup gives from a typical primary). Default "primary".
+   */
+  syncNames?: "primary" | "every-node";
   /** Progress lines ("initdb", "pg_basebackup node2"...). */
   onProgress?: (line: string) => void;
 }
@@ -76,7 +82,9 @@ export class DevCluster {
     };
     const nodes = [new DevNode(baseDir, { name: "node1", port: port(0), role: "primary", sync: false })];
     kinds.forEach((k, i) => nodes.push(new DevNode(baseDir, { name: `node${i + 2}`, port: port(i + 1), role: "standby", sync: k === "sync" })));
-    const conf = { ...BASE_CONF, ...o.conf };
+    const syncList = nodes.filter((n) => n.sync).map((n) => `"${n.name}"`);
+    const everyNode = o.syncNames === "every-node" && syncList.length > 0;
+    const conf = { ...BASE_CONF, ...(everyNode ? { synchronous_standby_names: `'FIRST ${syncList.length} (${syncList.join(", ")})'` } : {}), ...o.conf };
     const cluster = new DevCluster(baseDir, nodes, conf);
     cluster.janitor = spawnJanitor(process.pid, baseDir, nodes.map((n) => n.dataDir));
     const [primary, ...standbys] = nodes as [DevNode, ...DevNode[]];
@@ -88,10 +96,9 @@ export class DevCluster {
       say(`pg_basebackup ${standbys.map((s) => `${s.name} (port ${s.port}, ${s.sync ? "sync" : "async"})`).join(", ")}`);
       await Promise.all(standbys.map((s) => s.basebackup(primary, conf, o.slots ? s.name : null)));
       await Promise.all(standbys.map((s) => s.start()));
-      // Named only now: a commit made before its standby attached would wait for it.
-      const sync = standbys.filter((s) => s.sync).map((s) => `"${s.name}"`);
-      if (sync.length > 0) {
-        primary.setConf({ synchronous_standby_names: `'FIRST ${sync.length} (${sync.join(", ")})'` });
+      // Named only now: a commit made before its standby attached would wait for it (every-node: nothing commits before).
+      if (!everyNode && syncList.length > 0) {
+        primary.setConf({ synchronous_standby_names: `'FIRST ${syncList.length} (${syncList.join(", ")})'` });
         await primary.reload();
       }
       say("waiting for the standbys to stream");

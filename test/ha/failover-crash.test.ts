@@ -1,8 +1,9 @@
-// Crash failover: kill -9 of the primary under a write load through the proxy; the standby furthest ahead (the sync one on a tie) is promoted, the other repointed, no acknowledged write lost or doubled.
+// Crash failover: kill -9 of the primary under autocommit write loops (node-postgres, psycopg 3) through the proxy, on the layout with synchronous_standby_names on every node; the standby furthest ahead (the sync one on a tie) is promoted with synchronous replication set to the standby left, the other repointed; no write hangs, no acknowledged write lost or doubled.
 
 import { expect, test } from "bun:test";
 import pg from "pg";
-import { adminApi } from "../support/pg-cluster.ts";
+import { adminApi, SYNC_LAYOUT } from "../support/pg-cluster.ts";
+import { psycopg } from "../support/clients.ts";
 import { useLedgerClusterProxy } from "../support/ledger-cluster.ts";
 import { LedgerLoad, checkLedger } from "../support/ledger.ts";
 
@@ -13,7 +14,9 @@ const { cluster, proxy } = useLedgerClusterProxy({
 
 test("kill -9 of the primary: writes resume on the promoted standby; every acknowledged write is there exactly once", async () => {
   const c = cluster();
-  const load = new LedgerLoad(proxy().port, { clients: 8, database: "app" });
+  // Every statement has a watchdog (8 s, well under buffer_timeout_secs + the failover): a hang fails the test.
+  const load = new LedgerLoad(proxy().port, { clients: 8, database: "app", queryTimeoutMs: 8000 });
+  const py = psycopg("ledger_loop", proxy().port, "app", { LEDGER_SECONDS: "6", LEDGER_WRITER: "80", LEDGER_WATCHDOG: "8" });
   // Idle clients, logged in before the crash, each send one autocommit write during the failover.
   const idle = await Promise.all(
     Array.from({ length: 4 }, async () => {
@@ -25,7 +28,9 @@ test("kill -9 of the primary: writes resume on the promoted standby; every ackno
   );
   await Bun.sleep(1500);
   expect(load.acked.length).toBeGreaterThan(20);
+  expect(await c.psql("node2", "SHOW synchronous_standby_names")).toBe(SYNC_LAYOUT === "every-node" ? 'FIRST 1 ("node2")' : "");
   const killedAt = performance.now();
+  const killedAtWall = Date.now();
   await c.kill9("node1");
   await Bun.sleep(300);
   const held = await Promise.allSettled(idle.map((cl, i) => cl.query(`INSERT INTO ledger (id, writer) VALUES (${900_000 + i}, 99) RETURNING inet_server_port() AS p`)));
@@ -37,6 +42,10 @@ test("kill -9 of the primary: writes resume on the promoted standby; every ackno
   await Bun.sleep(1000);
   await load.stop();
   for (const cl of idle) await cl.end().catch(() => {});
+  const pyReport = (await py) as { acked: [number, number][]; errors: string[]; hangs: number };
+  expect(pyReport.hangs).toBe(0);
+  for (const code of pyReport.errors) expect(["08006", "57P01", "OperationalError"]).toContain(code);
+  expect(pyReport.acked.some(([, at]) => at > killedAtWall + 300)).toBe(true);
 
   // Statements issued while the primary was gone waited and then ran on the new primary.
   expect(held.map((r) => (r.status === "fulfilled" ? r.value.rows[0].p : String(r.reason)))).toEqual(Array(4).fill(c.node(promoted).port));
@@ -60,11 +69,16 @@ test("kill -9 of the primary: writes resume on the promoted standby; every ackno
   // Errors only for writes in flight on the killed primary (connection lost), none of another kind.
   const kinds = new Set(load.errors.map((e) => e.code));
   for (const k of kinds) expect(["08006", "57P01", "client"]).toContain(k);
+  expect(load.errors.filter((e) => e.code === "hang")).toEqual([]);
   expect(load.errors.every((e) => e.at >= killedAt)).toBe(true);
 
   // The ledger on the new primary: every acknowledged write exactly once.
   const ids = (await c.psql(promoted, "SELECT id FROM ledger", { db: "app" })).split("\n").filter(Boolean).map(Number);
-  const acked = [...load.acked, ...[0, 1, 2, 3].map((i) => ({ id: 900_000 + i, sentAt: 0, ackAt: 0, port: 0 }))];
+  const acked = [
+    ...load.acked,
+    ...[0, 1, 2, 3].map((i) => ({ id: 900_000 + i, sentAt: 0, ackAt: 0, port: 0 })),
+    ...pyReport.acked.map(([id]) => ({ id, sentAt: 0, ackAt: 0, port: 0 })),
+  ];
   expect(checkLedger(acked, ids)).toEqual({ missing: [], duplicated: [] });
 
   // The other standby follows the new primary without a restart.
@@ -74,6 +88,17 @@ test("kill -9 of the primary: writes resume on the promoted standby; every ackno
     if (streaming !== `${other}|streaming`) await Bun.sleep(50);
   }
   expect(streaming).toBe(`${other}|streaming`);
+  // failover.synchronous = "remaining": the new primary and the standby left name that standby, FIRST 1 kept from the old setting.
+  const want = `FIRST 1 (${other})`;
+  for (let i = 0; i < 100 && (await c.psql(promoted, "SHOW synchronous_standby_names")) !== want; i++) await Bun.sleep(50);
+  expect(await c.psql(promoted, "SHOW synchronous_standby_names")).toBe(want);
+  expect(await c.psql(other, "SHOW synchronous_standby_names")).toBe(want);
+  expect(await c.psql(promoted, "SELECT sync_state FROM pg_stat_replication", { db: "app" })).toBe("sync");
+  // A write after that is confirmed by the standby and answered.
+  const after = new pg.Client({ host: "127.0.0.1", port: proxy().port, user: "postgres", database: "app", query_timeout: 8000 });
+  await after.connect();
+  expect((await after.query("INSERT INTO ledger (id, writer) VALUES (999999, 98)")).rowCount).toBe(1);
+  await after.end();
   const again = await adminApi(proxy(), "GET", "/failovers");
   expect(again.body.failovers[0].repointed).toMatchObject([{ node: other, ok: true }]);
   const metrics = (await adminApi(proxy(), "GET", "/metrics")).body as string;

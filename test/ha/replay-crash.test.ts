@@ -5,11 +5,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import type { RunningProxy } from "../support/proxy.ts";
-import { adminApi, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
+import { adminApi, startClusterProxy, SYNC_LAYOUT, usePgCluster } from "../support/pg-cluster.ts";
 import { pgbench, run, tpcbBalances } from "../support/clients.ts";
 
 const DB = "bench";
-const cluster = usePgCluster({ databases: [DB] });
+const cluster = usePgCluster({ databases: [DB], syncNames: SYNC_LAYOUT });
 let proxy: RunningProxy;
 
 /** pgbench's tpcb-like transaction with a fixed history time: no value in it differs on a second run. */

@@ -67,8 +67,8 @@ export function psqlRaw(port: number, args: string[], opts: { db?: string; input
 }
 
 /** Run the psycopg driver script in `scenario` against `port`; returns its JSON report. */
-export async function psycopg(scenario: string, port: number, db = "test"): Promise<Record<string, unknown>> {
-  const r = await run([PYTHON, PSYCOPG_SCRIPT, scenario, String(port), db]);
+export async function psycopg(scenario: string, port: number, db = "test", env: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  const r = await run([PYTHON, PSYCOPG_SCRIPT, scenario, String(port), db], { env, timeoutMs: 120_000 });
   const line = r.stdout.trim().split("\n").pop() ?? "";
   try {
     return JSON.parse(line) as Record<string, unknown>;

@@ -1,8 +1,8 @@
-// Test fixture for failover tests: a cluster with the ledger table in database "app" and one proxy in front of it (no read/write split, pool 20), per test file.
+// Test fixture for failover tests: a cluster (synchronous_standby_names as SYNC_LAYOUT says) with the ledger table in database "app" and one proxy in front of it (no read/write split, pool 20), per test file.
 
 import { afterAll, beforeAll } from "bun:test";
 import { LEDGER_DDL } from "./ledger.ts";
-import { startClusterProxy, usePgCluster, type ClusterProxyOptions, type PgCluster } from "./pg-cluster.ts";
+import { startClusterProxy, SYNC_LAYOUT, usePgCluster, type ClusterProxyOptions, type PgCluster } from "./pg-cluster.ts";
 import type { RunningProxy } from "./proxy.ts";
 
 /**
@@ -10,7 +10,7 @@ import type { RunningProxy } from "./proxy.ts";
  * Call the returned functions inside tests to get them.
  */
 export function useLedgerClusterProxy(o: Pick<ClusterProxyOptions, "health" | "toml">): { cluster: () => PgCluster; proxy: () => RunningProxy } {
-  const cluster = usePgCluster({ databases: ["app"] });
+  const cluster = usePgCluster({ databases: ["app"], syncNames: SYNC_LAYOUT });
   let proxy: RunningProxy | null = null;
   beforeAll(async () => {
     const c = cluster();

@@ -50,7 +50,9 @@ export class LedgerLoad {
         this.acked.push({ id, sentAt, ackAt: performance.now(), port: Number(r.rows[0][0]) });
       } catch (e) {
         const err = e as Error & { code?: string };
-        this.errors.push({ at: performance.now(), code: err.code ?? "client", message: err.message });
+        // The statement's watchdog (query_timeout) fired: a hang, never an acceptable error.
+        const code = err.code ?? (/timeout/i.test(err.message) ? "hang" : "client");
+        this.errors.push({ at: performance.now(), code, message: err.message });
         await c?.end().catch(() => {});
         c = null;
       }

@@ -18,6 +18,13 @@ export interface ClusterNode {
   readonly dataDir: string;
 }
 
+/**
+ * Where the HA tests put synchronous_standby_names: "every-node" (default: in every node's
+ * postgresql.conf before the standbys are cloned, the common production layout) or "primary"
+ * (set on the primary after cloning). HELIOS_SYNC_LAYOUT=primary runs them on the latter.
+ */
+export const SYNC_LAYOUT: "primary" | "every-node" = process.env.HELIOS_SYNC_LAYOUT === "primary" ? "primary" : "every-node";
+
 export interface PgClusterOptions extends DevClusterOptions {
   /** Databases created on the primary once the standbys stream (and replayed by them before the tests start). */
   databases?: string[];

@@ -118,7 +118,60 @@ def transaction(port, db):
     return rep
 
 
-SCENARIOS = {"matrix": matrix, "transaction": transaction}
+class Hang(Exception):
+    pass
+
+
+def _hang(signum, frame):
+    raise Hang()
+
+
+def ledger_loop(port, db):
+    """Autocommit INSERTs into ledger for LEDGER_SECONDS, reconnecting after errors; a statement that
+    takes longer than LEDGER_WATCHDOG seconds counts as a hang. Reports acknowledged ids with their time."""
+    import os
+    import signal
+    import time
+
+    seconds = float(os.environ.get("LEDGER_SECONDS", "5"))
+    writer = int(os.environ.get("LEDGER_WRITER", "80"))
+    watchdog = int(os.environ.get("LEDGER_WATCHDOG", "10"))
+    signal.signal(signal.SIGALRM, _hang)
+    acked, errors, hangs = [], [], 0
+    conn = None
+    seq = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        seq += 1
+        ident = writer * 1_000_000 + seq
+        signal.alarm(watchdog)
+        try:
+            if conn is None:
+                conn = connect(port, db)
+            conn.execute("INSERT INTO ledger (id, writer) VALUES (%s, %s)", (ident, writer))
+            signal.alarm(0)
+            acked.append([ident, time.time() * 1000])
+        except Hang:
+            hangs += 1
+            conn = None
+        except psycopg.Error as e:
+            signal.alarm(0)
+            errors.append(e.sqlstate or type(e).__name__)
+            try:
+                if conn is not None:
+                    conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            conn = None
+        finally:
+            signal.alarm(0)
+        time.sleep(0.005)
+    if conn is not None:
+        conn.close()
+    return {"acked": acked, "errors": errors, "hangs": hangs}
+
+
+SCENARIOS = {"matrix": matrix, "transaction": transaction, "ledger_loop": ledger_loop}
 
 if __name__ == "__main__":
     scenario, port, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
