@@ -476,6 +476,7 @@ export class FailoverController {
     if (resumed && (await this.node(node, (db) => db.value("SELECT pg_is_in_recovery()::text"))) === "false") {
       this.step(rec, `${node.name} was promoted already`);
       await this.node(node, async (db) => {
+        await this.syncOnPromoted(rec, node, db);
         rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
       });
       return;
