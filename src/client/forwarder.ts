@@ -1019,7 +1019,9 @@ export class RequestForwarder {
 
   /** Give the server back between transactions; one that may hold session state the proxy cannot replay is reset first. */
   release(server: ServerConnection): void {
+    const pool = this.session.ctx.config.pool;
     if (server.dirty) returnServer(server, false, true, DISCARD_ALL);
+    else if (pool.reset_query_always) returnServer(server, false, true, pool.reset_query);
     else (server.owner as Pool).release(server);
   }
 }

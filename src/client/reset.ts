@@ -69,12 +69,14 @@ export function returnServer(s: ServerConnection, midRequest: boolean, reset: bo
     return;
   }
   const wasReset = reset;
+  // Only DISCARD ALL is known to leave the login state; after another query settings and statements are unknown.
+  const discards = /^\s*discard\s+all\s*;?\s*$/i.test(resetQuery);
   s.lessee = new ServerReset(pool, s, () => {
     if (wasReset) {
       s.prepared.clear();
-      s.stateKey = "";
+      s.stateKey = discards ? "" : "\u0000unknown";
       s.dirty = false;
-      s.preparedUncertain = false;
+      s.preparedUncertain = !discards;
     }
   });
   // A reply paused by the last client's backpressure must not hold the reset up.

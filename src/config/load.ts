@@ -398,6 +398,8 @@ class Checker {
   /** Rules spanning several keys; run only when every key is individually valid. */
   private crossChecks(cfg: HeliosConfig): void {
     const { proxy, pool, tls, auth } = cfg;
+    if (pool.reset_query_always && pool.reset_query.trim() === "")
+      this.add(["pool", "reset_query_always"], "needs a non-empty pool.reset_query");
     if (pool.min_connections > pool.max_connections)
       this.add(["pool", "min_connections"], `expected at most pool.max_connections (${pool.max_connections}), got ${pool.min_connections}`);
     const listen = parseAddress(proxy.listen_address)!;

@@ -32,6 +32,8 @@ export interface PoolSection {
   wait_timeout_secs: number;
   /** Statement run on a server before it goes to another client in session mode. */
   reset_query: string;
+  /** Run reset_query after every transaction in transaction and statement modes too. */
+  reset_query_always: boolean;
   /** Named protocol statements kept per server connection (LRU). */
   prepared_statements_per_server: number;
   /** Seconds to wait for a backend TCP connect + login. */

@@ -261,6 +261,11 @@ export class Pool implements ServerOwner {
       s.close("released while busy");
       return;
     }
+    if (s.dirty) {
+      // Session state of its last client that nobody reset (the client's release resets it first).
+      s.close("released with its last client's session state");
+      return;
+    }
     if (s.cancelsInFlight > 0) {
       s.whenCancelsSettled(() => this.settle(s));
       return;

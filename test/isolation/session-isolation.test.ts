@@ -224,3 +224,41 @@ describe("a multi-statement Query with DEALLOCATE is forwarded and answered whol
     expect(tags(viaProxy)).toEqual(["DEALLOCATE ALL"]);
   }, T);
 });
+
+describe("state no statement shows (a trigger) with reset_query_always", () => {
+  let always: RunningProxy;
+  beforeAll(async () => {
+    const d = await pgClient(PG_PORT);
+    try {
+      await d.query(`CREATE TABLE IF NOT EXISTS hp_iso_trig (a int)`);
+      await d.query(`CREATE OR REPLACE FUNCTION hp_iso_trig_fn() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN PERFORM set_config('app.tenant', '99', false); EXECUTE 'LISTEN trig_chan'; RETURN NEW; END $f$`);
+      await d.query(`CREATE OR REPLACE TRIGGER hp_iso_trig_t BEFORE INSERT ON hp_iso_trig FOR EACH ROW EXECUTE FUNCTION hp_iso_trig_fn()`);
+    } finally {
+      await d.end();
+    }
+    always = await startProxy({ mode: "transaction", maxConnections: 1, poolExtra: "reset_query_always = true" });
+  });
+  afterAll(async () => {
+    await always?.stop();
+  });
+
+  test("an INSERT whose trigger sets a tenant and listens leaves nothing for the next client", async () => {
+    const a = await pgClient(always.port);
+    const b = await pgClient(always.port);
+    try {
+      for (let i = 0; i < 3; i++) {
+        await a.query("INSERT INTO public.hp_iso_trig VALUES (1)");
+        const r = (await b.query("SELECT current_setting('app.tenant', true) AS t, (SELECT count(*)::int FROM pg_listening_channels()) AS l")).rows[0];
+        expect([r.t ?? "", r.l]).toEqual(["", 0]);
+        // Settings the proxy follows stay with their client.
+        await a.query("SET search_path = trig_path");
+        expect((await a.query("SELECT current_setting('search_path') AS sp")).rows[0].sp).toBe("trig_path");
+        expect((await b.query("SELECT current_setting('search_path') AS sp")).rows[0].sp).toBe('"$user", public');
+      }
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  }, T);
+});

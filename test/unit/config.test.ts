@@ -52,6 +52,7 @@ describe("defaults", () => {
       server_lifetime_secs: 3600,
       wait_timeout_secs: 30,
       reset_query: "DISCARD ALL",
+      reset_query_always: false,
       prepared_statements_per_server: 1000,
       connect_timeout_secs: 5,
     });
@@ -104,6 +105,12 @@ describe("errors name file, line, key and what was expected", () => {
     const e = errorOf(text);
     expect(e.message).toBe('proxy.toml:7: pool.mode: expected one of session|transaction|statement, got "sesion"');
     expect([e.file, e.line, e.key]).toEqual(["proxy.toml", 7, "pool.mode"]);
+  });
+
+  test("reset_query_always without a reset_query", () => {
+    expect(errorOf(`[pool]\nreset_query = ""\nreset_query_always = true\n${NODE}`).message).toBe(
+      "proxy.toml:3: pool.reset_query_always: needs a non-empty pool.reset_query",
+    );
   });
 
   test("unknown key, with a suggestion", () => {
