@@ -1,7 +1,7 @@
 // Starting and stopping the proxy: listener, upkeep timer, timeouts, signals, reload.
 
 import type { HeliosConfig } from "./config/types.ts";
-import { ProxyContext, bufferSettings, serverPassword, type TlsMaterial } from "./core/context.ts";
+import { ProxyContext, bufferSettings, serverPassword, statelessSet, type TlsMaterial } from "./core/context.ts";
 import { listenClients } from "./client/listener.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
 import { ClientState } from "./client/session.ts";
@@ -273,6 +273,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       ctx.buffer.settings = bufferSettings(next);
       ctx.tls = loadTls(next);
       ctx.classifier = new QueryClassifier(next.load_balancer.read_safe_functions);
+      ctx.statelessFunctions = statelessSet(next);
       ctx.balancer = makeBalancer(next.load_balancer.strategy);
       if (ctx.splitting || ctx.replay !== null) await loadParser();
       if (nodesDiffer(ctx.cluster.snapshot(), next.nodes)) {

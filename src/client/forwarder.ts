@@ -466,7 +466,7 @@ export class RequestForwarder {
       switch (type) {
         case Fe.Query: {
           if (pooled || journal !== null) {
-            const fx = scanEffects(b, pos + 5, msgEnd);
+            const fx = scanEffects(b, pos + 5, msgEnd, undefined, this.session.ctx.statelessFunctions);
             if (fx !== Effect.None && this.queryEffects(server, fx, b, pos, msgEnd, run)) {
               this.endRequest(true);
               run = pos = msgEnd;
@@ -517,7 +517,7 @@ export class RequestForwarder {
           }
           if (nameEnd === pos + 5 || !pooled) {
             if (pooled) {
-              const fx = scanEffects(b, nameEnd + 1, msgEnd);
+              const fx = scanEffects(b, nameEnd + 1, msgEnd, undefined, this.session.ctx.statelessFunctions);
               // DEALLOCATE and DISCARD ALL through the extended protocol are not followed: the server is reset after.
               if (fx & (Effect.Deallocate | Effect.DiscardAll)) this.hiddenState(server);
               if (fx !== Effect.None) this.queryEffects(server, fx & ~(Effect.Deallocate | Effect.DiscardAll), b, pos, msgEnd, run);
@@ -538,12 +538,12 @@ export class RequestForwarder {
             this.raiseError(server, "42P05", `prepared statement "${name}" already exists`);
           } else {
             const entry = entryForParse(b, nameEnd, msgEnd);
-            const fx = scanEffects(b, nameEnd + 1, msgEnd);
+            const fx = scanEffects(b, nameEnd + 1, msgEnd, undefined, this.session.ctx.statelessFunctions);
             if (fx & Effect.Pin) this.queryEffects(server, Effect.Pin, b, pos, msgEnd, run);
             if (fx & (Effect.Hidden | Effect.Deallocate | Effect.DiscardAll)) entry.hidden = true;
             if (fx & TRACKED) {
               const spans: StatementSpan[] = [];
-              scanEffects(b, nameEnd + 1, msgEnd, spans);
+              scanEffects(b, nameEnd + 1, msgEnd, spans, this.session.ctx.statelessFunctions);
               entry.tracked = trackedOf(spans, b);
             }
             if (sess.ctx.splitting || sess.ctx.hooks !== null) {
@@ -807,7 +807,7 @@ export class RequestForwarder {
     const textStart = b[pos] === Fe.Query ? pos + 5 : b.indexOf(0, pos + 5) + 1;
     if (fx & (TRACKED | Effect.Deallocate)) {
       const spans: StatementSpan[] = [];
-      scanEffects(b, textStart, msgEnd, spans);
+      scanEffects(b, textStart, msgEnd, spans, this.session.ctx.statelessFunctions);
       if (fx & Effect.Deallocate && b[pos] === Fe.Query) {
         const sole = spans.length === 1 && soleStatement(b, textStart, msgEnd, spans[0]!);
         if (sole && this.deallocate(server, b, spans[0]!, run, pos)) return true;

@@ -107,6 +107,7 @@ export const SCHEMA = {
     wait_timeout_secs: { kind: "number", default: 30, min: 0, max: SECS_MAX, doc: "How long a client waits for a free server before an error (0 = no limit)." },
     reset_query: { kind: "string", default: "DISCARD ALL", doc: "Run on a server before it goes to another client in session mode (\"\" = none)." },
     reset_query_always: { kind: "bool", default: false, doc: "Also run reset_query after every transaction in transaction and statement modes (covers state no statement shows: triggers, views); one more round trip per transaction." },
+    stateless_functions: { kind: "strings", default: [], doc: "Functions that keep no session state (no SET, PREPARE, LISTEN, session advisory locks or temp tables): calling them costs no server reset in transaction and statement modes." },
     prepared_statements_per_server: { kind: "int", default: 1000, min: 0, max: 1000000, doc: "Named protocol statements kept per server connection, LRU (0 = no tracking)." },
     connect_timeout_secs: { kind: "number", default: 5, min: 0, minExclusive: true, max: SECS_MAX, doc: "Seconds allowed for a backend TCP connect plus login." },
   }),

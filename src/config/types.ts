@@ -32,6 +32,8 @@ export interface PoolSection {
   wait_timeout_secs: number;
   /** Statement run on a server before it goes to another client in session mode. */
   reset_query: string;
+  /** Functions taken as keeping no session state (besides the built-in stateless ones). */
+  stateless_functions: string[];
   /** Run reset_query after every transaction in transaction and statement modes too. */
   reset_query_always: boolean;
   /** Named protocol statements kept per server connection (LRU). */

@@ -23,6 +23,11 @@ import type { CommitTracker } from "./commit-positions.ts";
 import type { ShowResult } from "./hooks.ts";
 import { QueryShapeCache } from "../sql/fingerprint.ts";
 
+/** pool.stateless_functions as looked up (lower case). */
+export function statelessSet(config: HeliosConfig): ReadonlySet<string> {
+  return new Set(config.pool.stateless_functions.map((f) => f.toLowerCase()));
+}
+
 /** Certificate and key handed to Bun for client-facing TLS. */
 export interface TlsMaterial {
   cert: string;
@@ -100,7 +105,11 @@ export class ProxyContext {
     this.buffer = new SwitchoverBuffer(bufferSettings(config));
     this.balancer = makeBalancer(config.load_balancer.strategy);
     this.classifier = new QueryClassifier(config.load_balancer.read_safe_functions);
+    this.statelessFunctions = statelessSet(config);
   }
+
+  /** pool.stateless_functions, lower case: calls of these leave no state the proxy must reset. */
+  statelessFunctions: ReadonlySet<string>;
 
   /** True when reads may leave the primary: split on and a standby configured. */
   get splitting(): boolean {

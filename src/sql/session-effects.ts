@@ -79,9 +79,10 @@ function relationFollows(b: Uint8Array, s: number, e: number): boolean {
 /**
  * Scan b[start, end) (SQL text, possibly NUL-terminated) and return the effects of all statements,
  * OR-ed; `spans` (if given) receives the statements that have an effect. Quotes, dollar quotes,
- * E'' strings and comments are skipped so words inside them never count.
+ * E'' strings and comments are skipped so words inside them never count. `stateless`: more
+ * function names (lower case) whose calls keep no session state.
  */
-export function scanEffects(b: Uint8Array, start: number, end: number, spans?: StatementSpan[]): Effect {
+export function scanEffects(b: Uint8Array, start: number, end: number, spans?: StatementSpan[], stateless?: ReadonlySet<string>): Effect {
   let all = Effect.None;
   let p = start;
   while (p < end && b[p] !== 0) {
@@ -142,7 +143,7 @@ export function scanEffects(b: Uint8Array, start: number, end: number, spans?: S
         const nextAt = skipBlank(b, p, end);
         const next = b[nextAt];
         if (next === 46 && wordIsLower(b, ws, p, "pg_temp") && (first === K_CREATE || afterInto)) effect |= Effect.Pin;
-        if (next === 40 && !relation) effect |= callEffect(b, ws, p, nextAt + 1, end, prevS, prevE);
+        if (next === 40 && !relation) effect |= callEffect(b, ws, p, nextAt + 1, end, prevS, prevE, stateless);
         afterInto = wordIs(b, ws, p, "INTO");
         relation = (relation && next === 46) || relationFollows(b, ws, p);
         prevS = ws;
@@ -173,7 +174,7 @@ const K_OTHER = 0, K_SET = 1, K_RESET = 2, K_PREPARE = 3, K_LISTEN = 4, K_DECLAR
  * is a SET (is_local false) or nothing (true); a name qualified by a schema other than pg_catalog,
  * or not known to be stateless, is hidden.
  */
-function callEffect(b: Uint8Array, s: number, e: number, args: number, end: number, prevS: number, prevE: number): Effect {
+function callEffect(b: Uint8Array, s: number, e: number, args: number, end: number, prevS: number, prevE: number, stateless?: ReadonlySet<string>): Effect {
   let d = s - 1;
   while (d > 0 && isSpace(b[d]!)) d--;
   const qualified = d >= 0 && b[d] === 46;
@@ -181,7 +182,7 @@ function callEffect(b: Uint8Array, s: number, e: number, args: number, end: numb
   if (wordIsLower(b, s, e, "set_config")) return setConfigEffect(b, args, end);
   let name = "";
   for (let i = s; i < e && i - s < 64; i++) name += String.fromCharCode(b[i]! >= 65 && b[i]! <= 90 ? b[i]! | 0x20 : b[i]!);
-  return STATELESS_BEFORE_PAREN.has(name) ? Effect.None : Effect.Hidden;
+  return STATELESS_BEFORE_PAREN.has(name) || stateless?.has(name) === true ? Effect.None : Effect.Hidden;
 }
 
 /** set_config('name', 'value', true|false) written with constants: SetGuc or None; anything else Hidden. */

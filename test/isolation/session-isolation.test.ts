@@ -262,3 +262,24 @@ describe("state no statement shows (a trigger) with reset_query_always", () => {
     }
   }, T);
 });
+
+test("a function listed in stateless_functions costs no reset (and its state is the lister's to answer for)", async () => {
+  const listed = await startProxy({ mode: "transaction", maxConnections: 1, poolExtra: 'stateless_functions = ["HP_ISO_ROLE"]' });
+  try {
+    const a = await pgClient(listed.port);
+    const b = await pgClient(listed.port);
+    const pid = async (c: pg.Client) => (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p as number;
+    const before = await pid(b);
+    // Not listed: the server is reset (DISCARD ALL keeps the backend; the role is gone).
+    await a.query("SELECT hp_iso_pollute()");
+    expect((await b.query("SELECT current_setting('app.tenant', true) AS t")).rows[0].t ?? "").toBe("");
+    // Listed: taken at its word, nothing is reset.
+    await a.query("SELECT hp_iso_role()");
+    expect((await b.query("SELECT current_user AS u")).rows[0].u).toBe("hp_iso_x");
+    expect(await pid(b)).toBe(before);
+    await a.end();
+    await b.end();
+  } finally {
+    await listed.stop();
+  }
+}, T);

@@ -53,6 +53,7 @@ describe("defaults", () => {
       wait_timeout_secs: 30,
       reset_query: "DISCARD ALL",
       reset_query_always: false,
+      stateless_functions: [],
       prepared_statements_per_server: 1000,
       connect_timeout_secs: 5,
     });
