@@ -202,7 +202,7 @@ export const SCHEMA = {
     backend: { kind: "enum", default: "none", values: ["none", "etcd"], doc: "none: this proxy decides alone; etcd: one leader among the proxies runs failovers, every proxy follows its records and shares drain, pause and the manual primary." },
     endpoints: { kind: "strings", default: [], doc: "etcd client URLs (\"http://10.0.0.1:2379\", https with TLS), tried in order (backend etcd)." },
     key_prefix: { kind: "string", default: "/heliosproxy/default", doc: "Key prefix of this database cluster in etcd; every proxy of one cluster uses the same, other clusters another." },
-    lease_ttl_secs: { kind: "int", default: 10, min: 2, max: 3600, doc: "Seconds the leader's and each proxy's lease lives without a keepalive (kept alive every third of it)." },
+    lease_ttl_secs: { kind: "int", default: 10, min: 2, max: 3600, doc: "Seconds the leader's and each proxy's lease lives without a keepalive (kept alive every quarter of it)." },
     request_timeout_secs: { kind: "number", default: 1, min: 0, minExclusive: true, max: 60, doc: "Seconds one etcd request may take." },
     username: { kind: "string", default: "", doc: "etcd user (\"\" = no authentication)." },
     password: { kind: "string", default: "", secret: true, doc: "Password of the etcd user." },

@@ -28,13 +28,16 @@ export class LedgerLoad {
 
   constructor(
     port: number,
-    /** firstWriter: the first writer number (loads through several proxies write distinct ids). */
-    o: { clients: number; database: string; pauseMs?: number; queryTimeoutMs?: number; firstWriter?: number },
+    /**
+     * firstWriter: the first writer number (loads through several proxies write distinct ids).
+     * transactions: each write is BEGIN; INSERT; COMMIT (acknowledged by the COMMIT), the port read after it.
+     */
+    o: { clients: number; database: string; pauseMs?: number; queryTimeoutMs?: number; firstWriter?: number; transactions?: boolean },
   ) {
-    this.done = Array.from({ length: o.clients }, (_, w) => this.writer(w + (o.firstWriter ?? 0), port, o.database, o.pauseMs ?? 5, o.queryTimeoutMs ?? 15000));
+    this.done = Array.from({ length: o.clients }, (_, w) => this.writer(w + (o.firstWriter ?? 0), port, o.database, o.pauseMs ?? 5, o.queryTimeoutMs ?? 15000, o.transactions === true));
   }
 
-  private async writer(w: number, port: number, database: string, pauseMs: number, timeoutMs: number): Promise<void> {
+  private async writer(w: number, port: number, database: string, pauseMs: number, timeoutMs: number, transactions: boolean): Promise<void> {
     let c: pg.Client | null = null;
     let seq = 0;
     while (this.running) {
@@ -46,8 +49,17 @@ export class LedgerLoad {
           c.on("error", () => {});
           await c.connect();
         }
-        const r = await c.query({ text: `INSERT INTO ledger (id, writer) VALUES (${id}, ${w}) RETURNING inet_server_port()`, rowMode: "array" });
-        this.acked.push({ id, sentAt, ackAt: performance.now(), port: Number(r.rows[0][0]) });
+        if (transactions) {
+          await c.query("BEGIN");
+          await c.query(`INSERT INTO ledger (id, writer) VALUES (${id}, ${w})`);
+          await c.query("COMMIT");
+          const ackAt = performance.now();
+          const r = await c.query({ text: "SELECT inet_server_port()", rowMode: "array" });
+          this.acked.push({ id, sentAt, ackAt, port: Number(r.rows[0][0]) });
+        } else {
+          const r = await c.query({ text: `INSERT INTO ledger (id, writer) VALUES (${id}, ${w}) RETURNING inet_server_port()`, rowMode: "array" });
+          this.acked.push({ id, sentAt, ackAt: performance.now(), port: Number(r.rows[0][0]) });
+        }
       } catch (e) {
         const err = e as Error & { code?: string };
         // The statement's watchdog (query_timeout) fired: a hang, never an acceptable error.

@@ -63,7 +63,7 @@ export class Fleet implements FleetHooks {
       paused: `${p}/state/paused`,
       primary: `${p}/state/primary`,
     };
-    this.election = new Election(this.etcd, { leader: this.keys.leader, member: this.keys.members + this.name }, { name: this.name, adminUrl: this.adminUrl }, s.lease_ttl_secs, () => JSON.stringify(this.beat()), (leader) => this.leadershipChanged(leader));
+    this.election = new Election(this.etcd, { leader: this.keys.leader, member: this.keys.members + this.name }, { name: this.name, adminUrl: this.adminUrl }, s.lease_ttl_secs, () => JSON.stringify(this.beat()), (leader) => this.leadershipChanged(leader), () => this.afterRound());
   }
 
   /** Join the fleet: lease, heartbeat, campaign, and the watch of the shared keys. Waits a bounded time for the first sync. */
@@ -329,22 +329,33 @@ export class Fleet implements FleetHooks {
     log.warn(`following the fleet: ${r.kind} ${r.from} -> ${r.to} by ${r.leader} (fleet epoch ${r.epoch}, N0 ${r.n0}); local epoch ${rec.epoch}`);
   }
 
-  /** Leadership won: finish a failover its last leader left half done, or act on a primary already down. */
   private leadershipChanged(leader: boolean): void {
-    // After the election round has finished (the lease counts as renewed then).
-    if (leader) setTimeout(() => this.tookOver(), 0);
+    if (!leader) this.resumed.clear();
   }
 
-  private tookOver(): void {
+  /** Epochs whose half-done failover this proxy took over; (epoch, primary) pairs it acted on a lost primary for. */
+  private readonly resumed = new Set<number>();
+  private readonly actedOn = new Set<string>();
+
+  /**
+   * After each exchange with etcd, as acting leader: finish a failover its last leader left half
+   * done, or act on a primary that is down with nobody promoting (it went down before this proxy
+   * led, or while its lease was not fresh enough to act).
+   */
+  private afterRound(): void {
     const fc = this.ctx.failover;
     if (fc === null || this.refusal() !== null || fc.inProgress !== null) return;
     const r = this.record();
-    if (r !== null && r.state === "promoting") {
+    if (r !== null && r.state === "promoting" && !this.won.has(r.epoch) && !this.resumed.has(r.epoch)) {
+      this.resumed.add(r.epoch);
       log.warn(`finishing the ${r.kind} of epoch ${r.epoch} (${r.from} -> ${r.to}) that ${r.leader} left unfinished`);
       void fc.failover({ trigger: "auto", reason: `finishing ${r.leader}'s ${r.kind} of fleet epoch ${r.epoch}`, resume: r }).catch(() => {});
       return;
     }
     const primary = this.ctx.cluster.primary();
-    if (primary.health === "down" && this.ctx.config.failover.policy === "auto") fc.primaryDown(primary.name, `found down when ${this.name} became the fleet leader`);
+    const key = `${this.ctx.cluster.epoch}:${primary.name}`;
+    if (primary.health !== "down" || this.ctx.config.failover.policy !== "auto" || this.actedOn.has(key)) return;
+    this.actedOn.add(key);
+    fc.primaryDown(primary.name, `still down with ${this.name} acting as the fleet leader`);
   }
 }

@@ -33,16 +33,19 @@ export class Election {
     private readonly heartbeat: () => string,
     /** Leadership was won (true) or given up (false). */
     private readonly onChange: (leader: boolean) => void,
+    /** After each round that etcd answered. */
+    private readonly onRound: () => void,
   ) {
     this.ttlSecs = ttlSecs;
   }
 
   /**
-   * This proxy may act as leader: it holds the key and its lease was renewed within half the
-   * TTL, so it stops acting well before etcd could hand the key to another proxy.
+   * This proxy may act as leader: it holds the key and a keepalive sent within two thirds of the
+   * TTL was confirmed (etcd counts the TTL from when it got it, later than the send), so it stops
+   * acting well before etcd could hand the key to another proxy.
    */
   get acting(): boolean {
-    return this.holdsKey && !this.failing && performance.now() - this.lastOk < (this.ttlSecs * 1000) / 2;
+    return this.holdsKey && !this.failing && performance.now() - this.lastOk < (this.ttlSecs * 2000) / 3;
   }
 
   start(): void {
@@ -78,6 +81,7 @@ export class Election {
       if (this.failing) log.info("etcd answers again");
       this.failing = false;
       this.lastError = "";
+      this.onRound();
     } catch (e) {
       if (!this.failing) log.error(`etcd unreachable: ${(e as Error).message}; this proxy does not promote until it answers`);
       this.failing = true;
@@ -87,17 +91,18 @@ export class Election {
     } finally {
       this.busy = false;
     }
-    if (this.running) this.timer = setTimeout(() => void this.loop(), Math.max(200, (this.ttlSecs * 1000) / 3));
+    if (this.running) this.timer = setTimeout(() => void this.loop(), Math.max(200, (this.ttlSecs * 1000) / 4));
   }
 
   private async round(): Promise<void> {
     if (this.lease !== null) {
+      const sent = performance.now();
       const left = await this.etcd.keepAlive(this.lease);
       if (left <= 0) {
         log.warn(`etcd lease ${this.lease} expired`);
         this.lease = null;
         this.setHolds(false);
-      } else this.lastOk = performance.now();
+      } else this.lastOk = sent;
     }
     if (this.lease === null) {
       const started = performance.now();
