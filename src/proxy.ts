@@ -18,7 +18,7 @@ import { QueryClassifier, loadParser } from "./sql/classify.ts";
 import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
 import { FailoverController } from "./cluster/failover.ts";
-import { startModules } from "./core/module-host.ts";
+import { forwardClusterEvents, startModules } from "./core/module-host.ts";
 import { restartOnlyChanges } from "./config/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
 import { Fleet } from "./cluster/coordination/fleet.ts";
@@ -221,6 +221,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
     ctx.fleet = new Fleet(ctx, cfg.coordination);
     await ctx.fleet.start();
   }
+  let unforward = forwardClusterEvents(ctx.cluster, modules.serverEvents);
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
@@ -282,6 +283,8 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
         watch.health.stop();
         watch.provider?.stop();
         ctx.cluster = new Cluster(next.nodes);
+        unforward();
+        unforward = forwardClusterEvents(ctx.cluster, modules.serverEvents);
         for (const name of drained) ctx.cluster.setDrained(name, true);
         watch = watchCluster(ctx, next);
       } else {

@@ -110,10 +110,11 @@ export class RequestForwarder {
   // ---- feature-module hooks ------------------------------------------------------------------
 
   /** Run the modules' onQuery hooks on the request starting at b[pos, msgEnd); first Reject/Reply wins. */
-  private decide(hooks: QueryHooks, server: ServerConnection | null, type: number, b: Uint8Array, pos: number, msgEnd: number): void {
+  private decide(hooks: QueryHooks, server: ServerConnection | null, type: number, b: Uint8Array, pos: number, msgEnd: number, end: number): void {
     this.decided = true;
     const sess = this.session;
     const q = new RequestCtx(sess.moduleView(), type === Fe.Query || type === Fe.FunctionCall ? "simple" : "extended", txLetter(sess.txStatus), this.requestText(type, b, pos, msgEnd), sess.ctx.shapes, parseSql);
+    q.raw = b.subarray(pos, end);
     this.current = hooks.onResult.length > 0 ? q : null;
     try {
       this.runQueryHooks(hooks, q, server, type);
@@ -329,8 +330,15 @@ export class RequestForwarder {
     this.routeHint = null;
     this.rewrite = null;
     this.waitedForReplay = false;
-    if (answered && this.current !== null) this.inflight.push(this.current);
+    if (answered && this.current !== null && this.inflight.push(this.current) === 1) this.armCapture();
     this.current = null;
+  }
+
+  /** The oldest request awaiting its reply asked to see that reply's bytes: the server keeps them. */
+  private armCapture(): void {
+    const q = this.inflight[0];
+    const t = this.session.server?.tally;
+    if (q !== undefined && q.captureMax > 0 && t != null) t.capture(q.captureMax);
   }
 
   /**
@@ -402,6 +410,7 @@ export class RequestForwarder {
       for (const hook of hooks.onResult) hook(r);
     }
     t?.reset();
+    if (this.inflight.length > 0) this.armCapture();
   }
 
   /**
@@ -442,7 +451,7 @@ export class RequestForwarder {
         sess.close();
         return end;
       }
-      if (hooks !== null && !this.decided && startsRequest(type)) this.decide(hooks, server, type, b, pos, msgEnd);
+      if (hooks !== null && !this.decided && startsRequest(type)) this.decide(hooks, server, type, b, pos, msgEnd, end);
       if (this.answer !== null) {
         // Refused or answered without the server: drop the request up to its end, answer once, in order.
         if (server !== null) this.flush(server, b, run, pos);

@@ -21,6 +21,10 @@ export class RequestCtx implements QueryCtx {
   private shape: QueryShape | null = null;
   private tree: unknown = undefined;
   private text: string | null = null;
+  /** The request's messages received so far (a view of the receive buffer, during onQuery only). */
+  raw: Uint8Array | null = null;
+  /** Bytes of reply a module asked to see in onResult (0: none asked). */
+  captureMax = 0;
 
   /** `bytes` is the SQL as UTF-8 (a view of the receive buffer: decoded on demand, or by settle()). */
   constructor(
@@ -41,10 +45,19 @@ export class RequestCtx implements QueryCtx {
     return this.bytes ?? EMPTY;
   }
 
-  /** The receive buffer moves on: keep the text (for result hooks), drop the view. */
+  requestBytes(): Uint8Array {
+    return this.raw ?? EMPTY;
+  }
+
+  captureReply(maxBytes: number): void {
+    if (maxBytes > this.captureMax) this.captureMax = maxBytes;
+  }
+
+  /** The receive buffer moves on: keep the text (for result hooks), drop the views. */
   settle(): void {
     this.sql();
     this.bytes = null;
+    this.raw = null;
   }
 
   /** Normalised text, fingerprint, kind: one lexer pass, cached by text across requests. */
@@ -74,5 +87,9 @@ export function resultOf(query: RequestCtx, node: string, t: ResultTally, status
   };
   if (query.serverAt > 0) r.waitMs = query.serverAt - query.startedAt;
   if (t.errorCode !== "") r.error = { code: t.errorCode, message: t.errorMessage };
+  if (query.captureMax > 0) {
+    const reply = t.reply();
+    if (reply !== undefined) r.reply = reply;
+  }
   return r;
 }

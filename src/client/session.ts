@@ -490,6 +490,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       database: this.database,
       applicationName: this.appName,
       ...(this.traceparent !== undefined ? { traceparent: this.traceparent } : {}),
+      params: this.params,
       remoteAddress: this.sock.remoteAddress ?? "",
       tls: this.tlsDone,
       startedAt: Date.now() - (clock.now - this.connectedAt),

@@ -31,6 +31,8 @@ export interface SessionCtx {
    * `-c traceparent=...` in `options`); the proxy reads it and never sends it to a server.
    */
   readonly traceparent?: string;
+  /** Every startup parameter as the client sent it (user, database, options, DateStyle...). */
+  readonly params?: ReadonlyMap<string, string>;
 }
 
 /** A client's startup packet, before authentication completes. */
@@ -61,6 +63,17 @@ export interface QueryCtx {
   fingerprint(): string;
   /** Full parse tree from the PostgreSQL parser (costly: ask only when needed). */
   parse(): unknown;
+  /**
+   * The request's messages as received so far, from its first one (a Query; or Parse, Bind...
+   * up to and including Sync when it has arrived). Valid only during onQuery.
+   */
+  requestBytes?(): Uint8Array;
+  /**
+   * Ask for the exact backend messages of this request's reply (all but ReadyForQuery, as the
+   * client receives them from the server) in ResultCtx.reply. A reply over `maxBytes` is not kept.
+   * Nothing is copied for requests no module asked this for.
+   */
+  captureReply?(maxBytes: number): void;
 }
 
 /** What came back for a request, seen after ReadyForQuery. Rows are counted, not decoded. */
@@ -78,6 +91,8 @@ export interface ResultCtx {
   readonly txStatus: "I" | "T" | "E";
   /** Set when the server answered with an ErrorResponse. */
   readonly error?: { readonly code: string; readonly message: string };
+  /** The reply's backend messages, when a module asked with captureReply and it fit. */
+  readonly reply?: Uint8Array;
 }
 
 /** Something that happened in the cluster or the pools. */

@@ -418,6 +418,7 @@ export class ServerConnection implements BackpressureTarget {
       if (t !== null && !drop) {
         if (type === Be.DataRow) t.rows++;
         else if (type === Be.CommandComplete) t.tag = decodeAscii(b, pos + 5, msgEnd - 1);
+        if (t.capturing && type !== Be.ReadyForQuery) t.keep(b, pos, msgEnd);
       }
       switch (type) {
         case Be.ReadyForQuery: {

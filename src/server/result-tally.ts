@@ -6,12 +6,55 @@ export class ResultTally {
   tag = "";
   errorCode = "";
   errorMessage = "";
+  /** The reply in flight is being kept (a module asked). */
+  capturing = false;
+  /** Bytes of reply still allowed into `captured` (-1: it outgrew its cap). */
+  private captureLeft = 0;
+  private captured: Uint8Array | null = null;
+  private capturedLength = 0;
+
+  /** Keep the messages of the reply in flight, up to `maxBytes`. */
+  capture(maxBytes: number): void {
+    this.capturing = true;
+    this.captureLeft = maxBytes;
+    this.capturedLength = 0;
+  }
+
+  /** One backend message b[from, to) of the reply. */
+  keep(b: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (n > this.captureLeft) {
+      // Too large to keep: the rest streams through uncopied.
+      this.captureLeft = -1;
+      this.capturing = false;
+      return;
+    }
+    this.captureLeft -= n;
+    const need = this.capturedLength + n;
+    if (this.captured === null || need > this.captured.length) {
+      const next = new Uint8Array(Math.max(need, (this.captured?.length ?? 512) * 2));
+      if (this.captured !== null) next.set(this.captured.subarray(0, this.capturedLength));
+      this.captured = next;
+    }
+    this.captured.set(b.subarray(from, to), this.capturedLength);
+    this.capturedLength = need;
+  }
+
+  /** A copy of the kept reply, or undefined when none was asked or it outgrew its cap. */
+  reply(): Uint8Array | undefined {
+    if (!this.capturing) return undefined;
+    return this.captured === null ? new Uint8Array(0) : this.captured.slice(0, this.capturedLength);
+  }
 
   reset(): void {
     this.rows = 0;
     this.tag = "";
     this.errorCode = "";
     this.errorMessage = "";
+    this.capturing = false;
+    this.captureLeft = 0;
+    this.capturedLength = 0;
+    if (this.captured !== null && this.captured.length > 1 << 16) this.captured = null;
   }
 }
 
