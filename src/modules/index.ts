@@ -9,6 +9,7 @@ import { moduleSectionSpec, type SectionSpec } from "../config/schema.ts";
 // it counts as compiled in, like a dev build.
 declare const FEATURE_POOL_MODES: boolean;
 declare const FEATURE_HA_TR: boolean;
+declare const FEATURE_QUERY_CACHE: boolean;
 declare const FEATURE_ROUTING_HINTS: boolean;
 declare const FEATURE_LAG_ROUTING: boolean;
 declare const FEATURE_QUERY_ANALYTICS: boolean;
@@ -49,6 +50,13 @@ export const FEATURES: readonly FeatureRow[] = [
     compiled: typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR,
     section: "transaction_replay",
     load: typeof FEATURE_HA_TR === "undefined" || FEATURE_HA_TR ? () => require("./transaction-replay/index.ts").default : undefined,
+  },
+  {
+    feature: "query-cache",
+    profiles: [],
+    compiled: typeof FEATURE_QUERY_CACHE === "undefined" || FEATURE_QUERY_CACHE,
+    section: "query_cache",
+    load: typeof FEATURE_QUERY_CACHE === "undefined" || FEATURE_QUERY_CACHE ? () => require("./query-cache/index.ts").default : undefined,
   },
   {
     feature: "routing-hints",
@@ -103,7 +111,6 @@ export const FEATURES: readonly FeatureRow[] = [
  * moves its section from here to its row.
  */
 export const UNBUILT_SECTIONS: Readonly<Record<string, string>> = {
-  query_cache: "query-cache",
   query_rewriting: "query-rewriting",
   auth_proxy: "auth-proxy",
   rate_limiting: "rate-limiting",

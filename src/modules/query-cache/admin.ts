@@ -1,0 +1,85 @@
+// The cache's admin surface: GET /cache, POST /cache/invalidate (table, fingerprint, pattern or all) and SHOW CACHE.
+
+import type { ModuleHost } from "../../core/hooks.ts";
+import { globTest, type CacheStore } from "./store.ts";
+
+export interface CacheCounters {
+  /** Requests that could have been cached but the session could not use the cache (transaction, unknown settings...). */
+  bypassed: number;
+  /** Requests whose statement may not be cached. */
+  uncacheable: number;
+  /** Replies over max_result_bytes (streamed through). */
+  tooLarge: number;
+  fills: number;
+}
+
+export function cacheReport(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, top = 10) {
+  const t = store.tiers;
+  const s = t.stats();
+  const c = t.counters;
+  const hits = c.hitsL1 + c.hitsL2;
+  const lookups = hits + c.misses;
+  return {
+    tiers: {
+      l1: { entries: s.l1.entries, bytes: s.l1.bytes, max_bytes: limits.l1, hits: c.hitsL1, evictions: c.evictionsL1 },
+      l2: { entries: s.l2.entries, bytes: s.l2.bytes, max_bytes: limits.l2, hits: c.hitsL2, evictions: c.evictionsL2 },
+    },
+    hits,
+    misses: c.misses,
+    hit_ratio: lookups === 0 ? 0 : hits / lookups,
+    expired: c.expired,
+    fills: counters.fills,
+    bypassed: counters.bypassed,
+    uncacheable: counters.uncacheable,
+    too_large: counters.tooLarge,
+    invalidations: { events: store.invalidations.events, entries: store.invalidations.entries, raced_fills: store.invalidations.racedFills },
+    top: t.top(top).map((x) => ({ tier: x.tier, fingerprint: x.entry.fingerprint, query: x.entry.structure, tables: x.entry.tables, hits: x.entry.hits, bytes: x.bytes })),
+  };
+}
+
+/** Drop what a POST /cache/invalidate body names: {"table"}, {"fingerprint"}, {"pattern"} or {} for everything. */
+export function invalidate(store: CacheStore, body: Record<string, unknown>): { invalidated: number } | { error: string } {
+  const keys = Object.keys(body);
+  if (keys.length > 1 || keys.some((k) => k !== "table" && k !== "fingerprint" && k !== "pattern")) return { error: 'expected one of {"table": ...}, {"fingerprint": ...}, {"pattern": ...} or {}' };
+  const v = body[keys[0] ?? ""];
+  if (keys.length === 1 && (typeof v !== "string" || v === "")) return { error: `${keys[0]} must be a non-empty string` };
+  if (keys.length === 0) return { invalidated: store.written("all") };
+  if (body.table !== undefined) return { invalidated: store.written([(v as string).slice((v as string).lastIndexOf(".") + 1)]) };
+  if (body.fingerprint !== undefined) {
+    const fp = (v as string).toLowerCase();
+    return { invalidated: store.dropMatching((e) => e.fingerprint === fp) };
+  }
+  const test = globTest(v as string);
+  return { invalidated: store.dropMatching((e) => test(e.structure)) };
+}
+
+export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }): void {
+  host.addRoute("GET", "/cache", (_req, url) => {
+    const top = Math.min(Math.max(Number(url.searchParams.get("top") ?? 10) || 10, 1), 1000);
+    return Response.json(cacheReport(store, counters, limits, top));
+  });
+  host.addRoute("POST", "/cache/invalidate", async (req) => {
+    let body: unknown = {};
+    const text = await req.text();
+    if (text.trim() !== "") {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return Response.json({ error: "the body is not JSON" }, { status: 400 });
+      }
+    }
+    if (body === null || typeof body !== "object" || Array.isArray(body)) return Response.json({ error: "expected a JSON object" }, { status: 400 });
+    const r = invalidate(store, body as Record<string, unknown>);
+    return Response.json(r, { status: "error" in r ? 400 : 200 });
+  });
+  host.addShow("cache", () => {
+    const r = cacheReport(store, counters, limits, 0);
+    return {
+      columns: ["tier", "entries", "bytes", "max_bytes", "hits", "misses", "evictions", "invalidations"],
+      rows: [
+        ["l1", r.tiers.l1.entries, r.tiers.l1.bytes, r.tiers.l1.max_bytes, r.tiers.l1.hits, r.misses, r.tiers.l1.evictions, r.invalidations.entries],
+        ["l2", r.tiers.l2.entries, r.tiers.l2.bytes, r.tiers.l2.max_bytes, r.tiers.l2.hits, null, r.tiers.l2.evictions, null],
+      ],
+    };
+  });
+}

@@ -1,0 +1,218 @@
+// Query cache module: replies to read-only statements served from memory (L1 exact bytes, L2 compressed), keyed by everything that changes them, dropped when a table they read is written.
+
+import { LRUCache } from "lru-cache";
+import { HOOKS_API_VERSION, type ClusterEvent, type Hooks, type ProxyModule, type QueryCtx, type QueryDecision, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
+import { loadParser } from "../../sql/classify.ts";
+import { registerAdmin, type CacheCounters } from "./admin.ts";
+import { Analyzer, SessionChange, type Analysis } from "./analysis.ts";
+import { config, configure, type CacheRule, type QueryCacheSettings } from "./config.ts";
+import { cacheable, replyFor, requestForm } from "./request.ts";
+import { SessionKey } from "./sessions.ts";
+import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
+import { CacheStore, type Snapshot } from "./store.ts";
+
+const EMPTY = new Uint8Array(0);
+
+/** A request the module follows to its result. */
+interface Pending {
+  readonly analysis: Analysis;
+  readonly text: string;
+  /** Set when the reply is to be stored. */
+  fill?: { key: string; seen: Snapshot; ttlMs: number; structure: string };
+  /** The module answered it (the proxy may still send it on when earlier replies are owed). */
+  answered?: boolean;
+}
+
+/** Statement text -> its shape and analysis (analyses are shared by structure). */
+interface Known {
+  readonly shape: Shape;
+  readonly analysis: Analysis;
+}
+
+export class QueryCache implements Hooks {
+  readonly store: CacheStore;
+  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fills: 0 };
+  private readonly analyzer: Analyzer;
+  private readonly byText = new LRUCache<string, Known>({ max: 20_000 });
+  private readonly byStructure = new LRUCache<string, Analysis>({ max: 10_000 });
+  private readonly sessions = new Map<number, SessionKey>();
+  private readonly pending = new WeakMap<QueryCtx, Pending>();
+
+  constructor(private readonly s: QueryCacheSettings) {
+    this.store = new CacheStore(s.l1_max_bytes, s.l2_max_bytes, s.l2_compression);
+    this.analyzer = new Analyzer({
+      denyFunctions: s.deny_functions,
+      cacheableFunctions: s.cacheable_functions,
+      dependencies: s.dependencies,
+      functionWrites: s.function_writes,
+      cascades: s.cascades,
+    });
+  }
+
+  onQuery(q: QueryCtx): void | QueryDecision {
+    const text = q.sql();
+    if (text === "") return;
+    const st = this.session(q.session);
+    const { shape, analysis: a } = this.known(text, q);
+    const writes = a.writes === "all" || a.writes.length > 0;
+    if (writes || a.change !== SessionChange.None || st.openWrites !== null) {
+      if (writes) this.wrote(st, a.writes);
+      st.sent(a);
+      this.pending.set(q, { analysis: a, text });
+      return;
+    }
+    if (!a.cacheable || shape.multi || shape.movingDate || shape.hints?.cache === false) {
+      this.counters.uncacheable++;
+      return;
+    }
+    if (q.txStatus !== "I" || !st.usable()) {
+      this.counters.bypassed++;
+      return;
+    }
+    const ttlSecs = this.ttlFor(q, shape, a);
+    if (ttlSecs === 0) {
+      this.counters.uncacheable++;
+      return;
+    }
+    const form = requestForm(q.requestBytes?.() ?? EMPTY, q.protocol);
+    if (form === null) {
+      this.counters.uncacheable++;
+      return;
+    }
+    let key = `${st.key}\u0000${form.formats}\u0000${shape.structure}`;
+    for (const slot of shape.slots) {
+      const v = typeof slot === "number" ? form.params[slot - 1] : slot;
+      if (v === undefined || (typeof slot === "number" && MOVING_DATE.test(v))) {
+        this.counters.uncacheable++;
+        return;
+      }
+      key += `\u0000${v.length}:${v}`;
+    }
+    const p: Pending = { analysis: a, text, fill: { key, seen: this.store.snapshot(a.reads), ttlMs: ttlSecs * 1000, structure: shape.structure } };
+    this.pending.set(q, p);
+    // Kept either way: a hit the proxy cannot use yet (earlier replies still owed) goes to the server and refills.
+    q.captureReply?.(this.s.max_result_bytes);
+    const e = this.store.tiers.get(key, Date.now());
+    if (e !== undefined) {
+      const reply = replyFor(e, form);
+      if (reply !== null) {
+        p.answered = true;
+        return { kind: "reply", messages: reply };
+      }
+    }
+  }
+
+  onResult(r: ResultCtx): void {
+    const p = this.pending.get(r.query);
+    if (p === undefined) return;
+    this.pending.delete(r.query);
+    const st = this.sessions.get(r.query.session.id);
+    if (st === undefined) return;
+    const a = p.analysis;
+    const failed = r.error !== undefined;
+    st.answered(a, p.text, r.txStatus, r.commandTag, failed);
+    if (st.openWrites !== null && r.txStatus === "I") {
+      // The transaction ended (committed or not): what it wrote is dropped again, after the fact.
+      const w = st.openWrites;
+      st.openWrites = null;
+      this.store.written(w);
+    }
+    const f = p.fill;
+    if (f === undefined || failed || r.txStatus !== "I") return;
+    if (r.reply === undefined) {
+      this.counters.tooLarge++;
+      return;
+    }
+    const kept = cacheable(r.reply);
+    if (kept === null) return;
+    const fingerprint = r.query.fingerprint();
+    const stored = this.store.fill(f.key, { ...kept, tables: a.reads, fingerprint, structure: f.structure, expiresAt: Date.now() + f.ttlMs, hits: 0 }, f.seen);
+    if (stored) this.counters.fills++;
+  }
+
+  onClose(s: SessionCtx): void {
+    const st = this.sessions.get(s.id);
+    if (st === undefined) return;
+    this.sessions.delete(s.id);
+    if (st.openWrites !== null) this.store.written(st.openWrites);
+  }
+
+  onServerEvent(e: ClusterEvent): void {
+    // A new primary may not have every commit the old one acknowledged: nothing cached stays.
+    if (e.type === "role_changed" || e.type === "failover_done" || e.type === "switchover_done") this.store.written("all");
+  }
+
+  private session(s: SessionCtx): SessionKey {
+    let st = this.sessions.get(s.id);
+    if (st === undefined) this.sessions.set(s.id, (st = new SessionKey(s)));
+    return st;
+  }
+
+  /** Shape and analysis of a text, the parse done once per structure. */
+  private known(text: string, q: QueryCtx): Known {
+    let k = this.byText.get(text);
+    if (k !== undefined) return k;
+    const shape = shapeOf(text);
+    let analysis = this.byStructure.get(shape.structure);
+    if (analysis === undefined) {
+      let tree: unknown = null;
+      try {
+        tree = q.parse();
+      } catch {
+        tree = null;
+      }
+      analysis = this.analyzer.analyze(tree);
+      this.byStructure.set(shape.structure, analysis);
+    }
+    k = { shape, analysis };
+    this.byText.set(text, k);
+    return k;
+  }
+
+  /** A request that writes: drop at once what read those tables (and again when its transaction ends). */
+  private wrote(st: SessionKey, tables: readonly string[] | "all"): void {
+    if (tables === "all" || st.openWrites === "all") st.openWrites = "all";
+    else {
+      st.openWrites ??= new Set();
+      for (const t of tables) st.openWrites.add(t);
+    }
+    this.store.written(tables);
+  }
+
+  /** Seconds to keep this statement's reply; 0: not cached (a rule, a hint, or allow-list mode). */
+  private ttlFor(q: QueryCtx, shape: Shape, a: Analysis): number {
+    const rule = this.s.rules.length === 0 ? undefined : this.ruleFor(q, a);
+    if (rule !== undefined && !rule.cache) return 0;
+    const hinted = shape.hints?.cache === true;
+    if (this.s.mode === "allow_list" && (rule === undefined || !rule.cache) && !hinted) return 0;
+    return shape.hints?.ttlSecs ?? (rule !== undefined && rule.ttl_secs > 0 ? rule.ttl_secs : this.s.ttl_secs);
+  }
+
+  private ruleFor(q: QueryCtx, a: Analysis): CacheRule | undefined {
+    let fp: string | null = null;
+    for (const r of this.s.rules) {
+      if (r.user !== "" && r.user !== q.session.user) continue;
+      if (r.table !== "" && !a.reads.includes(r.table)) continue;
+      if (r.fingerprint !== "" && r.fingerprint !== (fp ??= q.fingerprint())) continue;
+      return r;
+    }
+    return undefined;
+  }
+}
+
+const queryCache: ProxyModule<QueryCacheSettings> = {
+  name: "query_cache",
+  feature: "query-cache",
+  version: "0.1.0",
+  apiVersion: HOOKS_API_VERSION,
+  config,
+  configure,
+  async start(settings, host) {
+    await loadParser();
+    const cache = new QueryCache(settings);
+    registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes });
+    return cache;
+  },
+};
+
+export default queryCache;

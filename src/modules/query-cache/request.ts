@@ -1,0 +1,158 @@
+// Reading a request's messages (simple Query, or Parse/Bind/Describe/Execute/Sync) and building the reply a cached entry gives it.
+
+import type { Entry } from "./tiers.ts";
+
+const utf8 = new TextDecoder();
+const latin1 = new TextDecoder("latin1");
+
+/** What the cache needs from one request's messages. */
+export interface RequestForm {
+  readonly protocol: "simple" | "extended";
+  /** Extended: ParseComplete first (the request carries an unnamed Parse). */
+  readonly parse: boolean;
+  /** Extended: RowDescription wanted (Describe of the portal). */
+  readonly describe: boolean;
+  /** Result formats: "t" (all text) or the Bind's format codes. */
+  readonly formats: string;
+  /** Parameter n (1-based) -> its key part ("s:..." for untyped text, "p<oid>/<fmt>:..." otherwise; "null"). */
+  readonly params: readonly string[];
+}
+
+const readInt32 = (b: Uint8Array, at: number) => ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+const readInt16 = (b: Uint8Array, at: number) => (b[at]! << 8) | b[at + 1]!;
+
+const SIMPLE: RequestForm = { protocol: "simple", parse: false, describe: false, formats: "t", params: [] };
+
+/**
+ * The form of a request starting at b[0], or null when the cache cannot answer it: only
+ * `[Parse ""] Bind "" [Describe portal ""] Execute "" 0 Sync` (an unnamed Parse, or a Bind of a
+ * statement without parameters), all present in `b`, and simple Queries.
+ */
+export function requestForm(b: Uint8Array, protocol: "simple" | "extended"): RequestForm | null {
+  if (protocol === "simple") return b.length > 0 && b[0] === 81 ? SIMPLE : null; // 'Q'
+  let pos = 0;
+  let parse = false, bound = false, describe = false, executed = false;
+  let types: number[] = [];
+  let formats = "t";
+  let params: string[] = [];
+  while (pos + 5 <= b.length) {
+    const type = b[pos]!;
+    const end = pos + 1 + readInt32(b, pos + 1);
+    if (end > b.length) return null;
+    switch (type) {
+      case 80: {
+        // 'P': unnamed only; parameter types kept
+        if (parse || bound || b[pos + 5] !== 0) return null;
+        const textEnd = b.indexOf(0, pos + 6);
+        if (textEnd < 0 || textEnd + 3 > end) return null;
+        const n = readInt16(b, textEnd + 1);
+        types = [];
+        for (let i = 0; i < n; i++) types.push(readInt32(b, textEnd + 3 + 4 * i));
+        parse = true;
+        break;
+      }
+      case 66: {
+        // 'B': unnamed portal
+        if (bound || b[pos + 5] !== 0) return null;
+        const stmtEnd = b.indexOf(0, pos + 6);
+        if (stmtEnd < 0 || stmtEnd >= end) return null;
+        if (!parse && stmtEnd === pos + 6) return null; // the unnamed statement of an earlier request
+        const r = readBind(b, stmtEnd + 1, end, types);
+        if (r === null || (!parse && r.params.length > 0)) return null;
+        formats = r.formats;
+        params = r.params;
+        bound = true;
+        break;
+      }
+      case 68: // 'D': the portal, after Bind
+        if (!bound || executed || describe || b[pos + 5] !== 80 || b[pos + 6] !== 0) return null;
+        describe = true;
+        break;
+      case 69: // 'E': unnamed portal, all rows
+        if (!bound || executed || b[pos + 5] !== 0 || readInt32(b, pos + 6) !== 0) return null;
+        executed = true;
+        break;
+      case 83: // 'S'
+        return executed ? { protocol, parse, describe, formats, params } : null;
+      default:
+        return null;
+    }
+    pos = end;
+  }
+  return null;
+}
+
+function readBind(b: Uint8Array, at: number, end: number, types: readonly number[]): { formats: string; params: string[] } | null {
+  const nf = readInt16(b, at);
+  at += 2;
+  const pf: number[] = [];
+  for (let i = 0; i < nf; i++, at += 2) pf.push(readInt16(b, at));
+  const np = readInt16(b, at);
+  at += 2;
+  if (nf > 1 && nf !== np) return null;
+  const params: string[] = [];
+  for (let i = 0; i < np; i++) {
+    if (at + 4 > end) return null;
+    const len = readInt32(b, at) | 0;
+    at += 4;
+    if (len === -1) {
+      params.push("null");
+      continue;
+    }
+    if (len < 0 || at + len > end) return null;
+    const fmt = nf === 0 ? 0 : nf === 1 ? pf[0]! : pf[i]!;
+    const oid = types[i] ?? 0;
+    const v = b.subarray(at, at + len);
+    params.push(fmt === 0 && oid === 0 ? "s:" + utf8.decode(v) : `p${oid}/${fmt}:` + latin1.decode(v));
+    at += len;
+  }
+  const nr = readInt16(b, at);
+  at += 2;
+  let formats = "t";
+  const rf: number[] = [];
+  for (let i = 0; i < nr; i++, at += 2) rf.push(readInt16(b, at));
+  if (rf.some((f) => f !== 0)) formats = rf.join(",");
+  return at <= end ? { formats, params } : null;
+}
+
+const PARSE_COMPLETE = new Uint8Array([49, 0, 0, 0, 4]);
+const BIND_COMPLETE = new Uint8Array([50, 0, 0, 0, 4]);
+
+/** The reply an entry gives a request of this form, or null when the entry lacks what it needs. */
+export function replyFor(e: Entry, f: RequestForm): Uint8Array | null {
+  if (f.protocol === "simple") return e.bodyAt > 0 ? e.data : null;
+  const withDesc = f.describe;
+  if (withDesc && e.bodyAt === 0) return null;
+  const body = withDesc ? e.data : e.data.subarray(e.bodyAt);
+  const out = new Uint8Array((f.parse ? 5 : 0) + 5 + body.length);
+  let at = 0;
+  if (f.parse) {
+    out.set(PARSE_COMPLETE, 0);
+    at = 5;
+  }
+  out.set(BIND_COMPLETE, at);
+  out.set(body, at + 5);
+  return out;
+}
+
+/**
+ * The part of a captured reply worth keeping: [RowDescription] DataRow... CommandComplete, after
+ * ParseComplete/BindComplete. Null when anything else came (a notice, an error, a parameter change,
+ * a suspended portal): such a reply is not cached.
+ */
+export function cacheable(reply: Uint8Array): { data: Uint8Array; bodyAt: number } | null {
+  let pos = 0;
+  while (pos < reply.length && (reply[pos] === 49 || reply[pos] === 50)) pos += 1 + readInt32(reply, pos + 1);
+  const start = pos;
+  let bodyAt = 0;
+  if (pos < reply.length && reply[pos] === 84) {
+    // 'T'
+    pos += 1 + readInt32(reply, pos + 1);
+    bodyAt = pos - start;
+  }
+  while (pos + 5 <= reply.length && reply[pos] === 68) pos += 1 + readInt32(reply, pos + 1); // 'D'
+  if (pos + 5 > reply.length || reply[pos] !== 67) return null; // 'C'
+  const end = pos + 1 + readInt32(reply, pos + 1);
+  if (end !== reply.length) return null;
+  return { data: reply.slice(start, end), bodyAt };
+}

@@ -1,0 +1,106 @@
+// What each client session's cached replies depend on: login, startup settings and the SETs that took effect, followed as they commit.
+
+import type { SessionCtx } from "../../core/hooks.ts";
+import { SessionChange, type Analysis } from "./analysis.ts";
+
+/** Startup parameters that do not change a reply's bytes (or are in the key already). */
+const NOT_OUTPUT = new Set(["user", "database", "application_name", "fallback_application_name", "replication", "traceparent", "tracestate"]);
+
+/** A request's SETs waiting for the end of their transaction. */
+interface PendingChange {
+  readonly analysis: Analysis;
+  readonly text: string;
+}
+
+export class SessionKey {
+  /** Database, login user, startup settings: fixed for the session. */
+  private readonly login: string;
+  /** Parameter -> the statement that last set it (in the order they were last set). */
+  private readonly sets = new Map<string, string>();
+  private cached: string | null = null;
+  /** Requests with session changes sent and not yet answered. */
+  changesInFlight = 0;
+  /** Changes inside the open transaction: they count at COMMIT. */
+  private txChanges: PendingChange[] = [];
+  /** The proxy cannot tell the session's settings or role any more: no cache for it. */
+  unknown = false;
+  /** The session made temporary objects: its names may shadow others'. */
+  temp = false;
+  /** Tables this session wrote in its open transaction (dropped again when it ends). */
+  openWrites: Set<string> | "all" | null = null;
+
+  constructor(s: SessionCtx) {
+    let k = `${s.database}\u0000${s.user}`;
+    const params = s.params === undefined ? [] : [...s.params].filter(([n]) => !NOT_OUTPUT.has(n)).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    for (const [n, v] of params) k += `\u0000${n}=${v}`;
+    this.login = k;
+  }
+
+  /** Everything about the session that changes a reply's bytes. */
+  get key(): string {
+    if (this.cached === null) {
+      let k = this.login;
+      for (const text of this.sets.values()) k += `\u0001${text}`;
+      this.cached = k;
+    }
+    return this.cached;
+  }
+
+  /** The session may use the cache now (outside a transaction, nothing pending or unknown). */
+  usable(): boolean {
+    return !this.unknown && !this.temp && this.changesInFlight === 0 && this.txChanges.length === 0 && this.openWrites === null;
+  }
+
+  /** A request was sent: changes the proxy cannot follow count at once. */
+  sent(a: Analysis): void {
+    if (a.change & SessionChange.Unknown) this.unknown = true;
+    if (a.change & SessionChange.Temp) this.temp = true;
+    if (a.change & (SessionChange.Sets | SessionChange.ResetAll | SessionChange.Discard)) this.changesInFlight++;
+  }
+
+  /**
+   * A request was answered. Its SETs join the transaction's; when the transaction ends they take
+   * effect (COMMIT, or autocommit without an error) or are dropped (ROLLBACK, error). Anything the
+   * proxy cannot be sure of makes the session's state unknown.
+   */
+  answered(a: Analysis, text: string, txStatus: "I" | "T" | "E", tag: string, failed: boolean): void {
+    const changes = a.change & (SessionChange.Sets | SessionChange.ResetAll | SessionChange.Discard);
+    if (changes !== 0) {
+      this.changesInFlight--;
+      // Transaction control and changes in one multi-statement request: which survived is not known.
+      if (a.txControl && a.statements > 1) this.unknown = true;
+      this.txChanges.push({ analysis: a, text });
+    }
+    if (this.txChanges.length === 0) return;
+    if (a.partialRollback) {
+      this.unknown = true;
+      this.txChanges = [];
+      return;
+    }
+    if (txStatus !== "I") return;
+    const pending = this.txChanges;
+    this.txChanges = [];
+    if (failed || tag === "ROLLBACK") return;
+    for (const p of pending) this.apply(p);
+  }
+
+  private apply(p: PendingChange): void {
+    const a = p.analysis;
+    this.cached = null;
+    if (a.change & SessionChange.Discard) {
+      this.sets.clear();
+      this.temp = false;
+      if (a.statements === 1) this.unknown = false;
+    }
+    if (a.change & SessionChange.ResetAll) {
+      // RESET ALL leaves the role and session authorization as they are (PostgreSQL's NO_RESET_ALL); be sure rather than assume.
+      if (this.sets.has("role") || this.sets.has("session_authorization")) this.unknown = true;
+      this.sets.clear();
+    }
+    for (const name of a.sets) {
+      if (name === "session_authorization") this.sets.delete("role");
+      this.sets.delete(name);
+      this.sets.set(name, p.text);
+    }
+  }
+}
