@@ -273,13 +273,14 @@ describe("line lookup", () => {
 describe("feature modules", () => {
   test("registry", () => {
     expect(buildProfile()).toBe("dev");
-    expect(compiledFeatures()).toHaveLength(9);
+    expect(compiledFeatures()).toHaveLength(10);
     expect(compiledFeatures().every((f) => f.enabled)).toBe(true);
     expect(moduleSectionFeature("transaction_replay")).toBe("ha-tr");
     expect(moduleSectionFeature("query_cache")).toBe("query-cache");
     expect(moduleSectionFeature("pool")).toBeUndefined();
     expect(isFeatureCompiled("schema-routing")).toBe(true);
-    expect(isFeatureCompiled("query-cache")).toBe(false);
+    expect(isFeatureCompiled("query-cache")).toBe(true);
+    expect(isFeatureCompiled("rate-limiting")).toBe(false);
     expect(isFeatureCompiled("no-such-feature")).toBe(false);
   });
 
@@ -298,15 +299,22 @@ describe("feature modules", () => {
   });
 
   test("a section of a feature this version does not implement fails, naming it, unless enabled = false", () => {
-    expect(errorOf(`${NODE}[query_cache]\nl1_size = "banana"\n`).message).toBe(
-      "proxy.toml:3: [query_cache]: query-cache is not implemented in this version (`heliosproxy features` lists what is)",
+    expect(errorOf(`${NODE}[rate_limiting]\nper_user_qps = -5\n`).message).toBe(
+      "proxy.toml:3: [rate_limiting]: rate-limiting is not implemented in this version (`heliosproxy features` lists what is)",
     );
-    expect(errorOf(`${NODE}[rate_limiting]\nper_user_qps = -5\n`).message).toContain("[rate_limiting]: rate-limiting is not implemented");
     expect(errorOf(`${NODE}[auth_proxy]\njwks_url = "https://x"\n`).message).toContain("[auth_proxy]: auth-proxy is not implemented");
     expect(errorOf(`${NODE}[graphql_gateway]\nmax_depth = 4\n`).message).toContain("[graphql_gateway]: graphql-gateway is not implemented");
     for (const section of ["circuit_breaker", "multi_tenancy", "wasm_plugins", "distribcache", "query_rewriting"])
       expect(errorOf(`${NODE}[${section}]\nx = 1\n`).message).toContain("is not implemented in this version");
-    expect(parse(`${NODE}[query_cache]\nenabled = false\n`).modules).toEqual({});
+    expect(parse(`${NODE}[rate_limiting]\nenabled = false\n`).modules).toEqual({});
+  });
+
+  test("[query_cache]: its keys are checked, and invalidation = \"wal\" says it is not implemented", () => {
+    expect(parse(`${NODE}[query_cache]\nttl_secs = 30\n`).modules.query_cache).toMatchObject({ enabled: true, ttl_secs: 30, mode: "all", invalidation: "proxy" });
+    expect(errorOf(`${NODE}[query_cache]\nl1_size = "banana"\n`).message).toContain("query_cache.l1_size: unknown key");
+    expect(errorOf(`${NODE}[query_cache]\ninvalidation = "wal"\n`).message).toContain('"wal" (following a logical replication slot) is not implemented in this version');
+    expect(errorOf(`${NODE}[query_cache]\nl1_max_bytes = 8192\nmax_result_bytes = 9000\n`).message).toContain("max_result_bytes: expected at most l1_max_bytes (8192), got 9000");
+    expect(errorOf(`${NODE}[[query_cache.rules]]\nttl_secs = 5\n`).message).toContain("a rule needs table, fingerprint or user");
   });
 
   test("a section of a feature missing from the build fails", () => {

@@ -42,7 +42,7 @@ test("modules/index.ts declares exactly the rows' constants, and nothing else re
 
 test("each module row loads a module that names its section and feature and declares every key with a doc", () => {
   const rows = FEATURES.filter((r) => r.section !== undefined);
-  expect(rows.map((r) => r.section)).toEqual(["transaction_replay", "routing_hints", "lag_routing", "query_analytics", "schema_routing", "tracing"]);
+  expect(rows.map((r) => r.section)).toEqual(["transaction_replay", "query_cache", "routing_hints", "lag_routing", "query_analytics", "schema_routing", "tracing"]);
   for (const r of rows) {
     const mod = moduleFor(r.section!)!;
     expect([mod.name, mod.feature, mod.apiVersion]).toEqual([r.section!, r.feature, HOOKS_API_VERSION]);

@@ -125,15 +125,15 @@ export class Analyzer {
     else if (kind !== "SelectStmt") reason = "not a query";
     else if (w.writes !== null) reason = "writes";
     else reason = w.uncacheable;
+    // Text the parser refuses, PostgreSQL refuses too: it runs nothing.
     const reads = this.expand([...w.reads].filter((r) => !w.ctes.has(r)), this.s.dependencies);
-    let writes: readonly string[] | "all" = tree === null ? "all" : w.writes === "all" ? "all" : w.writes === null ? [] : this.expand([...w.writes], this.s.cascades ?? {});
-    if (writes !== "all" && writes.length === 0 && tree === null) writes = "all";
+    const writes: readonly string[] | "all" = w.writes === "all" ? "all" : w.writes === null ? [] : this.expand([...w.writes], this.s.cascades ?? {});
     return {
       cacheable: reason === "",
       reason,
       reads,
       writes,
-      change: tree === null ? SessionChange.Unknown : w.change,
+      change: w.change,
       sets: w.sets,
       txControl: w.txControl,
       partialRollback: w.partialRollback,
@@ -263,7 +263,19 @@ export class Analyzer {
           const parts = ((v as Node).funcname as { String?: { sval?: string } }[] | undefined) ?? [];
           const name = (parts[parts.length - 1]?.String?.sval ?? "").toLowerCase();
           if (!this.cacheable.has(name)) w.nocache(`calls ${name}()`);
-          if (!this.readSafe.has(name)) {
+          if (name === "set_config") {
+            // set_config('name', value, is_local): a SET by another spelling when the name is a constant.
+            const args = ((v as Node).args as { A_Const?: { sval?: { sval?: string }; boolval?: { boolval?: boolean } } }[] | undefined) ?? [];
+            const first = args[0]?.A_Const?.sval?.sval;
+            const local = args[2]?.A_Const?.boolval;
+            // is_local = true: gone when the transaction ends (and the cache is never used inside one).
+            if (local !== undefined && local.boolval === true) {
+              /* no lasting effect */
+            } else if (first !== undefined && local !== undefined) {
+              w.change |= SessionChange.Sets;
+              w.sets.push(first.toLowerCase());
+            } else w.change |= SessionChange.Unknown;
+          } else if (!this.readSafe.has(name)) {
             const tables = this.s.functionWrites[name];
             if (tables !== undefined) for (const t of tables) w.write(t);
             else {

@@ -1,0 +1,254 @@
+// Query cache through a real proxy: hits byte-identical to PostgreSQL's replies (simple and extended, text and binary, L1 and L2), never stale, never across roles, nothing time-dependent cached.
+
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type pg from "pg";
+import { pgClient, pgjs } from "../support/clients.ts";
+import * as F from "../support/frames.ts";
+import { usePgInstance } from "../support/pg-fixture.ts";
+import type { RunningProxy } from "../support/proxy.ts";
+import { login } from "../support/wire.ts";
+import type { BackendMessage } from "../support/frames.ts";
+
+const fx = usePgInstance({}, async (inst) => {
+  await inst.psql(
+    [
+      "CREATE TABLE items (id int PRIMARY KEY, name text, note text, price numeric, data bytea)",
+      "INSERT INTO items SELECT i, 'item ' || i, CASE WHEN i % 2 = 0 THEN NULL ELSE repeat('n', i) END, i * 1.5, decode(md5(i::text), 'hex') FROM generate_series(1, 50) i",
+      "CREATE TABLE big (id int, payload text)",
+      "INSERT INTO big SELECT i, repeat(md5(i::text), 200) FROM generate_series(1, 3) i",
+      "CREATE TABLE counters (id int PRIMARY KEY, v int)",
+      "INSERT INTO counters SELECT i, 0 FROM generate_series(1, 5) i",
+      "CREATE TABLE ddl_t (id int)",
+      "INSERT INTO ddl_t VALUES (1), (2)",
+      "CREATE SEQUENCE seq",
+      "CREATE ROLE alice LOGIN",
+      "CREATE ROLE bob LOGIN",
+      "CREATE TABLE docs (id int, owner text, body text)",
+      "INSERT INTO docs VALUES (1, 'alice', 'a1'), (2, 'alice', 'a2'), (3, 'bob', 'b1')",
+      "ALTER TABLE docs ENABLE ROW LEVEL SECURITY",
+      "CREATE POLICY own ON docs USING (owner = current_user)",
+      "GRANT SELECT ON docs, items TO alice, bob",
+    ].join("; "),
+  );
+});
+
+let proxy: RunningProxy;
+let direct: number;
+
+beforeAll(async () => {
+  proxy = await fx.proxyWith({ toml: `[auth]\nmethod = "trust"\n[query_cache]\nl1_max_bytes = 1048576\nl2_max_bytes = 0\nmax_result_bytes = 65536\n` });
+  direct = fx.inst.port;
+});
+
+type Json = Record<string, any>;
+const cacheState = async (p: RunningProxy): Promise<Json> => (await fetch(`http://127.0.0.1:${p.adminPort}/cache`)).json() as Promise<Json>;
+const invalidate = async (p: RunningProxy, body: Json): Promise<Json> =>
+  (await fetch(`http://127.0.0.1:${p.adminPort}/cache/invalidate`, { method: "POST", body: JSON.stringify(body) })).json() as Promise<Json>;
+
+/** Every message as type + hex body: equal strings are equal bytes. */
+const wire = (msgs: BackendMessage[]): string[] => msgs.map((m) => m.type + Buffer.from(m.body).toString("hex"));
+
+/** Run `data` on a fresh raw connection to `port` (as `user`) `times` times; the replies of each run. */
+async function runs(port: number, data: Uint8Array, times: number, user = "postgres"): Promise<string[][]> {
+  const { conn } = await login(port, { user, database: "postgres" });
+  try {
+    const out: string[][] = [];
+    for (let i = 0; i < times; i++) out.push(wire(await conn.roundTrip(data)));
+    return out;
+  } finally {
+    conn.quit();
+  }
+}
+
+const extendedRun = (sql: string, params: (string | null)[], resultFormats: number[] = [], describe = true, paramTypes: number[] = []) =>
+  F.concat(F.parse("", sql, paramTypes), F.bind("", "", params, { resultFormats }), ...(describe ? [F.describe("P")] : []), F.execute(), F.sync());
+
+test("hits are byte-identical to PostgreSQL's replies: simple and extended, text and binary, NULLs, big rows", async () => {
+  const cases: Uint8Array[] = [
+    F.query("SELECT id, name, note, price, data FROM items WHERE id <= 12 ORDER BY id"),
+    F.query("SELECT * FROM big ORDER BY id"),
+    extendedRun("SELECT id, name, note, price, data FROM items WHERE id < $1 ORDER BY id", ["9"]),
+    extendedRun("SELECT id, name, note, price, data FROM items WHERE id < $1 ORDER BY id", ["9"], [1]),
+    extendedRun("SELECT id, note FROM items WHERE id = $1", ["4"], [0], false),
+    extendedRun("SELECT id, note FROM items WHERE id = $1", [null]),
+  ];
+  for (const data of cases) {
+    const before = (await cacheState(proxy)).hits as number;
+    const [first, second, third] = await runs(proxy.port, data, 3);
+    const [expected] = await runs(direct, data, 1);
+    expect(first).toEqual(expected!);
+    expect(second).toEqual(expected!);
+    expect(third).toEqual(expected!);
+    expect((await cacheState(proxy)).hits).toBe(before + 2);
+  }
+});
+
+test("textual variants share one entry: spacing, case, comments, quoted literal and $n, simple and extended", async () => {
+  const fills = (await cacheState(proxy)).fills as number;
+  const base = "SELECT name FROM items WHERE name = 'item 7'";
+  const [expected] = await runs(direct, F.query(base), 1);
+  expect((await runs(proxy.port, F.query(base), 1))[0]).toEqual(expected!);
+  const variants = [F.query("select   NAME from ITEMS /* note */ where name='item 7'"), F.query("SELECT name\nFROM items\nWHERE name = 'item 7' -- trailing")];
+  for (const v of variants) expect((await runs(proxy.port, v, 1))[0]).toEqual(expected!);
+  const ext = await runs(proxy.port, extendedRun("SELECT name FROM items WHERE name = $1", ["item 7"]), 1);
+  expect(ext[0]!.slice(2)).toEqual(expected!);
+  expect(ext[0]!.slice(0, 2)).toEqual(["1", "2"]);
+  expect((await cacheState(proxy)).fills).toBe(fills + 1);
+});
+
+test("never stale: a write through any session is seen by the next read of every other session", async () => {
+  const clients: pg.Client[] = [];
+  for (let i = 0; i < 5; i++) clients.push(await pgClient(proxy.port, { database: "postgres" }));
+  try {
+    let stale = 0;
+    for (let i = 1; i <= 200; i++) {
+      const writer = clients[i % 5]!;
+      const reader = clients[(i + 1 + (i % 3)) % 5]!;
+      const row = 1 + (i % 5);
+      // Warm the entry first, then write through another session, then read.
+      await reader.query("SELECT v FROM counters WHERE id = $1", [row]);
+      if (i % 2 === 0) await writer.query("UPDATE counters SET v = $1 WHERE id = $2", [i, row]);
+      else await writer.query(`BEGIN; UPDATE counters SET v = ${i} WHERE id = ${row}; COMMIT`);
+      const r = await reader.query("SELECT v FROM counters WHERE id = $1", [row]);
+      if (r.rows[0].v !== i) stale++;
+    }
+    expect(stale).toBe(0);
+    expect((await cacheState(proxy)).hits).toBeGreaterThan(0);
+  } finally {
+    for (const c of clients) await c.end();
+  }
+});
+
+test("row-level security: each role sees only its rows, and SET ROLE changes what is served", async () => {
+  const sql = "SELECT id, owner FROM docs ORDER BY id";
+  const ids = async (c: pg.Client) => (await c.query(sql)).rows.map((r: Json) => r.id);
+  const alice = await pgClient(proxy.port, { database: "postgres", user: "alice" });
+  const bob = await pgClient(proxy.port, { database: "postgres", user: "bob" });
+  const admin = await pgClient(proxy.port, { database: "postgres" });
+  try {
+    for (let i = 0; i < 2; i++) {
+      expect(await ids(alice)).toEqual([1, 2]);
+      expect(await ids(bob)).toEqual([3]);
+    }
+    expect(await ids(admin)).toEqual([1, 2, 3]);
+    await admin.query("SET ROLE alice");
+    expect(await ids(admin)).toEqual([1, 2]);
+    await admin.query("SET ROLE bob");
+    expect(await ids(admin)).toEqual([3]);
+    expect(await ids(admin)).toEqual([3]);
+    await admin.query("BEGIN; SET ROLE alice; ROLLBACK");
+    expect(await ids(admin)).toEqual([3]);
+    await admin.query("RESET ROLE");
+    expect(await ids(admin)).toEqual([1, 2, 3]);
+  } finally {
+    for (const c of [alice, bob, admin]) await c.end();
+  }
+});
+
+test("now(), random(), nextval() and 'now' are never cached", async () => {
+  const c = await pgClient(proxy.port, { database: "postgres" });
+  try {
+    const fills = (await cacheState(proxy)).fills as number;
+    const a = (await c.query("SELECT now()::text AS t, random() AS r")).rows[0];
+    await Bun.sleep(5);
+    const b = (await c.query("SELECT now()::text AS t, random() AS r")).rows[0];
+    expect(a.t).not.toBe(b.t);
+    expect(a.r).not.toBe(b.r);
+    const n1 = (await c.query("SELECT nextval('seq') AS n")).rows[0].n;
+    const n2 = (await c.query("SELECT nextval('seq') AS n")).rows[0].n;
+    expect(Number(n2)).toBe(Number(n1) + 1);
+    const t1 = (await c.query("SELECT 'now'::timestamptz::text AS t")).rows[0].t;
+    await Bun.sleep(5);
+    const t2 = (await c.query("SELECT 'now'::timestamptz::text AS t")).rows[0].t;
+    expect(t1).not.toBe(t2);
+    const t3 = (await c.query("SELECT current_timestamp::text AS t")).rows[0].t;
+    await Bun.sleep(5);
+    expect((await c.query("SELECT current_timestamp::text AS t")).rows[0].t).not.toBe(t3);
+    expect((await cacheState(proxy)).fills).toBe(fills);
+  } finally {
+    await c.end();
+  }
+});
+
+test("inside a transaction that wrote, reads come from the server; a rollback leaves the cached value right", async () => {
+  const c = await pgClient(proxy.port, { database: "postgres" });
+  try {
+    const q = "SELECT name FROM items WHERE id = 3";
+    expect((await c.query(q)).rows[0].name).toBe("item 3");
+    expect((await c.query(q)).rows[0].name).toBe("item 3");
+    await c.query("BEGIN");
+    await c.query("UPDATE items SET name = 'changed' WHERE id = 3");
+    expect((await c.query(q)).rows[0].name).toBe("changed");
+    await c.query("ROLLBACK");
+    expect((await c.query(q)).rows[0].name).toBe("item 3");
+  } finally {
+    await c.end();
+  }
+});
+
+test("DDL invalidates: ALTER TABLE, TRUNCATE, DROP", async () => {
+  const sql = postgresJs();
+  try {
+    const read = () => sql.unsafe("SELECT * FROM ddl_t ORDER BY id");
+    expect((await read()).length).toBe(2);
+    expect((await read()).length).toBe(2);
+    await sql.unsafe("ALTER TABLE ddl_t ADD COLUMN c int DEFAULT 7");
+    expect(await read()).toEqual([{ id: 1, c: 7 }, { id: 2, c: 7 }] as never);
+    await sql.unsafe("TRUNCATE ddl_t");
+    expect((await read()).length).toBe(0);
+    await sql.unsafe("DROP TABLE ddl_t");
+    const err = await read().then(
+      () => null,
+      (e: { code?: string }) => e.code,
+    );
+    expect(err).toBe("42P01");
+  } finally {
+    await sql.end();
+  }
+});
+
+function postgresJs() {
+  return pgjs(proxy.port, { database: "postgres" });
+}
+
+test("POST /cache/invalidate drops by table and everything; GET /cache reports tiers", async () => {
+  const c = await pgClient(proxy.port, { database: "postgres" });
+  try {
+    await c.query("SELECT count(*) FROM items");
+    await c.query("SELECT count(*) FROM items");
+    const r = await invalidate(proxy, { table: "items" });
+    expect(r.invalidated).toBeGreaterThan(0);
+    expect((await invalidate(proxy, { table: "" })).error).toBeDefined();
+    const all = await invalidate(proxy, {});
+    expect(typeof all.invalidated).toBe("number");
+    const s = await cacheState(proxy);
+    expect(s.tiers.l1.entries).toBe(0);
+    expect(s.invalidations.events).toBeGreaterThan(0);
+  } finally {
+    await c.end();
+  }
+});
+
+test("a tiny L1 ages entries into L2 (compressed), served byte-identical; both tiers stay within their bytes", async () => {
+  const small = await fx.proxyWith({ toml: `[auth]\nmethod = "trust"\n[query_cache]\nl1_max_bytes = 8192\nl2_max_bytes = 65536\nmax_result_bytes = 4096\n` });
+  const queries = Array.from({ length: 30 }, (_, i) => F.query(`SELECT id, name, note FROM items WHERE id BETWEEN ${i + 1} AND ${i + 8} ORDER BY id`));
+  const { conn } = await login(small.port, { user: "postgres", database: "postgres" });
+  try {
+    const firsts: string[][] = [];
+    for (const q of queries) firsts.push(wire(await conn.roundTrip(q)));
+    const before = (await cacheState(small)).tiers.l2.hits as number;
+    const again = wire(await conn.roundTrip(queries[0]!));
+    const [expected] = await runs(direct, queries[0]!, 1);
+    expect(again).toEqual(expected!);
+    expect(firsts[0]).toEqual(expected!);
+    const s = await cacheState(small);
+    expect(s.tiers.l2.hits).toBe(before + 1);
+    expect(s.tiers.l1.bytes).toBeLessThanOrEqual(8192);
+    expect(s.tiers.l2.bytes).toBeLessThanOrEqual(65536);
+    expect(s.tiers.l1.evictions).toBeGreaterThan(0);
+  } finally {
+    conn.quit();
+  }
+});
+
+afterAll(() => {});
