@@ -18,7 +18,8 @@ import { QueryClassifier, loadParser } from "./sql/classify.ts";
 import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
 import { FailoverController } from "./cluster/failover.ts";
-import { forwardClusterEvents, startModules } from "./core/module-host.ts";
+import { startModules } from "./core/module-host.ts";
+import { applyReload, busyServers, nodeLost, nodeUsable, primaryMoved } from "./server/pool-reactions.ts";
 import { restartOnlyChanges } from "./config/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
 import { Fleet } from "./cluster/coordination/fleet.ts";
@@ -71,55 +72,27 @@ function nodesDiffer(current: readonly NodeView[], next: readonly NodeEntry[]): 
 }
 
 /**
- * A node went down or was drained: its idle servers close, leased ones finish and are not reused,
- * and clients waiting for it are routed again. Back up or undrained: its pools may grow again.
+ * The pools follow the event (server/pool-reactions.ts), the failover controller hears about its
+ * primary, then the modules' onServerEvent hooks see it.
  */
 function onClusterEvent(ctx: ProxyContext, e: ClusterEvent): void {
   const isPrimary = (e.type === "NodeDown" || e.type === "NodeUp") && ctx.cluster.primary().name === e.node;
   // Hold requests for a lost primary before its waiters are routed again (they then wait in the buffer).
   if (e.type === "NodeDown" && isPrimary) ctx.failover?.primaryDown(e.node, e.reason);
   if (e.type === "PrimaryChanged") {
-    // A new epoch: servers of the old primary are never reused; its waiters go to the new one.
-    for (const p of ctx.allPools()) {
-      if (p.node !== e.from) continue;
-      p.recycle(`primary moved to ${e.to} (epoch ${e.epoch})`);
-      p.rerouteWaiters();
-    }
-    for (const [key, p] of ctx.pools) {
-      p.recycle("primary moved");
-      ctx.pools.delete(key);
-    }
+    primaryMoved(ctx.allPools(), ctx.pools, e.from, `primary moved to ${e.to} (epoch ${e.epoch})`);
     log.warn(`primary is now ${e.to} (was ${e.from}; epoch ${e.epoch}): ${e.reason}`);
     ctx.failover?.awaitWritablePrimary(`waiting for ${e.to} to finish its promotion`);
-    return;
-  }
-  if (e.type === "PrimaryNotWritable") {
+  } else if (e.type === "PrimaryNotWritable") {
     ctx.failover?.awaitWritablePrimary(`primary ${e.node} reports it is in recovery`);
-    return;
-  }
-  if (e.type === "NodeDown" || (e.type === "NodeDrained" && e.drained)) {
-    for (const p of ctx.allPools()) {
-      if (p.node !== e.node) continue;
-      p.suspended = true;
-      p.recycle(e.type === "NodeDown" ? "node down" : "node drained");
-      p.rerouteWaiters();
-    }
+  } else if (e.type === "NodeDown" || (e.type === "NodeDrained" && e.drained)) {
+    nodeLost(ctx.allPools(), e.node, e.type === "NodeDown" ? "node down" : "node drained");
   } else if (e.type === "NodeUp" || e.type === "NodeDrained") {
     const n = ctx.cluster.node(e.node);
-    const usable = n !== undefined && n.health === "up" && !n.drained;
-    for (const p of ctx.allPools()) if (p.node === e.node) p.suspended = !usable;
+    nodeUsable(ctx.allPools(), e.node, n !== undefined && n.health === "up" && !n.drained);
     if (e.type === "NodeUp" && isPrimary) ctx.failover?.primaryUp(e.node);
   }
-}
-
-/** Servers on `node` inside a transaction or a request (what a switchover waits for). */
-function busyServers(ctx: ProxyContext, node: string): number {
-  let n = 0;
-  for (const p of ctx.allPools()) {
-    if (p.node !== node) continue;
-    for (const s of p.all) if (s.lessee !== null && (s.txStatus !== TxStatus.Idle || s.owed > 0)) n++;
-  }
-  return n;
+  ctx.serverEvent?.(e);
 }
 
 function makeFailover(ctx: ProxyContext): FailoverController {
@@ -134,7 +107,7 @@ function makeFailover(ctx: ProxyContext): FailoverController {
       return { user: h.user, database: h.database, password: h.password || null };
     },
     timeoutSecs: () => ctx.config.health.check_timeout_secs,
-    busyServers: (node) => busyServers(ctx, node),
+    busyServers: (node) => busyServers(ctx.allPools(), node),
     fleet: () => ctx.fleet,
     endRequest: (node, pid, code, message) => endRequestOn(ctx, node, pid, code, message),
   });
@@ -177,33 +150,6 @@ function sweepClients(ctx: ProxyContext, now: number): void {
   }
 }
 
-/**
- * After a reload: new limits apply at once; a pool whose server password or backend changed
- * closes its idle servers (busy ones finish and are not reused). Unchanged pools keep theirs.
- */
-function applyToPools(ctx: ProxyContext): void {
-  for (const p of ctx.allPools()) {
-    p.settings = ctx.poolSettings(ctx.userEntry(p.user));
-    const entry = ctx.userEntry(p.user);
-    const password = entry ? serverPassword(entry) : p.creds.password;
-    // Passthrough users prove themselves to the server again after a reload (passwords may have changed).
-    if (!entry) p.shared.passthrough = "unknown";
-    const node = ctx.config.nodes.find((n) => n.name === p.node);
-    if (!node) {
-      p.recycle("node removed by reload");
-      continue;
-    }
-    const endpoint = ctx.endpoint(node);
-    const moved = p.endpoint.host !== endpoint.host || p.endpoint.port !== endpoint.port ||
-      p.endpoint.sslmode !== endpoint.sslmode || p.endpoint.ca !== endpoint.ca;
-    if (moved || password !== p.creds.password) {
-      p.creds = { ...p.creds, password };
-      p.endpoint = endpoint;
-      p.recycle(moved ? "backend changed by reload" : "password changed by reload");
-    }
-  }
-}
-
 export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }): Promise<RunningProxy> {
   const ctx = new ProxyContext(cfg);
   ctx.tls = loadTls(cfg);
@@ -211,6 +157,8 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   ctx.failover = makeFailover(ctx);
   const modules = await startModules(cfg, () => ctx.cluster);
   ctx.hooks = modules.hooks;
+  ctx.startupHooks = modules.startup;
+  ctx.serverEvent = modules.serverEvent;
   ctx.commits = modules.commits;
   ctx.replay = modules.replay;
   ctx.moduleRoutes = modules.routes;
@@ -221,7 +169,6 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
     ctx.fleet = new Fleet(ctx, cfg.coordination);
     await ctx.fleet.start();
   }
-  let unforward = forwardClusterEvents(ctx.cluster, modules.serverEvents);
   const listener = listenClients(ctx, cfg.proxy.listen_address);
   const ticker = setInterval(() => {
     ctx.tick();
@@ -283,8 +230,6 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
         watch.health.stop();
         watch.provider?.stop();
         ctx.cluster = new Cluster(next.nodes);
-        unforward();
-        unforward = forwardClusterEvents(ctx.cluster, modules.serverEvents);
         for (const name of drained) ctx.cluster.setDrained(name, true);
         watch = watchCluster(ctx, next);
       } else {
@@ -296,7 +241,17 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
         }
       }
       cfg = next;
-      applyToPools(ctx);
+      applyReload(ctx.allPools(), {
+        settings: (user) => ctx.poolSettings(ctx.userEntry(user)),
+        password: (user) => {
+          const entry = ctx.userEntry(user);
+          return entry ? serverPassword(entry) : undefined;
+        },
+        endpoint: (name) => {
+          const node = ctx.config.nodes.find((n) => n.name === name);
+          return node && ctx.endpoint(node);
+        },
+      });
       log.info("configuration reloaded");
       return { ok: true };
     } catch (e) {

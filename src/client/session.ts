@@ -17,6 +17,7 @@ import type { Pool, PoolWaiter } from "../server/pool.ts";
 import type { PoolGroup } from "../server/pool-group.ts";
 import type { HeldClient } from "../cluster/switchover-buffer.ts";
 import type { SessionCtx } from "../core/hooks.ts";
+import { runStartupHooks } from "../core/startup-hooks.ts";
 import { ResultTally } from "../server/result-tally.ts";
 import { route } from "../router/route.ts";
 import { waitForReplay } from "../cluster/replay-wait.ts";
@@ -236,10 +237,17 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       ctx.stats.clientsRefused++;
       return this.fatal(Errors.tooManyClients(limit));
     }
+    let tenant = "";
+    if (ctx.startupHooks !== null) {
+      const o = runStartupHooks(ctx.startupHooks, this.moduleView(), this.params, this.sock.getServername?.() || "");
+      this.view = null; // the session's id and names change at login
+      if (o.reject !== null) return this.fatal(Errors.refusedByModule(o.reject.sqlstate, o.reject.message));
+      [this.user, this.database, tenant] = [o.user, o.database, o.tenant];
+    }
     if (Buffer.byteLength(this.database) > 63 || Buffer.byteLength(this.user) > 63) return this.fatal(Errors.authFailed(this.user));
     // The admin console is a virtual database: who may log in is checked like a login to "postgres".
     const toConsole = CONSOLE_DATABASES.has(this.database);
-    const pool = ctx.pool(toConsole ? "postgres" : this.database, this.user);
+    const pool = ctx.pool(toConsole ? "postgres" : this.database, this.user, tenant);
     const res = await authenticateClient(ctx, this.authChannel(), this.user, pool);
     if (this.closed) return;
     if (!res.ok) {
@@ -262,7 +270,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     }
     if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
     this.pool = pool;
-    this.group = ctx.group(this.database, this.user);
+    this.group = ctx.group(this.database, this.user, tenant);
     this.mode = ctx.userEntry(this.user)?.pool_mode || ctx.config.pool.mode;
     this.counted = true;
     ctx.clientCount++;

@@ -7,7 +7,7 @@ import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
 import { LoginError, type ServerCredentials } from "../server/login.ts";
 import type { ServerEndpoint } from "../server/connection.ts";
-import { Cluster, type NodeView } from "../cluster/cluster.ts";
+import { Cluster, type ClusterEvent, type NodeView } from "../cluster/cluster.ts";
 import type { HealthChecker } from "../cluster/health.ts";
 import { makeBalancer, type Balancer, type LoadInfo } from "../router/balancers.ts";
 import { routeView, type RouteContext } from "../router/route.ts";
@@ -21,6 +21,7 @@ import type { Fleet } from "../cluster/coordination/fleet.ts";
 import type { QueryHooks, RouteHandler } from "./module-host.ts";
 import type { CommitTracker } from "./commit-positions.ts";
 import type { ShowResult } from "./hooks.ts";
+import type { StartupHook } from "./startup-hooks.ts";
 import { QueryShapeCache } from "../sql/fingerprint.ts";
 
 /** pool.stateless_functions as looked up (lower case). */
@@ -57,6 +58,10 @@ export class ProxyContext {
   fleet: Fleet | null = null;
   /** Hooks of the started feature modules; null when none looks at queries (the path then decodes nothing). */
   hooks: QueryHooks | null = null;
+  /** The modules' onStartup hooks, in module order; null when none has one (logins then skip them). */
+  startupHooks: readonly StartupHook[] | null = null;
+  /** Hands a cluster event to the modules' onServerEvent hooks; null when none has one. */
+  serverEvent: ((e: ClusterEvent) => void) | null = null;
   /** Commit positions for read-your-writes; null unless a module asked (then writes are followed by an LSN read). */
   commits: CommitTracker | null = null;
   /** Transaction journal and replay across failover (ha-tr); null when off. */
@@ -148,13 +153,13 @@ export class ProxyContext {
     return this.endpoint(this.cluster.primary());
   }
 
-  /** The pools of (database, user): one per node, created on first use, sharing credentials. */
-  group(database: string, user: string): PoolGroup {
-    const key = `${database}\u0000${user}`;
+  /** The pools of (database, user, tenant): one per node, created on first use, sharing credentials. */
+  group(database: string, user: string, tenant = ""): PoolGroup {
+    const key = `${database}\u0000${user}\u0000${tenant}`;
     let g = this.groups.get(key);
     if (g === undefined) {
       const u = this.userEntry(user);
-      g = new PoolGroup(database, user, {
+      g = new PoolGroup(database, user, tenant, {
         creds: { user, database, password: serverPassword(u) },
         serverParams: null,
         passthrough: "unknown",
@@ -188,9 +193,9 @@ export class ProxyContext {
     return p;
   }
 
-  /** The pool for (database, user) on the primary: logins and everything that must write. */
-  pool(database: string, user: string): Pool {
-    return this.nodePool(this.group(database, user), this.cluster.primary());
+  /** The pool for (database, user, tenant) on the primary: logins and everything that must write. */
+  pool(database: string, user: string, tenant = ""): Pool {
+    return this.nodePool(this.group(database, user, tenant), this.cluster.primary());
   }
 
   /** Every pool, for upkeep, admin output and reloads. */

@@ -1,8 +1,76 @@
-// The stable surface between the proxy core and feature modules: the ProxyModule contract and its hook contexts.
+// The stable surface between the proxy core and feature modules: the ProxyModule contract, its hook contexts, and the rules a module is written to.
 
 import type { ReplayRegistry, ReplaySettings } from "../cluster/ha/replay-registry.ts";
+import type { ClusterEvent } from "../cluster/cluster.ts";
 import type { QueryShape } from "../sql/fingerprint.ts";
 import type { ModuleConfig } from "../config/schema.ts";
+
+export type { ClusterEvent } from "../cluster/cluster.ts";
+
+/*
+ * THE MODULE CONTRACT
+ *
+ * A module is one folder and one row.
+ *
+ *   src/modules/<feature>/index.ts   default-exports one ProxyModule (below); other files of the
+ *                                    folder are its parts (config.ts for its section, pure logic
+ *                                    in files of their own so tests can reach them without a proxy)
+ *   src/modules/index.ts             one row in FEATURES: { feature, profiles, compiled, section,
+ *                                    load }; `compiled` and `load` are written out with the flag
+ *                                    (`typeof FEATURE_X === "undefined" || FEATURE_X`) so the
+ *                                    bundler drops a module left out of a profile; bunfig.toml gets
+ *                                    its FEATURE_X = "true" line (test/unit/modules-table.test.ts
+ *                                    fails until it does). A feature that was listed as planned
+ *                                    leaves UNBUILT_SECTIONS in the same change.
+ *
+ * Config. `config` declares every key of the module's section with the same FieldSpec the core
+ * sections use (src/config/schema.ts): kind, range, default, doc, `secret` for credentials;
+ * nested tables ("table"), arrays of tables ("tables") and free-key tables ("map") included.
+ * `moduleConfig<Settings>(doc, fields)` checks at compile time that the keys match the settings
+ * type. The core checker validates the section (file:line:key errors, "did you mean", defaults
+ * filled in, `enabled` added) before the module sees it; `configure` only adds checks spanning
+ * keys and derives settings. SHOW CONFIG and GET /config list the keys with their defaults and
+ * mask the secret ones: a module writes no validation or display code of its own.
+ *
+ * Lifecycle. check-config and every reload run the checker and `configure` (pure, repeatable). At
+ * start `start(settings, host)` runs once per module, in the order of the config file; it may
+ * register admin routes and SHOW commands on `host` and returns its hooks. Settings are applied at
+ * start: a reload does not restart modules (SHOW CONFIG marks module keys not changeable).
+ *
+ * Hooks, in the order a session meets them:
+ *   1. onStartup     once per client, after the startup packet (and TLS) and before
+ *                    authentication. It sees every startup parameter and the TLS SNI name. It may
+ *                    refuse the client (Reject: FATAL with its SQLSTATE, nothing else runs), or
+ *                    return a StartupRoute: log in as another user or database (authentication is
+ *                    then of the rewritten user) and/or choose the tenant, which is part of the
+ *                    pool key (sessions of different tenants never share a server connection).
+ *                    Modules run in config order; each sees the rewrites of those before it; a
+ *                    later tenant replaces an earlier one; the first Reject ends the run.
+ *   2. onQuery       per request (a simple Query, or an extended run up to Sync), before routing.
+ *                    First Reject or Reply wins (later modules are not asked); RouteHints merge;
+ *                    the first Rewrite wins (simple protocol only).
+ *   3. onResult      per request, after its ReadyForQuery: rows counted, tag, error, timings.
+ *   4. onClose       once per logged-in client, when it goes.
+ *   onServerEvent    whenever the cluster changes (node up/down/drained, lag, primary changed,
+ *                    primary not writable), after the pools have reacted; not tied to a session.
+ *
+ * Cost rules (hooks run on the proxy's only thread):
+ *   - No hook blocks or awaits: return at once. Work that needs I/O is started and finished
+ *     outside the hook (a timer, a promise whose result a later hook reads).
+ *   - onQuery/onResult run for every request: no per-request allocation beyond what the module
+ *     needs; ask QueryCtx only for what you use (sql(), facts(), parse() are lazy and memoised;
+ *     sqlBytes() decodes nothing). A proxy with no onQuery/onResult hook decodes no query text.
+ *   - A hook must not throw: return Reject to refuse. (An onStartup or onServerEvent hook that
+ *     throws is logged; the client is refused with XX000, the event reaches the other modules.)
+ *   - Keep per-session state in a Map keyed by SessionCtx.id and drop it in onClose; bound every
+ *     table a module keeps (entries, bytes) by a config key.
+ *
+ * Tests. Pure parts: unit tests beside the others (test/modules/<feature>-parts.test.ts), config
+ * through `moduleSettings(section, raw)` of src/config/load.ts (the loader's own checks). End to
+ * end: a real proxy (test/support/proxy.ts) with the section in its config and real clients,
+ * asserting values and SQLSTATEs. The build test proves a module left out of a profile is absent
+ * from that binary when the module carries a string of its own.
+ */
 
 /**
  * Version of the hook surface below. A module states the version it was written against;
@@ -37,6 +105,7 @@ export interface SessionCtx {
 
 /** A client's startup packet, before authentication completes. */
 export interface StartupCtx {
+  /** The client as it stands before authentication: id is 0 (assigned at login), user and database as sent. */
   readonly session: SessionCtx;
   /** Every startup parameter as sent (user, database, options, application_name, ...). */
   readonly params: ReadonlyMap<string, string>;
@@ -95,25 +164,6 @@ export interface ResultCtx {
   readonly reply?: Uint8Array;
 }
 
-/** Something that happened in the cluster or the pools. */
-export interface ClusterEvent {
-  readonly type:
-    | "node_up"
-    | "node_down"
-    | "role_changed"
-    | "failover_started"
-    | "failover_done"
-    | "switchover_started"
-    | "switchover_done"
-    | "pool_exhausted"
-    | "config_reloaded";
-  /** Node name, when the event concerns one node. */
-  readonly node?: string;
-  /** Milliseconds since the epoch. */
-  readonly at: number;
-  readonly detail?: Readonly<Record<string, unknown>>;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Hook results
 // ---------------------------------------------------------------------------------------------
@@ -170,15 +220,28 @@ export interface Rewrite {
 
 export type QueryDecision = Reject | Reply | RouteHint | Rewrite;
 
+/** What onStartup may decide besides refusing: the user and database to log in as, and the tenant (part of the pool key). */
+export interface StartupRoute {
+  readonly kind: "startup";
+  /** Sessions of different tenants never share server connections. Absent: keep the current one ("" at first). */
+  readonly tenant?: string;
+  /** Log in (and authenticate) as this user instead. */
+  readonly user?: string;
+  /** Connect to this database instead. */
+  readonly database?: string;
+}
+
+export type StartupDecision = Reject | StartupRoute;
+
 /** The hook points. A module implements only those it needs; returning nothing means "no opinion". */
 export interface Hooks {
-  /** Tenant resolution, auth gateway, connection limits. */
-  onStartup?(s: StartupCtx): void | Reject;
+  /** Before authentication: tenant resolution, auth gateway, connection limits. See the contract above. */
+  onStartup?(s: StartupCtx): void | StartupDecision;
   /** Called in module order; the first Reject or Reply wins. */
   onQuery?(q: QueryCtx): void | QueryDecision;
   /** After ReadyForQuery: cache fill, statistics, LSN tracking. */
   onResult?(r: ResultCtx): void;
-  /** Health, failover and pool events. */
+  /** Cluster changes (node health, drain, lag, primary), after the pools reacted. */
   onServerEvent?(e: ClusterEvent): void;
   onClose?(s: SessionCtx): void;
 }

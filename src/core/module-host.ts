@@ -3,10 +3,11 @@
 import type { HeliosConfig } from "../config/types.ts";
 import { moduleFor } from "../modules/index.ts";
 import { log } from "../util/log.ts";
-import type { Cluster, ClusterEvent as NodeEvent } from "../cluster/cluster.ts";
+import type { Cluster, ClusterEvent } from "../cluster/cluster.ts";
+import type { StartupHook } from "./startup-hooks.ts";
 import { CommitTracker } from "./commit-positions.ts";
 import { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
-import type { ClusterEvent, Hooks, ModuleHost, NodeInfo, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
+import type { Hooks, ModuleHost, NodeInfo, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
 
 export type RouteHandler = (req: Request, url: URL) => Response | Promise<Response>;
 
@@ -19,6 +20,10 @@ export interface QueryHooks {
 
 export interface StartedModules {
   hooks: QueryHooks | null;
+  /** onStartup hooks in module order; null when no module has one. */
+  startup: StartupHook[] | null;
+  /** Hands a cluster event to every module's onServerEvent (a module that throws is logged, the others still see it). */
+  serverEvent: ((e: ClusterEvent) => void) | null;
   /** Set when a module asked for commit positions. */
   commits: CommitTracker | null;
   /** Set when a module turned on the transaction journal. */
@@ -26,20 +31,6 @@ export interface StartedModules {
   routes: Map<string, RouteHandler>;
   shows: Map<string, () => ShowResult>;
   names: string[];
-  /** The modules' onServerEvent hooks (see forwardClusterEvents). */
-  serverEvents: ((e: ClusterEvent) => void)[];
-}
-
-/** Hand the cluster's node and primary events to the modules' onServerEvent hooks; returns the unsubscribe. */
-export function forwardClusterEvents(cluster: Cluster, hooks: readonly ((e: ClusterEvent) => void)[]): () => void {
-  if (hooks.length === 0) return () => {};
-  return cluster.subscribe((e: NodeEvent) => {
-    let out: ClusterEvent | null = null;
-    if (e.type === "PrimaryChanged") out = { type: "role_changed", node: e.to, at: Date.now(), detail: { from: e.from, to: e.to, epoch: e.epoch, reason: e.reason } };
-    else if (e.type === "NodeDown") out = { type: "node_down", node: e.node, at: Date.now(), detail: { reason: e.reason } };
-    else if (e.type === "NodeUp") out = { type: "node_up", node: e.node, at: Date.now() };
-    if (out !== null) for (const hook of hooks) hook(out);
-  });
 }
 
 /** "GET /queries" */
@@ -52,7 +43,8 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
   const onQuery: QueryHooks["onQuery"][number][] = [];
   const onResult: QueryHooks["onResult"][number][] = [];
   const onClose: QueryHooks["onClose"][number][] = [];
-  const serverEvents: ((e: ClusterEvent) => void)[] = [];
+  const onStartup: StartupHook[] = [];
+  const onServerEvent: ((e: ClusterEvent) => void)[] = [];
   const names: string[] = [];
   let commits: CommitTracker | null = null;
   let replay: ReplayRegistry | null = null;
@@ -85,9 +77,28 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
     if (hooks.onQuery) onQuery.push(hooks.onQuery.bind(hooks));
     if (hooks.onResult) onResult.push(hooks.onResult.bind(hooks));
     if (hooks.onClose) onClose.push(hooks.onClose.bind(hooks));
-    if (hooks.onServerEvent) serverEvents.push(hooks.onServerEvent.bind(hooks));
+    if (hooks.onStartup) onStartup.push(hooks.onStartup.bind(hooks));
+    if (hooks.onServerEvent) onServerEvent.push(hooks.onServerEvent.bind(hooks));
     log.info(`module ${mod.name} ${mod.version} started`);
   }
   const any = onQuery.length + onResult.length + onClose.length > 0;
-  return { hooks: any ? { onQuery, onResult, onClose } : null, commits, replay, routes, shows, names, serverEvents };
+  const serverEvent = (e: ClusterEvent): void => {
+    for (const hook of onServerEvent) {
+      try {
+        hook(e);
+      } catch (err) {
+        log.error(`a module's onServerEvent hook threw on ${e.type}`, { error: err });
+      }
+    }
+  };
+  return {
+    hooks: any ? { onQuery, onResult, onClose } : null,
+    startup: onStartup.length > 0 ? onStartup : null,
+    serverEvent: onServerEvent.length > 0 ? serverEvent : null,
+    commits,
+    replay,
+    routes,
+    shows,
+    names,
+  };
 }

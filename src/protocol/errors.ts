@@ -57,6 +57,8 @@ export const Errors = {
     fatal(SqlState.TooManyConnections, `too many connections for database "${db}" (limit ${limit})`),
   tooManyForUser: (user: string, limit: number) =>
     fatal(SqlState.TooManyConnections, `too many connections for role "${user}" (limit ${limit})`),
+  /** A feature module's onStartup hook refused the client. */
+  refusedByModule: (code: string, message: string) => fatal(code, message),
   serverLost: () => fatal(SqlState.ConnectionFailure, "server connection lost while serving this client"),
   shuttingDown: () => fatal(SqlState.AdminShutdown, "terminating connection due to proxy shutdown"),
   loginTimeout: () => fatal(SqlState.ProtocolViolation, "login timeout: startup not completed in time"),

@@ -1,4 +1,4 @@
-// The pools of one (database, user): one per node, sharing login credentials and reported parameters.
+// The pools of one (database, user, tenant): one per node, sharing login credentials and reported parameters.
 
 import type { Pool, PoolShared } from "./pool.ts";
 
@@ -9,6 +9,8 @@ export class PoolGroup {
   constructor(
     readonly database: string,
     readonly user: string,
+    /** Chosen by an onStartup hook ("" without one): tenants never share servers. */
+    readonly tenant: string,
     readonly shared: PoolShared,
   ) {}
 }

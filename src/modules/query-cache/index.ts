@@ -139,7 +139,7 @@ export class QueryCache implements Hooks {
 
   onServerEvent(e: ClusterEvent): void {
     // A new primary may not have every commit the old one acknowledged: nothing cached stays.
-    if (e.type === "role_changed" || e.type === "failover_done" || e.type === "switchover_done") this.store.written("all");
+    if (e.type === "PrimaryChanged") this.store.written("all");
   }
 
   private session(s: SessionCtx): SessionKey {
