@@ -16,11 +16,11 @@ export type { ClusterEvent } from "../cluster/cluster.ts";
  *                                    folder are its parts (config.ts for its section, pure logic
  *                                    in files of their own so tests can reach them without a proxy)
  *   src/modules/index.ts             one row in FEATURES: { feature, profiles, compiled, section,
- *                                    load }; `compiled` and `load` are written out with the flag
- *                                    (`typeof FEATURE_X === "undefined" || FEATURE_X`) so the
- *                                    bundler drops a module left out of a profile; bunfig.toml gets
- *                                    its FEATURE_X = "true" line (test/unit/modules-table.test.ts
- *                                    fails until it does). A feature that was listed as planned
+ *                                    load }; `compiled` and `load` test the flag's build constant
+ *                                    written out in full, as the other rows do, so the bundler
+ *                                    drops a module left out of a profile; bunfig.toml gets the
+ *                                    constant's line (test/unit/modules-table.test.ts fails until
+ *                                    it does). A feature that was listed as planned
  *                                    leaves UNBUILT_SECTIONS in the same change.
  *
  * Config. `config` declares every key of the module's section with the same FieldSpec the core
