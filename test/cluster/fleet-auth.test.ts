@@ -1,0 +1,86 @@
+// Coordination against an etcd with authentication: proxies log in with [coordination] username/password, a wrong password leaves a proxy degraded; pause and the manual primary are shared; a stopped leader hands over at once.
+
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startEtcd, type EtcdServer } from "../support/etcd.ts";
+import { startProxy, type RunningProxy } from "../support/proxy.ts";
+import { adminApi } from "../support/pg-cluster.ts";
+
+let etcd: EtcdServer;
+/** Two names for the local server: the manual provider's primary can be moved between them. */
+const NODES = [
+  { host: "127.0.0.1", port: 5432, role: "primary" },
+  { host: "localhost", port: 5432, role: "standby" },
+];
+const proxies: RunningProxy[] = [];
+
+async function etcdCall(path: string, body: unknown): Promise<void> {
+  const r = await fetch(`${etcd.url}${path}`, { method: "POST", body: JSON.stringify(body) });
+  if (!r.ok) throw new Error(`${path}: ${await r.text()}`);
+}
+
+const toml = (name: string, password: string) =>
+  `[topology]\nprovider = "manual"\n[coordination]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nkey_prefix = "/heliosproxy/auth-test"\nlease_ttl_secs = 5\nusername = "root"\npassword = "${password}"\nproxy_name = "${name}"\n`;
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  await etcdCall("/v3/auth/user/add", { name: "root", password: "rootpw" });
+  await etcdCall("/v3/auth/user/grant", { user: "root", role: "root" });
+  await etcdCall("/v3/auth/enable", {});
+  for (const [name, pw] of [["a1", "rootpw"], ["a2", "rootpw"], ["a3", "wrong"]] as const) proxies.push(await startProxy({ toml: toml(name, pw), nodes: NODES }));
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.stop()));
+  await etcd?.destroy();
+});
+
+async function until<T>(what: string, check: () => Promise<T | null | false>, limitMs: number): Promise<T> {
+  const deadline = performance.now() + limitMs;
+  for (;;) {
+    const v = await check().catch(() => null);
+    if (v) return v;
+    if (performance.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    await Bun.sleep(25);
+  }
+}
+
+test("with the right password the proxies join and elect a leader; with a wrong one a proxy is degraded and says why", async () => {
+  const fleet = await until("a leader seen by a1 and a2", async () => {
+    const f = (await adminApi(proxies[0]!, "GET", "/fleet")).body;
+    const g = (await adminApi(proxies[1]!, "GET", "/fleet")).body;
+    return f.leader !== null && f.leader === g.leader && f.proxies.length === 2 ? f : null;
+  }, 10_000);
+  expect(fleet.leader).toBe("a1");
+  expect(fleet.proxies.map((m: { name: string }) => m.name).sort()).toEqual(["a1", "a2"]);
+  const bad = (await adminApi(proxies[2]!, "GET", "/health")).body;
+  expect(bad.status).toBe("degraded");
+  expect(bad.degraded[0]).toContain("authentication as root failed");
+  // The shared keys are not readable without logging in.
+  const anon = await fetch(`${etcd.url}/v3/kv/range`, { method: "POST", body: JSON.stringify({ key: Buffer.from("/heliosproxy/auth-test/leader").toString("base64") }) });
+  expect(((await anon.json()) as { error?: string }).error).toContain("user name is empty");
+});
+
+test("pause and the manual primary set through one proxy apply on the others", async () => {
+  const paused = await adminApi(proxies[1]!, "POST", "/pause");
+  expect(paused.body).toMatchObject({ paused: true, fleet: { shared: true } });
+  await until("a1 paused", async () => (await adminApi(proxies[0]!, "GET", "/health")).body.paused === true, 3000);
+  await adminApi(proxies[0]!, "POST", "/resume");
+  await until("a2 resumed", async () => (await adminApi(proxies[1]!, "GET", "/health")).body.paused === false, 3000);
+  const set = await adminApi(proxies[1]!, "POST", "/topology/primary", {}, { node: "node2" });
+  expect(set.body).toMatchObject({ primary: "node2", fleet: { shared: true } });
+  await until("a1 to take node2 as the primary", async () => (await adminApi(proxies[0]!, "GET", "/topology")).body.primary === "node2", 3000);
+  // The proxy that cannot log in to etcd keeps its own view.
+  expect((await adminApi(proxies[2]!, "GET", "/topology")).body.primary).toBe("node1");
+  expect((await adminApi(proxies[2]!, "GET", "/health")).body.paused).toBe(false);
+});
+
+test("a leader that stops revokes its lease: the next proxy leads at once, well before the TTL", async () => {
+  const t0 = performance.now();
+  expect(await proxies[0]!.stop()).toBe(0);
+  await until("a2 to lead", async () => (await adminApi(proxies[1]!, "GET", "/fleet")).body.is_leader === true, 4000);
+  const ms = performance.now() - t0;
+  expect(ms).toBeLessThan(4000);
+  const f = (await adminApi(proxies[1]!, "GET", "/fleet")).body;
+  expect(f.proxies.map((m: { name: string }) => m.name)).toEqual(["a2"]);
+  console.log(`leadership handed over ${ms.toFixed(0)} ms after the leader's SIGTERM (lease TTL 5 s)`);
+});
