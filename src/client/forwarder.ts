@@ -17,6 +17,7 @@ import type { QueryHooks } from "../core/module-host.ts";
 import type { RouteHint } from "../core/hooks.ts";
 import { parseSql } from "../sql/classify.ts";
 import { returnServer } from "./reset.ts";
+import { bindTextParams, withParams } from "./bound-settings.ts";
 import type { Pool } from "../server/pool.ts";
 import type { ClientSession } from "./session.ts";
 import { startsWithCommit, type Journal } from "../cluster/ha/journal.ts";
@@ -529,7 +530,8 @@ export class RequestForwarder {
               const fx = scanEffects(b, nameEnd + 1, msgEnd, undefined, this.session.ctx.statelessFunctions);
               // DEALLOCATE and DISCARD ALL through the extended protocol are not followed: the server is reset after.
               if (fx & (Effect.Deallocate | Effect.DiscardAll)) this.hiddenState(server);
-              if (fx !== Effect.None) this.queryEffects(server, fx & ~(Effect.Deallocate | Effect.DiscardAll), b, pos, msgEnd, run);
+              this.unnamedBoundSetting = fx & Effect.SetGucParam ? statementText(b, nameEnd, msgEnd) : null;
+              if (fx !== Effect.None) this.queryEffects(server, fx & ~(Effect.Deallocate | Effect.DiscardAll | Effect.SetGucParam), b, pos, msgEnd, run);
             }
             server.expect(Pending.Parse);
             this.midRequest = true;
@@ -550,6 +552,7 @@ export class RequestForwarder {
             const fx = scanEffects(b, nameEnd + 1, msgEnd, undefined, this.session.ctx.statelessFunctions);
             if (fx & Effect.Pin) this.queryEffects(server, Effect.Pin, b, pos, msgEnd, run);
             if (fx & (Effect.Hidden | Effect.Deallocate | Effect.DiscardAll)) entry.hidden = true;
+            if (fx & Effect.SetGucParam) entry.boundSetting = statementText(b, nameEnd, msgEnd) ?? undefined;
             if (fx & TRACKED) {
               const spans: StatementSpan[] = [];
               scanEffects(b, nameEnd + 1, msgEnd, spans, this.session.ctx.statelessFunctions);
@@ -587,6 +590,7 @@ export class RequestForwarder {
                 if (entry !== undefined) {
                   if (entry.tracked) this.track(server, entry.tracked);
                   if (entry.hidden) this.hiddenState(server);
+                  if (entry.boundSetting !== undefined) this.bindSetting(server, entry.boundSetting, b, pos, msgEnd);
                   run = this.spill(b, run, pos);
                   this.ensurePrepared(server, entry);
                   this.putRenamed(b, pos, nameStart, nameEnd, msgEnd, entry.global);
@@ -597,6 +601,7 @@ export class RequestForwarder {
               }
             }
           }
+          if (pooled && this.unnamedBoundSetting !== null && b[b.indexOf(0, pos + 5) + 1] === 0) this.bindSetting(server, this.unnamedBoundSetting, b, pos, msgEnd);
           server.expect(Pending.Bind);
           break;
         }
@@ -842,8 +847,20 @@ export class RequestForwarder {
       sess.pinned = true;
       server.dirty = true;
     }
-    if (fx & Effect.Hidden) this.hiddenState(server);
+    // A $n outside the extended protocol is a syntax error; whatever it is, it is not followed.
+    if (fx & (Effect.Hidden | Effect.SetGucParam)) this.hiddenState(server);
     return false;
+  }
+
+  /** The unnamed statement's text when it calls set_config with a parameter for the value (else null). */
+  private unnamedBoundSetting: string | null = null;
+
+  /** A Bind of a statement that calls set_config('name', $n, false): followed as a SET of the value it carries. */
+  private bindSetting(server: ServerConnection, sql: string, b: Uint8Array, pos: number, msgEnd: number): void {
+    const params = bindTextParams(b, pos, msgEnd);
+    const text = params === null ? null : withParams(sql, params);
+    if (text === null) this.hiddenState(server);
+    else this.track(server, [{ effect: Effect.SetGuc, text }]);
   }
 
   /** Code ran that the proxy cannot see into: reset the server before anyone else gets it; trust none of its statements till then. */
@@ -1058,6 +1075,12 @@ function savepointName(text: string): string {
   const m = /("(?:[^"]|"")+"|[^\s;"]+)\s*;?\s*$/.exec(text.trim());
   const n = m ? m[1]! : "";
   return n.startsWith('"') ? n.slice(1, -1).replaceAll('""', '"') : n.toLowerCase();
+}
+
+/** The SQL text of the Parse message whose statement name ends at b[nameEnd] (null when malformed). */
+function statementText(b: Uint8Array, nameEnd: number, msgEnd: number): string | null {
+  const textEnd = b.indexOf(0, nameEnd + 1);
+  return textEnd < 0 || textEnd >= msgEnd ? null : decoder.decode(b.subarray(nameEnd + 1, textEnd));
 }
 
 /** The statement a DEALLOCATE names (folded unless quoted), or ALL; null when the text is not one DEALLOCATE. */

@@ -15,6 +15,8 @@ export interface StatementEntry {
   tracked?: readonly { effect: number; text: string }[];
   /** Its text runs code the proxy cannot see into (a function call...): each execution may leave session state. */
   hidden?: boolean;
+  /** Its text calls set_config with a parameter for the value: each Bind sets what it carries. */
+  boundSetting?: string;
 }
 
 const latin1 = new TextDecoder("latin1");

@@ -22,6 +22,8 @@ export const enum Effect {
    * session state in ways no text shows, so the server is reset before anyone else gets it.
    */
   Hidden = 256,
+  /** set_config('name', $n, false): a setting whose value the Bind message carries. */
+  SetGucParam = 512,
 }
 
 /** One statement's span and its effects (only statements with an effect are reported). */
@@ -185,12 +187,21 @@ function callEffect(b: Uint8Array, s: number, e: number, args: number, end: numb
   return STATELESS_BEFORE_PAREN.has(name) || stateless?.has(name) === true ? Effect.None : Effect.Hidden;
 }
 
-/** set_config('name', 'value', true|false) written with constants: SetGuc or None; anything else Hidden. */
+/**
+ * set_config('name', 'value', true|false) written with constants: SetGuc or None; with the value a
+ * parameter ($n): SetGucParam or None; anything else Hidden.
+ */
 function setConfigEffect(b: Uint8Array, p: number, end: number): Effect {
+  let param = false;
   for (let arg = 0; arg < 2; arg++) {
     p = skipBlank(b, p, end);
-    if (b[p] !== 39) return Effect.Hidden;
-    p = skipBlank(b, skipQuoted(b, p + 1, end, 39, false), end);
+    if (arg === 1 && b[p] === 36 && b[p + 1]! >= 48 && b[p + 1]! <= 57) {
+      param = true;
+      p += 2;
+      while (b[p]! >= 48 && b[p]! <= 57) p++;
+    } else if (b[p] === 39) p = skipQuoted(b, p + 1, end, 39, false);
+    else return Effect.Hidden;
+    p = skipBlank(b, p, end);
     if (b[p] !== 44) return Effect.Hidden;
     p++;
   }
@@ -199,7 +210,7 @@ function setConfigEffect(b: Uint8Array, p: number, end: number): Effect {
   while (p < end && isIdent(b[p]!)) p++;
   const local = wordIs(b, ws, p, "TRUE") ? true : wordIs(b, ws, p, "FALSE") ? false : null;
   if (local === null || b[skipBlank(b, p, end)] !== 41) return Effect.Hidden;
-  return local ? Effect.None : Effect.SetGuc;
+  return local ? Effect.None : param ? Effect.SetGucParam : Effect.SetGuc;
 }
 
 function classifyFirst(b: Uint8Array, s: number, e: number): number {

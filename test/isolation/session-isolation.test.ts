@@ -105,6 +105,32 @@ describe("settings the proxy can see follow their own client, as PostgreSQL keep
     }, T);
   }
 
+  test("set_config with the value as a parameter follows its client (unnamed and named statements)", async () => {
+    const a = await pgClient(proxy.port);
+    const b = await pgClient(proxy.port);
+    try {
+      await a.query("SELECT set_config('app.tenant', $1, false)", ["it's 42"]);
+      expect((await b.query("SELECT current_setting('app.tenant', true) AS t")).rows[0].t ?? "").toBe("");
+      expect((await a.query("SELECT current_setting('app.tenant') AS t")).rows[0].t).toBe("it's 42");
+      await a.query({ name: "tenant_set", text: "SELECT set_config('app.tenant', $1, false)", values: ["43"] });
+      expect((await b.query("SELECT current_setting('app.tenant', true) AS t")).rows[0].t ?? "").toBe("");
+      expect((await a.query("SELECT current_setting('app.tenant') AS t")).rows[0].t).toBe("43");
+      await a.query({ name: "tenant_set", text: "SELECT set_config('app.tenant', $1, false)", values: ["44"] });
+      expect((await a.query("SELECT current_setting('app.tenant') AS t")).rows[0].t).toBe("44");
+      // Rolled back: not kept.
+      await a.query("BEGIN");
+      await a.query({ name: "tenant_set", values: ["45"], text: "SELECT set_config('app.tenant', $1, false)" });
+      await a.query("ROLLBACK");
+      expect((await a.query("SELECT current_setting('app.tenant') AS t")).rows[0].t).toBe("44");
+      // NULL cannot be a SET: the server is reset instead, and nothing reaches b.
+      await a.query("SELECT set_config('app.other', $1, false)", [null]);
+      expect((await b.query("SELECT current_setting('app.tenant', true) AS t")).rows[0].t ?? "").toBe("");
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  }, T);
+
   test("set_config(..., true) lasts for its transaction only", async () => {
     const a = await pgClient(proxy.port);
     try {

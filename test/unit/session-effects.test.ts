@@ -19,7 +19,7 @@ test("code the proxy cannot see into is hidden", () => {
     `select "count"(1)`,
     "select myschema.count(1)",
     "select set_config('app.' || 'x', '1', false)",
-    "select set_config('a.b', $1, false)",
+    "select set_config($1, 'x', false)",
     "EXECUTE stmt",
     "CREATE TABLE t (a int)",
     "ALTER TABLE t ADD b int",
@@ -54,6 +54,8 @@ test("SET through comments and set_config with constants are settings", () => {
   expect(has("SET/**/search_path = x", Effect.SetGuc)).toBe(true);
   expect(has("select set_config('app.tenant', '7', false)", Effect.SetGuc)).toBe(true);
   expect(has("select set_config('app.tenant', '7', false)", Effect.Hidden)).toBe(false);
+  expect(fx("select set_config('app.tenant', $1, false)")).toBe(Effect.SetGucParam);
+  expect(fx("select set_config('app.tenant', $1, true)")).toBe(Effect.None);
 });
 
 test("SessionState follows PostgreSQL's RESET ALL, SESSION AUTHORIZATION and set_config", () => {
