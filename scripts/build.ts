@@ -1,7 +1,9 @@
-// Builds one standalone heliosproxy executable per feature profile: `bun scripts/build.ts [--outdir DIR] [profile...]`.
+// Builds one standalone heliosproxy executable per feature profile, each shipped as a .tar.gz with its sha256:
+// `bun scripts/build.ts [--outdir DIR] [--no-archive] [--bytecode] [profile...]`.
 
-import { mkdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { FEATURE_NAMES, FEATURES } from "../src/modules/index.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -35,8 +37,13 @@ export interface BuiltBinary {
   ms: number;
 }
 
+export interface BuildOptions {
+  /** Precompile to JavaScriptCore bytecode (faster start, larger file). */
+  bytecode?: boolean;
+}
+
 /** Compiles `dist/heliosproxy-<profile>` (or into `outdir`). */
-export async function buildBinary(profile: string, outdir = join(ROOT, "dist")): Promise<BuiltBinary> {
+export async function buildBinary(profile: string, outdir = join(ROOT, "dist"), opts: BuildOptions = {}): Promise<BuiltBinary> {
   const define = definesFor(profile);
   mkdirSync(outdir, { recursive: true });
   const path = join(outdir, `heliosproxy-${profile}`);
@@ -45,6 +52,7 @@ export async function buildBinary(profile: string, outdir = join(ROOT, "dist")):
     entrypoints: [ENTRY],
     target: "bun",
     minify: true,
+    ...(opts.bytecode ? { bytecode: true, format: "esm" as const } : {}),
     define,
     // The demo's embedded PostgreSQL (PGlite, ~10 MB of WebAssembly) ships with the npm package only.
     external: ["@electric-sql/pglite", "@electric-sql/pglite-socket"],
@@ -57,26 +65,70 @@ export async function buildBinary(profile: string, outdir = join(ROOT, "dist")):
   return { profile, path, bytes: statSync(path).size, ms: Math.round(performance.now() - started) };
 }
 
-function parseArgv(argv: string[]): { outdir?: string; profiles: string[] } {
+export interface Archive {
+  path: string;
+  bytes: number;
+  sha256: string;
+  /** `<sha256>  <file name>`, as sha256sum writes and checks it. */
+  checksumPath: string;
+}
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+/**
+ * Packs a built binary as `heliosproxy-<version>-<profile>-<os>-<arch>.tar.gz` (the binary, named
+ * `heliosproxy`, and the LICENSE; owner, group and times zeroed so the same binary packs the same)
+ * next to it, with a `.sha256` file.
+ */
+export async function archiveBinary(b: BuiltBinary): Promise<Archive> {
+  const dir = dirname(b.path);
+  const stage = join(dir, `.stage-${b.profile}`);
+  mkdirSync(stage, { recursive: true });
+  writeFileSync(join(stage, "heliosproxy"), readFileSync(b.path), { mode: 0o755 });
+  writeFileSync(join(stage, "LICENSE"), readFileSync(join(ROOT, "LICENSE")));
+  const tar = Bun.spawnSync(
+    ["tar", "-cf", "-", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C", stage, "heliosproxy", "LICENSE"],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  Bun.spawnSync(["rm", "-rf", stage]);
+  if (tar.exitCode !== 0) throw new Error(`tar failed: ${tar.stderr.toString()}`);
+  const gz = Bun.gzipSync(new Uint8Array(tar.stdout), { level: 9 });
+  const path = join(dir, `heliosproxy-${VERSION}-${b.profile}-${process.platform}-${process.arch}.tar.gz`);
+  writeFileSync(path, gz);
+  const sha256 = createHash("sha256").update(gz).digest("hex");
+  const checksumPath = `${path}.sha256`;
+  writeFileSync(checksumPath, `${sha256}  ${basename(path)}\n`);
+  return { path, bytes: gz.byteLength, sha256, checksumPath };
+}
+
+function parseArgv(argv: string[]): { outdir?: string; archive: boolean; bytecode: boolean; profiles: string[] } {
   let outdir: string | undefined;
+  let archive = true;
+  let bytecode = false;
   const profiles: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--outdir") outdir = argv[++i];
     else if (a.startsWith("--outdir=")) outdir = a.slice("--outdir=".length);
+    else if (a === "--no-archive") archive = false;
+    else if (a === "--bytecode") bytecode = true;
     else profiles.push(a);
   }
-  return { outdir, profiles: profiles.length > 0 ? profiles : Object.keys(PROFILES) };
+  return { outdir, archive, bytecode, profiles: profiles.length > 0 ? profiles : Object.keys(PROFILES) };
 }
 
+const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+
 if (import.meta.main) {
-  const { outdir, profiles } = parseArgv(process.argv.slice(2));
+  const { outdir, archive, bytecode, profiles } = parseArgv(process.argv.slice(2));
   for (const p of profiles) definesFor(p); // fail early on an unknown profile
   try {
     for (const p of profiles) {
-      const b = await buildBinary(p, outdir && resolve(outdir));
-      const mb = (b.bytes / 1024 / 1024).toFixed(1);
-      console.log(`${b.profile.padEnd(8)} ${b.path}  ${mb} MiB  ${b.ms} ms`);
+      const b = await buildBinary(p, outdir && resolve(outdir), { bytecode });
+      console.log(`${b.profile.padEnd(8)} ${b.path}  ${mib(b.bytes)}  ${b.ms} ms`);
+      if (!archive) continue;
+      const a = await archiveBinary(b);
+      console.log(`${"".padEnd(8)} ${a.path}  ${mib(a.bytes)}  sha256 ${a.sha256}`);
     }
   } catch (e) {
     console.error((e as Error).message);

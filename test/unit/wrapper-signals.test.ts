@@ -29,6 +29,8 @@ async function start(cmd: string[]): Promise<Started> {
       for await (const c of s) out += dec.decode(c);
     })();
   await waitForPort(adminPort, 30_000);
+  // An answer means start-up ran to its end, signal handlers included (a bound port alone does not).
+  expect((await fetch(`http://127.0.0.1:${adminPort}/livez`)).status).toBe(200);
   return { proc, port, adminPort, output: () => out };
 }
 
