@@ -148,8 +148,43 @@ export class FailoverController {
   /** An old primary is a standby again: its synchronous_standby_names is cleared (unless the operator keeps it). */
   private async rejoined(n: NodeView): Promise<void> {
     log.info(`old primary ${n.name} rejoined as a standby`);
-    if (this.deps.settings().synchronous === "keep" || (n.status?.syncNames ?? "") === "") return;
-    await this.setSyncNames(n, "").catch((e: Error) => log.warn(`could not clear synchronous_standby_names on ${n.name}: ${e.message}`));
+    const mode = this.deps.settings().synchronous;
+    try {
+      await this.node(n, async (db) => {
+        // The soft fence is the controller's: a standby that may be promoted later must not stay read-only.
+        await db.query("ALTER SYSTEM RESET default_transaction_read_only");
+        if (mode !== "keep") await db.query("ALTER SYSTEM SET synchronous_standby_names = ''");
+        await db.query("SELECT pg_reload_conf()");
+      });
+    } catch (e) {
+      log.warn(`could not reset the fence or synchronous_standby_names on ${n.name}: ${(e as Error).message}`);
+    }
+    if (mode !== "keep") await this.nameStandbysOnPrimary([n]);
+  }
+
+  /**
+   * The primary names every standby that streams (or is about to) from it (remaining, strict):
+   * the up, unfenced standbys plus `joining`, FIRST/ANY n kept from its setting.
+   */
+  private async nameStandbysOnPrimary(joining: readonly NodeView[]): Promise<void> {
+    const cluster = this.deps.cluster();
+    const primary = cluster.primary();
+    const mode = this.deps.settings().synchronous;
+    if (this.running !== null || mode === "keep" || mode === "off" || primary.status === null || primary.status.inRecovery) return;
+    const names = new Set<string>();
+    for (const n of [...cluster.snapshot(), ...joining]) {
+      if (n.name === primary.name || (n.health !== "up" && !joining.includes(n)) || (n.fenced && !joining.includes(n))) continue;
+      const a = n.status?.applicationName;
+      if (a !== null && a !== undefined) names.add(a);
+    }
+    const value = syncSettingFor(mode, primary.status.syncNames ?? null, [...names])!;
+    if (value === (primary.status.syncNames ?? "")) return;
+    try {
+      await this.setSyncNames(primary, value);
+      log.info(`synchronous_standby_names on the primary ${primary.name}: '${value}'`);
+    } catch (e) {
+      log.warn(`could not set synchronous_standby_names on the primary ${primary.name}: ${(e as Error).message}`);
+    }
   }
 
   /** ALTER SYSTEM SET synchronous_standby_names + reload on `n` (or on the open connection `db`). */
@@ -632,16 +667,17 @@ export class FailoverController {
     if (mode === "keep") return;
     const streaming = rec.repointed.filter((r) => r.ok);
     const value = syncSettingFor(mode, this.previousSync.get(rec) ?? null, streaming.map((r) => r.application_name ?? r.node))!;
-    const targets = [to, ...streaming.map((r) => cluster.node(r.node)!).filter((n) => n !== undefined)];
+    // The primary names them; the standbys carry none (a promotion rewrites it anyway).
+    const standbys = streaming.map((r) => cluster.node(r.node)).filter((n) => n !== undefined);
     const failed: string[] = [];
     await Promise.all(
-      targets.map((n) =>
-        this.setSyncNames(n, value).catch((e: Error) => {
+      [to, ...standbys].map((n) =>
+        this.setSyncNames(n, n === to ? value : "").catch((e: Error) => {
           failed.push(`${n.name}: ${e.message}`);
         }),
       ),
     );
-    this.step(rec, `synchronous_standby_names '${value}' on ${targets.map((n) => n.name).join(", ")}${failed.length > 0 ? `; failed on ${failed.join("; ")}` : ""}`);
+    this.step(rec, `synchronous_standby_names '${value}' on ${to.name}${standbys.length > 0 ? `, '' on ${standbys.map((n) => n.name).join(", ")}` : ""}${failed.length > 0 ? `; failed on ${failed.join("; ")}` : ""}`);
     if (failed.length > 0) log.warn(`could not set synchronous_standby_names: ${failed.join("; ")}`);
   }
 

@@ -2,7 +2,7 @@
 
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { giveToPostgres, pgCommand, psqlBinary, run, runOk, type RunResult } from "./pg-bin.ts";
+import { asPostgresUser, giveToPostgres, pgBinDir, pgCommand, psqlBinary, run, runOk, shQuote, type RunResult } from "./pg-bin.ts";
 
 export type DevNodeRole = "primary" | "standby";
 export type StopMode = "smart" | "fast" | "immediate";
@@ -142,6 +142,34 @@ export class DevNode {
 
   running(): boolean {
     return this.pid() !== null;
+  }
+
+  /**
+   * Write a script that makes this node (an old primary, running or not) a standby of the primary
+   * named by $HELIOS_PRIMARY_HOST / $HELIOS_PRIMARY_PORT: stop, CHECKPOINT there, pg_rewind from it, standby.signal,
+   * primary_conninfo with our name as application_name, start. Returns the command line that runs
+   * it as the postgres OS user, for [failover] rejoin_command.
+   */
+  writeRejoinScript(): string {
+    const bin = (b: string) => shQuote(join(pgBinDir(), b));
+    const d = shQuote(this.dataDir);
+    const script = join(this.dir, "rejoin.sh");
+    const lines = [
+      "set -e",
+      `if [ -f ${d}/postmaster.pid ]; then ${bin("pg_ctl")} stop -D ${d} -m fast -w -t 60; fi`,
+      // A just-promoted source still shows the old timeline in its control file until a checkpoint: pg_rewind would see nothing to do.
+      `${shQuote(psqlBinary())} -X -q "host=$HELIOS_PRIMARY_HOST port=$HELIOS_PRIMARY_PORT user=postgres dbname=postgres" -c CHECKPOINT`,
+      // pg_rewind copies the source's configuration files: ours (port, socket directory) is put back.
+      `cp ${d}/${CONF_FILE} ${d}/../${CONF_FILE}.keep`,
+      `${bin("pg_rewind")} --target-pgdata=${d} --source-server="host=$HELIOS_PRIMARY_HOST port=$HELIOS_PRIMARY_PORT user=postgres dbname=postgres"`,
+      `cp ${d}/../${CONF_FILE}.keep ${d}/${CONF_FILE}`,
+      `touch ${d}/standby.signal`,
+      `echo "primary_conninfo = 'host=$HELIOS_PRIMARY_HOST port=$HELIOS_PRIMARY_PORT user=postgres application_name=${this.name}'" >> ${d}/postgresql.auto.conf`,
+      `${bin("pg_ctl")} start -D ${d} -w -t 60 -l ${shQuote(this.logFile)}`,
+    ];
+    writeFileSync(script, lines.join("\n") + "\n");
+    giveToPostgres(script, 0o755);
+    return asPostgresUser(["sh", script]).map(shQuote).join(" ");
   }
 
   /** Start and wait until it accepts connections (a standby: until it allows read-only ones). */

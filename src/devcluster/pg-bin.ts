@@ -82,8 +82,12 @@ function runuserBinary(): string {
 
 /** Command line running PostgreSQL binary `bin` (as the postgres OS user when we are root). */
 export function pgCommand(bin: string, args: string[]): string[] {
-  const path = join(pgBinDir(), bin);
-  return isRoot() ? [runuserBinary(), "-u", PG_OS_USER, "--", path, ...args] : [path, ...args];
+  return asPostgresUser([join(pgBinDir(), bin), ...args]);
+}
+
+/** `argv` run as the postgres OS user when we are root (the environment is kept). */
+export function asPostgresUser(argv: string[]): string[] {
+  return isRoot() ? [runuserBinary(), "-u", PG_OS_USER, "--", ...argv] : argv;
 }
 
 /** psql as a client: the server's own when present, else whatever is on PATH. */
