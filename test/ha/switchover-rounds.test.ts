@@ -1,16 +1,17 @@
-// Switchover back and forth three times under an autocommit write load, the old primary rejoining each time through rejoin_command (pg_rewind): every write completes, and synchronous_standby_names is what failover.synchronous = "remaining" says after each move.
+// Layout report under failover.synchronous = keep; then switchover back and forth three times under an autocommit write load, the old primary rejoining each time through rejoin_command (pg_rewind): every write completes, and synchronous_standby_names is what failover.synchronous = "remaining" says after each move.
 
 import { beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { adminApi } from "../support/pg-cluster.ts";
+import { adminApi, startClusterProxy } from "../support/pg-cluster.ts";
 import { useLedgerClusterProxy } from "../support/ledger-cluster.ts";
 import { LedgerLoad, checkLedger } from "../support/ledger.ts";
 
 // rejoin_command must be in the config before the cluster exists: it runs a per-node script written once it does.
 const hooks = mkdtempSync(join(tmpdir(), "helios-rejoin-"));
 const { cluster, proxy } = useLedgerClusterProxy({
+  syncNames: "every-node",
   health: { interval: 0.5, timeout: 1, failureThreshold: 3 },
   toml: `[failover]\npolicy = "manual"\ndrain_timeout_secs = 2\nrejoin_command = "sh ${hooks}/rejoin-%n.sh"\n`,
 });
@@ -18,6 +19,36 @@ const { cluster, proxy } = useLedgerClusterProxy({
 beforeAll(() => {
   for (const n of cluster().dev.nodes) writeFileSync(join(hooks, `rejoin-${n.name}.sh`), `exec ${n.writeRejoinScript()}\n`);
 });
+
+test("failover.synchronous = keep on the layout pg_basebackup gives (FIRST 1 (node2) everywhere): node2 is reported before any failover, in the log, /health, /nodes and the metrics", async () => {
+  const c = cluster();
+  const keep = await startClusterProxy(c, { split: false, toml: '[failover]\npolicy = "manual"\nsynchronous = "keep"\n' });
+  try {
+    const problems = async () => JSON.stringify((await adminApi(keep, "GET", "/health")).body.synchronous_replication?.problems ?? null);
+    const deadline = Date.now() + 10_000;
+    while ((await problems()) === "[]" || (await problems()) === "null") {
+      if (Date.now() > deadline) break;
+      await Bun.sleep(100);
+    }
+    const health = (await adminApi(keep, "GET", "/health")).body;
+    expect(health.status).toBe("ok");
+    expect(health.synchronous_replication.mode).toBe("keep");
+    expect(health.synchronous_replication.problems).toHaveLength(1);
+    expect(health.synchronous_replication.problems[0]).toStartWith(`synchronous_standby_names = 'FIRST 1 ("node2")' on node2 (it names node2, node2 itself): once promoted, its commits would wait forever`);
+    const nodes = (await adminApi(keep, "GET", "/nodes")).body.nodes as { id: string; synchronous_standby_names: string; application_name: string; sync_after_promotion: string | null }[];
+    expect(nodes.map((n) => [n.id, n.synchronous_standby_names, n.application_name, n.sync_after_promotion !== null])).toEqual([
+      ["node1", 'FIRST 1 ("node2")', "walreceiver", false],
+      ["node2", 'FIRST 1 ("node2")', "node2", true],
+      ["node3", 'FIRST 1 ("node2")', "node3", false],
+    ]);
+    expect((await adminApi(keep, "GET", "/metrics")).body).toContain("heliosproxy_sync_layout_problems 1");
+    expect(keep.output()).toContain("synchronous replication: synchronous_standby_names = 'FIRST 1 (\"node2\")' on node2");
+  } finally {
+    await keep.stop();
+  }
+  // The proxy of this file (remaining) reports nothing: it sets the value itself at promotion.
+  expect((await adminApi(proxy(), "GET", "/health")).body.synchronous_replication.problems).toEqual([]);
+}, 60_000);
 
 /** Poll `read` until it returns `want` (bounded); the last value read. */
 async function until(read: () => Promise<string>, want: string, limitMs = 30_000): Promise<string> {

@@ -9,13 +9,13 @@ import type { RunningProxy } from "./proxy.ts";
  * Built in beforeAll, the proxy stopped in afterAll (the cluster after it, by usePgCluster).
  * Call the returned functions inside tests to get them.
  */
-export function useLedgerClusterProxy(o: Pick<ClusterProxyOptions, "health" | "toml">): { cluster: () => PgCluster; proxy: () => RunningProxy } {
-  const cluster = usePgCluster({ databases: ["app"], syncNames: SYNC_LAYOUT });
+export function useLedgerClusterProxy(o: Pick<ClusterProxyOptions, "health" | "toml"> & { syncNames?: "primary" | "every-node" }): { cluster: () => PgCluster; proxy: () => RunningProxy } {
+  const cluster = usePgCluster({ databases: ["app"], syncNames: o.syncNames ?? SYNC_LAYOUT });
   let proxy: RunningProxy | null = null;
   beforeAll(async () => {
     const c = cluster();
     await c.setup(LEDGER_DDL, "app");
-    proxy = await startClusterProxy(c, { split: false, maxConnections: 20, ...o });
+    proxy = await startClusterProxy(c, { split: false, maxConnections: 20, health: o.health, toml: o.toml });
   }, 60_000);
   afterAll(async () => {
     await proxy?.stop();
