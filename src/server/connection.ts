@@ -674,7 +674,7 @@ export class ServerConnection implements BackpressureTarget {
         // A client request starts on an idle server (and a transaction, when the server was outside one).
         const now = performance.now();
         this.requestSince = now;
-        if (this.xactSince === 0 && this.txStatus === TxStatus.Idle) this.xactSince = now;
+        if (this.txStatus === TxStatus.Idle) this.xactSince = now;
         // Time one in LATENCY_SAMPLE_EVERY of them for the latency histogram.
         if (++this.sampleTick >= LATENCY_SAMPLE_EVERY) {
           this.sampleTick = 0;
