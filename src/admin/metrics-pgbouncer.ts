@@ -87,19 +87,34 @@ const LISTS: [string, string, string][] = [
   ["dns_queries", "in_flight_dns_queries", "Count of in-flight DNS queries"],
 ];
 
+/** The value of `read`, computed at most once per scrape (the families of one view share it). */
+function perScrape<T>(read: () => T): () => T {
+  let at = -Infinity;
+  let value: T;
+  return () => {
+    const now = performance.now();
+    if (now - at > 100) {
+      value = read();
+      at = now;
+    }
+    return value;
+  };
+}
+
 export function pgbouncerMetrics(ctx: ProxyContext, registry: Registry): void {
   const gauge = (name: string, help: string, labels: string[], read: () => Sample[]) => family(registry, "gauge", name, help, labels, read);
 
   gauge("pgbouncer_up", "The pgbouncer scrape succeeded (always 1: the proxy answers its own scrape)", [], () => [{ labels: {}, value: 1 }]);
   gauge("pgbouncer_version_info", "The pgbouncer version info (HeliosProxy's SHOW VERSION)", ["version"], () => [{ labels: { version: VERSION_STRING }, value: 1 }]);
 
+  const stats = perScrape(() => statsByDatabase(ctx));
   for (const [key, name, help, factor] of STATS) {
     family(registry, "counter", `pgbouncer_stats_${name}`, help, ["database"], () =>
-      [...statsByDatabase(ctx)].map(([database, t]) => ({ labels: { database }, value: t[key] * factor })),
+      [...stats()].map(([database, t]) => ({ labels: { database }, value: t[key] * factor })),
     );
   }
 
-  const pools = () => {
+  const pools = perScrape(() => {
     const acc = new Map<string, { labels: Labels; row: Record<string, number> }>();
     for (const r of rowsOf(showPools(ctx))) {
       const labels = { database: text(r.database!), user: text(r.user!) };
@@ -111,21 +126,23 @@ export function pgbouncerMetrics(ctx: ProxyContext, registry: Registry): void {
       acc.set(k, cur);
     }
     return [...acc.values()];
-  };
+  });
   for (const [col, name, help] of POOLS) gauge(`pgbouncer_pools_${name}`, help, ["database", "user"], () => pools().map((p) => ({ labels: p.labels, value: p.row[col]! })));
   gauge("pgbouncer_pools_client_maxwait_seconds", "Age of oldest unserved client connection, in seconds", ["database", "user"], () =>
     pools().map((p) => ({ labels: p.labels, value: p.row.maxwait! })),
   );
 
+  const databases = perScrape(() => rowsOf(showDatabases(ctx)));
   for (const [col, name, help] of DATABASES) {
     gauge(`pgbouncer_databases_${name}`, help, DATABASE_LABELS, () =>
-      rowsOf(showDatabases(ctx)).map((r) => ({ labels: Object.fromEntries(DATABASE_LABELS.map((l) => [l, text(r[l]!)])), value: num(r[col]!) })),
+      databases().map((r) => ({ labels: Object.fromEntries(DATABASE_LABELS.map((l) => [l, text(r[l]!)])), value: num(r[col]!) })),
     );
   }
 
+  const lists = perScrape(() => showLists(ctx).rows);
   for (const [list, name, help] of LISTS) {
     gauge(`pgbouncer_${name}`, help, [], () => {
-      const row = showLists(ctx).rows.find((r) => r[0] === list);
+      const row = lists().find((r) => r[0] === list);
       return [{ labels: {}, value: row ? num(row[1]!) : 0 }];
     });
   }
