@@ -8,7 +8,7 @@ import { ClientState } from "./client/session.ts";
 import { Errors, errorResponse } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
 import { log } from "./util/log.ts";
-import { clock } from "./core/clock.ts";
+import { clock } from "./util/clock.ts";
 import { HealthChecker, type HealthOptions } from "./cluster/health.ts";
 import type { TopologyProvider } from "./cluster/topology.ts";
 import { PatroniProvider } from "./cluster/providers/patroni.ts";

@@ -3,7 +3,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import type { ProxyContext } from "../core/context.ts";
 import { isPaused } from "../core/pause.ts";
-import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from "../core/latency.ts";
+import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from "../util/latency.ts";
 import { buildProfile } from "../modules/index.ts";
 import { pgbouncerMetrics } from "./metrics-pgbouncer.ts";
 import { VERSION } from "./console-show.ts";

@@ -3,7 +3,7 @@
 import type { Socket } from "bun";
 import type { PoolMode } from "../config/types.ts";
 import type { ProxyContext } from "../core/context.ts";
-import { Outbox, type BackpressureTarget } from "../core/outbox.ts";
+import { Outbox, type BackpressureTarget } from "../util/outbox.ts";
 import { Fe, MAX_AUTH_MESSAGE, TxStatus } from "../protocol/codes.ts";
 import { Errors, errorResponse } from "../protocol/errors.ts";
 import { SqlState } from "../protocol/sqlstate.ts";
@@ -28,7 +28,7 @@ import { SessionState, traceContextParam } from "./session-state.ts";
 import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
-import { clock } from "../core/clock.ts";
+import { clock } from "../util/clock.ts";
 import type { Sink } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Journal, volatileMatcherFor } from "../cluster/ha/journal.ts";

@@ -2,7 +2,7 @@
 
 import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
-import { tickClock } from "./clock.ts";
+import { tickClock } from "../util/clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
 import { Pool, type PoolSettings } from "../server/pool.ts";
 import { LoginError, type ServerCredentials } from "../server/login.ts";

@@ -2,7 +2,7 @@
 
 import { ServerConnection, ServerState, connectionStats, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
-import { clock } from "../core/clock.ts";
+import { clock } from "../util/clock.ts";
 
 /** A client waiting for a server. The pool calls back exactly once (unless it leaves the queue). */
 export interface PoolWaiter {

@@ -1,7 +1,7 @@
 // Schema routing module: reads of chosen tables/schemas, cold data and workload classes (analytics, vector, OLTP) go to node groups.
 
 import { HOOKS_API_VERSION, type ModuleHost, type ProxyModule, type ShowResult } from "../../core/hooks.ts";
-import { clock } from "../../core/clock.ts";
+import { clock } from "../../util/clock.ts";
 import { loadParser } from "../../sql/classify.ts";
 import { config, parseSettings, WORKLOAD_CLASSES, type SchemaRoutingSettings } from "./config.ts";
 import { REASONS, SchemaRouter } from "./router.ts";
