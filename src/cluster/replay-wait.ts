@@ -1,6 +1,13 @@
 // Waiting for a standby to replay up to a commit position (read-your-writes "local", "global" and "wait" modes): re-probe until one has or time runs out.
 
-import type { ProxyContext } from "../core/context.ts";
+import type { NodeView } from "./cluster.ts";
+
+/** What a wait reads: the usable standbys now, a node's latest view, and probes to refresh them. */
+export interface ReplayWaitDeps {
+  readonly health: { probeNow(node: string): Promise<unknown> } | null;
+  routeContext(): { readonly standbys: readonly NodeView[] };
+  readonly cluster: { node(name: string): NodeView | undefined };
+}
 
 /** How often the standbys are probed again while a read waits. */
 const PROBE_EVERY_MS = 5;
@@ -9,7 +16,7 @@ const PROBE_EVERY_MS = 5;
  * Resolve once some usable standby reports a replay position >= `lsn`, or after `waitMs`. The
  * probes share the health checker's connections; concurrent waits share its probes.
  */
-export async function waitForReplay(ctx: ProxyContext, lsn: number, waitMs: number): Promise<boolean> {
+export async function waitForReplay(ctx: ReplayWaitDeps, lsn: number, waitMs: number): Promise<boolean> {
   const health = ctx.health;
   if (health === null) return false;
   const deadline = performance.now() + waitMs;
