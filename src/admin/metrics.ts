@@ -124,6 +124,12 @@ function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void 
     });
   gauge("heliosproxy_failover_epoch", "Failover epoch: moves on each time the primary changes", () => ctx.cluster.epoch);
   gauge("heliosproxy_failover_alarm", "1 while a failover needs an operator (primary down under policy manual, no safe candidate, etcd unreachable under coordination)", () => (ctx.failover?.alarm || ctx.fleet?.degraded() ? 1 : 0));
+  if (ctx.fleet !== null) {
+    const fleet = ctx.fleet;
+    gauge("heliosproxy_fleet_leader", "1 while this proxy is the acting leader of its fleet ([coordination] backend etcd)", () => (fleet.isLeader ? 1 : 0));
+    gauge("heliosproxy_fleet_etcd_reachable", "1 while etcd answers this proxy's keepalives and watch", () => (fleet.degraded() === null ? 1 : 0));
+    gauge("heliosproxy_fleet_proxies", "Proxies with a live heartbeat key in etcd, as this proxy last saw them", () => fleet.memberCount());
+  }
   gauge("heliosproxy_sync_layout_problems", "Standbys whose first commit after promotion would wait forever (synchronous_standby_names against the topology)", () => ctx.failover?.sync.report().problems.length ?? 0);
   gauge("heliosproxy_sync_wait_alarm", "1 while commits on the primary wait for synchronous replication with no listed standby connected", () => (ctx.failover?.sync.report().alarm ? 1 : 0));
   gauge("heliosproxy_sync_waiting", "Backends on the primary waiting for a synchronous standby now", () => ctx.failover?.sync.report().waiting ?? 0);

@@ -51,6 +51,10 @@ test("with the right password the proxies join and elect a leader; with a wrong 
     return f.leader !== null && f.leader === g.leader && f.proxies.length === 2 ? f : null;
   }, 10_000);
   expect(fleet.leader).toBe("a1");
+  const metrics = (await adminApi(proxies[0]!, "GET", "/metrics")).body as string;
+  expect(metrics).toContain("heliosproxy_fleet_leader 1");
+  expect(metrics).toContain("heliosproxy_fleet_etcd_reachable 1");
+  expect(metrics).toContain("heliosproxy_fleet_proxies 2");
   expect(fleet.proxies.map((m: { name: string }) => m.name).sort()).toEqual(["a1", "a2"]);
   const bad = await until("a3 to report its failed login", async () => {
     const h = (await adminApi(proxies[2]!, "GET", "/health")).body;

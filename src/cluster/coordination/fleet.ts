@@ -233,6 +233,13 @@ export class Fleet implements FleetHooks {
     };
   }
 
+  /** Proxies whose heartbeat key is in etcd, as last seen. */
+  memberCount(): number {
+    let n = 0;
+    for (const key of this.store.keys()) if (key.startsWith(this.keys.members)) n++;
+    return n;
+  }
+
   /** GET /fleet. */
   view(): Record<string, unknown> {
     const members = [...this.store.values()]
