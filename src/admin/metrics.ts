@@ -77,7 +77,7 @@ function latencyHistogram(ctx: ProxyContext, registry: Registry): void {
     aggregator: "sum",
     get: async () => {
       const perNode = new Map<string, { role: string; counts: number[]; sum: number; count: number }>();
-      for (const p of ctx.clientPools()) {
+      for (const p of ctx.nodeStats()) {
         const role = ctx.cluster.node(p.node)?.role ?? "primary";
         const acc = perNode.get(p.node) ?? { role, counts: new Array(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 };
         p.stats.latency.cumulative().forEach((c, i) => (acc.counts[i] += c));
@@ -229,9 +229,9 @@ export function createMetrics(ctx: ProxyContext): Registry {
       },
     });
 
-  // Per node and database: client pools are never dropped, so these sums only grow.
-  const byNodeDb = (value: (p: ReturnType<ProxyContext["clientPools"]> extends IterableIterator<infer P> ? P : never) => number) => () =>
-    sumBy(ctx.clientPools(), (p) => ({ node: p.node, database: p.database }), value);
+  // Per node and database, over live pools and the totals of reclaimed ones: these sums only grow.
+  const byNodeDb = (value: (p: ReturnType<ProxyContext["nodeStats"]> extends IterableIterator<infer P> ? P : never) => number) => () =>
+    sumBy(ctx.nodeStats(), (p) => ({ node: p.node, database: p.database }), value);
   mirror("heliosproxy_queries_total", "Requests answered by servers (ReadyForQuery relayed)", ["node", "database"], byNodeDb((p) => p.stats.queryCount));
   mirror("heliosproxy_transactions_total", "Server leases completed (transactions in transaction mode)", ["node", "database"], byNodeDb((p) => p.stats.xactCount));
   mirror("heliosproxy_query_time_seconds_total", "Time servers spent on client requests (first message to ReadyForQuery)", ["node", "database"],
@@ -239,12 +239,12 @@ export function createMetrics(ctx: ProxyContext): Registry {
   mirror("heliosproxy_transaction_time_seconds_total", "Time servers spent in client transactions (first request to ReadyForQuery idle)", ["node", "database"],
     byNodeDb((p) => p.stats.xactTimeUs / 1e6));
   mirror("heliosproxy_bytes_total", "Bytes relayed: in = clients to servers, out = servers to clients", ["node", "database", "direction"], () => [
-    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, database: p.database, direction: "in" }), (p) => p.stats.bytesIn),
-    ...sumBy(ctx.clientPools(), (p) => ({ node: p.node, database: p.database, direction: "out" }), (p) => p.stats.bytesOut),
+    ...sumBy(ctx.nodeStats(), (p) => ({ node: p.node, database: p.database, direction: "in" }), (p) => p.stats.bytesIn),
+    ...sumBy(ctx.nodeStats(), (p) => ({ node: p.node, database: p.database, direction: "out" }), (p) => p.stats.bytesOut),
   ]);
   mirror("heliosproxy_errors_total", "ErrorResponses relayed to clients, by node, database and SQLSTATE", ["node", "database", "sqlstate"], () => {
     const out: { labels: Labels; value: number }[] = [];
-    for (const p of ctx.clientPools()) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, database: p.database, sqlstate }, value: n });
+    for (const p of ctx.nodeStats()) for (const [sqlstate, n] of p.stats.errors) out.push({ labels: { node: p.node, database: p.database, sqlstate }, value: n });
     return sumBy(out, (x) => x.labels, (x) => x.value);
   });
   latencyHistogram(ctx, registry);

@@ -176,11 +176,13 @@ async function passthrough(ctx: ProxyContext, ch: AuthChannel, user: string, poo
 }
 
 /**
- * Auth and unknown-database failures all read as a wrong password; transport trouble says so,
- * without naming servers or addresses (the detail goes to the log).
+ * Auth failures all read as a wrong password; a database that does not exist is said so (3D000),
+ * as PostgreSQL does once the client has authenticated; transport trouble says so, without naming
+ * servers or addresses (the detail goes to the log).
  */
 export function loginFailure(_ctx: ProxyContext, user: string, code: string, message: string): AuthOutcome {
-  if (code.startsWith("28") || code === "3D000") return { ok: false, reply: Errors.authFailed(user) };
+  if (code.startsWith("28")) return { ok: false, reply: Errors.authFailed(user) };
+  if (code === "3D000") return { ok: false, reply: errorResponse({ severity: "FATAL", code, message }) };
   log.warn("server login failed", { user, code, error: message });
   if (code === "53300" || code === "57P03") {
     return { ok: false, reply: errorResponse({ severity: "FATAL", code, message: code === "53300" ? "too many connections on the server" : "the server is starting up" }) };

@@ -247,30 +247,21 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     if (Buffer.byteLength(this.database) > 63 || Buffer.byteLength(this.user) > 63) return this.fatal(Errors.authFailed(this.user));
     // The admin console is a virtual database: who may log in is checked like a login to "postgres".
     const toConsole = CONSOLE_DATABASES.has(this.database);
-    const pool = ctx.pool(toConsole ? "postgres" : this.database, this.user, tenant);
-    const res = await authenticateClient(ctx, this.authChannel(), this.user, pool);
-    if (this.closed) return;
-    if (!res.ok) {
-      ctx.stats.loginsFailed++;
-      return this.fatal(res.reply);
+    const candidate = ctx.loginGroup(toConsole ? "postgres" : this.database, this.user, tenant);
+    const pool = await this.admit(candidate, toConsole);
+    if (pool === null) {
+      ctx.dropUnlisted(candidate);
+      return;
     }
-    if (toConsole) return this.openConsole(pool);
-    const dbLimit = ctx.config.limits.max_db_connections;
-    const userLimit = ctx.config.limits.max_user_connections;
-    if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.fatal(Errors.tooManyForDatabase(this.database, dbLimit));
-    if (userLimit > 0 && (ctx.perUser.get(this.user) ?? 0) >= userLimit) return this.fatal(Errors.tooManyForUser(this.user, userLimit));
-    if (pool.serverParams === null) {
-      const e = await pool.prime(performance.now() + ctx.config.pool.wait_timeout_secs * 1000);
-      if (this.closed) return;
-      if (e !== null) {
-        ctx.stats.loginsFailed++;
-        const f = loginFailure(ctx, this.user, e.code, e.message);
-        return this.fatal(f.ok ? Errors.serverLost() : f.reply);
-      }
+    if (toConsole) {
+      // The console needs no server: its login lists no pool.
+      this.openConsole(pool);
+      ctx.dropUnlisted(candidate);
+      return;
     }
     if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
     this.pool = pool;
-    this.group = ctx.group(this.database, this.user, tenant);
+    this.group = ctx.loginGroup(this.database, this.user, tenant);
     this.mode = ctx.userEntry(this.user)?.pool_mode || ctx.config.pool.mode;
     this.counted = true;
     ctx.clientCount++;
@@ -306,6 +297,49 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle(0); // the startup packet's buffer is not needed by an idle client
     this.params = NO_PARAMS;
+  }
+
+  /**
+   * Authenticate against `group` and reach its server once; only then is the group listed (a
+   * refused login creates no pool anyone sees; a console login none at all). Returns the pool on
+   * the primary, or null once the client has been told why not.
+   */
+  private async admit(group: PoolGroup, toConsole: boolean): Promise<Pool | null> {
+    const ctx = this.ctx;
+    const pool = ctx.nodePool(group, ctx.cluster.primary());
+    const res = await authenticateClient(ctx, this.authChannel(), this.user, pool);
+    if (this.closed) return null;
+    if (!res.ok) {
+      ctx.stats.loginsFailed++;
+      this.fatal(res.reply);
+      return null;
+    }
+    if (toConsole) return pool;
+    const dbLimit = ctx.config.limits.max_db_connections;
+    const userLimit = ctx.config.limits.max_user_connections;
+    if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.refuse(Errors.tooManyForDatabase(this.database, dbLimit));
+    if (userLimit > 0 && (ctx.perUser.get(this.user) ?? 0) >= userLimit) return this.refuse(Errors.tooManyForUser(this.user, userLimit));
+    if (!(await this.primed(pool))) return null;
+    const listed = ctx.nodePool(ctx.listGroup(group), ctx.cluster.primary());
+    if (listed !== pool && !(await this.primed(listed))) return null;
+    return listed;
+  }
+
+  /** The pool has reached its server once (its parameters are known); false once the client was told why not. */
+  private async primed(pool: Pool): Promise<boolean> {
+    if (pool.serverParams !== null) return true;
+    const e = await pool.prime(performance.now() + this.ctx.config.pool.wait_timeout_secs * 1000);
+    if (this.closed) return false;
+    if (e === null) return true;
+    this.ctx.stats.loginsFailed++;
+    const f = loginFailure(this.ctx, this.user, e.code, e.message);
+    this.fatal(f.ok ? Errors.serverLost() : f.reply);
+    return false;
+  }
+
+  private refuse(reply: Uint8Array): null {
+    this.fatal(reply);
+    return null;
   }
 
   /** Logged in to the virtual admin database: listed admin or stats users only. */

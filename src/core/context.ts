@@ -4,7 +4,7 @@ import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
 import { tickClock } from "../util/clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
-import { Pool, type PoolSettings } from "../server/pool.ts";
+import { Pool, addPoolStats, emptyPoolStats, type PoolSettings, type PoolStats } from "../server/pool.ts";
 import { LoginError, type ServerCredentials } from "../server/login.ts";
 import type { ServerEndpoint } from "../server/connection.ts";
 import { Cluster, type ClusterEvent, type NodeView } from "../cluster/cluster.ts";
@@ -153,22 +153,78 @@ export class ProxyContext {
     return this.endpoint(this.cluster.primary());
   }
 
-  /** The pools of (database, user, tenant): one per node, created on first use, sharing credentials. */
-  group(database: string, user: string, tenant = ""): PoolGroup {
-    const key = `${database}\u0000${user}\u0000${tenant}`;
-    let g = this.groups.get(key);
-    if (g === undefined) {
-      const u = this.userEntry(user);
-      g = new PoolGroup(database, user, tenant, {
-        creds: { user, database, password: serverPassword(u) },
-        serverParams: null,
-        passthrough: "unknown",
-        firstLogin: null,
-        trustProbe: null,
-      });
+  /**
+   * The pools of (database, user, tenant) a login is checked against: the listed group, or a new
+   * one of its own that nobody sees (no /pools row, no metrics, no upkeep) until `listGroup` after
+   * the login succeeded. A refused login leaves nothing behind (`dropUnlisted`).
+   */
+  loginGroup(database: string, user: string, tenant = ""): PoolGroup {
+    const g = this.groups.get(groupKey(database, user, tenant));
+    if (g !== undefined) return g;
+    return new PoolGroup(database, user, tenant, {
+      creds: { user, database, password: serverPassword(this.userEntry(user)) },
+      serverParams: null,
+      passthrough: "unknown",
+      firstLogin: null,
+      trustProbe: null,
+    });
+  }
+
+  /** A login with `g` succeeded: list it; when another login listed one meanwhile, that one is used (with what this login learned). */
+  listGroup(g: PoolGroup): PoolGroup {
+    const key = groupKey(g.database, g.user, g.tenant);
+    const listed = this.groups.get(key);
+    if (listed === g) return g;
+    if (listed === undefined) {
       this.groups.set(key, g);
+      return g;
     }
-    return g;
+    listed.shared.creds = g.shared.creds;
+    if (g.shared.passthrough !== "unknown") listed.shared.passthrough = g.shared.passthrough;
+    this.dropUnlisted(g);
+    return listed;
+  }
+
+  /** Close what an unlisted group opened (a refused login, or one that joined a group listed meanwhile). */
+  dropUnlisted(g: PoolGroup): void {
+    if (this.groups.get(groupKey(g.database, g.user, g.tenant)) === g) return;
+    for (const p of g.pools.values()) p.closeAll("login not completed");
+  }
+
+  /** Totals of reclaimed pools per (node, database), so counters by node and database never go back. */
+  readonly retiredStats = new Map<string, { node: string; database: string; stats: PoolStats }>();
+
+  /** Statistics by (node, database): every client pool, and what reclaimed pools counted. */
+  *nodeStats(): IterableIterator<{ node: string; database: string; stats: PoolStats }> {
+    yield* this.clientPools();
+    yield* this.retiredStats.values();
+  }
+
+  /**
+   * Groups whose pools have had no server, no client and no waiter for a while (idle_timeout_secs,
+   * 300 s when that is 0) are dropped: /pools, SHOW POOLS and per-pool metric series do not grow
+   * with every (database, user) ever seen. The next login makes the group again.
+   */
+  private reclaimIdleGroups(now: number): void {
+    const after = (this.config.pool.idle_timeout_secs || 300) * 1000;
+    for (const [key, g] of this.groups) {
+      let empty = true;
+      for (const p of g.pools.values()) if (!p.empty) empty = false;
+      if (!empty) {
+        g.emptySince = 0;
+        continue;
+      }
+      if (g.emptySince === 0) g.emptySince = now;
+      if (now - g.emptySince < after) continue;
+      this.groups.delete(key);
+      for (const p of g.pools.values()) {
+        const k = `${p.node}\u0000${p.database}`;
+        let into = this.retiredStats.get(k);
+        if (into === undefined) this.retiredStats.set(k, (into = { node: p.node, database: p.database, stats: emptyPoolStats() }));
+        addPoolStats(into.stats, p.stats);
+        p.closeAll("pool reclaimed");
+      }
+    }
   }
 
   /** The pool of a group on one node; made paused while its database or the proxy is (core/pause.ts). */
@@ -191,11 +247,6 @@ export class ProxyContext {
       g.pools.set(node.name, p);
     }
     return p;
-  }
-
-  /** The pool for (database, user, tenant) on the primary: logins and everything that must write. */
-  pool(database: string, user: string, tenant = ""): Pool {
-    return this.nodePool(this.group(database, user, tenant), this.cluster.primary());
   }
 
   /** Every pool, for upkeep, admin output and reloads. */
@@ -249,8 +300,13 @@ export class ProxyContext {
   tick(): void {
     const now = tickClock();
     for (const p of this.allPools()) p.tick(now);
+    this.reclaimIdleGroups(now);
     this.buffer.expire();
   }
+}
+
+function groupKey(database: string, user: string, tenant: string): string {
+  return `${database}\u0000${user}\u0000${tenant}`;
 }
 
 /** The switchover buffer's limits from [failover]. */

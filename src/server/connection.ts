@@ -95,6 +95,18 @@ export function connectionStats(): ConnectionStats {
   return { queryCount: 0, bytesIn: 0, bytesOut: 0, latency: new LatencyHistogram(), errors: new Map(), queryTimeUs: 0, xactTimeUs: 0, clientParseCount: 0, serverParseCount: 0, bindCount: 0 };
 }
 
+/**
+ * Distinct SQLSTATEs counted per pool: clients choose codes freely (RAISE SQLSTATE), so past this
+ * many the rest are counted as "other" and metric series stay bounded.
+ */
+export const MAX_ERROR_CODES = 64;
+
+/** Count `n` errors of `code` (as "other" once MAX_ERROR_CODES distinct codes are counted). */
+export function countError(errors: Map<string, number>, code: string, n: number): void {
+  const key = errors.has(code) || errors.size < MAX_ERROR_CODES ? code : "other";
+  errors.set(key, (errors.get(key) ?? 0) + n);
+}
+
 const NO_STATS: ConnectionStats = connectionStats();
 
 /** Hands closed or failed connections back to whoever owns them (the pool). */
@@ -540,7 +552,7 @@ export class ServerConnection implements BackpressureTarget {
               pos = msgEnd;
               continue;
             }
-            this.stats.errors.set(code, (this.stats.errors.get(code) ?? 0) + 1);
+            countError(this.stats.errors, code, 1);
             if (t !== null && t.errorCode === "") {
               t.errorCode = code;
               t.errorMessage = fields.message;

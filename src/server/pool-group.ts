@@ -6,6 +6,9 @@ export class PoolGroup {
   /** Node name -> pool. */
   readonly pools = new Map<string, Pool>();
 
+  /** clock.now since when every pool of the group has been empty (0: not empty). */
+  emptySince = 0;
+
   constructor(
     readonly database: string,
     readonly user: string,

@@ -1,6 +1,6 @@
 // Server connections for one (node, database, user): idle stack, waiters, limits, timeouts.
 
-import { ServerConnection, ServerState, connectionStats, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
+import { ServerConnection, ServerState, connectionStats, countError, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
 import { clock } from "../util/clock.ts";
 
@@ -32,6 +32,28 @@ export interface PoolStats extends ConnectionStats {
   waitCount: number;
 }
 
+export function emptyPoolStats(): PoolStats {
+  return { ...connectionStats(), xactCount: 0, totalWaitUs: 0, maxWaitUs: 0, waitCount: 0 };
+}
+
+/** Add `from`'s totals to `into` (the totals of a pool that goes away stay counted). */
+export function addPoolStats(into: PoolStats, from: PoolStats): void {
+  into.xactCount += from.xactCount;
+  into.queryCount += from.queryCount;
+  into.totalWaitUs += from.totalWaitUs;
+  into.waitCount += from.waitCount;
+  into.maxWaitUs = Math.max(into.maxWaitUs, from.maxWaitUs);
+  into.bytesIn += from.bytesIn;
+  into.bytesOut += from.bytesOut;
+  into.queryTimeUs += from.queryTimeUs;
+  into.xactTimeUs += from.xactTimeUs;
+  into.clientParseCount += from.clientParseCount;
+  into.serverParseCount += from.serverParseCount;
+  into.bindCount += from.bindCount;
+  into.latency.add(from.latency);
+  for (const [code, n] of from.errors) countError(into.errors, code, n);
+}
+
 /** What the pools of one (database, user) on different nodes share: how to log in, what clients are told. */
 export interface PoolShared {
   creds: ServerCredentials;
@@ -56,13 +78,7 @@ export class Pool implements ServerOwner {
   lastError: LoginError | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   paused = false;
-  readonly stats: PoolStats = {
-    ...connectionStats(),
-    xactCount: 0,
-    totalWaitUs: 0,
-    maxWaitUs: 0,
-    waitCount: 0,
-  };
+  readonly stats: PoolStats = emptyPoolStats();
   /** Clients logged in to this pool. */
   clients = 0;
   /** Told about connect failures that are not the client's fault (health accounting). */
@@ -358,6 +374,11 @@ export class Pool implements ServerOwner {
   closeAll(reason: string): void {
     for (const s of [...this.all]) s.close(reason);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  /** No server, no client, nobody waiting: nothing would be lost if the pool went away. */
+  get empty(): boolean {
+    return this.all.size === 0 && this.clients === 0 && this.waiters.length === 0 && this.connecting === 0;
   }
 
   /** Counts for SHOW POOLS / metrics. */

@@ -17,6 +17,13 @@ export class LatencyHistogram {
     this.count++;
   }
 
+  /** Fold another histogram's observations into this one. */
+  add(other: LatencyHistogram): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i]! += other.counts[i]!;
+    this.sum += other.sum;
+    this.count += other.count;
+  }
+
   /** Cumulative counts per bucket bound (for exposition), ending with +Inf. */
   cumulative(): number[] {
     const out: number[] = [];

@@ -50,7 +50,7 @@ describe("C2 per-database and per-user limits", () => {
     // Failed logins first: a database that does not exist, five times.
     for (let i = 0; i < 5; i++) {
       const e = await failure(client(proxy.port, "c2_missing", "u1"));
-      expect(e.code).toBe("28P01");
+      expect(e.code).toBe("3D000");
     }
     const a1 = await client(proxy.port, "c2a", "u1");
     const a2 = await client(proxy.port, "c2a", "u1");
