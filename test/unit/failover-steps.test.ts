@@ -1,0 +1,117 @@
+// The failover controller's decisions with fake deps (no node is reached): policy, holds, refusals before anything irreversible, records.
+
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load.ts";
+import type { FailoverSection } from "../../src/config/types.ts";
+import { Cluster } from "../../src/cluster/cluster.ts";
+import { FailoverController, FailoverRefused, type FailoverDeps } from "../../src/cluster/failover.ts";
+import type { FleetHooks } from "../../src/cluster/coordination/hooks.ts";
+import { SwitchoverBuffer } from "../../src/cluster/switchover-buffer.ts";
+import { configureLogging } from "../../src/util/log.ts";
+
+const DEFAULTS = parseConfig('[[nodes]]\nhost = "127.0.0.1"\n', "f.toml").failover;
+
+beforeAll(() => configureLogging("silent", "text"));
+afterAll(() => configureLogging("info", "text"));
+
+/** A controller over an in-memory cluster; `busy` counts what it asked of the proxy around it. */
+function controller(o: { policy?: FailoverSection["policy"]; standby?: boolean; fleet?: Partial<FleetHooks> } = {}) {
+  const cluster = new Cluster([
+    { name: "node1", host: "127.0.0.1", port: 1, role: "primary", sync: false, weight: 1 },
+    ...(o.standby ? [{ name: "node2", host: "127.0.0.1", port: 2, role: "standby" as const, sync: false, weight: 1 }] : []),
+  ]);
+  const settings: FailoverSection = { ...DEFAULTS, policy: o.policy ?? "manual" };
+  const buffer = new SwitchoverBuffer({ timeoutMs: 1000, maxClients: 10 });
+  const deps: FailoverDeps = {
+    cluster: () => cluster,
+    settings: () => settings,
+    health: () => null,
+    buffer,
+    endpoint: (n) => ({ host: n.host, port: n.port, name: n.name }),
+    creds: () => ({ user: "postgres", database: "postgres", password: null }),
+    timeoutSecs: () => 1,
+    busyServers: () => 0,
+    ...(o.fleet ? { fleet: () => o.fleet as FleetHooks } : {}),
+    endRequest: () => false,
+  };
+  return { c: new FailoverController(deps), cluster, buffer };
+}
+
+async function refusal(p: Promise<unknown>): Promise<FailoverRefused> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof FailoverRefused) return e;
+    throw e;
+  }
+  throw new Error("not refused");
+}
+
+test("policy off: a primary down holds nothing and promotes nothing; the API is refused with 409", async () => {
+  const { c, buffer } = controller({ policy: "off", standby: true });
+  c.primaryDown("node1", "connection refused");
+  expect([buffer.active, c.history().length, c.alarm]).toEqual([false, 0, ""]);
+  const r = await refusal(c.failover({ trigger: "api", force: true }));
+  expect([r.status, r.message]).toEqual([409, "failover.policy = off: the proxy does not promote standbys"]);
+  expect(c.history()).toHaveLength(0);
+});
+
+test("policy manual: a primary down holds requests and raises the alarm; the primary back releases them", () => {
+  const { c, buffer } = controller({ policy: "manual", standby: true });
+  c.primaryDown("node1", "connection refused");
+  expect(buffer.active).toBe(true);
+  expect(c.alarm).toBe("primary node1 is down (connection refused); failover.policy = manual: POST /failover to promote a standby");
+  expect(c.history()).toHaveLength(0);
+  c.primaryUp("node1");
+  expect([buffer.active, c.alarm]).toEqual([false, ""]);
+});
+
+test("the API's failover of a healthy primary needs force; refused before any record", async () => {
+  const { c } = controller({ standby: true });
+  const r = await refusal(c.failover({ trigger: "api" }));
+  expect(r.status).toBe(409);
+  expect(r.message).toStartWith("the primary node1 is up and answering");
+  expect(c.history()).toHaveLength(0);
+});
+
+test("no safe candidate: the failover is recorded refused, nothing fenced, the hold released while the primary is up", async () => {
+  const { c, buffer } = controller({ standby: false });
+  const r = await refusal(c.failover({ trigger: "api", force: true }));
+  expect([r.status, r.message]).toEqual([409, "no safe candidate (no standbys)"]);
+  const rec = c.history().at(-1)!;
+  expect([rec.kind, rec.trigger, rec.result, rec.from, rec.to, rec.fence]).toEqual(["failover", "api", "refused", "node1", null, "not attempted"]);
+  expect(rec.steps.map((s) => s.step)).toEqual(["refused: no safe candidate (no standbys)"]);
+  expect([buffer.active, c.inProgress]).toEqual([false, null]);
+  expect(c.finished()).toEqual([{ kind: "failover", trigger: "api", result: "refused", count: 1 }]);
+});
+
+test("a target that is not a standby is a 400; one that is not safe a 409 naming why", async () => {
+  const { c, cluster } = controller({ standby: true });
+  expect((await refusal(c.failover({ trigger: "api", force: true, target: "node9" }))).status).toBe(400);
+  cluster.setHealth("node2", "down", "unreachable");
+  const r = await refusal(c.failover({ trigger: "api", force: true, target: "node2" }));
+  expect(r.status).toBe(409);
+  expect(r.message).toStartWith("target node2 is not a safe candidate: ");
+  expect(c.history().map((h) => h.result)).toEqual(["refused", "refused"]);
+});
+
+test("auto policy with the primary down and no candidate: refused, requests stay held until the primary answers again", async () => {
+  const { c, cluster, buffer } = controller({ policy: "auto", standby: false });
+  cluster.setHealth("node1", "down", "connection refused");
+  c.primaryDown("node1", "connection refused");
+  for (const until = performance.now() + 2000; c.history().at(-1)?.result !== "refused" && performance.now() < until; ) await Bun.sleep(5);
+  expect(c.history().map((h) => [h.trigger, h.result])).toEqual([["auto", "refused"]]);
+  expect(buffer.active).toBe(true);
+  expect(c.alarm).toBe("failover from node1 refused: no safe candidate (no standbys)");
+  cluster.setHealth("node1", "up");
+  c.primaryUp("node1");
+  expect(buffer.active).toBe(false);
+});
+
+test("a fleet that says another proxy decides: the down primary is held, not promoted here; the API is refused with its reason", async () => {
+  const { c, buffer } = controller({ policy: "auto", standby: true, fleet: { refusal: () => "proxy b leads the fleet" } });
+  c.primaryDown("node1", "connection refused");
+  expect([buffer.active, c.history().length]).toEqual([true, 0]);
+  const r = await refusal(c.failover({ trigger: "api", force: true }));
+  expect([r.status, r.message]).toEqual([409, "proxy b leads the fleet"]);
+});
