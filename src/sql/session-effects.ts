@@ -71,11 +71,14 @@ const STATELESS_BEFORE_PAREN = new Set([
   "character", "varchar", "varying", "decimal", "dec", "numeric", "float", "precision", "time", "timestamp", "interval",
   "nchar", "zone", "current_setting", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
   "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock_all", "pg_advisory_unlock", "pg_advisory_unlock_shared",
-  "pg_my_temp_schema", "pg_listening_channels",
+  "pg_my_temp_schema", "pg_listening_channels", "conflict",
 ]);
-/** After these words a name followed by "(" is a relation and its column list (INSERT INTO t (a, b), WITH x (a) AS ...). */
+/**
+ * After these words a name followed by "(" is a relation or alias and its column list (INSERT INTO
+ * t (a, b), WITH x (a) AS ..., ... AS v (a)); a type modifier after AS (numeric(10, 2)) is no call either.
+ */
 function relationFollows(b: Uint8Array, s: number, e: number): boolean {
-  return wordIs(b, s, e, "INTO") || wordIs(b, s, e, "WITH") || wordIs(b, s, e, "RECURSIVE") || wordIs(b, s, e, "COPY");
+  return wordIs(b, s, e, "INTO") || wordIs(b, s, e, "WITH") || wordIs(b, s, e, "RECURSIVE") || wordIs(b, s, e, "COPY") || wordIs(b, s, e, "AS");
 }
 
 /**
@@ -152,7 +155,11 @@ export function scanEffects(b: Uint8Array, start: number, end: number, spans?: S
         prevE = p;
         continue;
       } else {
-        if (c !== 46 && !isSpace(c)) relation = afterInto = false;
+        // Right after ")" a name with "(" is an alias and its columns: generate_series(1, 3) g(i).
+        if (c !== 46 && !isSpace(c)) {
+          relation = c === 41;
+          afterInto = false;
+        }
         p++;
       }
     }

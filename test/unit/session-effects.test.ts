@@ -25,6 +25,8 @@ test("code the proxy cannot see into is hidden", () => {
     "ALTER TABLE t ADD b int",
     "SELECT * FROM f(1)",
     "insert into t values (nextval('s'))",
+    "SELECT (1) + f(2)",
+    "SELECT count(*) FROM t WHERE (a) IN (1) AND f(a)",
   ]) expect([sql, has(sql, Effect.Hidden)]).toEqual([sql, true]);
 });
 
@@ -40,6 +42,10 @@ test("plain statements are not", () => {
     "select set_config('app.tenant', '7', true)",
     "BEGIN",
     "SELECT pg_advisory_xact_lock(1)",
+    "INSERT INTO t (a) VALUES (1) ON CONFLICT (a) DO UPDATE SET b = excluded.b",
+    "SELECT i FROM generate_series(1, 3) g(i)",
+    "SELECT * FROM (VALUES (1, 2)) AS v (a, b)",
+    "SELECT CAST(a AS numeric(10, 2)) FROM t",
   ]) expect([sql, has(sql, Effect.Hidden)]).toEqual([sql, false]);
 });
 
