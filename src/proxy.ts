@@ -23,6 +23,7 @@ import { applyReload, busyServers, nodeLost, nodeUsable, primaryMoved } from "./
 import { restartOnlyChanges } from "./config/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
 import { Fleet } from "./cluster/coordination/fleet.ts";
+import { pause, resume } from "./core/pause.ts";
 
 export interface RunningProxy {
   ctx: ProxyContext;
@@ -166,7 +167,10 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   if (ctx.splitting || ctx.replay !== null) await loadParser();
   let watch = watchCluster(ctx, cfg);
   if (cfg.coordination.backend === "etcd") {
-    ctx.fleet = new Fleet(ctx, cfg.coordination);
+    ctx.fleet = new Fleet(
+      { cluster: () => ctx.cluster, config: () => ctx.config, failover: () => ctx.failover, setPaused: (paused) => (paused ? pause(ctx, null) : resume(ctx, null)) },
+      cfg.coordination,
+    );
     await ctx.fleet.start();
   }
   const listener = listenClients(ctx, cfg.proxy.listen_address);

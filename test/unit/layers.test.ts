@@ -39,9 +39,6 @@ const KNOWN: readonly string[] = [
   "cluster/ha/recovery.ts -> client/session.ts",
   // The client layer answers the admin console's virtual database.
   "client/session.ts -> admin/console.ts",
-  // Proxies coordinating a fleet act on the whole context (drain, pause, the primary).
-  "cluster/coordination/fleet.ts -> core/context.ts",
-  "cluster/coordination/fleet.ts -> core/pause.ts",
 ];
 
 function layerOf(file: string): number {

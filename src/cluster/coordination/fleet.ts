@@ -1,11 +1,10 @@
 // The fleet of proxies in front of one cluster, coordinated through etcd: leader, epoch fencing, the shared failover record, shared drain/pause/primary, GET /fleet.
 
 import { hostname } from "node:os";
-import type { CoordinationSection } from "../../config/types.ts";
-import type { ProxyContext } from "../../core/context.ts";
-import { pause, resume } from "../../core/pause.ts";
+import type { CoordinationSection, HeliosConfig } from "../../config/types.ts";
 import { log } from "../../util/log.ts";
-import { FailoverRefused, type FailoverRecord } from "../failover.ts";
+import type { Cluster } from "../cluster.ts";
+import { FailoverRefused, type FailoverController, type FailoverRecord } from "../failover.ts";
 import { EtcdClient, type EtcdEvent, type EtcdKv } from "./etcd-client.ts";
 import type { FleetHooks, FleetRecord } from "./hooks.ts";
 import { Election } from "./leader.ts";
@@ -19,6 +18,15 @@ interface MemberBeat {
   admin_url: string;
   started_at: string;
   view: { primary: string; epoch: number; degraded: string | null; nodes: Record<string, string> };
+}
+
+/** What the fleet needs from the proxy around it (getters: a reload may replace them). */
+export interface FleetHost {
+  cluster(): Cluster;
+  config(): HeliosConfig;
+  failover(): FailoverController | null;
+  /** Pause (true) or resume (false) the whole proxy; false when it was so already. */
+  setPaused(paused: boolean): boolean;
 }
 
 /** The result of sharing an operator's action with the fleet. */
@@ -47,11 +55,12 @@ export class Fleet implements FleetHooks {
   private recordTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
-    private readonly ctx: ProxyContext,
+    private readonly host: FleetHost,
     private readonly s: CoordinationSection,
   ) {
-    this.name = s.proxy_name || `${hostname()}:${ctx.config.proxy.admin_address.split(":").at(-1)}`;
-    this.adminUrl = (s.advertise_admin_url || `http://${ctx.config.proxy.admin_address}`).replace(/\/+$/, "");
+    const admin = host.config().proxy.admin_address;
+    this.name = s.proxy_name || `${hostname()}:${admin.split(":").at(-1)}`;
+    this.adminUrl = (s.advertise_admin_url || `http://${admin}`).replace(/\/+$/, "");
     this.etcd = new EtcdClient(s);
     const p = s.key_prefix;
     this.keys = {
@@ -106,7 +115,7 @@ export class Fleet implements FleetHooks {
   // ---- FleetHooks ---------------------------------------------------------------------------
 
   refusal(): string | null {
-    const provider = this.ctx.config.topology.provider;
+    const provider = this.host.config().topology.provider;
     if (provider === "patroni" || provider === "heliosdb") return `topology.provider = "${provider}" promotes by itself: no proxy of the fleet promotes`;
     if (this.election.failing) return `etcd is unreachable (${this.election.lastError}): no promotion without the fleet`;
     if (!this.election.acting) {
@@ -171,10 +180,10 @@ export class Fleet implements FleetHooks {
     if (r !== null && r.state === "done" && r.to === to && r.epoch <= this.appliedEpoch) return false;
     // Bounded: a record that never comes (its leader lost, nobody finishing) does not hold requests forever.
     if (this.recordTimer) clearTimeout(this.recordTimer);
-    const limit = this.ctx.config.failover.promote_timeout_secs * 1000;
+    const limit = this.host.config().failover.promote_timeout_secs * 1000;
     this.recordTimer = setTimeout(() => {
       this.recordTimer = null;
-      this.ctx.failover?.releaseDownHold(`no fleet record for ${to} within failover.promote_timeout_secs; following it by probing`);
+      this.host.failover()?.releaseDownHold(`no fleet record for ${to} within failover.promote_timeout_secs; following it by probing`);
     }, limit);
     log.warn(`primary moved to ${to}; holding its requests until the fleet's failover record (N0) arrives`);
     return true;
@@ -218,7 +227,7 @@ export class Fleet implements FleetHooks {
   }
 
   private beat(): MemberBeat {
-    const c = this.ctx.cluster;
+    const c = this.host.cluster();
     return {
       name: this.name,
       version: VERSION,
@@ -301,7 +310,7 @@ export class Fleet implements FleetHooks {
     if (e.type === "DELETE") this.store.delete(key);
     else if (before !== undefined && before.modRevision === e.kv.modRevision) return;
     else this.store.set(key, e.kv);
-    const c = this.ctx.cluster;
+    const c = this.host.cluster();
     if (key.startsWith(this.keys.drained)) {
       const node = key.slice(this.keys.drained.length);
       if (c.node(node) !== undefined && c.node(node)!.drained !== (e.type === "PUT")) {
@@ -309,9 +318,9 @@ export class Fleet implements FleetHooks {
         log.info(`node ${node} ${e.type === "PUT" ? "drained" : "back in rotation"} by the fleet`);
       }
     } else if (key === this.keys.paused) {
-      if (e.type === "PUT" ? pause(this.ctx, null) : resume(this.ctx, null)) log.info(`proxy ${e.type === "PUT" ? "paused" : "resumed"} by the fleet`);
+      if (this.host.setPaused(e.type === "PUT")) log.info(`proxy ${e.type === "PUT" ? "paused" : "resumed"} by the fleet`);
     } else if (key === this.keys.primary) {
-      if (e.type === "PUT" && this.ctx.config.topology.provider === "manual" && c.node(e.kv.value) !== undefined && c.primary().name !== e.kv.value) {
+      if (e.type === "PUT" && this.host.config().topology.provider === "manual" && c.node(e.kv.value) !== undefined && c.primary().name !== e.kv.value) {
         c.setPrimary(e.kv.value, "set by the fleet");
         log.warn(`primary set to ${e.kv.value} by the fleet`);
       }
@@ -322,17 +331,18 @@ export class Fleet implements FleetHooks {
   /** A finished record of a newer epoch than this proxy applied: the primary, N0 and epoch of the fleet. */
   private followRecord(): void {
     const r = this.record();
-    if (r === null || r.state !== "done" || r.epoch <= this.appliedEpoch || this.ctx.failover === null) return;
+    const fc = this.host.failover();
+    if (r === null || r.state !== "done" || r.epoch <= this.appliedEpoch || fc === null) return;
     // This proxy's own record (the watch may bring it before the write's answer): its controller moves the primary.
     if (r.leader === this.name && this.won.has(r.epoch)) return;
-    if (this.ctx.cluster.node(r.to) === undefined) {
+    if (this.host.cluster().node(r.to) === undefined) {
       log.error(`fleet record of epoch ${r.epoch} names node ${r.to}, which is not configured here`);
       return;
     }
     this.appliedEpoch = r.epoch;
     if (this.recordTimer) clearTimeout(this.recordTimer);
     this.recordTimer = null;
-    const rec = this.ctx.failover.adopt(r);
+    const rec = fc.adopt(r);
     log.warn(`following the fleet: ${r.kind} ${r.from} -> ${r.to} by ${r.leader} (fleet epoch ${r.epoch}, N0 ${r.n0}); local epoch ${rec.epoch}`);
   }
 
@@ -350,7 +360,7 @@ export class Fleet implements FleetHooks {
    * led, or while its lease was not fresh enough to act).
    */
   private afterRound(): void {
-    const fc = this.ctx.failover;
+    const fc = this.host.failover();
     if (fc === null || this.refusal() !== null || fc.inProgress !== null) return;
     const r = this.record();
     if (r !== null && r.state === "promoting" && !this.won.has(r.epoch) && !this.resumed.has(r.epoch)) {
@@ -359,9 +369,9 @@ export class Fleet implements FleetHooks {
       void fc.failover({ trigger: "auto", reason: `finishing ${r.leader}'s ${r.kind} of fleet epoch ${r.epoch}`, resume: r }).catch(() => {});
       return;
     }
-    const primary = this.ctx.cluster.primary();
-    const key = `${this.ctx.cluster.epoch}:${primary.name}`;
-    if (primary.health !== "down" || this.ctx.config.failover.policy !== "auto" || this.actedOn.has(key)) return;
+    const primary = this.host.cluster().primary();
+    const key = `${this.host.cluster().epoch}:${primary.name}`;
+    if (primary.health !== "down" || this.host.config().failover.policy !== "auto" || this.actedOn.has(key)) return;
     this.actedOn.add(key);
     fc.primaryDown(primary.name, `still down with ${this.name} acting as the fleet leader`);
   }
