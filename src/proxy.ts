@@ -3,6 +3,7 @@
 import type { HeliosConfig } from "./config/types.ts";
 import { ProxyContext, bufferSettings, serverPassword, statelessSet, type TlsMaterial } from "./core/context.ts";
 import { listenClients } from "./client/listener.ts";
+import { clientsOf } from "./client/registry.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
 import { ClientState } from "./client/session.ts";
 import { Errors, errorResponse } from "./protocol/errors.ts";
@@ -116,7 +117,7 @@ function makeFailover(ctx: ProxyContext): FailoverController {
 
 /** The client whose server is backend `pid` on `node` gets FATAL `code` and its connection closes (the server is closed, never cancelled). */
 function endRequestOn(ctx: ProxyContext, node: string, pid: number, code: string, message: string): boolean {
-  for (const s of ctx.sessions) {
+  for (const s of clientsOf(ctx)) {
     if (s.server === null || s.server.pid !== pid || s.server.endpoint.name !== node) continue;
     s.fatal(errorResponse({ severity: "FATAL", code, message }));
     return true;
@@ -131,7 +132,7 @@ function sweepClients(ctx: ProxyContext, now: number): void {
   const idleTxMs = t.idle_in_transaction_timeout_secs * 1000;
   const idleMs = t.client_idle_timeout_secs * 1000;
   const loginMs = ctx.config.proxy.login_timeout_secs * 1000;
-  for (const s of ctx.sessions) {
+  for (const s of clientsOf(ctx)) {
     if (s.state !== ClientState.Ready) {
       if (s.state !== ClientState.Closed && now - s.connectedAt > loginMs) s.fatal(Errors.loginTimeout());
       continue;
@@ -190,13 +191,13 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       const deadline = performance.now() + cfg.proxy.shutdown_timeout_secs * 1000;
       // In-flight transactions finish; idle clients are told and closed.
       while (performance.now() < deadline) {
-        for (const s of ctx.sessions) {
+        for (const s of clientsOf(ctx)) {
           if (s.state !== ClientState.Ready || s.server === null) s.fatal(Errors.shuttingDown());
         }
-        if (ctx.sessions.size === 0) break;
+        if (clientsOf(ctx).size === 0) break;
         await Bun.sleep(50);
       }
-      for (const s of ctx.sessions) s.fatal(Errors.shuttingDown());
+      for (const s of clientsOf(ctx)) s.fatal(Errors.shuttingDown());
       clearInterval(ticker);
       watch.health.stop();
       watch.provider?.stop();

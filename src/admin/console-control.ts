@@ -1,6 +1,7 @@
 // Admin console commands that change state: PAUSE, RESUME, KILL, RECONNECT, RELOAD (pausing itself is core/pause.ts).
 
 import type { ProxyContext } from "../core/context.ts";
+import { clientsOf } from "../client/registry.ts";
 import { errorResponse } from "../protocol/errors.ts";
 import { SqlState } from "../protocol/sqlstate.ts";
 import type { MessageWriter } from "../protocol/writer.ts";
@@ -70,7 +71,7 @@ export function kill(ctx: ProxyContext, db: string | null, who: string, w: Messa
   for (const d of dbs) pausePools(ctx, d);
   const pools = [...ctx.clientPools(db)];
   let clients = 0;
-  for (const s of [...ctx.sessions]) {
+  for (const s of [...clientsOf(ctx)]) {
     if (s.console !== null || s.closed || !dbs.includes(s.database)) continue;
     s.fatal(killedError(s.database));
     clients++;

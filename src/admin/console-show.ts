@@ -1,6 +1,7 @@
 // Admin console SHOW commands: pools, clients, servers, stats, databases, users, nodes, config, lists, state.
 
 import type { ClientSession } from "../client/session.ts";
+import { clientsOf } from "../client/registry.ts";
 import { configRows } from "../config/load.ts";
 import type { ProxyContext } from "../core/context.ts";
 import { ServerState, type ServerConnection } from "../server/connection.ts";
@@ -24,7 +25,7 @@ function cmp(a: string, b: string): number {
 
 /** Logged-in sessions (clients of a pool, or of the console). */
 function loggedIn(ctx: ProxyContext): ClientSession[] {
-  return [...ctx.sessions].filter((s) => !s.closed && (s.pool !== null || s.console !== null));
+  return [...clientsOf(ctx)].filter((s) => !s.closed && (s.pool !== null || s.console !== null));
 }
 
 /** Wall-clock text for a performance.now() instant. */
@@ -330,7 +331,7 @@ export const showVersion = (): ResultSet => ({ columns: columns("version"), rows
 
 export function showLists(ctx: ProxyContext): ResultSet {
   const pools = [...ctx.allPools()];
-  const sessions = [...ctx.sessions].filter((s) => !s.closed);
+  const sessions = [...clientsOf(ctx)].filter((s) => !s.closed);
   const logged = sessions.filter((s) => s.pool !== null || s.console !== null).length;
   const rows: Cell[][] = [
     ["databases", new Set(pools.map((p) => p.database)).size],

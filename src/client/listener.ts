@@ -3,6 +3,7 @@
 import type { Socket, TCPSocketListener } from "bun";
 import type { ProxyContext } from "../core/context.ts";
 import { ClientSession, clientHandlers } from "./session.ts";
+import { clientsOf } from "./registry.ts";
 
 export function splitAddress(addr: string): { host: string; port: number } {
   const m = /^\[(.*)\]:(\d+)$/.exec(addr) ?? /^(.*):(\d+)$/.exec(addr);
@@ -21,7 +22,7 @@ export function listenClients(ctx: ProxyContext, address: string): TCPSocketList
         sock.setNoDelay(true);
         const s = new ClientSession(ctx, sock);
         sock.data = s;
-        ctx.sessions.add(s);
+        clientsOf(ctx).add(s);
       },
     },
   });

@@ -18,6 +18,7 @@ import type { PoolGroup } from "../server/pool-group.ts";
 import type { HeldClient } from "../cluster/switchover-buffer.ts";
 import type { SessionCtx } from "../core/hooks.ts";
 import { runStartupHooks } from "../core/startup-hooks.ts";
+import { clientsOf } from "./registry.ts";
 import { ResultTally } from "../server/result-tally.ts";
 import { route } from "../router/route.ts";
 import { waitForReplay } from "../cluster/replay-wait.ts";
@@ -798,7 +799,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       w(null);
     }
     const ctx = this.ctx;
-    ctx.sessions.delete(this);
+    clientsOf(ctx).delete(this);
     ctx.replay?.sessions.delete(this);
     if (ctx.hooks !== null && this.counted) for (const hook of ctx.hooks.onClose) hook(this.moduleView());
     ctx.commits?.forget(this.pid);

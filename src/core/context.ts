@@ -1,4 +1,4 @@
-// Process-wide state shared by listeners and sessions: config, pools, live clients, cancel keys.
+// Process-wide state shared by listeners and sessions: config, pools, cancel keys (the open sessions are kept by client/registry.ts).
 
 import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
@@ -13,7 +13,6 @@ import { makeBalancer, type Balancer, type LoadInfo } from "../router/balancers.
 import { routeView, type RouteContext } from "../router/route.ts";
 import { QueryClassifier } from "../sql/classify.ts";
 import { PoolGroup } from "../server/pool-group.ts";
-import type { ClientSession } from "../client/session.ts";
 import { isPaused } from "./pause.ts";
 import { SwitchoverBuffer } from "../cluster/switchover-buffer.ts";
 import type { FailoverController } from "../cluster/failover.ts";
@@ -88,8 +87,6 @@ export class ProxyContext {
   };
   /** Moving average of sampled request latency per node, ms (kept outside the immutable node views). */
   private readonly requestLatency = new Map<string, number>();
-  /** Every open client connection (logged in or not). */
-  readonly sessions = new Set<ClientSession>();
   /** Client-facing TLS, loaded at start and on reload; null when [tls] mode is disable. */
   tls: TlsMaterial | null = null;
   /** Proxy-issued BackendKeyData pid -> session. */

@@ -33,8 +33,6 @@ const LAYERS: readonly (readonly string[])[] = [
  * it here) as well as when a new one appears. "from -> to" as paths under src/.
  */
 const KNOWN: readonly string[] = [
-  // The context keeps the set of live sessions and the console's sessions; the session is the type.
-  "core/context.ts -> client/session.ts",
   // Transaction recovery drives the session it recovers.
   "cluster/ha/recovery.ts -> client/session.ts",
   // The client layer answers the admin console's virtual database.
