@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import pg from "pg";
 import type { FailoverRecord } from "../src/cluster/failover.ts";
 import { LEDGER_DDL, checkLedger, type LedgerWrite } from "../test/support/ledger.ts";
-import { adminApi, startClusterProxy, startPgCluster, type PgCluster } from "../test/support/pg-cluster.ts";
+import { adminApi, startClusterProxy, startPgCluster, SYNC_LAYOUT, type PgCluster } from "../test/support/pg-cluster.ts";
 import type { RunningProxy } from "../test/support/proxy.ts";
 import { codeVersion, commandLine, fmt, median, parseFlags, sh, updateDoc } from "./lib.ts";
 
@@ -337,7 +337,7 @@ const PROXY_TOML = `[failover]\npolicy = "auto"\n`;
 let pgVersion = "";
 
 async function withCluster<T>(fn: (c: PgCluster) => Promise<T>): Promise<T> {
-  const c = await startPgCluster({ databases: ["app"] });
+  const c = await startPgCluster({ databases: ["app"], syncNames: SYNC_LAYOUT });
   try {
     await c.setup(LEDGER_DDL, "app");
     pgVersion ||= await c.psql("node1", "SHOW server_version");
@@ -581,7 +581,7 @@ function report(o: Options, scenarios: Scenario[], results: Map<string, Run[]>, 
   const lines: string[] = [
     "## Failover: kill -9 of the primary and planned switchover, under write load through HeliosProxy",
     "",
-    "`bun bench/failover.ts` (also `npm run bench:failover`) builds a fresh local cluster with src/devcluster for every run (primary node1, sync standby node2, async standby node3; fsync off; ~3 s to build), starts HeliosProxy in front of it as its own process (`bun src/cli/main.ts`, config from test/support's builder: transaction pooling, max_connections 20, `read_write_split = false`), runs a write load through the proxy from this script's process, then either SIGKILLs every process of the primary (DevNode.kill9) or calls `POST /switchover`, and afterwards reads GET /failovers and the ledger on the new primary. A fresh cluster per run, rather than rejoining the old primary as a standby, keeps every run identical (same roles, no earlier timeline) for ~3 s per run. Options: `--quick` (2 runs per scenario), `--runs N` (default 7), `--only ID,...` (" + SCENARIOS.map((s) => `\`${s.id}\``).join(", ") + "), `--json PATH` (every run's raw numbers), `--no-doc`, `--note TEXT`.",
+    "`bun bench/failover.ts` (also `npm run bench:failover`) builds a fresh local cluster with src/devcluster for every run (primary node1, sync standby node2, async standby node3; fsync off; ~3 s to build; `synchronous_standby_names = 'FIRST 1 (node2)'` in every node's postgresql.conf before the standbys are cloned, the layout pg_basebackup gives, unless HELIOS_SYNC_LAYOUT=primary), starts HeliosProxy in front of it as its own process (`bun src/cli/main.ts`, config from test/support's builder: transaction pooling, max_connections 20, `read_write_split = false`), runs a write load through the proxy from this script's process, then either SIGKILLs every process of the primary (DevNode.kill9) or calls `POST /switchover`, and afterwards reads GET /failovers and the ledger on the new primary. A fresh cluster per run, rather than rejoining the old primary as a standby, keeps every run identical (same roles, no earlier timeline) for ~3 s per run. Options: `--quick` (2 runs per scenario), `--runs N` (default 7), `--only ID,...` (" + SCENARIOS.map((s) => `\`${s.id}\``).join(", ") + "), `--json PATH` (every run's raw numbers), `--no-doc`, `--note TEXT`.",
     "",
     "```",
     commandLine("bench/failover.ts"),

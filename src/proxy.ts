@@ -5,9 +5,10 @@ import { ProxyContext, bufferSettings, serverPassword, statelessSet, type TlsMat
 import { listenClients } from "./client/listener.ts";
 import { clientsOf } from "./client/registry.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
-import { ClientState } from "./client/session.ts";
+import { ClientState, type ClientSession } from "./client/session.ts";
 import { Errors, errorResponse } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
+import type { ServerConnection } from "./server/connection.ts";
 import { log } from "./util/log.ts";
 import { clock } from "./util/clock.ts";
 import { HealthChecker, type HealthOptions } from "./cluster/health.ts";
@@ -125,6 +126,31 @@ function endRequestOn(ctx: ProxyContext, node: string, pid: number, code: string
   return false;
 }
 
+/**
+ * A request still running on a fenced old primary (its postmaster died or it cannot be reached:
+ * a reachable one had its backends ended) is cut failover.buffer_timeout_secs after it started:
+ * the server connection closes, so the client gets 08006 or transaction replay recovers it.
+ */
+function cutOnFencedNode(ctx: ProxyContext, s: ClientSession, now: number): boolean {
+  const server = s.server!;
+  const node = ctx.cluster.node(server.endpoint.name);
+  if (node === undefined || !node.fenced || s.requestStartedAt === 0) return false;
+  if (now - s.requestStartedAt <= ctx.config.failover.buffer_timeout_secs * 1000) return false;
+  log.warn("a request on the fenced old primary did not finish; closing its server connection", { node: node.name, pid: server.pid });
+  ctx.failover?.countCut();
+  const reason = `no answer from the fenced old primary ${node.name} within failover.buffer_timeout_secs`;
+  const lessee = server.lessee;
+  server.close(reason);
+  lessee?.serverLost(server, reason);
+  return true;
+}
+
+/** Is this server's backend waiting for a synchronous standby (as the primary's last probe saw it)? */
+function waitsOnSyncRep(ctx: ProxyContext, server: ServerConnection): boolean {
+  const primary = ctx.cluster.primary();
+  return primary.name === server.endpoint.name && (primary.status?.syncWaiters ?? []).some((w) => w.pid === server.pid);
+}
+
 /** Client-side timeouts, checked on every upkeep tick. */
 function sweepClients(ctx: ProxyContext, now: number): void {
   const t = ctx.config.timeouts;
@@ -139,7 +165,9 @@ function sweepClients(ctx: ProxyContext, now: number): void {
     }
     const busy = s.server !== null && s.server.owed > 0;
     if (busy) {
-      if (queryMs > 0 && s.requestStartedAt > 0 && now - s.requestStartedAt > queryMs) {
+      if (cutOnFencedNode(ctx, s, now)) continue;
+      // A commit waiting for a synchronous standby is never cancelled (it would become visible unreplicated): sync_wait_timeout_secs ends it.
+      if (queryMs > 0 && s.requestStartedAt > 0 && now - s.requestStartedAt > queryMs && !waitsOnSyncRep(ctx, s.server!)) {
         s.requestStartedAt = now; // one cancel per timeout period
         s.forwardCancel();
       }

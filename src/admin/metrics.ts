@@ -133,6 +133,9 @@ function haMetrics(ctx: ProxyContext, registry: Registry, mirror: Mirror): void 
   gauge("heliosproxy_sync_layout_problems", "Standbys whose first commit after promotion would wait forever (synchronous_standby_names against the topology)", () => ctx.failover?.sync.report().problems.length ?? 0);
   gauge("heliosproxy_sync_wait_alarm", "1 while commits on the primary wait for synchronous replication with no listed standby connected", () => (ctx.failover?.sync.report().alarm ? 1 : 0));
   gauge("heliosproxy_sync_waiting", "Backends on the primary waiting for a synchronous standby now", () => ctx.failover?.sync.report().waiting ?? 0);
+  mirror("heliosproxy_failover_requests_cut_total", "Requests on a fenced old primary that never answered, cut after failover.buffer_timeout_secs", [], () => [
+    { labels: {}, value: ctx.failover?.requestsCut ?? 0 },
+  ]);
   mirror("heliosproxy_sync_waits_ended_total", "Requests ended with 08007 after failover.sync_wait_timeout_secs waiting for synchronous replication", [], () => [
     { labels: {}, value: ctx.failover?.sync.waitsEnded ?? 0 },
   ]);

@@ -114,6 +114,13 @@ export class FailoverController {
     });
   }
 
+  /** Requests cut because the fenced old primary never answered them (failover.buffer_timeout_secs). */
+  requestsCut = 0;
+
+  countCut(): void {
+    this.requestsCut++;
+  }
+
   /** Upkeep: the synchronous replication watch, and old primaries that rejoined as standbys. */
   tick(): void {
     this.sync.tick();

@@ -135,3 +135,48 @@ test("policy manual: requests wait while the alarm is up; POST /failover promote
   expect(r.body.steps.map((x: { step: string }) => x.step)).toContain("promote_command finished");
   await cl.end();
 }, 60_000);
+
+test("a request left running on an old primary whose postmaster died is cut after buffer_timeout_secs (08006), counted", async () => {
+  const c = cluster();
+  const p = await start("auto", "buffer_timeout_secs = 2\n");
+  // Whichever node is primary now (the tests above may have moved it), as the probes find it, with a standby up.
+  let primary = "";
+  for (let i = 0; i < 100; i++) {
+    const t = (await adminApi(p, "GET", "/topology")).body as { primary: string; nodes: { id: string; role: string; state: string; fenced: boolean; timeline: number | null }[] };
+    const standbys = t.nodes.filter((n) => n.role === "standby" && n.state === "up" && !n.fenced && n.timeline !== null);
+    // Probed (a timeline), not only named primary by the config.
+    if (t.nodes.some((n) => n.id === t.primary && n.state === "up" && n.timeline !== null) && standbys.length > 0) {
+      primary = t.primary;
+      break;
+    }
+    await Bun.sleep(100);
+  }
+  expect(primary).not.toBe("");
+  const cl = await connect(p);
+  expect(await port(cl)).toBe(c.node(primary).port);
+  const backend = (await cl.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+  // CPU only, no wait: the backend does not notice its postmaster is gone.
+  const t0 = performance.now();
+  const long = cl.query("SELECT count(*) FROM generate_series(1, 20000000000)").then(
+    () => "answered",
+    (e: Error & { code?: string }) => e.code ?? e.message,
+  );
+  await Bun.sleep(300);
+  process.kill(c.dev.node(primary).pid()!, "SIGKILL");
+  try {
+    const got = await long;
+    if (got !== "08006") console.log(p.output().slice(-3000));
+    expect(got).toBe("08006");
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    expect((await adminApi(p, "GET", "/failovers")).body.primary).not.toBe(primary);
+    expect((await adminApi(p, "GET", "/metrics")).body).toContain("heliosproxy_failover_requests_cut_total 1");
+    expect(p.output()).toContain("a request on the fenced old primary did not finish");
+  } finally {
+    try {
+      process.kill(backend, "SIGKILL");
+    } catch {
+      // already gone
+    }
+    await cl.end().catch(() => {});
+  }
+}, 60_000);
