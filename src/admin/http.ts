@@ -430,6 +430,8 @@ export function startAdmin(ctx: ProxyContext, opts: AdminOptions = {}): AdminSer
       hostname: addr.host,
       port: addr.port,
       development: false,
+      // A second proxy on the same address must fail to start, not share the port with this one.
+      reusePort: false,
       maxRequestBodySize: 64 * 1024,
       async fetch(req) {
         try {

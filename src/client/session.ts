@@ -5,7 +5,7 @@ import type { PoolMode } from "../config/types.ts";
 import type { ProxyContext } from "../core/context.ts";
 import { Outbox, type BackpressureTarget } from "../util/outbox.ts";
 import { Fe, MAX_AUTH_MESSAGE, TxStatus } from "../protocol/codes.ts";
-import { Errors, errorResponse } from "../protocol/errors.ts";
+import { Errors, errorFields, errorResponse } from "../protocol/errors.ts";
 import { SqlState } from "../protocol/sqlstate.ts";
 import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
 import { ReadyIdle, SslNo, SslYes, negotiateProtocolVersion } from "../protocol/messages.ts";
@@ -24,6 +24,7 @@ import { route } from "../router/route.ts";
 import { waitForReplay } from "../cluster/replay-wait.ts";
 import { authenticateClient, loginFailure } from "./auth.ts";
 import { welcome } from "./welcome.ts";
+import { logDisconnect, logLogin, logRefused, type ConnectionFacts } from "./connection-log.ts";
 import { RequestForwarder } from "./forwarder.ts";
 import { SessionState, traceContextParam } from "./session-state.ts";
 import { cancelServer } from "./cancel.ts";
@@ -97,6 +98,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     sock: Socket<ClientSession>,
   ) {
     this.sock = sock;
+    this.peer = `${sock.remoteAddress}:${sock.remotePort}`;
     this.out.attach(sock);
     this.mode = ctx.config.pool.mode;
     this.forwarder = new RequestForwarder(this);
@@ -293,6 +295,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     ctx.cancelTargets.set(this.pid, this);
     this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
     this.state = ClientState.Ready;
+    logLogin(this.facts(), this.pid);
     this.lastActivity = clock.now;
     if (this.mode === "session") this.pinned = true;
     if (this.recv.size > 0) this.processBuffered();
@@ -354,6 +357,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(4));
     this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
     this.state = ClientState.Ready;
+    logLogin(this.facts(), this.pid);
     this.params = NO_PARAMS;
     if (this.recv.size > 0) this.consoleData();
   }
@@ -779,8 +783,21 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   /** Send a FATAL/ERROR and close. */
   fatal(reply: Uint8Array): void {
     if (this.state === ClientState.Closed) return;
+    if (this.state === ClientState.Auth) logRefused(this.facts(), reply);
+    else if (this.state === ClientState.Ready) this.endReason = errorFields(reply, 5, reply.length).message;
     this.out.write(reply);
     this.close();
+  }
+
+  /** host:port of the client (read at connect: a closed socket no longer knows it). */
+  private readonly peer: string;
+
+  /** Why a logged-in session ended, for the disconnect line. */
+  private endReason = "client closed the connection";
+
+  /** Who this client is, for connection log lines. */
+  private facts(): ConnectionFacts {
+    return { ctx: this.ctx, user: this.user, database: this.database, client: this.peer, tls: this.tlsDone };
   }
 
   close(): void {
@@ -792,6 +809,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   /** Free everything: the server goes back clean (rolled back, reset) or is closed. */
   private teardown(): void {
     if (this.state === ClientState.Closed) return;
+    if (this.state === ClientState.Ready) logDisconnect(this.facts(), this.pid, (clock.now - this.connectedAt) / 1000, this.endReason);
     this.state = ClientState.Closed;
     if (this.authWaiter) {
       const w = this.authWaiter;

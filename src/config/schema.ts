@@ -96,6 +96,8 @@ export const SCHEMA = {
     shutdown_timeout_secs: { kind: "number", default: 30, min: 0, max: SECS_MAX, doc: "Seconds SIGTERM waits for in-flight transactions before closing." },
     log_level: { kind: "enum", default: "info", values: ["silent", "error", "warn", "info", "debug", "trace"], doc: "Least severe log level written." },
     log_format: { kind: "enum", default: "text", values: ["text", "json"], doc: "text: human lines; json: one JSON object per line." },
+    log_connections: { kind: "bool", default: true, doc: "Log each login and each refused login (info level) with the client's address." },
+    log_disconnections: { kind: "bool", default: true, doc: "Log each logged-in client's disconnection (info level) with its address, duration and reason." },
     metrics_public: { kind: "bool", default: false, doc: "Serve GET /metrics without a token (for scrapers that cannot send one); other routes keep their tokens." },
   }),
   pool: table<PoolSection>("Server connection pools (one per node x database x user).", {

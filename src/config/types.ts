@@ -17,6 +17,10 @@ export interface ProxySection {
   shutdown_timeout_secs: number;
   log_level: LogLevel;
   log_format: "text" | "json";
+  /** Log logins and refused logins at info level. */
+  log_connections: boolean;
+  /** Log logged-in clients' disconnections at info level. */
+  log_disconnections: boolean;
   /** GET /metrics without a token. */
   metrics_public: boolean;
 }

@@ -42,6 +42,8 @@ describe("defaults", () => {
       shutdown_timeout_secs: 30,
       log_level: "info",
       log_format: "text",
+      log_connections: true,
+      log_disconnections: true,
       metrics_public: false,
     });
     expect(c.pool).toEqual({
