@@ -21,6 +21,7 @@ import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
 import { FailoverController } from "./cluster/failover.ts";
 import { startModules } from "./core/module-host.ts";
+import { withNode } from "./cluster/node-sql.ts";
 import { applyReload, busyServers, nodeLost, nodeUsable, primaryMoved } from "./server/pool-reactions.ts";
 import { restartOnlyChanges } from "./config/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
@@ -185,7 +186,10 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   ctx.tls = loadTls(cfg);
   prewarmVerifiers(ctx);
   ctx.failover = makeFailover(ctx);
-  const modules = await startModules(cfg, () => ctx.cluster);
+  const modules = await startModules(cfg, () => ctx.cluster, (database, sql, params) => {
+    const h = ctx.config.health;
+    return withNode(ctx.primaryEndpoint(), { user: h.user, database, password: h.password || null }, h.check_timeout_secs * 1000, (db) => db.query(sql, params, h.check_timeout_secs * 1000));
+  });
   ctx.hooks = modules.hooks;
   ctx.startupHooks = modules.startup;
   ctx.serverEvent = modules.serverEvent;
@@ -193,6 +197,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   ctx.replay = modules.replay;
   ctx.moduleRoutes = modules.routes;
   ctx.moduleShows = modules.shows;
+  ctx.moduleMetrics = modules.metrics;
   if (ctx.splitting || ctx.replay !== null) await loadParser();
   let watch = watchCluster(ctx, cfg);
   if (cfg.coordination.backend === "etcd") {

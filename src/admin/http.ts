@@ -297,7 +297,9 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
       async () => {
         // prom-client is loaded on the first scrape: a proxy nobody scrapes does not carry it.
         metrics ??= (await import("./metrics.ts")).createMetrics(ctx);
-        return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
+        let text = await metrics.metrics();
+        for (const render of ctx.moduleMetrics) text += render();
+        return new Response(text, { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
       },
       // [proxy] metrics_public: scrapers without a token (read per request, so a reload applies it).
       () => ctx.config.proxy.metrics_public,

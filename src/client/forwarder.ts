@@ -116,6 +116,7 @@ export class RequestForwarder {
     const sess = this.session;
     const q = new RequestCtx(sess.moduleView(), type === Fe.Query || type === Fe.FunctionCall ? "simple" : "extended", txLetter(sess.txStatus), this.requestText(type, b, pos, msgEnd), sess.ctx.shapes, parseSql);
     q.raw = b.subarray(pos, end);
+    if (type === Fe.Bind && this.statements.size > 0) q.prepared = this.boundStatement(b, pos, msgEnd)?.parse ?? null;
     this.current = hooks.onResult.length > 0 ? q : null;
     try {
       this.runQueryHooks(hooks, q, server, type);
@@ -146,6 +147,14 @@ export class RequestForwarder {
     }
   }
 
+  /** The named statement the Bind at b[pos, msgEnd) executes, when the proxy keeps it. */
+  private boundStatement(b: Uint8Array, pos: number, msgEnd: number): StatementEntry | undefined {
+    const nameEnd = b.indexOf(0, pos + 5);
+    const stmtEnd = nameEnd < 0 ? -1 : b.indexOf(0, nameEnd + 1);
+    if (stmtEnd <= nameEnd + 1 || stmtEnd >= msgEnd) return undefined;
+    return this.statements.get(decodeAscii(b, nameEnd + 1, stmtEnd));
+  }
+
   /** The SQL a request starts with, as bytes: a Query's text, a Parse's, or the named statement a Bind uses. */
   private requestText(type: number, b: Uint8Array, pos: number, msgEnd: number): Uint8Array | null {
     if (type === Fe.Query) return b.subarray(pos + 5, msgEnd - 1);
@@ -156,9 +165,7 @@ export class RequestForwarder {
         const textEnd = b.indexOf(0, nameEnd + 1);
         return textEnd < 0 || textEnd >= msgEnd ? null : b.subarray(nameEnd + 1, textEnd);
       }
-      const stmtEnd = b.indexOf(0, nameEnd + 1);
-      if (stmtEnd <= nameEnd + 1 || stmtEnd >= msgEnd) return null;
-      const entry = this.statements.get(decodeAscii(b, nameEnd + 1, stmtEnd));
+      const entry = this.boundStatement(b, pos, msgEnd);
       return entry ? statementBytes(entry) : null;
     }
     return null;

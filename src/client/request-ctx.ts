@@ -23,6 +23,8 @@ export class RequestCtx implements QueryCtx {
   private text: string | null = null;
   /** The request's messages received so far (a view of the receive buffer, during onQuery only). */
   raw: Uint8Array | null = null;
+  /** The Parse of the named statement a Bind-first request executes, when known. */
+  prepared: Uint8Array | null = null;
   /** Bytes of reply a module asked to see in onResult (0: none asked). */
   captureMax = 0;
 
@@ -47,6 +49,10 @@ export class RequestCtx implements QueryCtx {
 
   requestBytes(): Uint8Array {
     return this.raw ?? EMPTY;
+  }
+
+  preparedStatement(): Uint8Array | null {
+    return this.prepared;
   }
 
   captureReply(maxBytes: number): void {

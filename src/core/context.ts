@@ -68,6 +68,8 @@ export class ProxyContext {
   /** Admin HTTP routes ("GET /queries") and console SHOWs added by modules. */
   moduleRoutes = new Map<string, RouteHandler>();
   moduleShows = new Map<string, () => ShowResult>();
+  /** Prometheus text feature modules add to GET /metrics. */
+  moduleMetrics: (() => string)[] = [];
   /** Normalised text, fingerprint and kind per query text, shared by modules (made on first use). */
   private shapeCache: QueryShapeCache | null = null;
 

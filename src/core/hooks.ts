@@ -138,6 +138,11 @@ export interface QueryCtx {
    */
   requestBytes?(): Uint8Array;
   /**
+   * For a request that starts with a Bind of a named protocol statement: the Parse message that
+   * prepared it (its text and parameter types), when the proxy keeps it (pooled modes); else null.
+   */
+  preparedStatement?(): Uint8Array | null;
+  /**
    * Ask for the exact backend messages of this request's reply (all but ReadyForQuery, as the
    * client receives them from the server) in ResultCtx.reply. A reply over `maxBytes` is not kept.
    * Nothing is copied for requests no module asked this for.
@@ -301,6 +306,17 @@ export interface ModuleHost {
   addRoute(method: "GET" | "POST", path: string, handler: (req: Request, url: URL) => Response | Promise<Response>): void;
   /** Answer `SHOW <name>` in the admin console (name in lower case, one word). */
   addShow(name: string, show: () => ShowResult): void;
+  /**
+   * Add series to GET /metrics: `render` returns Prometheus text exposition (# HELP, # TYPE and
+   * sample lines), called per scrape.
+   */
+  addMetrics?(render: () => string): void;
+  /**
+   * Run one read-only statement on the current primary in `database`, as the health checker's
+   * user, on a connection of its own (for catalog lookups; not for the hot path). Rows as text;
+   * rejects with the server's error or after a timeout.
+   */
+  catalogQuery?(database: string, sql: string, params?: string[]): Promise<(string | null)[][]>;
   /** Nodes as the cluster sees them now. */
   nodes(): readonly NodeInfo[];
   /**

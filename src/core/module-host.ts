@@ -30,6 +30,8 @@ export interface StartedModules {
   replay: ReplayRegistry | null;
   routes: Map<string, RouteHandler>;
   shows: Map<string, () => ShowResult>;
+  /** Prometheus text the modules add to GET /metrics. */
+  metrics: (() => string)[];
   names: string[];
 }
 
@@ -37,7 +39,11 @@ export interface StartedModules {
 export const routeKey = (method: string, path: string): string => `${method} ${path}`;
 
 /** Configure and start every module section of `cfg` that has an implementation in this build and is not `enabled = false`. */
-export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): Promise<StartedModules> {
+export async function startModules(
+  cfg: HeliosConfig,
+  cluster: () => Cluster,
+  catalogQuery?: (database: string, sql: string, params?: string[]) => Promise<(string | null)[][]>,
+): Promise<StartedModules> {
   const routes = new Map<string, RouteHandler>();
   const shows = new Map<string, () => ShowResult>();
   const onQuery: QueryHooks["onQuery"][number][] = [];
@@ -45,6 +51,7 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
   const onClose: QueryHooks["onClose"][number][] = [];
   const onStartup: StartupHook[] = [];
   const onServerEvent: ((e: ClusterEvent) => void)[] = [];
+  const metrics: (() => string)[] = [];
   const names: string[] = [];
   let commits: CommitTracker | null = null;
   let replay: ReplayRegistry | null = null;
@@ -61,6 +68,10 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
     addShow(name, show) {
       shows.set(name.toLowerCase(), show);
     },
+    addMetrics(render) {
+      metrics.push(render);
+    },
+    ...(catalogQuery !== undefined ? { catalogQuery } : {}),
     nodes(): readonly NodeInfo[] {
       return cluster()
         .snapshot()
@@ -99,6 +110,7 @@ export async function startModules(cfg: HeliosConfig, cluster: () => Cluster): P
     replay,
     routes,
     shows,
+    metrics,
     names,
   };
 }

@@ -41,6 +41,29 @@ beforeAll(async () => {
 });
 
 type Json = Record<string, any>;
+
+/**
+ * The cache learns what a table name stands for from the catalog, once, in the background: until
+ * then reads of it are not cached. Read each table until an entry of it was stored (bounded).
+ */
+async function primeTables(p: RunningProxy, tables: string[]): Promise<void> {
+  const c = await pgClient(p.port, { database: "postgres" });
+  try {
+    for (const t of tables) {
+      const sql = `SELECT count(*) AS n FROM ${t} /* prime */`;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const before = (await cacheState(p)).fills as number;
+        await c.query(sql);
+        if ((await cacheState(p)).fills > before) break;
+        if (Date.now() > deadline) throw new Error(`no entry of ${t} was stored within 10 s`);
+        await Bun.sleep(20);
+      }
+    }
+  } finally {
+    await c.end();
+  }
+}
 const cacheState = async (p: RunningProxy): Promise<Json> => (await fetch(`http://127.0.0.1:${p.adminPort}/cache`)).json() as Promise<Json>;
 const invalidate = async (p: RunningProxy, body: Json): Promise<Json> =>
   (await fetch(`http://127.0.0.1:${p.adminPort}/cache/invalidate`, { method: "POST", body: JSON.stringify(body) })).json() as Promise<Json>;
@@ -72,6 +95,7 @@ test("hits are byte-identical to PostgreSQL's replies: simple and extended, text
     extendedRun("SELECT id, note FROM items WHERE id = $1", ["4"], [0], false),
     extendedRun("SELECT id, note FROM items WHERE id = $1", [null]),
   ];
+  await primeTables(proxy, ["items", "big"]);
   for (const data of cases) {
     const before = (await cacheState(proxy)).hits as number;
     const [first, second, third] = await runs(proxy.port, data, 3);
@@ -97,6 +121,7 @@ test("textual variants share one entry: spacing, case, comments, quoted literal 
 });
 
 test("never stale: a write through any session is seen by the next read of every other session", async () => {
+  await primeTables(proxy, ["counters"]);
   const clients: pg.Client[] = [];
   for (let i = 0; i < 5; i++) clients.push(await pgClient(proxy.port, { database: "postgres" }));
   try {
@@ -120,6 +145,7 @@ test("never stale: a write through any session is seen by the next read of every
 });
 
 test("row-level security: each role sees only its rows, and SET ROLE changes what is served", async () => {
+  await primeTables(proxy, ["docs"]);
   const sql = "SELECT id, owner FROM docs ORDER BY id";
   const ids = async (c: pg.Client) => (await c.query(sql)).rows.map((r: Json) => r.id);
   const alice = await pgClient(proxy.port, { database: "postgres", user: "alice" });
@@ -212,6 +238,7 @@ function postgresJs() {
 }
 
 test("POST /cache/invalidate drops by table and everything; GET /cache reports tiers", async () => {
+  await primeTables(proxy, ["items"]);
   const c = await pgClient(proxy.port, { database: "postgres" });
   try {
     await c.query("SELECT count(*) FROM items");
@@ -232,6 +259,7 @@ test("POST /cache/invalidate drops by table and everything; GET /cache reports t
 test("a tiny L1 ages entries into L2 (compressed), served byte-identical; both tiers stay within their bytes", async () => {
   const small = await fx.proxyWith({ toml: `[auth]\nmethod = "trust"\n[query_cache]\nl1_max_bytes = 8192\nl2_max_bytes = 65536\nmax_result_bytes = 4096\n` });
   const queries = Array.from({ length: 30 }, (_, i) => F.query(`SELECT id, name, note FROM items WHERE id BETWEEN ${i + 1} AND ${i + 8} ORDER BY id`));
+  await primeTables(small, ["items"]);
   const { conn } = await login(small.port, { user: "postgres", database: "postgres" });
   try {
     const firsts: string[][] = [];
@@ -249,6 +277,65 @@ test("a tiny L1 ages entries into L2 (compressed), served byte-identical; both t
   } finally {
     conn.quit();
   }
+});
+
+test("views are read through to their base tables; a view calling now() is never cached; triggers and cascades reach other tables", async () => {
+  await fx.inst.psql(
+    [
+      "CREATE VIEW cheap AS SELECT id, name FROM items WHERE id < 5",
+      "CREATE VIEW over_cheap AS SELECT name FROM cheap WHERE id > 1",
+      "CREATE VIEW stamped AS SELECT id, now()::text AS at FROM items WHERE id = 1",
+      "CREATE TABLE parent (id int PRIMARY KEY)",
+      "CREATE TABLE child (id int, parent_id int REFERENCES parent ON DELETE CASCADE)",
+      "INSERT INTO parent VALUES (1), (2)",
+      "INSERT INTO child VALUES (10, 1), (20, 2)",
+      "CREATE TABLE audited (id int)",
+      "CREATE TABLE audit_log (n int)",
+      "INSERT INTO audit_log VALUES (0)",
+      "CREATE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN UPDATE audit_log SET n = n + 1; RETURN NEW; END$$",
+      "CREATE TRIGGER log_it AFTER INSERT ON audited FOR EACH ROW EXECUTE FUNCTION log_it()",
+    ].join("; "),
+  );
+  const c = await pgClient(proxy.port, { database: "postgres" });
+  const w = await pgClient(proxy.port, { database: "postgres" });
+  try {
+    await primeTables(proxy, ["over_cheap", "child", "audit_log"]);
+    const names = async () => (await c.query("SELECT name FROM over_cheap ORDER BY name")).rows.map((r: Json) => r.name);
+    expect(await names()).toEqual(["item 2", "item 3", "item 4"]);
+    expect(await names()).toEqual(["item 2", "item 3", "item 4"]);
+    await w.query("UPDATE items SET name = 'renamed' WHERE id = 2");
+    expect(await names()).toEqual(["item 3", "item 4", "renamed"]);
+    await w.query("UPDATE items SET name = 'item 2' WHERE id = 2");
+
+    const s1 = (await c.query("SELECT at FROM stamped")).rows[0].at;
+    await Bun.sleep(5);
+    expect((await c.query("SELECT at FROM stamped")).rows[0].at).not.toBe(s1);
+
+    const children = async () => (await c.query("SELECT id FROM child ORDER BY id")).rows.map((r: Json) => r.id);
+    expect(await children()).toEqual([10, 20]);
+    expect(await children()).toEqual([10, 20]);
+    await w.query("DELETE FROM parent WHERE id = 1");
+    expect(await children()).toEqual([20]);
+
+    const logged = async () => (await c.query("SELECT n FROM audit_log")).rows[0].n;
+    expect(await logged()).toBe(0);
+    expect(await logged()).toBe(0);
+    await w.query("INSERT INTO audited VALUES (1)");
+    expect(await logged()).toBe(1);
+    await w.query("INSERT INTO audited VALUES (2)");
+    expect(await logged()).toBe(2);
+    expect((await cacheState(proxy)).hits).toBeGreaterThan(0);
+  } finally {
+    await c.end();
+    await w.end();
+  }
+});
+
+test("GET /metrics carries the cache's series", async () => {
+  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+  expect(text).toMatch(/^heliosproxy_cache_hits_total\{tier="l1"\} [1-9]\d*$/m);
+  expect(text).toMatch(/^heliosproxy_cache_bytes\{tier="l1"\} \d+$/m);
+  expect(text).toContain("# TYPE heliosproxy_cache_invalidations_total counter");
 });
 
 afterAll(() => {});

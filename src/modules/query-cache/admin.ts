@@ -11,6 +11,18 @@ export interface CacheCounters {
   /** Replies over max_result_bytes (streamed through). */
   tooLarge: number;
   fills: number;
+  /** Microseconds from the request's decision start to its reply built, of recent hits (ring). */
+  readonly hitMicros: Float64Array;
+  hitCount: number;
+}
+
+/** p50 and p99 of the recent hit times (µs). */
+function hitPercentiles(c: CacheCounters): { p50: number; p99: number; samples: number } {
+  const n = Math.min(c.hitCount, c.hitMicros.length);
+  if (n === 0) return { p50: 0, p99: 0, samples: 0 };
+  const xs = Array.from(c.hitMicros.subarray(0, n)).sort((a, b) => a - b);
+  const at = (q: number) => xs[Math.min(n - 1, Math.floor(q * n))]!;
+  return { p50: at(0.5), p99: at(0.99), samples: n };
 }
 
 export function cacheReport(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, top = 10) {
@@ -29,6 +41,7 @@ export function cacheReport(store: CacheStore, counters: CacheCounters, limits: 
     hit_ratio: lookups === 0 ? 0 : hits / lookups,
     expired: c.expired,
     fills: counters.fills,
+    hit_us: hitPercentiles(counters),
     bypassed: counters.bypassed,
     uncacheable: counters.uncacheable,
     too_large: counters.tooLarge,
@@ -53,6 +66,31 @@ export function invalidate(store: CacheStore, body: Record<string, unknown>): { 
   return { invalidated: store.dropMatching((e) => test(e.structure)) };
 }
 
+/** The cache's series for GET /metrics. */
+export function metricsText(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }): string {
+  const t = store.tiers;
+  const s = t.stats();
+  const c = t.counters;
+  const lines: string[] = [];
+  const series = (name: string, type: "counter" | "gauge", help: string, samples: [string, number][]) => {
+    lines.push(`# HELP heliosproxy_cache_${name} ${help}`, `# TYPE heliosproxy_cache_${name} ${type}`);
+    for (const [labels, v] of samples) lines.push(`heliosproxy_cache_${name}${labels} ${v}`);
+  };
+  series("hits_total", "counter", "Requests answered from the cache, by tier.", [['{tier="l1"}', c.hitsL1], ['{tier="l2"}', c.hitsL2]]);
+  series("misses_total", "counter", "Cacheable requests the cache could not answer.", [["", c.misses]]);
+  series("evictions_total", "counter", "Entries pushed out of a tier by its byte limit.", [['{tier="l1"}', c.evictionsL1], ['{tier="l2"}', c.evictionsL2]]);
+  series("invalidations_total", "counter", "Writes, failovers and admin calls that dropped entries.", [["", store.invalidations.events]]);
+  series("invalidated_entries_total", "counter", "Entries dropped by invalidations.", [["", store.invalidations.entries]]);
+  series("fills_total", "counter", "Replies stored.", [["", counters.fills]]);
+  series("bypassed_total", "counter", "Cacheable requests of sessions that could not use the cache (transaction, unknown settings).", [["", counters.bypassed]]);
+  series("uncacheable_total", "counter", "Requests whose statement may not be cached.", [["", counters.uncacheable]]);
+  series("too_large_total", "counter", "Replies over max_result_bytes, streamed through.", [["", counters.tooLarge]]);
+  series("entries", "gauge", "Entries held, by tier.", [['{tier="l1"}', s.l1.entries], ['{tier="l2"}', s.l2.entries]]);
+  series("bytes", "gauge", "Bytes held, by tier.", [['{tier="l1"}', s.l1.bytes], ['{tier="l2"}', s.l2.bytes]]);
+  series("max_bytes", "gauge", "Byte limit, by tier.", [['{tier="l1"}', limits.l1], ['{tier="l2"}', limits.l2]]);
+  return lines.join("\n") + "\n";
+}
+
 export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }): void {
   host.addRoute("GET", "/cache", (_req, url) => {
     const top = Math.min(Math.max(Number(url.searchParams.get("top") ?? 10) || 10, 1), 1000);
@@ -72,6 +110,7 @@ export function registerAdmin(host: ModuleHost, store: CacheStore, counters: Cac
     const r = invalidate(store, body as Record<string, unknown>);
     return Response.json(r, { status: "error" in r ? 400 : 200 });
   });
+  host.addMetrics?.(() => metricsText(store, counters, limits));
   host.addShow("cache", () => {
     const r = cacheReport(store, counters, limits, 0);
     return {

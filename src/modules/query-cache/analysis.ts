@@ -82,6 +82,8 @@ export interface Analysis {
   readonly txControl: boolean;
   /** ROLLBACK TO SAVEPOINT / RELEASE (settings changed before may or may not survive). */
   readonly partialRollback: boolean;
+  /** Changes the schema (DDL, GRANT...): what names mean may differ afterwards. */
+  readonly ddl: boolean;
   readonly statements: number;
 }
 
@@ -137,6 +139,7 @@ export class Analyzer {
       sets: w.sets,
       txControl: w.txControl,
       partialRollback: w.partialRollback,
+      ddl: w.ddl,
       statements: stmts.length,
     };
   }
@@ -206,6 +209,7 @@ export class Analyzer {
       case "CreateSeqStmt": {
         const rel = (body.relation ?? body.view ?? body.sequence ?? (body.into as Node | undefined)?.rel) as Node | undefined;
         if (rel?.relpersistence === "t") w.change |= SessionChange.Temp;
+        w.ddl = true;
         w.write("all");
         return;
       }
@@ -216,7 +220,10 @@ export class Analyzer {
         w.write("all");
         return;
       default:
-        if (!HARMLESS.has(kind)) w.write("all");
+        if (!HARMLESS.has(kind)) {
+          w.ddl = true;
+          w.write("all");
+        }
         else if (kind === "DeclareCursorStmt") this.tree(body, w);
     }
   }
@@ -302,6 +309,7 @@ class Walk {
   readonly sets: string[] = [];
   txControl = false;
   partialRollback = false;
+  ddl = false;
 
   write(table: string): void {
     if (table === "all" || table === "") this.writes = "all";

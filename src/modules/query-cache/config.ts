@@ -59,8 +59,8 @@ export const config = moduleConfig<QueryCacheSettings>("Result cache for read-on
   max_result_bytes: { kind: "int", default: 1024 * 1024, min: 64, max: 1 << 30, doc: "A reply larger than this streams through uncached." },
   deny_functions: { kind: "strings", default: [], doc: "Functions never cached, beside the built-in time-dependent and volatile ones." },
   cacheable_functions: { kind: "strings", default: [], doc: "Functions that neither write nor vary with time or chance: statements calling them may be cached." },
-  dependencies: { kind: "map", item: NAMES, doc: "Relation or function name = [\"table\", ...]: the tables a view or function reads, so their writes drop its entries." },
-  cascades: { kind: "map", item: NAMES, doc: "Table = [\"table\", ...]: other tables its writes reach (triggers, ON DELETE CASCADE)." },
+  dependencies: { kind: "map", item: NAMES, doc: "Function (or relation) name = [\"table\", ...]: tables it reads beside what the catalog shows, so their writes drop its entries." },
+  cascades: { kind: "map", item: NAMES, doc: "Table = [\"table\", ...]: the tables its triggers write (a table with triggers otherwise counts as a write to everything)." },
   function_writes: { kind: "map", item: NAMES, doc: "Function = [\"table\", ...]: the tables it may write (any other unknown function counts as a write to every table)." },
   rules: {
     kind: "tables",

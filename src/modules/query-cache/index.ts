@@ -7,18 +7,20 @@ import { registerAdmin, type CacheCounters } from "./admin.ts";
 import { Analyzer, SessionChange, type Analysis } from "./analysis.ts";
 import { config, configure, type CacheRule, type QueryCacheSettings } from "./config.ts";
 import { cacheable, replyFor, requestForm } from "./request.ts";
+import { Relations, type CatalogQuery } from "./relations.ts";
 import { SessionKey } from "./sessions.ts";
 import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
 import { CacheStore, type Snapshot } from "./store.ts";
 
 const EMPTY = new Uint8Array(0);
+const UNNAMED_GONE = { kind: "reject", sqlstate: "26000", message: "unnamed prepared statement does not exist (its Parse was answered from the query cache; send Parse again)" } as const;
 
 /** A request the module follows to its result. */
 interface Pending {
   readonly analysis: Analysis;
   readonly text: string;
   /** Set when the reply is to be stored. */
-  fill?: { key: string; seen: Snapshot; ttlMs: number; structure: string };
+  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string };
   /** The module answered it (the proxy may still send it on when earlier replies are owed). */
   answered?: boolean;
 }
@@ -31,14 +33,19 @@ interface Known {
 
 export class QueryCache implements Hooks {
   readonly store: CacheStore;
-  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fills: 0 };
+  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
   private readonly analyzer: Analyzer;
   private readonly byText = new LRUCache<string, Known>({ max: 20_000 });
   private readonly byStructure = new LRUCache<string, Analysis>({ max: 10_000 });
   private readonly sessions = new Map<number, SessionKey>();
   private readonly pending = new WeakMap<QueryCtx, Pending>();
+  readonly relations: Relations;
 
-  constructor(private readonly s: QueryCacheSettings) {
+  constructor(
+    private readonly s: QueryCacheSettings,
+    catalog?: CatalogQuery,
+  ) {
+    this.relations = new Relations(catalog, s.cascades);
     this.store = new CacheStore(s.l1_max_bytes, s.l2_max_bytes, s.l2_compression);
     this.analyzer = new Analyzer({
       denyFunctions: s.deny_functions,
@@ -50,13 +57,26 @@ export class QueryCache implements Hooks {
   }
 
   onQuery(q: QueryCtx): void | QueryDecision {
+    const t0 = performance.now();
+    const st = this.session(q.session);
+    if (q.protocol === "extended") {
+      const raw = q.requestBytes?.() ?? EMPTY;
+      if (raw.length > 6 && raw[5] === 0) {
+        // The server never saw an unnamed Parse the cache answered: a Bind of that statement alone cannot run there.
+        if (raw[0] === 80) st.unnamedAnswered = false;
+        else if (raw[0] === 66 && st.unnamedAnswered && raw[6] === 0) return UNNAMED_GONE;
+      }
+    }
     const text = q.sql();
     if (text === "") return;
-    const st = this.session(q.session);
     const { shape, analysis: a } = this.known(text, q);
     const writes = a.writes === "all" || a.writes.length > 0;
     if (writes || a.change !== SessionChange.None || st.openWrites !== null) {
-      if (writes) this.wrote(st, a.writes);
+      if (a.ddl) {
+        st.openDdl = true;
+        this.relations.forget();
+      }
+      if (writes) this.wrote(st, this.relations.writeDeps(q.session.database, a.writes));
       st.sent(a);
       this.pending.set(q, { analysis: a, text });
       return;
@@ -69,12 +89,18 @@ export class QueryCache implements Hooks {
       this.counters.bypassed++;
       return;
     }
+    // Views to their base tables, partitions and parents: until the catalog has answered, no cache.
+    const tables = this.relations.readDeps(q.session.database, a.reads);
+    if (tables === null) {
+      this.counters.bypassed++;
+      return;
+    }
     const ttlSecs = this.ttlFor(q, shape, a);
     if (ttlSecs === 0) {
       this.counters.uncacheable++;
       return;
     }
-    const form = requestForm(q.requestBytes?.() ?? EMPTY, q.protocol);
+    const form = requestForm(q.requestBytes?.() ?? EMPTY, q.protocol, q.preparedStatement?.() ?? null);
     if (form === null) {
       this.counters.uncacheable++;
       return;
@@ -88,15 +114,19 @@ export class QueryCache implements Hooks {
       }
       key += `\u0000${v.length}:${v}`;
     }
-    const p: Pending = { analysis: a, text, fill: { key, seen: this.store.snapshot(a.reads), ttlMs: ttlSecs * 1000, structure: shape.structure } };
+    const p: Pending = { analysis: a, text, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure } };
     this.pending.set(q, p);
     // Kept either way: a hit the proxy cannot use yet (earlier replies still owed) goes to the server and refills.
     q.captureReply?.(this.s.max_result_bytes);
+    if (!form.canServe) return;
     const e = this.store.tiers.get(key, Date.now());
     if (e !== undefined) {
       const reply = replyFor(e, form);
       if (reply !== null) {
         p.answered = true;
+        if (form.parse) st.unnamedAnswered = true;
+        const c = this.counters;
+        c.hitMicros[c.hitCount++ % c.hitMicros.length] = (performance.now() - t0) * 1000;
         return { kind: "reply", messages: reply };
       }
     }
@@ -116,6 +146,8 @@ export class QueryCache implements Hooks {
       const w = st.openWrites;
       st.openWrites = null;
       this.store.written(w);
+      if (st.openDdl) this.relations.forget();
+      st.openDdl = false;
     }
     const f = p.fill;
     if (f === undefined || failed || r.txStatus !== "I") return;
@@ -126,7 +158,7 @@ export class QueryCache implements Hooks {
     const kept = cacheable(r.reply);
     if (kept === null) return;
     const fingerprint = r.query.fingerprint();
-    const stored = this.store.fill(f.key, { ...kept, tables: a.reads, fingerprint, structure: f.structure, expiresAt: Date.now() + f.ttlMs, hits: 0 }, f.seen);
+    const stored = this.store.fill(f.key, { ...kept, tables: f.tables, fingerprint, structure: f.structure, expiresAt: Date.now() + f.ttlMs, hits: 0 }, f.seen);
     if (stored) this.counters.fills++;
   }
 
@@ -209,7 +241,7 @@ const queryCache: ProxyModule<QueryCacheSettings> = {
   configure,
   async start(settings, host) {
     await loadParser();
-    const cache = new QueryCache(settings);
+    const cache = new QueryCache(settings, host.catalogQuery?.bind(host));
     registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes });
     return cache;
   },

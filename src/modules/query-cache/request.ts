@@ -16,22 +16,24 @@ export interface RequestForm {
   readonly formats: string;
   /** Parameter n (1-based) -> its key part ("s:..." for untyped text, "p<oid>/<fmt>:..." otherwise; "null"). */
   readonly params: readonly string[];
+  /** A hit may answer it (false: a named Parse, which the proxy must see; the reply may still be stored). */
+  readonly canServe: boolean;
 }
 
 const readInt32 = (b: Uint8Array, at: number) => ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const readInt16 = (b: Uint8Array, at: number) => (b[at]! << 8) | b[at + 1]!;
 
-const SIMPLE: RequestForm = { protocol: "simple", parse: false, describe: false, formats: "t", params: [] };
+const SIMPLE: RequestForm = { protocol: "simple", parse: false, describe: false, formats: "t", params: [], canServe: true };
 
 /**
- * The form of a request starting at b[0], or null when the cache cannot answer it: only
- * `[Parse ""] Bind "" [Describe portal ""] Execute "" 0 Sync` (an unnamed Parse, or a Bind of a
- * statement without parameters), all present in `b`, and simple Queries.
+ * The form of a request starting at b[0], or null when the cache cannot take it: only
+ * `[Parse] Bind "" [Describe portal ""] Execute "" 0 Sync`, all present in `b`, and simple Queries.
+ * A Bind of a named statement needs `prepared` (its Parse) for the parameter types.
  */
-export function requestForm(b: Uint8Array, protocol: "simple" | "extended"): RequestForm | null {
+export function requestForm(b: Uint8Array, protocol: "simple" | "extended", prepared: Uint8Array | null = null): RequestForm | null {
   if (protocol === "simple") return b.length > 0 && b[0] === 81 ? SIMPLE : null; // 'Q'
   let pos = 0;
-  let parse = false, bound = false, describe = false, executed = false;
+  let parse = false, bound = false, describe = false, executed = false, canServe = true;
   let types: number[] = [];
   let formats = "t";
   let params: string[] = [];
@@ -41,13 +43,12 @@ export function requestForm(b: Uint8Array, protocol: "simple" | "extended"): Req
     if (end > b.length) return null;
     switch (type) {
       case 80: {
-        // 'P': unnamed only; parameter types kept
-        if (parse || bound || b[pos + 5] !== 0) return null;
-        const textEnd = b.indexOf(0, pos + 6);
-        if (textEnd < 0 || textEnd + 3 > end) return null;
-        const n = readInt16(b, textEnd + 1);
-        types = [];
-        for (let i = 0; i < n; i++) types.push(readInt32(b, textEnd + 3 + 4 * i));
+        // 'P': a named one must reach the proxy's statement map, so its reply is stored but never answered from here
+        if (parse || bound) return null;
+        if (b[pos + 5] !== 0) canServe = false;
+        const t = parseTypes(b, pos, end);
+        if (t === null) return null;
+        types = t;
         parse = true;
         break;
       }
@@ -56,9 +57,14 @@ export function requestForm(b: Uint8Array, protocol: "simple" | "extended"): Req
         if (bound || b[pos + 5] !== 0) return null;
         const stmtEnd = b.indexOf(0, pos + 6);
         if (stmtEnd < 0 || stmtEnd >= end) return null;
-        if (!parse && stmtEnd === pos + 6) return null; // the unnamed statement of an earlier request
+        if (!parse) {
+          if (stmtEnd === pos + 6 || prepared === null) return null; // the unnamed statement of an earlier request, or unknown types
+          const t = parseTypes(prepared, 0, prepared.length);
+          if (t === null) return null;
+          types = t;
+        }
         const r = readBind(b, stmtEnd + 1, end, types);
-        if (r === null || (!parse && r.params.length > 0)) return null;
+        if (r === null) return null;
         formats = r.formats;
         params = r.params;
         bound = true;
@@ -73,13 +79,25 @@ export function requestForm(b: Uint8Array, protocol: "simple" | "extended"): Req
         executed = true;
         break;
       case 83: // 'S'
-        return executed ? { protocol, parse, describe, formats, params } : null;
+        return executed ? { protocol, parse, describe, formats, params, canServe } : null;
       default:
         return null;
     }
     pos = end;
   }
   return null;
+}
+
+/** Parameter type OIDs of the Parse message at b[pos, end). */
+function parseTypes(b: Uint8Array, pos: number, end: number): number[] | null {
+  const nameEnd = b.indexOf(0, pos + 5);
+  const textEnd = nameEnd < 0 ? -1 : b.indexOf(0, nameEnd + 1);
+  if (textEnd < 0 || textEnd + 3 > end) return null;
+  const n = readInt16(b, textEnd + 1);
+  if (textEnd + 3 + 4 * n > end) return null;
+  const types: number[] = [];
+  for (let i = 0; i < n; i++) types.push(readInt32(b, textEnd + 3 + 4 * i));
+  return types;
 }
 
 function readBind(b: Uint8Array, at: number, end: number, types: readonly number[]): { formats: string; params: string[] } | null {

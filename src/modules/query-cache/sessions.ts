@@ -26,8 +26,12 @@ export class SessionKey {
   unknown = false;
   /** The session made temporary objects: its names may shadow others'. */
   temp = false;
+  /** The last unnamed Parse was answered from the cache: the server does not have that statement. */
+  unnamedAnswered = false;
   /** Tables this session wrote in its open transaction (dropped again when it ends). */
   openWrites: Set<string> | "all" | null = null;
+  /** The open transaction changed the schema. */
+  openDdl = false;
 
   constructor(s: SessionCtx) {
     let k = `${s.database}\u0000${s.user}`;
