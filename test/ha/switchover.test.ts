@@ -128,3 +128,21 @@ test("switchover under load: 0 client errors, open transactions finish, writes m
   const maxLatency = Math.max(...load.acked.map((a) => a.ackAt - a.sentAt));
   console.log(`switchover ${rec.duration_ms} ms, requests held ${rec.hold_ms} ms, slowest write ${maxLatency.toFixed(0)} ms, ${load.acked.length} writes + ${txDone} transactions, 0 errors`);
 }, 60_000);
+
+test("POST /failover on the healthy primary: 409 pointing to /switchover; with force it promotes the standby and fences the primary", async () => {
+  const c = cluster();
+  // After the switchover above: node2 is the primary, node3 its standby.
+  const plain = await adminApi(proxy(), "POST", "/failover", {}, {});
+  expect(plain.status).toBe(409);
+  expect(plain.body.message).toContain("POST /switchover");
+  expect(await c.psql("node2", "SHOW default_transaction_read_only")).toBe("off");
+  const r = await adminApi(proxy(), "POST", "/failover", {}, { force: true });
+  expect(r.status).toBe(200);
+  expect(r.body).toMatchObject({ kind: "failover", trigger: "api", from: "node2", to: "node3", result: "done", reason: "forced by the API" });
+  expect(r.body.fence).toBe("soft fence: read-only, client backends ended");
+  expect(await c.psql("node2", "SHOW default_transaction_read_only")).toBe("on");
+  expect(await c.psql("node3", "SELECT pg_is_in_recovery()")).toBe("f");
+  const cl = await connect();
+  expect((await cl.query("INSERT INTO ledger (id, writer) VALUES (77, 77) RETURNING inet_server_port() AS p")).rows[0].p).toBe(c.node("node3").port);
+  await cl.end();
+});

@@ -110,6 +110,11 @@ describe("errors name file, line, key and what was expected", () => {
     expect([e.file, e.line, e.key]).toEqual(["proxy.toml", 7, "pool.mode"]);
   });
 
+  test("failover.synchronous and sync_wait_timeout_secs", () => {
+    expect(errorOf(`[failover]\nsynchronous = "sometimes"\n${NODE}`).message).toBe('proxy.toml:2: failover.synchronous: expected one of remaining|strict|keep|off, got "sometimes"');
+    expect(errorOf(`[failover]\nsync_wait_timeout_secs = 0\n${NODE}`).message).toBe("proxy.toml:2: failover.sync_wait_timeout_secs: expected a number > 0 and <= 86400, got 0");
+  });
+
   test("reset_query_always without a reset_query", () => {
     expect(errorOf(`[pool]\nreset_query = ""\nreset_query_always = true\n${NODE}`).message).toBe(
       "proxy.toml:3: pool.reset_query_always: needs a non-empty pool.reset_query",
