@@ -49,6 +49,9 @@ const schemas = {
       latency_ms: nullableNumber,
       last_error: { type: ["string", "null"] },
       pools: ref("PoolCounts"),
+      synchronous_standby_names: { type: ["string", "null"], description: "The node's setting (null until probed)" },
+      application_name: { type: ["string", "null"], description: "Name it streams under as a standby (primary_conninfo; null when not readable)" },
+      sync_after_promotion: { type: ["string", "null"], description: "Why its commits would wait forever once promoted (null: they would not)" },
     },
   },
   Pool: {
@@ -85,6 +88,17 @@ const schemas = {
       nodes: { type: "object", properties: { total: int, up: int, down: int, draining: int } },
       clients: int,
       uptime_seconds: int,
+      synchronous_replication: {
+        type: ["object", "null"],
+        description: "synchronous_standby_names against the topology (reported, /health stays ok)",
+        properties: {
+          mode: { enum: ["remaining", "strict", "keep", "off"] },
+          problems: { type: "array", items: { type: "string" }, description: "Standbys that could not commit once promoted" },
+          alarm: { type: ["string", "null"], description: "Commits wait on SyncRep with no listed standby connected" },
+          waiting: int,
+          waits_ended: { ...int, description: "Requests ended with 08007 after failover.sync_wait_timeout_secs" },
+        },
+      },
     },
   },
   Topology: {
