@@ -18,7 +18,7 @@ as_root() {
 #   python3-psycopg    the psycopg client tests
 #   redis-*            the distributed cache tests
 #   chromium           the dashboard screenshot tests
-#   patroni, etcd      the Patroni topology tests
+#   patroni, etcd      the Patroni topology tests and the fleet coordination tests
 #   util-linux         runuser (servers run as the postgres OS user)
 declare -A NEED=(
   [postgresql]=/usr/bin/pg_ctlcluster

@@ -1,9 +1,11 @@
-// Coordination against an etcd with authentication: proxies log in with [coordination] username/password, a wrong password leaves a proxy degraded; pause and the manual primary are shared; a stopped leader hands over at once.
+// Coordination against an etcd with authentication and one over https: proxies log in with [coordination] username/password (a wrong password leaves a proxy degraded) and verify etcd's certificate with ca_file; pause and the manual primary are shared; a stopped leader hands over at once.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
 import { startEtcd, type EtcdServer } from "../support/etcd.ts";
 import { startProxy, type RunningProxy } from "../support/proxy.ts";
 import { adminApi } from "../support/pg-cluster.ts";
+import { makeTlsFiles } from "../support/pg-instance.ts";
 
 let etcd: EtcdServer;
 /** Two names for the local server: the manual provider's primary can be moved between them. */
@@ -89,4 +91,29 @@ test("a leader that stops revokes its lease: the next proxy leads at once, well 
   const f = (await adminApi(proxies[1]!, "GET", "/fleet")).body;
   expect(f.proxies.map((m: { name: string }) => m.name)).toEqual(["a2"]);
   console.log(`leadership handed over ${ms.toFixed(0)} ms after the leader's SIGTERM (lease TTL 5 s)`);
+});
+
+test("etcd over https: a proxy with ca_file joins; one without it does not trust the certificate and is degraded", async () => {
+  const tls = await makeTlsFiles();
+  const secure = await startEtcd({ tls: { certFile: tls.serverCert, keyFile: tls.serverKey, caFile: tls.caCert } });
+  const conf = (name: string, ca: string) =>
+    `[coordination]\nbackend = "etcd"\nendpoints = ["${secure.url}"]\nkey_prefix = "/heliosproxy/tls-test"\nproxy_name = "${name}"\n${ca ? `ca_file = "${ca}"\n` : ""}`;
+  await using trusted = await startProxy({ toml: conf("t1", tls.caCert) });
+  await using untrusted = await startProxy({ toml: conf("t2", "") });
+  try {
+    const f = await until("t1 to lead over https", async () => {
+      const v = (await adminApi(trusted, "GET", "/fleet")).body;
+      return v.is_leader === true ? v : null;
+    }, 10_000);
+    expect(f.proxies.map((m: { name: string }) => m.name)).toEqual(["t1"]);
+    const h = await until("t2 to report the untrusted certificate", async () => {
+      const v = (await adminApi(untrusted, "GET", "/health")).body;
+      return /certificate/i.test(String(v.degraded?.[0])) ? v : null;
+    }, 5000);
+    expect(h.status).toBe("degraded");
+    expect((await secure.list("/heliosproxy/tls-test/members/")).size).toBe(1);
+  } finally {
+    await secure.destroy();
+    rmSync(tls.dir, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,6 @@
-// Test fixture: one real etcd (Debian's etcd-server) on free loopback ports with a temporary data directory; can be stopped and started again on the same data.
+// Test fixture: one real etcd (Debian's etcd-server) on free loopback ports with a temporary data directory, plain or https; can be stopped and started again on the same data.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -20,24 +20,27 @@ export interface EtcdServer {
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
-export async function startEtcd(): Promise<EtcdServer> {
+/** tls: serve clients over https with this certificate and key (PEM files). */
+export async function startEtcd(o: { tls?: { certFile: string; keyFile: string; caFile: string } } = {}): Promise<EtcdServer> {
   const dir = mkdtempSync(join(tmpdir(), "helios-etcd-"));
   const client = freePort();
   let peerPort = freePort();
   while (peerPort === client) peerPort = freePort();
-  const url = `http://127.0.0.1:${client}`;
+  const url = `${o.tls ? "https" : "http"}://127.0.0.1:${client}`;
+  const tlsArgs = o.tls ? [`--cert-file=${o.tls.certFile}`, `--key-file=${o.tls.keyFile}`] : [];
+  const fetchTls = o.tls ? { tls: { ca: readFileSync(o.tls.caFile, "utf8") } } : {};
   const peer = `http://127.0.0.1:${peerPort}`;
   let proc: Subprocess | null = null;
   const start = async () => {
     proc = Bun.spawn(
       ["etcd", "--name=e1", `--data-dir=${join(dir, "data")}`, `--listen-client-urls=${url}`, `--advertise-client-urls=${url}`, `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=e1=${peer}`, "--initial-cluster-state=new", `--initial-cluster-token=${dir}`, "--log-level=warn", "--logger=zap"],
+        `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=e1=${peer}`, "--initial-cluster-state=new", `--initial-cluster-token=${dir}`, "--log-level=warn", "--logger=zap", ...tlsArgs],
       { stdin: "ignore", stdout: "ignore", stderr: Bun.file(join(dir, "etcd.log")) },
     );
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {
-        const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(500) });
+        const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(500), ...fetchTls } as RequestInit);
         if (((await r.json()) as { health?: string }).health === "true") return;
       } catch {
         // not up yet
@@ -61,7 +64,7 @@ export async function startEtcd(): Promise<EtcdServer> {
     async list(prefix) {
       const end = Buffer.from(prefix);
       end[end.length - 1]!++;
-      const r = await fetch(`${url}/v3/kv/range`, { method: "POST", body: JSON.stringify({ key: b64(prefix), range_end: end.toString("base64") }) });
+      const r = await fetch(`${url}/v3/kv/range`, { method: "POST", body: JSON.stringify({ key: b64(prefix), range_end: end.toString("base64") }), ...fetchTls } as RequestInit);
       const out = (await r.json()) as { kvs?: { key: string; value?: string }[] };
       return new Map((out.kvs ?? []).map((kv) => [Buffer.from(kv.key, "base64").toString(), Buffer.from(kv.value ?? "", "base64").toString()]));
     },
