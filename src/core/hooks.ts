@@ -18,10 +18,10 @@ export type { ClusterEvent } from "../cluster/cluster.ts";
  *   src/modules/index.ts             one row in FEATURES: { feature, profiles, compiled, section,
  *                                    load }; `compiled` and `load` test the flag's build constant
  *                                    written out in full, as the other rows do, so the bundler
- *                                    drops a module left out of a profile; bunfig.toml gets the
- *                                    constant's line (test/unit/modules-table.test.ts fails until
- *                                    it does). A feature that was listed as planned
- *                                    leaves UNBUILT_SECTIONS in the same change.
+ *                                    drops a module left out of a profile (plus its `declare
+ *                                    const`). The build's defines and profiles come from the rows;
+ *                                    test/unit/modules-table.test.ts checks the rest. A feature
+ *                                    listed as planned leaves UNBUILT_SECTIONS in the same change.
  *
  * Config. `config` declares every key of the module's section with the same FieldSpec the core
  * sections use (src/config/schema.ts): kind, range, default, doc, `secret` for credentials;

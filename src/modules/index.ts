@@ -3,10 +3,8 @@
 import type { ProxyModule } from "../core/hooks.ts";
 import { moduleSectionSpec, type SectionSpec } from "../config/schema.ts";
 
-// Set per profile by `scripts/build.ts` (`--define FEATURE_X=true|false`) and to true for
-// development and `bun test` by bunfig.toml (test/unit/modules-table.test.ts keeps both in step
-// with the rows below). When nothing defines a flag (bun run from outside the project directory)
-// it counts as compiled in, like a dev build.
+// Set per profile by `scripts/build.ts` (`--define FEATURE_X=true|false`, one per row below).
+// Development and `bun test` define none: a flag nothing defines counts as compiled in.
 declare const FEATURE_POOL_MODES: boolean;
 declare const FEATURE_HA_TR: boolean;
 declare const FEATURE_QUERY_CACHE: boolean;

@@ -1,6 +1,7 @@
 // The command line run as users run it: exit codes and output of check-config, features, version; log output.
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { FEATURE_NAMES } from "../../src/modules/index.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -85,7 +86,9 @@ describe("features and version", () => {
     expect(r.code).toBe(0);
     const lines = r.out.trim().split("\n");
     expect(lines[0]).toBe("profile: dev");
-    expect(lines.slice(1).map((l) => l.split(" ")[0])).toEqual(["pool-modes", "ha-tr", "routing-hints", "lag-routing", "query-analytics", "schema-routing", "observability", "postgres-topology", "heliosdb-topology"]);
+    // Exactly the rows of src/modules/index.ts: features with code, none merely planned.
+    expect(lines.slice(1).map((l) => l.split(" ")[0])).toEqual([...FEATURE_NAMES]);
+    expect(lines).not.toContain(`${"rate-limiting".padEnd(20)}on`);
     expect(lines).toContain(`${"schema-routing".padEnd(20)}on`);
     expect(lines.slice(1).every((l) => /^[a-z-]+ +(on|off)$/.test(l))).toBe(true);
   });

@@ -10,6 +10,7 @@ import { SCHEMA, parseAddress } from "../../src/config/schema.ts";
 import {
   buildProfile,
   compiledFeatures,
+  FEATURE_NAMES,
   isFeatureCompiled,
   moduleSectionFeature,
   moduleSpec,
@@ -280,7 +281,7 @@ describe("line lookup", () => {
 describe("feature modules", () => {
   test("registry", () => {
     expect(buildProfile()).toBe("dev");
-    expect(compiledFeatures()).toHaveLength(10);
+    expect(compiledFeatures().map((f) => f.name)).toEqual([...FEATURE_NAMES]);
     expect(compiledFeatures().every((f) => f.enabled)).toBe(true);
     expect(moduleSectionFeature("transaction_replay")).toBe("ha-tr");
     expect(moduleSectionFeature("query_cache")).toBe("query-cache");
