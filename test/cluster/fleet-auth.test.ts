@@ -82,6 +82,15 @@ test("pause and the manual primary set through one proxy apply on the others", a
   expect((await adminApi(proxies[2]!, "GET", "/health")).body.paused).toBe(false);
 });
 
+test("provider patroni in a fleet: even the leader does not promote (Patroni does)", async () => {
+  const conf = toml("pat1", "rootpw").replace('provider = "manual"', 'provider = "patroni"\npatroni_urls = ["http://127.0.0.1:9"]').replace("/heliosproxy/auth-test", "/heliosproxy/patroni-test");
+  await using p = await startProxy({ toml: `${conf}[failover]\npolicy = "manual"\n`, nodes: NODES });
+  await until("pat1 to lead", async () => (await adminApi(p, "GET", "/fleet")).body.is_leader === true, 10_000);
+  const r = await adminApi(p, "POST", "/failover", {}, { target: "node2", force: true });
+  expect(r.status).toBe(409);
+  expect(r.body.message).toContain('topology.provider = "patroni" promotes by itself');
+});
+
 test("a leader that stops revokes its lease: the next proxy leads at once, well before the TTL", async () => {
   const t0 = performance.now();
   expect(await proxies[0]!.stop()).toBe(0);
