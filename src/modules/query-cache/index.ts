@@ -197,7 +197,8 @@ export class QueryCache implements Hooks {
       this.byStructure.set(shape.structure, analysis);
     }
     k = { shape, analysis };
-    this.byText.set(text, k);
+    // Only texts that may be served again are worth remembering; writes carry new literals each time.
+    if (analysis.cacheable) this.byText.set(text, k);
     return k;
   }
 

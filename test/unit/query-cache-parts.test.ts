@@ -1,0 +1,208 @@
+// The query cache's pure parts: statement shapes and hints, parse-tree analysis, request forms, tiers, session keys.
+
+import { beforeAll, describe, expect, test } from "bun:test";
+import { loadParser, parseSql } from "../../src/sql/classify.ts";
+import { Analyzer, SessionChange } from "../../src/modules/query-cache/analysis.ts";
+import { cacheable, replyFor, requestForm } from "../../src/modules/query-cache/request.ts";
+import { SessionKey } from "../../src/modules/query-cache/sessions.ts";
+import { shapeOf } from "../../src/modules/query-cache/shape.ts";
+import { CacheStore } from "../../src/modules/query-cache/store.ts";
+import * as F from "../support/frames.ts";
+
+beforeAll(loadParser);
+
+const analyzer = new Analyzer({ denyFunctions: ["slow_fn"], cacheableFunctions: ["my_pure"], dependencies: { report: ["orders"] }, functionWrites: { bump: ["counters"] }, cascades: {} });
+const analyze = (sql: string) => analyzer.analyze(parseSql(sql));
+
+describe("shape", () => {
+  test("spacing, comments, keyword and identifier case do not count; quoted identifiers and constant kinds do", () => {
+    const a = shapeOf("SELECT name FROM items WHERE id = 5");
+    expect(shapeOf("select  NAME\nfrom Items -- x\n where id=5").structure).toBe(a.structure);
+    expect(shapeOf('SELECT name FROM "Items" WHERE id = 5').structure).not.toBe(a.structure);
+    expect(a.slots).toEqual(["n:5"]);
+    expect(shapeOf("SELECT 'it''s'").slots).toEqual(["s:it's"]);
+    expect(shapeOf("SELECT E'a\\nb'").slots).toEqual(["r:E'a\\nb'"]);
+    expect(shapeOf("SELECT B'101'").slots).toEqual(["r:B'101'"]);
+    expect(shapeOf("SELECT '101'").slots).toEqual(["s:101"]);
+    expect(shapeOf("SELECT $1, $2").slots).toEqual([1, 2]);
+    expect(shapeOf("SELECT 'a\\b'").slots).toEqual(["r:'a\\b'"]);
+  });
+
+  test("several statements, moving dates and hints", () => {
+    expect(shapeOf("SELECT 1; SELECT 2").multi).toBe(true);
+    expect(shapeOf("SELECT 1;").multi).toBe(false);
+    expect(shapeOf("SELECT x FROM t WHERE d > 'today'").movingDate).toBe(true);
+    expect(shapeOf("SELECT 'nowhere'").movingDate).toBe(false);
+    expect(shapeOf("/*+ cache ttl=30 */ SELECT 1").hints).toEqual({ cache: true, ttlSecs: 30 });
+    expect(shapeOf("SELECT 1 /*+ nocache */").hints).toEqual({ cache: false });
+    expect(shapeOf("/*+ route=standby node=cache */ SELECT 1").hints).toBeNull();
+    expect(shapeOf("/* cache */ SELECT 1").hints).toBeNull();
+  });
+});
+
+describe("analysis", () => {
+  test("reads that may be cached, with their tables", () => {
+    const a = analyze("WITH w AS (SELECT * FROM orders) SELECT * FROM w JOIN s.customers c ON true WHERE lower(c.name) = $1");
+    expect(a.cacheable).toBe(true);
+    expect([...a.reads].sort()).toEqual(["customers", "orders"]);
+    expect(a.writes).toEqual([]);
+    expect(analyze("SELECT my_pure(x), report() FROM t").cacheable).toBe(false);
+    expect([...analyze("SELECT my_pure(x) FROM t").reads]).toEqual(["t"]);
+  });
+
+  test("never cached: time, chance, sequences, locks, catalogs, temp tables, several statements", () => {
+    for (const sql of [
+      "SELECT now()",
+      "SELECT current_timestamp",
+      "SELECT current_date",
+      "SELECT random()",
+      "SELECT nextval('s')",
+      "SELECT * FROM t FOR UPDATE",
+      "SELECT * FROM t FOR SHARE",
+      "SELECT * FROM pg_class",
+      "SELECT * FROM pg_catalog.pg_class",
+      "SELECT * FROM information_schema.tables",
+      "SELECT * FROM pg_temp.x",
+      "SELECT * FROM t TABLESAMPLE SYSTEM (10)",
+      "SELECT slow_fn()",
+      "SELECT 1; SELECT 2",
+      "SHOW search_path",
+      "EXPLAIN SELECT 1",
+    ])
+      expect(`${sql}: ${analyze(sql).cacheable}`).toBe(`${sql}: false`);
+    expect(analyze("SELECT current_user, session_user").cacheable).toBe(true);
+  });
+
+  test("writes: tables, everything, session changes", () => {
+    expect(analyze("UPDATE orders SET x = 1").writes).toEqual(["orders"]);
+    expect(analyze("WITH d AS (DELETE FROM a RETURNING *) SELECT * FROM d").writes).toEqual(["a"]);
+    expect([...(analyze("TRUNCATE a, b").writes as string[])].sort()).toEqual(["a", "b"]);
+    expect(analyze("COPY t FROM STDIN").writes).toEqual(["t"]);
+    expect(analyze("COPY t TO STDOUT").writes).toEqual([]);
+    expect(analyze("SELECT bump()").writes).toEqual(["counters"]);
+    expect(analyze("SELECT unknown_fn()").writes).toBe("all");
+    expect(analyze("SELECT unknown_fn()").change & SessionChange.Unknown).toBeTruthy();
+    expect(analyze("ALTER TABLE t ADD COLUMN c int").writes).toBe("all");
+    expect(analyze("ALTER TABLE t ADD COLUMN c int").ddl).toBe(true);
+    expect(analyze("CREATE TEMP TABLE x (a int)").change & SessionChange.Temp).toBeTruthy();
+    expect(analyze("DO $$BEGIN END$$").change & SessionChange.Unknown).toBeTruthy();
+    const set = analyze("SET ROLE alice");
+    expect([set.change, set.sets, set.writes]).toEqual([SessionChange.Sets, ["role"], []]);
+    expect(analyze("SET LOCAL search_path = x").change).toBe(SessionChange.None);
+    expect(analyze("SELECT set_config('role', 'bob', false)").sets).toEqual(["role"]);
+    expect(analyze("SELECT set_config('role', 'bob', true)").change).toBe(SessionChange.None);
+    expect(analyze("SELECT set_config('role', 'bob', $1)").change & SessionChange.Unknown).toBeTruthy();
+    expect(analyze("RESET ALL").change).toBe(SessionChange.ResetAll);
+    expect(analyze("DISCARD ALL").change).toBe(SessionChange.Discard);
+    expect(analyze("ROLLBACK TO SAVEPOINT a").partialRollback).toBe(true);
+    expect(analyzer.analyze(null)).toMatchObject({ cacheable: false, writes: [], change: SessionChange.None });
+  });
+});
+
+describe("request forms and replies", () => {
+  const T = F.message("T", F.concat(F.int16(1), F.cstr("a"), F.int32(0), F.int16(0), F.int32(23), F.int16(4), F.int32(-1), F.int16(0)));
+  const D = F.message("D", F.concat(F.int16(1), F.int32(1), "7"));
+  const C = F.message("C", F.cstr("SELECT 1"));
+
+  test("extended runs the cache can take, and what it cannot", () => {
+    const run = F.concat(F.parse("", "SELECT $1", [0]), F.bind("", "", ["x"], { resultFormats: [1] }), F.describe("P"), F.execute(), F.sync());
+    expect(requestForm(run, "extended")).toEqual({ protocol: "extended", parse: true, describe: true, formats: "1", params: ["s:x"], canServe: true });
+    const typed = F.concat(F.parse("", "SELECT $1", [23]), F.bind("", "", ["5", null]), F.execute(), F.sync());
+    expect(requestForm(typed, "extended")?.params).toEqual(["p23/0:5", "null"]);
+    expect(requestForm(F.concat(F.parse("s1", "SELECT 1"), F.bind("", "s1"), F.execute(), F.sync()), "extended")?.canServe).toBe(false);
+    expect(requestForm(F.concat(F.parse("", "SELECT 1"), F.bind("", ""), F.execute("", 10), F.sync()), "extended")).toBeNull();
+    expect(requestForm(F.concat(F.parse("", "SELECT 1"), F.bind("", ""), F.execute()), "extended")).toBeNull();
+    expect(requestForm(F.concat(F.bind("", ""), F.execute(), F.sync()), "extended")).toBeNull();
+    const prepared = F.parse("s2", "SELECT $1", [25]);
+    expect(requestForm(F.concat(F.bind("", "s2", ["y"]), F.execute(), F.sync()), "extended", prepared)?.params).toEqual(["p25/0:y"]);
+    expect(requestForm(F.concat(F.parse("", "SELECT 1"), F.describe("S"), F.bind("", ""), F.execute(), F.sync()), "extended")).toBeNull();
+  });
+
+  test("a captured reply keeps RowDescription, rows and CommandComplete; anything else is not kept", () => {
+    const kept = cacheable(F.concat(F.message("1"), F.message("2"), T, D, C))!;
+    expect(kept.data).toEqual(F.concat(T, D, C));
+    expect(kept.bodyAt).toBe(T.length);
+    expect(cacheable(F.concat(T, F.message("N", F.cstr("")), D, C))).toBeNull();
+    expect(cacheable(F.concat(T, D))).toBeNull();
+    const entry = { ...kept, tables: [], fingerprint: "", structure: "", expiresAt: Infinity, hits: 0 };
+    expect(replyFor(entry, { protocol: "simple", parse: false, describe: false, formats: "t", params: [], canServe: true })).toEqual(F.concat(T, D, C));
+    expect(replyFor(entry, { protocol: "extended", parse: true, describe: false, formats: "t", params: [], canServe: true })).toEqual(F.concat(F.message("1"), F.message("2"), D, C));
+    const noDesc = { ...entry, data: F.concat(D, C), bodyAt: 0 };
+    expect(replyFor(noDesc, { protocol: "simple", parse: false, describe: false, formats: "t", params: [], canServe: true })).toBeNull();
+  });
+});
+
+describe("store", () => {
+  const entry = (tables: string[], bytes: number, expiresAt = Date.now() + 60_000) => ({ data: new Uint8Array(bytes), bodyAt: 0, tables, fingerprint: "f", structure: "select ?", expiresAt, hits: 0 });
+
+  test("a write drops what read its tables, and a fill that started before it is refused", () => {
+    const s = new CacheStore(1 << 20, 0, "zstd");
+    s.fill("a", entry(["t"], 10), s.snapshot(["t"]));
+    s.fill("b", entry(["u"], 10), s.snapshot(["u"]));
+    const seen = s.snapshot(["t"]);
+    expect(s.written(["t"])).toBe(1);
+    expect(s.tiers.get("a", Date.now())).toBeUndefined();
+    expect(s.tiers.get("b", Date.now())).toBeDefined();
+    expect(s.fill("c", entry(["t"], 10), seen)).toBe(false);
+    expect(s.fill("c", entry(["t"], 10), s.snapshot(["t"]))).toBe(true);
+    const all = s.snapshot(["u"]);
+    s.written("all");
+    expect(s.fill("d", entry(["u"], 10), all)).toBe(false);
+  });
+
+  test("L1 evicts into L2 compressed; both stay within their bytes; expired entries are not served", () => {
+    const s = new CacheStore(16 * 1024, 8 * 1024, "gzip");
+    for (let i = 0; i < 50; i++) s.fill(`k${i}`, entry(["t"], 2000), s.snapshot(["t"]));
+    const st = s.tiers.stats();
+    expect(st.l1.bytes).toBeLessThanOrEqual(16 * 1024);
+    expect(st.l2.bytes).toBeLessThanOrEqual(8 * 1024);
+    expect(st.l2.entries).toBeGreaterThan(0);
+    expect(s.tiers.get("k45", Date.now())).toBeDefined();
+    expect(s.written(["t"])).toBe(st.l1.entries + st.l2.entries);
+    s.fill("old", entry(["t"], 10, Date.now() - 1), s.snapshot(["t"]));
+    expect(s.tiers.get("old", Date.now())).toBeUndefined();
+  });
+});
+
+describe("session key", () => {
+  const session = (params: [string, string][] = []) => ({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0, params: new Map(params) });
+  const step = (k: SessionKey, sql: string, status: "I" | "T" | "E" = "I", tag = "SET", failed = false) => {
+    const a = analyze(sql);
+    k.sent(a);
+    k.answered(a, sql, status, tag, failed);
+  };
+
+  test("startup settings and committed SETs change the key; rolled back and failed ones do not", () => {
+    const base = new SessionKey(session([["DateStyle", "ISO"]])).key;
+    expect(new SessionKey(session([["DateStyle", "German"]])).key).not.toBe(base);
+    expect(new SessionKey(session([["DateStyle", "ISO"], ["application_name", "x"]])).key).toBe(base);
+    const k = new SessionKey(session([["DateStyle", "ISO"]]));
+    step(k, "SET ROLE alice");
+    const alice = k.key;
+    expect(alice).not.toBe(base);
+    step(k, "BEGIN", "T", "BEGIN");
+    step(k, "SET ROLE bob", "T");
+    expect(k.usable()).toBe(false);
+    step(k, "ROLLBACK", "I", "ROLLBACK");
+    expect(k.key).toBe(alice);
+    step(k, "SET ROLE bob", "I", "", true);
+    expect(k.key).toBe(alice);
+    expect(k.usable()).toBe(true);
+    step(k, "SET SESSION AUTHORIZATION x");
+    expect(k.key).not.toContain("alice");
+  });
+
+  test("what the proxy cannot follow makes the key unknown", () => {
+    const k = new SessionKey(session());
+    step(k, "SET ROLE alice");
+    step(k, "RESET ALL");
+    expect(k.usable()).toBe(false);
+    const j = new SessionKey(session());
+    step(j, "BEGIN", "T", "BEGIN");
+    step(j, "SET search_path = x", "T");
+    step(j, "ROLLBACK TO SAVEPOINT a", "T", "ROLLBACK");
+    expect(j.unknown).toBe(true);
+    step(j, "DISCARD ALL", "I", "DISCARD ALL");
+    expect(j.unknown).toBe(false);
+  });
+});
