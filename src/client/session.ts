@@ -25,6 +25,7 @@ import { waitForReplay } from "../cluster/replay-wait.ts";
 import { authenticateClient, loginFailure } from "./auth.ts";
 import { welcome } from "./welcome.ts";
 import { logDisconnect, logLogin, logRefused, type ConnectionFacts } from "./connection-log.ts";
+import { replicationRefusal, unknownSettingRefusal } from "./startup-settings.ts";
 import { RequestForwarder } from "./forwarder.ts";
 import { SessionState, traceContextParam } from "./session-state.ts";
 import { cancelServer } from "./cancel.ts";
@@ -250,6 +251,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     if (Buffer.byteLength(this.database) > 63 || Buffer.byteLength(this.user) > 63) return this.fatal(Errors.authFailed(this.user));
     // The admin console is a virtual database: who may log in is checked like a login to "postgres".
     const toConsole = CONSOLE_DATABASES.has(this.database);
+    const replication = replicationRefusal(this.params);
+    if (replication !== null) return this.fatal(replication);
     const candidate = ctx.loginGroup(toConsole ? "postgres" : this.database, this.user, tenant);
     const pool = await this.admit(candidate, toConsole);
     if (pool === null) {
@@ -324,6 +327,10 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.refuse(Errors.tooManyForDatabase(this.database, dbLimit));
     if (userLimit > 0 && (ctx.perUser.get(this.user) ?? 0) >= userLimit) return this.refuse(Errors.tooManyForUser(this.user, userLimit));
     if (!(await this.primed(pool))) return null;
+    // Settings PostgreSQL would refuse at startup are refused here, before the group is listed.
+    const unknown = await unknownSettingRefusal(pool, this.params);
+    if (this.closed) return null;
+    if (unknown !== null) return this.refuse(unknown);
     const listed = ctx.nodePool(ctx.listGroup(group), ctx.cluster.primary());
     if (listed !== pool && !(await this.primed(listed))) return null;
     return listed;

@@ -28,6 +28,8 @@ export const SqlState = {
   InternalError: "XX000",
   InsufficientPrivilege: "42501",
   SyntaxError: "42601",
+  UndefinedObject: "42704",
+  InvalidParameterValue: "22023",
 } as const;
 
 export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];

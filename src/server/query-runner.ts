@@ -6,6 +6,8 @@ import { readInt32 } from "../protocol/framing.ts";
 import { build } from "../protocol/writer.ts";
 import type { Lessee, ServerConnection, Sink } from "./connection.ts";
 import { Pending } from "./response-queue.ts";
+import type { LoginError } from "./login.ts";
+import type { Pool, PoolWaiter } from "./pool.ts";
 
 export interface QueryResult {
   rows: (string | null)[][];
@@ -123,5 +125,28 @@ export function runMessages(server: ServerConnection, msgs: Uint8Array, expects:
     server.lessee = new RowCollector(server, resolve, timeoutMs);
     server.out.write(msgs);
     for (const k of expects) server.expect(k);
+  });
+}
+
+/**
+ * Lease a server from `pool` (waiting like a client), run `sql` on it and give it back. A failed
+ * lease is an error result with the pool's SQLSTATE. Never rejects.
+ */
+export function runOnPool(pool: Pool, sql: string, params?: string[]): Promise<QueryResult> {
+  return new Promise((resolve) => {
+    const waiter: PoolWaiter = {
+      waitingSince: 0,
+      serverLeased(s: ServerConnection) {
+        void runQuery(s, sql, params).then((r) => {
+          pool.release(s);
+          resolve(r);
+        });
+      },
+      serverFailed(e: LoginError) {
+        resolve({ rows: [], error: { code: e.code, message: `no server connection: ${e.message}` }, dataCrc: 0, tag: "" });
+      },
+    };
+    const s = pool.acquire(waiter);
+    if (s !== null) waiter.serverLeased(s);
   });
 }

@@ -104,3 +104,41 @@ describe("declared message length over the limit after login", () => {
     expect(e.map((x) => [x.severity, x.code])).toEqual([["FATAL", "08P01"]]);
   });
 });
+
+describe("startup parameters PostgreSQL refuses", () => {
+  /** Login outcome and error of `params` on `port`: "ok" or "<SQLSTATE> <message>". */
+  async function outcome(port: number, params: Record<string, string>): Promise<string> {
+    const { conn, login } = await W.tryLogin(port, { ...USER, ...params });
+    conn.destroy();
+    return login.ok ? "ok" : `${login.error?.code} ${login.error?.message}`;
+  }
+
+  for (const [name, params] of [
+    ["an unknown parameter", { zz: "v" }],
+    ["an unknown setting in options", { options: "-c zz_nope=1" }],
+    ["an unknown --setting in options", { options: "--zz-nope=1" }],
+  ] as const) {
+    test(`${name}: FATAL 42704 from both, same message`, async () => {
+      const direct = await outcome(PG_PORT, params);
+      expect(direct).toStartWith("42704 unrecognized configuration parameter");
+      expect(await outcome(proxy.port, params)).toBe(direct);
+    });
+  }
+
+  for (const [name, params] of [
+    ["a custom prefix.name setting", { "helios.tenant": "7" }],
+    ["an uncommon real setting", { enable_hashjoin: "off", options: "-c geqo_threshold=13" }],
+  ] as const) {
+    test(`${name}: both log in`, async () => {
+      expect(await outcome(PG_PORT, params)).toBe("ok");
+      expect(await outcome(proxy.port, params)).toBe("ok");
+    });
+  }
+
+  test("replication=database: refused with 42501 naming replication (the proxy relays no replication protocol)", async () => {
+    const r = await outcome(proxy.port, { replication: "database" });
+    expect(r).toStartWith("42501 replication connections are not supported");
+    expect(await outcome(proxy.port, { replication: "false" })).toBe("ok");
+    expect(await outcome(proxy.port, { replication: "maybe" })).toBe('22023 invalid value for parameter "replication": "maybe"');
+  });
+});
