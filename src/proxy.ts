@@ -53,7 +53,7 @@ function healthOptions(cfg: HeliosConfig): HealthOptions {
 
 /** The provider that follows a topology kept elsewhere (none for postgres, where probes decide, or manual). */
 function topologyProvider(ctx: ProxyContext, cfg: HeliosConfig): TopologyProvider | null {
-  if (cfg.topology.provider === "patroni") return new PatroniProvider(ctx.cluster, cfg.topology);
+  if (cfg.topology.provider === "patroni") return new PatroniProvider(ctx.cluster, cfg.topology, ctx.alarms);
   return null;
 }
 

@@ -12,6 +12,9 @@ import type { createMetrics } from "./metrics.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { openApiDocument } from "./openapi.ts";
 import { failoversView, primaryChange, pushEvents, readJsonBody, setPrimary } from "./ha-routes.ts";
+import { CLUSTER_ALARM_PREFIX, clusterAlarms } from "./alarms-view.ts";
+import { HISTORY_SPAN_MS, MetricHistory } from "./history.ts";
+import { LATENCY_SAMPLE_EVERY } from "../core/latency.ts";
 
 export type ReloadResult = { ok: boolean; error?: string };
 
@@ -259,7 +262,13 @@ function drainHandler(ctx: ProxyContext, drained: boolean): Handler {
   };
 }
 
-function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, startedAt: number): Route[] {
+/** The alarm list as of now: the cluster's derived ones brought up to date, then every raised one. */
+function alarmsView(ctx: ProxyContext) {
+  ctx.alarms.reconcile(CLUSTER_ALARM_PREFIX, clusterAlarms(ctx));
+  return { alarms: ctx.alarms.list().map((a) => ({ ...a, since: new Date(a.since).toISOString() })) };
+}
+
+function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, startedAt: number, history: MetricHistory): Route[] {
   // Built on the first scrape: a proxy nobody scrapes pays nothing for it.
   let metrics: ReturnType<typeof createMetrics> | null = null;
   const route = (method: Route["method"], path: string, handler: Handler, isPublic?: () => boolean): Route => ({
@@ -324,6 +333,10 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
     route("POST", "/failover", async ({ req }) => reply(await primaryChange(ctx, "failover", await readJsonBody(req), req.headers))),
     route("POST", "/switchover", async ({ req }) => reply(await primaryChange(ctx, "switchover", await readJsonBody(req), req.headers))),
     route("GET", "/failovers", () => reply(failoversView(ctx))),
+    route("GET", "/alarms", () => json(200, alarmsView(ctx))),
+    route("GET", "/history", () =>
+      json(200, { step_ms: history.stepMs, span_ms: HISTORY_SPAN_MS, latency_sample_every: LATENCY_SAMPLE_EVERY, now: new Date().toISOString(), points: history.list() }),
+    ),
     route("POST", "/topology/primary", async ({ req }) => reply(await setPrimary(ctx, await readJsonBody(req)))),
     route("POST", "/topology/events", async ({ req }) => reply(pushEvents(ctx, await readJsonBody(req)))),
     route("POST", "/reload", async () => {
@@ -402,7 +415,14 @@ export function startAdmin(ctx: ProxyContext, opts: AdminOptions = {}): AdminSer
   if (!sec.loopback && sec.adminToken === "" && sec.readToken === "")
     log.warn(`admin API on ${address} is beyond loopback and no HELIOSPROXY_ADMIN_TOKEN/HELIOSPROXY_READ_TOKEN is set: every request will be refused`);
   const startedAt = performance.now();
-  const routes = buildRoutes(ctx, opts.reload ?? (() => ctx.reload()), startedAt);
+  // Kept whether or not anyone looks: a dashboard opened after an incident still shows it.
+  const history = new MetricHistory(
+    () => ctx.clientPools(),
+    undefined,
+    () => ctx.alarms.reconcile(CLUSTER_ALARM_PREFIX, clusterAlarms(ctx)),
+  );
+  history.start();
+  const routes = buildRoutes(ctx, opts.reload ?? (() => ctx.reload()), startedAt, history);
   // Routes of feature modules (GET /queries...), under the same tokens.
   for (const [key, handler] of ctx.moduleRoutes) {
     const [method, path] = key.split(" ") as ["GET" | "POST", string];
@@ -448,12 +468,16 @@ export function startAdmin(ctx: ProxyContext, opts: AdminOptions = {}): AdminSer
       },
     });
   } catch (e) {
+    history.stop();
     throw new Error(`admin API cannot listen on ${address}: ${(e as Error).message}`);
   }
   log.info(`admin API on http://${address}/`);
   return {
     port: server.port ?? addr.port,
     url: `http://${address}/`,
-    stop: () => void server.stop(true),
+    stop: () => {
+      history.stop();
+      void server.stop(true);
+    },
   };
 }

@@ -394,6 +394,64 @@ const paths = {
       },
     },
   },
+  "/alarms": {
+    get: {
+      summary: "Raised alarms, critical first: the cluster's (no primary, no safe failover candidate, synchronous layout that would hang, nodes down, paused) and those other parts raise (Patroni unreachable...)",
+      responses: {
+        "200": jsonBody(
+          {
+            type: "object",
+            properties: {
+              alarms: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: { key: { type: "string" }, severity: { enum: ["critical", "warning"] }, title: { type: "string" }, detail: { type: "string" }, since: { type: "string", format: "date-time" } },
+                },
+              },
+            },
+          },
+          "Alarms",
+        ),
+        ...authErrors,
+      },
+    },
+  },
+  "/history": {
+    get: {
+      summary: "The last hour, one point per step: requests per second, latency p50/p95/p99 (ms, from sampled requests) and errors by SQLSTATE",
+      responses: {
+        "200": jsonBody(
+          {
+            type: "object",
+            properties: {
+              step_ms: int,
+              span_ms: int,
+              latency_sample_every: int,
+              now: { type: "string", format: "date-time" },
+              points: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: {
+                    t: { type: "integer", description: "end of the step, ms since the epoch" },
+                    qps: { type: "number" },
+                    p50_ms: { type: ["number", "null"] },
+                    p95_ms: { type: ["number", "null"] },
+                    p99_ms: { type: ["number", "null"] },
+                    timed: int,
+                    errors: { type: "object", additionalProperties: int },
+                  },
+                },
+              },
+            },
+          },
+          "History, oldest first",
+        ),
+        ...authErrors,
+      },
+    },
+  },
   "/topology/primary": {
     post: {
       summary: "Provider manual: the operator names the primary (no promotion is done)",

@@ -1,5 +1,6 @@
 // Process-wide state shared by listeners and sessions: config, pools, cancel keys (the open sessions are kept by client/registry.ts).
 
+import { AlarmBoard } from "./alarms.ts";
 import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
 import { tickClock } from "../util/clock.ts";
@@ -103,6 +104,8 @@ export class ProxyContext {
   /** Secret for stable mock SCRAM salts of unknown users. */
   readonly mockSecret = crypto.getRandomValues(new Uint8Array(32));
   readonly stats = { loginsOk: 0, loginsFailed: 0, clientsRefused: 0 };
+  /** Alarms raised by any part of the proxy (the cluster's own are derived on demand by admin/alarms-view.ts). */
+  readonly alarms = new AlarmBoard();
 
   constructor(public config: HeliosConfig) {
     this.cluster = new Cluster(config.nodes);

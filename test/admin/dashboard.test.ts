@@ -1,14 +1,13 @@
-// Dashboard page in headless Chromium: a screenshot, and the DOM its script fills from /nodes, /pools, /topology.
+// Dashboard page in headless Chromium on a single node: a screenshot, and the DOM its script fills from the admin API; tokens.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { chromium, chromiumTempDir, removeChromiumDirs, section } from "../support/chromium.ts";
 import { psql, startProxy, type RunningProxy } from "../support/proxy.ts";
 
 const QUERIES = 4;
 const READ_TOKEN = "dash-read-9c1e";
-const dirs: string[] = [];
 
 let open: RunningProxy;
 let guarded: RunningProxy;
@@ -20,46 +19,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([open.stop(), guarded.stop()]);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  removeChromiumDirs();
 });
 
-/** Run Debian's chromium headless on a URL with extra flags; fails the test if it cannot run. */
-async function chromium(url: string, extra: string[]): Promise<string> {
-  const profile = mkdtempSync(join(tmpdir(), "helios-chromium-"));
-  dirs.push(profile);
-  const proc = Bun.spawn(
-    [
-      "chromium",
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--user-data-dir=${profile}`,
-      "--virtual-time-budget=3000",
-      ...extra,
-      url,
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`chromium exited ${code}: ${err.slice(-2000)}`);
-  return out;
-}
-
-/** The inner HTML of the element with this id in a dumped DOM. */
-function section(dom: string, tag: string, id: string): string {
-  const start = dom.indexOf(`<${tag} id="${id}"`);
-  expect(start).toBeGreaterThanOrEqual(0);
-  return dom.slice(start, dom.indexOf(`</${tag}>`, start));
-}
-
-test("screenshot renders and the script fills nodes, pools, topology and throughput", async () => {
-  const shotDir = mkdtempSync(join(tmpdir(), "helios-shot-"));
-  dirs.push(shotDir);
+test("screenshot renders and the script fills nodes, pools, topology, throughput; no alarms and no failovers say so", async () => {
+  const shotDir = chromiumTempDir("helios-shot-");
   const png = join(shotDir, "dashboard.png");
   const url = `http://127.0.0.1:${open.adminPort}/`;
   const [, dom] = await Promise.all([chromium(url, [`--screenshot=${png}`, "--window-size=1200,800"]), chromium(url, ["--dump-dom"])]);
@@ -79,7 +43,10 @@ test("screenshot renders and the script fills nodes, pools, topology and through
   const queries = /<div class="v" id="queries">(\d+)<\/div>/.exec(dom);
   expect(Number(queries?.[1])).toBeGreaterThanOrEqual(QUERIES);
   expect(dom).toMatch(/<div class="v" id="qps">\d+\.\d<\/div>/);
-  expect(dom).toMatch(/<polyline [^>]*points="[\d., ]+"/);
+  expect(section(dom, "div", "alarms")).toContain('<div class="calm">✓ No alarms');
+  expect(section(dom, "div", "failovers")).toContain("No failover or switchover since the proxy started (policy ");
+  // Axes with units on every chart, even before the first point.
+  for (const [id, unit] of [["latency-chart", "ms"], ["qps-chart", "q/s"], ["errors-chart", "errors / 5 s"]]) expect(section(dom, "svg", id!)).toContain(`>${unit}</text>`);
 });
 
 test("with tokens set: the page asks for one, and a #token= fragment is used for the API calls", async () => {

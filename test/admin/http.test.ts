@@ -159,6 +159,8 @@ describe("loopback, no tokens", () => {
       ["/failover", "post"],
       ["/switchover", "post"],
       ["/failovers", "get"],
+      ["/alarms", "get"],
+      ["/history", "get"],
       ["/topology/primary", "post"],
       ["/topology/events", "post"],
       ["/", "get"],

@@ -1,5 +1,6 @@
 // Topology provider `patroni`: follows the leader and members reported by Patroni's REST API (GET /cluster).
 
+import type { AlarmBoard } from "../../core/alarms.ts";
 import type { TopologySection } from "../../config/types.ts";
 import type { Cluster } from "../cluster.ts";
 import type { TopologyProvider } from "../topology.ts";
@@ -14,6 +15,8 @@ interface PatroniMember {
   port?: unknown;
   lag?: unknown;
 }
+
+const PATRONI_ALARM = "patroni_unreachable";
 
 /** Member states in which PostgreSQL is known not to serve. */
 const DOWN_STATES = new Set(["stopped", "crashed", "start failed", "restart failed"]);
@@ -37,6 +40,8 @@ export class PatroniProvider implements TopologyProvider {
   constructor(
     private readonly cluster: Cluster,
     private readonly settings: TopologySection,
+    /** Where "Patroni unreachable" is raised while polls fail. */
+    private readonly alarms: AlarmBoard | null = null,
   ) {
     this.endpoints = settings.patroni_urls.map((u) => `${u.replace(/\/+$/, "")}/cluster`);
   }
@@ -59,10 +64,17 @@ export class PatroniProvider implements TopologyProvider {
       this.apply(await this.fetchCluster());
       if (this.failing) log.info("patroni API answers again");
       this.failing = false;
+      this.alarms?.clear(PATRONI_ALARM);
       return true;
     } catch (e) {
       if (!this.failing) log.warn("patroni API unavailable: keeping the last known topology", { error: (e as Error).message });
       this.failing = true;
+      this.alarms?.raise({
+        key: PATRONI_ALARM,
+        severity: "critical",
+        title: "Patroni (and its DCS) unreachable",
+        detail: `${(e as Error).message}. The proxy keeps the last known topology and cannot follow a failover until Patroni answers.`,
+      });
       return false;
     }
   }
