@@ -1,6 +1,6 @@
 // The last hour of request rate, latency percentiles and errors by SQLSTATE, sampled server-side so the dashboard keeps its history across reloads.
 
-import { LATENCY_BUCKETS } from "../core/latency.ts";
+import { LATENCY_BUCKETS } from "../util/latency.ts";
 import type { ConnectionStats } from "../server/connection.ts";
 
 /** One step of history. */

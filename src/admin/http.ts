@@ -14,7 +14,7 @@ import { openApiDocument } from "./openapi.ts";
 import { failoversView, primaryChange, pushEvents, readJsonBody, setPrimary } from "./ha-routes.ts";
 import { CLUSTER_ALARM_PREFIX, clusterAlarms } from "./alarms-view.ts";
 import { HISTORY_SPAN_MS, MetricHistory } from "./history.ts";
-import { LATENCY_SAMPLE_EVERY } from "../core/latency.ts";
+import { LATENCY_SAMPLE_EVERY } from "../util/latency.ts";
 
 export type ReloadResult = { ok: boolean; error?: string };
 

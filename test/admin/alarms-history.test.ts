@@ -6,7 +6,7 @@ import { ProxyContext } from "../../src/core/context.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { clusterAlarms } from "../../src/admin/alarms-view.ts";
 import { MetricHistory, quantileMs } from "../../src/admin/history.ts";
-import { LATENCY_BUCKETS } from "../../src/core/latency.ts";
+import { LATENCY_BUCKETS } from "../../src/util/latency.ts";
 import { connectionStats, type ConnectionStats } from "../../src/server/connection.ts";
 import type { NodeStatus } from "../../src/cluster/cluster.ts";
 
