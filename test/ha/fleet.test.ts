@@ -1,7 +1,7 @@
 // A fleet of proxies coordinated through a real etcd in front of one real cluster: one leader, one promotion and one N0 per failover, shared drain, no promotion without etcd.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -50,6 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(proxies.map((p) => p.stop()));
   await etcd?.destroy();
+  rmSync(flagDir, { recursive: true, force: true });
 }, 30_000);
 
 const fleetOf = async (p: RunningProxy) => (await adminApi(p, "GET", "/fleet")).body;
