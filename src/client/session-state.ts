@@ -28,6 +28,11 @@ export function parseOptions(options: string): [string, string][] {
   return out;
 }
 
+/** Startup keys the proxy reads itself and never applies as settings on a server. */
+export function consumedByProxy(name: string): boolean {
+  return NOT_GUCS.has(name);
+}
+
 /** The traceparent a client gave at login: a startup parameter, or `-c traceparent=...` in `options`. */
 export function traceContextParam(params: ReadonlyMap<string, string>): string | undefined {
   const direct = params.get("traceparent");

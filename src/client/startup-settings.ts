@@ -5,10 +5,7 @@ import { SqlState } from "../protocol/sqlstate.ts";
 import type { Pool, PoolShared } from "../server/pool.ts";
 import { runOnPool } from "../server/query-runner.ts";
 import { log } from "../util/log.ts";
-import { parseOptions } from "./session-state.ts";
-
-/** Startup packet keys that are not settings. */
-const NOT_SETTINGS = new Set(["user", "database", "replication", "options"]);
+import { consumedByProxy, parseOptions } from "./session-state.ts";
 
 /** Settings every supported PostgreSQL has: a login naming only these needs no look-up. */
 const ALWAYS_KNOWN = new Set([
@@ -67,8 +64,9 @@ export function replicationRefusal(params: ReadonlyMap<string, string>): Uint8Ar
 export async function unknownSettingRefusal(pool: Pool, params: ReadonlyMap<string, string>): Promise<Uint8Array | null> {
   const names: string[] = [];
   for (const [k, v] of params) {
-    if (k === "options") for (const [n] of parseOptions(v)) names.push(n);
-    else if (!NOT_SETTINGS.has(k)) names.push(k);
+    if (k === "options") {
+      for (const [n] of parseOptions(v)) if (!consumedByProxy(n)) names.push(n);
+    } else if (!consumedByProxy(k)) names.push(k);
   }
   const doubtful = names.filter((n) => !n.includes(".") && !ALWAYS_KNOWN.has(n.toLowerCase()));
   if (doubtful.length === 0) return null;

@@ -200,3 +200,15 @@ test("a collector that accepts connections and never answers, and one that is no
   hang.stop(true);
   for (const s of held) s.end();
 }, 120_000);
+
+test("a password in a traced statement is masked in db.query.text", async () => {
+  const c = await pgClient(proxy.port);
+  const [traceId, parent] = [hex(16), hex(8)];
+  await c.query("BEGIN");
+  await c.query(`CREATE ROLE helios_trace_tmp PASSWORD 'Pw-trace-secret' /*traceparent='${traceparent(traceId, parent)}'*/`);
+  await c.query("ROLLBACK");
+  await c.end();
+  const req = (await spansOf(traceId, 1)).find((s) => s.name.startsWith("CREATE"))!;
+  expect(String(req.attrs["db.query.text"])).toContain("PASSWORD '***'");
+  expect(JSON.stringify(req.attrs)).not.toContain("Pw-trace-secret");
+});

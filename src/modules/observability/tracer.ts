@@ -24,6 +24,7 @@ import type { ResultCtx } from "../../core/hooks.ts";
 import { log } from "../../util/log.ts";
 import type { TracingSettings } from "./config.ts";
 import type { TraceParent } from "./traceparent.ts";
+import { redactSecrets } from "../../protocol/secrets.ts";
 
 /** Longest normalised statement put on a span. */
 const MAX_QUERY_TEXT = 4096;
@@ -120,7 +121,8 @@ export class RequestTracer {
       "db.system": "postgresql",
       [ATTR_DB_SYSTEM_NAME]: "postgresql",
       [ATTR_DB_NAMESPACE]: db,
-      [ATTR_DB_QUERY_TEXT]: shape.text.length > MAX_QUERY_TEXT ? shape.text.slice(0, MAX_QUERY_TEXT) : shape.text,
+      // Utility statements keep their literals when normalised: passwords in them are masked.
+      [ATTR_DB_QUERY_TEXT]: redactSecrets(shape.text.length > MAX_QUERY_TEXT ? shape.text.slice(0, MAX_QUERY_TEXT) : shape.text),
       "db.user": q.session.user,
       "db.response.returned_rows": r.rows,
       "heliosproxy.node": r.node,
