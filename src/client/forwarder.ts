@@ -712,7 +712,7 @@ export class RequestForwarder {
   }
 
   private requestStarted(): void {
-    if (this.session.requestStartedAt === 0) this.session.requestStartedAt = clock.now;
+    if (this.session.requestStartedAt === 0) this.session.requestStartedAt = performance.now();
   }
 
   // ---- staging: when a message is rewritten, the round's bytes are copied into one buffer ----

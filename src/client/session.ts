@@ -114,7 +114,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   onData(sock: Socket<ClientSession>, chunk: Uint8Array): void {
     if (sock !== this.sock) return; // ciphertext still arriving on the pre-TLS socket
-    this.lastActivity = clock.now;
+    this.lastActivity = performance.now(); // exact: idle timeouts must never fire early
     switch (this.state) {
       case ClientState.Ready:
         if (this.console !== null) {
@@ -299,7 +299,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
     this.state = ClientState.Ready;
     logLogin(this.facts(), this.pid);
-    this.lastActivity = clock.now;
+    this.lastActivity = performance.now();
     if (this.mode === "session") this.pinned = true;
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle(0); // the startup packet's buffer is not needed by an idle client
