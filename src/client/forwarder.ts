@@ -5,7 +5,6 @@ import { Errors, errorResponse } from "../protocol/errors.ts";
 import { decodeAscii, readInt32, writeInt32 } from "../protocol/framing.ts";
 import { queryMessage, readyForQuery } from "../protocol/messages.ts";
 import { build } from "../protocol/writer.ts";
-import { clock } from "../util/clock.ts";
 import { XID_COLUMN, type ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Effect, scanEffects, soleStatement, type StatementSpan } from "../sql/session-effects.ts";
