@@ -2,10 +2,10 @@
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type pg from "pg";
-import { pgClient, pgjs } from "../support/clients.ts";
+import { pgClient, pgjs, psycopg } from "../support/clients.ts";
 import * as F from "../support/frames.ts";
 import { usePgInstance } from "../support/pg-fixture.ts";
-import type { RunningProxy } from "../support/proxy.ts";
+import { psql, type RunningProxy } from "../support/proxy.ts";
 import { login } from "../support/wire.ts";
 import type { BackendMessage } from "../support/frames.ts";
 
@@ -142,6 +142,36 @@ test("never stale: a write through any session is seen by the next read of every
   } finally {
     for (const c of clients) await c.end();
   }
+});
+
+test("never stale under concurrency: 10 clients, 1,000 write-then-read pairs, every read at least as new as the last acknowledged write", async () => {
+  await fx.inst.psql("CREATE TABLE IF NOT EXISTS slots (id int PRIMARY KEY, v int); INSERT INTO slots SELECT i, 0 FROM generate_series(0, 9) i ON CONFLICT DO NOTHING");
+  await primeTables(proxy, ["slots"]);
+  const acked = new Array<number>(10).fill(0);
+  let stale = 0;
+  let ownStale = 0;
+  const hitsBefore = (await cacheState(proxy)).hits as number;
+  const worker = async (me: number) => {
+    const c = await pgClient(proxy.port, { database: "postgres" });
+    try {
+      for (let i = 1; i <= 100; i++) {
+        await c.query("UPDATE slots SET v = $1 WHERE id = $2", [i, me]);
+        acked[me] = i;
+        if ((await c.query("SELECT v FROM slots WHERE id = $1", [me])).rows[0].v !== i) ownStale++;
+        for (const other of [(me + 1) % 10, (me + 3) % 10]) {
+          const floor = acked[other]!;
+          const v = (await c.query("SELECT v FROM slots WHERE id = $1", [other])).rows[0].v as number;
+          if (v < floor) stale++;
+        }
+      }
+    } finally {
+      await c.end();
+    }
+  };
+  await Promise.all(Array.from({ length: 10 }, (_, i) => worker(i)));
+  expect(ownStale).toBe(0);
+  expect(stale).toBe(0);
+  expect((await cacheState(proxy)).hits).toBeGreaterThan(hitsBefore);
 });
 
 test("row-level security: each role sees only its rows, and SET ROLE changes what is served", async () => {
@@ -336,6 +366,66 @@ test("GET /metrics carries the cache's series", async () => {
   expect(text).toMatch(/^heliosproxy_cache_hits_total\{tier="l1"\} [1-9]\d*$/m);
   expect(text).toMatch(/^heliosproxy_cache_bytes\{tier="l1"\} \d+$/m);
   expect(text).toContain("# TYPE heliosproxy_cache_invalidations_total counter");
+});
+
+test("psql and psycopg (text, binary, server-side parameters) get PostgreSQL's values, and their own writes at once", async () => {
+  await primeTables(proxy, ["items"]);
+  const sql = "SELECT id, name, note, price, encode(data, 'hex') FROM items WHERE id <= 7 ORDER BY id";
+  const viaProxy = [await psql(proxy.port, ["-A", "-c", sql], { db: "postgres" }), await psql(proxy.port, ["-A", "-c", sql], { db: "postgres" })];
+  const direct = await psql(fx.inst.port, ["-A", "-c", sql], { db: "postgres" });
+  expect(direct.code).toBe(0);
+  for (const r of viaProxy) expect(r.stdout).toBe(direct.stdout);
+  const hits = (await cacheState(proxy)).hits as number;
+  const py = await psycopg("cache", proxy.port, "postgres");
+  const pyDirect = await psycopg("cache", fx.inst.port, "postgres");
+  expect(py).toEqual(pyDirect);
+  expect(py.after_write).toBe("psycopg");
+  expect((await cacheState(proxy)).hits).toBeGreaterThan(hits);
+});
+
+test("a pipeline of extended requests mixing hits and misses gets every reply in order", async () => {
+  await primeTables(proxy, ["items"]);
+  const req = (id: number) => extendedRun("SELECT id, name FROM items WHERE id = $1", [String(id)]);
+  const warm = F.concat(req(21), req(22));
+  await runs(proxy.port, warm, 1);
+  // 21 and 22 are cached; 23 and 24 are not: hit, miss, hit, miss in one write.
+  const pipeline = F.concat(req(21), req(23), req(22), req(24));
+  const { conn } = await login(proxy.port, { user: "postgres", database: "postgres" });
+  const { conn: d } = await login(direct, { user: "postgres", database: "postgres" });
+  try {
+    const got = wire(await conn.roundTrip(pipeline, 4));
+    const expected = wire(await d.roundTrip(pipeline, 4));
+    expect(got).toEqual(expected);
+  } finally {
+    conn.quit();
+    d.quit();
+  }
+});
+
+test("memory: a workload many times the byte budget keeps the tiers within it and the process near its start", async () => {
+  const budget = await fx.proxyWith({ toml: `[auth]\nmethod = "trust"\n[query_cache]\nl1_max_bytes = 262144\nl2_max_bytes = 262144\nmax_result_bytes = 65536\n` });
+  await primeTables(budget, ["big"]);
+  const rss = async () => Number((await Bun.file(`/proc/${budget.proc.pid}/status`).text()).match(/VmRSS:\s+(\d+)/)![1]) * 1024;
+  const c = await pgClient(budget.port, { database: "postgres" });
+  try {
+    // About 58 KB per reply: 400 to warm up, then 800 more (some 46 MB) through a 512 KB cache.
+    const run = async (from: number, n: number) => {
+      for (let i = from; i < from + n; i++) await c.query(`SELECT id, payload || payload || payload AS p, ${i} AS k FROM big`);
+    };
+    await run(0, 400);
+    const start = await rss();
+    await run(400, 800);
+    const s = await cacheState(budget);
+    expect(s.fills).toBeGreaterThan(1000);
+    expect(s.too_large).toBe(0);
+    expect(s.tiers.l1.bytes).toBeLessThanOrEqual(262144);
+    expect(s.tiers.l2.bytes).toBeLessThanOrEqual(262144);
+    expect(s.tiers.l1.evictions).toBeGreaterThan(0);
+    // Kept, those replies would add 46 MB; garbage not yet collected may add some, never that much.
+    expect(await rss()).toBeLessThan(start + 24 * 1024 * 1024);
+  } finally {
+    await c.end();
+  }
 });
 
 afterAll(() => {});

@@ -171,7 +171,21 @@ def ledger_loop(port, db):
     return {"acked": acked, "errors": errors, "hangs": hangs}
 
 
-SCENARIOS = {"matrix": matrix, "transaction": transaction, "ledger_loop": ledger_loop}
+def cache(port, db):
+    """The same reads three times each (text, binary, server-side parameters), a write, the read again."""
+    rep = {}
+    with connect(port, db) as conn:
+        q = "SELECT id, name, note, price, data FROM items WHERE id <= %s ORDER BY id"
+        rep["text"] = [[encode(v) for v in r] for _ in range(3) for r in [conn.execute(q, (6,)).fetchall()]]
+        with conn.cursor(binary=True) as cur:
+            rep["binary"] = [[encode(v) for v in r] for _ in range(3) for r in [cur.execute(q, (6,)).fetchall()]]
+        conn.execute("UPDATE items SET name = %s WHERE id = 6", ("psycopg",))
+        rep["after_write"] = conn.execute("SELECT name FROM items WHERE id = %s", (6,)).fetchone()[0]
+        conn.execute("UPDATE items SET name = 'item 6' WHERE id = 6")
+    return rep
+
+
+SCENARIOS = {"matrix": matrix, "transaction": transaction, "ledger_loop": ledger_loop, "cache": cache}
 
 if __name__ == "__main__":
     scenario, port, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
