@@ -87,17 +87,19 @@ const LISTS: [string, string, string][] = [
   ["dns_queries", "in_flight_dns_queries", "Count of in-flight DNS queries"],
 ];
 
-/** The value of `read`, computed at most once per scrape (the families of one view share it). */
+/**
+ * The value of `read`, computed at most once per scrape: the families of one view share it. A
+ * scrape collects every family in one turn of the event loop, so the value is dropped on the next
+ * turn (a time window would hand a scrape that follows closely the previous scrape's figures).
+ */
 function perScrape<T>(read: () => T): () => T {
-  let at = -Infinity;
-  let value: T;
+  let cached: { value: T } | null = null;
   return () => {
-    const now = performance.now();
-    if (now - at > 100) {
-      value = read();
-      at = now;
+    if (cached === null) {
+      cached = { value: read() };
+      setTimeout(() => (cached = null), 0);
     }
-    return value;
+    return cached.value;
   };
 }
 
