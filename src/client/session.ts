@@ -590,6 +590,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   private attach(s: ServerConnection): void {
     this.server = s;
     s.lessee = this;
+    // Still backed up from an earlier result: this server waits too until the client has read (resumeProducer).
+    if (this.out.producerPaused) s.pauseReads();
     s.tally = this.ctx.hooks !== null && this.ctx.hooks.onResult.length > 0 ? (s.tally ?? new ResultTally()) : null;
     const key = this.sessionState!.key;
     if (s.stateKey !== key) {

@@ -28,6 +28,11 @@ export class Outbox {
 
   constructor(private readonly target: BackpressureTarget) {}
 
+  /** The producer is paused: the queue went over the high-water mark and has not drained below the low one. */
+  get producerPaused(): boolean {
+    return this.paused;
+  }
+
   attach(sock: Socket<any>): void {
     this.sock = sock;
   }
