@@ -428,4 +428,54 @@ test("memory: a workload many times the byte budget keeps the tiers within it an
   }
 });
 
+test("allow_list mode, rules by table and user, hints, and TTL as the bound for writes that bypass the proxy; SHOW CACHE", async () => {
+  const toml = [
+    `[auth]\nmethod = "trust"\nadmin_users = ["postgres"]`,
+    `[query_cache]\nmode = "allow_list"\nttl_secs = 3600`,
+    `[[query_cache.rules]]\nuser = "bob"\ncache = false`,
+    `[[query_cache.rules]]\ntable = "items"\nttl_secs = 1`,
+  ].join("\n");
+  const p = await fx.proxyWith({ toml: toml + "\n" });
+  await primeTables(p, ["items"]);
+  const c = await pgClient(p.port, { database: "postgres" });
+  const bob = await pgClient(p.port, { database: "postgres", user: "bob" });
+  try {
+    const fills = async () => (await cacheState(p)).fills as number;
+    // Not named by a rule: not cached in allow_list mode, unless hinted.
+    let f = await fills();
+    await c.query("SELECT v FROM counters WHERE id = 1");
+    expect(await fills()).toBe(f);
+    // (The first reads of counters go to the server while the catalog lookup runs.)
+    const deadline = Date.now() + 10_000;
+    while ((await fills()) === f && Date.now() < deadline) await c.query("/*+ cache ttl=60 */ SELECT v FROM counters WHERE id = 1");
+    expect(await fills()).toBe(f + 1);
+    // Named by the table rule; bob's rule says never; nocache wins over the rule.
+    f = await fills();
+    await bob.query("SELECT name FROM items WHERE id = 9");
+    await c.query("SELECT name FROM items WHERE id = 9 /*+ nocache */");
+    expect(await fills()).toBe(f);
+    const read = async () => (await c.query("SELECT name FROM items WHERE id = 9")).rows[0].name as string;
+    expect(await read()).toBe("item 9");
+    expect(await fills()).toBe(f + 1);
+    // A write straight to PostgreSQL: the cache may serve the old value until the rule's TTL (1 s), not after.
+    await fx.inst.psql("UPDATE items SET name = 'behind the proxy' WHERE id = 9");
+    const wroteAt = Date.now();
+    let fresh = await read();
+    while (fresh !== "behind the proxy" && Date.now() - wroteAt < 5000) {
+      await Bun.sleep(50);
+      fresh = await read();
+    }
+    expect(fresh).toBe("behind the proxy");
+    expect(Date.now() - wroteAt).toBeLessThan(1000 + 1500);
+    await fx.inst.psql("UPDATE items SET name = 'item 9' WHERE id = 9");
+    const show = await psql(p.port, ["-A", "-F", "|", "-c", "SHOW CACHE"], { db: "heliosproxy" });
+    expect(show.code).toBe(0);
+    expect(show.stdout.split("\n")[0]).toBe("tier|entries|bytes|max_bytes|hits|misses|evictions|invalidations");
+    expect(show.stdout).toMatch(/^l1\|\d+\|\d+\|67108864\|/m);
+  } finally {
+    await c.end();
+    await bob.end();
+  }
+});
+
 afterAll(() => {});
