@@ -9,8 +9,6 @@ import type { NodeView } from "../cluster/cluster.ts";
 /** Keys of derived alarms start with this; alarms pushed by other parts use their own. */
 export const CLUSTER_ALARM_PREFIX = "cluster:";
 
-const SYNC_STATES = new Set(["sync", "quorum"]);
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 export function clusterAlarms(ctx: ProxyContext): AlarmInput[] {
   const out: AlarmInput[] = [];
@@ -24,11 +22,15 @@ export function clusterAlarms(ctx: ProxyContext): AlarmInput[] {
   if (degraded !== null) add("etcd", "critical", "etcd unreachable", `${degraded}.`);
   for (const n of nodes) if (n !== primary && n.health === "down") add(`down:${n.name}`, "warning", `Standby ${n.name} is down`, `${n.lastError || "It does not answer health checks"}; it takes no reads and its lag and latency are stale.`);
   if (primary !== undefined && primary.health === "up" && nodes.length > 1 && ctx.config.failover.policy !== "off") candidateAlarms(ctx, nodes, primary, add);
+  // synchronous_standby_names against the topology, as the failover controller watches it.
+  const sync = ctx.failover?.sync.report();
+  if (sync !== undefined && sync.alarm !== "") add("sync_waiting", "critical", "Commits wait for synchronous replication", sync.alarm);
+  if (sync !== undefined && sync.problems.length > 0) add("sync_hang", "warning", "Synchronous replication would hang after a failover", sync.problems.join("; "));
   if (isPaused(ctx)) add("paused", "warning", "Proxy paused", "PAUSE is in effect: requests wait until RESUME (POST /resume).");
   return out;
 }
 
-/** If the primary failed now: would a standby be safe to promote, and could the new primary commit? */
+/** If the primary failed now: would a standby be safe to promote? */
 function candidateAlarms(ctx: ProxyContext, nodes: readonly NodeView[], primary: NodeView, add: (key: string, severity: AlarmInput["severity"], title: string, detail: string) => void): void {
   const f = ctx.config.failover;
   // The commit floor moves with every write; a streaming standby reaches it at promotion time. At a glance, what counts is who could be promoted at all.
@@ -37,16 +39,5 @@ function candidateAlarms(ctx: ProxyContext, nodes: readonly NodeView[], primary:
   if (best === undefined) {
     const why = ranking.candidates.map((c) => `${c.name}: ${c.reason}`).join("; ");
     add("no_candidate", "critical", "No safe failover candidate", `If ${primary.name} failed now no standby could take over (${why}).`);
-    return;
   }
-  const sync = (primary.status?.replicas ?? []).filter((r) => SYNC_STATES.has(r.syncState)).map((r) => r.applicationName);
-  if (sync.length === 0) return;
-  const left = nodes.filter((n) => n !== primary && n.name !== best.name && n.health === "up" && !n.fenced && n.status?.inRecovery === true);
-  if (left.length >= sync.length) return;
-  add(
-    "sync_hang",
-    "warning",
-    "Synchronous replication would hang after a failover",
-    `${primary.name} waits for ${plural(sync.length, "synchronous standby")} (${sync.join(", ")}); promoting ${best.name} would leave ${plural(left.length, "standby")} to acknowledge commits, so writes on the new primary would wait until synchronous_standby_names is changed there.`,
-  );
 }

@@ -9,6 +9,8 @@ import { MetricHistory, quantileMs } from "../../src/admin/history.ts";
 import { LATENCY_BUCKETS } from "../../src/util/latency.ts";
 import { connectionStats, type ConnectionStats } from "../../src/server/connection.ts";
 import type { NodeStatus } from "../../src/cluster/cluster.ts";
+import type { FailoverController } from "../../src/cluster/failover.ts";
+import { SyncWatch } from "../../src/cluster/sync-watch.ts";
 
 test("alarm board: raising again keeps the start, reconcile clears only its own prefix, critical first then oldest", () => {
   const b = new AlarmBoard();
@@ -92,11 +94,23 @@ port = 5434
 role = "standby"
 `;
 
-const standby = (lsn: number): NodeStatus => ({ inRecovery: true, timeline: 1, systemId: "7", walLsn: lsn, receiveLsn: lsn, replayLsn: lsn, replicas: [] });
+const standby = (lsn: number, applicationName: string, syncNames = ""): NodeStatus => ({
+  inRecovery: true,
+  timeline: 1,
+  systemId: "7",
+  walLsn: lsn,
+  receiveLsn: lsn,
+  replayLsn: lsn,
+  replicas: [],
+  applicationName,
+  syncNames,
+});
 
-test("cluster alarms: a down standby, then a synchronous layout that would hang, then no safe candidate, then no primary", () => {
+test("cluster alarms: a down standby, a synchronous layout that would hang (the controller's sync watch), no safe candidate, then no primary", () => {
   const ctx = new ProxyContext(parseConfig(CONFIG, "t.toml"));
   const c = ctx.cluster;
+  const sync = new SyncWatch({ cluster: () => c, mode: () => "keep", waitTimeoutSecs: () => 0, endRequest: () => false });
+  ctx.failover = { alarm: "", sync } as unknown as FailoverController;
   c.setStatus("node1", {
     inRecovery: false,
     timeline: 1,
@@ -109,17 +123,18 @@ test("cluster alarms: a down standby, then a synchronous layout that would hang,
       { applicationName: "node3", syncState: "async", flushLsn: 900, replayLsn: 900 },
     ],
   });
-  c.setStatus("node2", standby(1000));
-  c.setStatus("node3", standby(900));
+  // node2, once promoted, would wait for node3 as its synchronous standby.
+  c.setStatus("node2", standby(1000, "node2", "FIRST 1 (node3)"));
+  c.setStatus("node3", standby(900, "node3"));
   const keys = () => clusterAlarms(ctx).map((a) => `${a.severity} ${a.key}`);
   expect(keys()).toEqual([]);
 
   c.setHealth("node3", "down", "connection refused");
   expect(keys()).toEqual(["warning cluster:down:node3", "warning cluster:sync_hang"]);
   const hang = clusterAlarms(ctx).find((a) => a.key === "cluster:sync_hang")!;
-  expect(hang.detail).toBe(
-    "node1 waits for 1 synchronous standby (node2); promoting node2 would leave 0 standbys to acknowledge commits, so writes on the new primary would wait until synchronous_standby_names is changed there.",
-  );
+  expect(hang.title).toBe("Synchronous replication would hang after a failover");
+  expect(hang.detail).toBe(sync.report().problems.join("; "));
+  expect(hang.detail).toContain("node2");
   expect(clusterAlarms(ctx).find((a) => a.key === "cluster:down:node3")!.detail).toBe("connection refused; it takes no reads and its lag and latency are stale.");
 
   c.setHealth("node2", "down", "timeout");
