@@ -268,6 +268,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
     this.pool = pool;
     this.group = ctx.loginGroup(this.database, this.user, tenant);
+    if (tenant !== "") this.view = null; // modules see the tenant from here on
     this.mode = ctx.userEntry(this.user)?.pool_mode || ctx.config.pool.mode;
     this.counted = true;
     ctx.clientCount++;
@@ -545,6 +546,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       applicationName: this.appName,
       ...(this.traceparent !== undefined ? { traceparent: this.traceparent } : {}),
       params: this.params,
+      ...(this.group !== null && this.group.tenant !== "" ? { tenant: this.group.tenant } : {}),
       remoteAddress: this.sock.remoteAddress ?? "",
       tls: this.tlsDone,
       startedAt: Date.now() - (clock.now - this.connectedAt),

@@ -101,6 +101,8 @@ export interface SessionCtx {
   readonly traceparent?: string;
   /** Every startup parameter as the client sent it (user, database, options, DateStyle...). */
   readonly params?: ReadonlyMap<string, string>;
+  /** The tenant an onStartup hook chose (absent: none); sessions of different tenants never share servers. */
+  readonly tenant?: string;
 }
 
 /** A client's startup packet, before authentication completes. */

@@ -10,6 +10,8 @@ export interface CacheCounters {
   uncacheable: number;
   /** Replies over max_result_bytes (streamed through). */
   tooLarge: number;
+  /** Replies a standby gave: not stored (it may not have replayed a commit the cache already saw). */
+  fromStandby: number;
   fills: number;
   /** Microseconds from the request's decision start to its reply built, of recent hits (ring). */
   readonly hitMicros: Float64Array;
@@ -45,6 +47,7 @@ export function cacheReport(store: CacheStore, counters: CacheCounters, limits: 
     bypassed: counters.bypassed,
     uncacheable: counters.uncacheable,
     too_large: counters.tooLarge,
+    from_standby: counters.fromStandby,
     invalidations: { events: store.invalidations.events, entries: store.invalidations.entries, raced_fills: store.invalidations.racedFills },
     top: t.top(top).map((x) => ({ tier: x.tier, fingerprint: x.entry.fingerprint, query: x.entry.structure, tables: x.entry.tables, hits: x.entry.hits, bytes: x.bytes })),
   };

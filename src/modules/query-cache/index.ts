@@ -33,7 +33,7 @@ interface Known {
 
 export class QueryCache implements Hooks {
   readonly store: CacheStore;
-  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
+  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fromStandby: 0, fills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
   private readonly analyzer: Analyzer;
   private readonly byText = new LRUCache<string, Known>({ max: 20_000 });
   private readonly byStructure = new LRUCache<string, Analysis>({ max: 10_000 });
@@ -44,6 +44,8 @@ export class QueryCache implements Hooks {
   constructor(
     private readonly s: QueryCacheSettings,
     catalog?: CatalogQuery,
+    /** Name of the primary now ("" unknown): only its replies are stored (a standby may lag behind a commit). */
+    private readonly primary: () => string = () => "",
   ) {
     this.relations = new Relations(catalog, s.cascades);
     this.store = new CacheStore(s.l1_max_bytes, s.l2_max_bytes, s.l2_compression);
@@ -151,6 +153,11 @@ export class QueryCache implements Hooks {
     }
     const f = p.fill;
     if (f === undefined || failed || r.txStatus !== "I") return;
+    const primary = this.primary();
+    if (primary !== "" && r.node !== primary) {
+      this.counters.fromStandby++;
+      return;
+    }
     if (r.reply === undefined) {
       this.counters.tooLarge++;
       return;
@@ -242,7 +249,7 @@ const queryCache: ProxyModule<QueryCacheSettings> = {
   configure,
   async start(settings, host) {
     await loadParser();
-    const cache = new QueryCache(settings, host.catalogQuery?.bind(host));
+    const cache = new QueryCache(settings, host.catalogQuery?.bind(host), () => host.nodes().find((n) => n.role === "primary")?.name ?? "");
     registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes });
     return cache;
   },

@@ -34,7 +34,8 @@ export class SessionKey {
   openDdl = false;
 
   constructor(s: SessionCtx) {
-    let k = `${s.database}\u0000${s.user}`;
+    // Tenants may be served by different servers or schemas: their replies never meet.
+    let k = `${s.database}\u0000${s.user}\u0000${s.tenant ?? ""}`;
     const params = s.params === undefined ? [] : [...s.params].filter(([n]) => !NOT_OUTPUT.has(n)).sort((a, b) => (a[0] < b[0] ? -1 : 1));
     for (const [n, v] of params) k += `\u0000${n}=${v}`;
     this.login = k;
