@@ -168,11 +168,14 @@ function frame(svg, t0, t1, ymax, unit, fmt) {
     svg.appendChild(svgEl("text", { x: L - 6, y: yy + 4, "text-anchor": "end" }, fmt(v)));
   }
   svg.appendChild(svgEl("text", { x: L + 6, y: 12, "text-anchor": "start" }, unit));
-  const span = t1 - t0, stepMin = span > 40 * 60e3 ? 10 : span > 15 * 60e3 ? 5 : span > 5 * 60e3 ? 2 : span > 2 * 60e3 ? 1 : 0.5;
-  const step = stepMin * 60e3;
+  // Clock ticks: the smallest round step that gives at most six over the range (at least one).
+  const span = t1 - t0;
+  const step = [5, 10, 15, 30, 60, 120, 300, 600, 900].map((v) => v * 1000).find((v) => span / v <= 6) ?? 1800e3;
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
     svg.appendChild(svgEl("line", { class: "axis", x1: x(t), x2: x(t), y1: H - B, y2: H - B + 4 }));
-    svg.appendChild(svgEl("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, stepMin < 1 ? hhmmss(t) : hhmm(t)));
+    // Labels at the ends stay inside the chart.
+    const anchor = x(t) > W - R - 28 ? "end" : x(t) < L + 28 ? "start" : "middle";
+    svg.appendChild(svgEl("text", { x: x(t), y: H - 6, "text-anchor": anchor }, step < 60e3 ? hhmmss(t) : hhmm(t)));
   }
   svg.appendChild(svgEl("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
   svg.appendChild(svgEl("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
