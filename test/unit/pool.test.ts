@@ -1,9 +1,10 @@
-// The pool on its own, in-process against the machine's PostgreSQL: lease and release, the wait queue in order, wait timeouts, idle timeouts, lifetimes, pause, recycle, permanent login failures.
+// The pool on its own, in-process against the machine's PostgreSQL: lease and release, the wait queue in order, wait timeouts, idle timeouts, lifetimes, pause, recycle, permanent login failures, what release checks.
 
 import { afterEach, expect, test } from "bun:test";
 import { Pool, type PoolSettings, type PoolShared, type PoolWaiter } from "../../src/server/pool.ts";
 import { ServerState, type ServerConnection } from "../../src/server/connection.ts";
 import type { LoginError } from "../../src/server/login.ts";
+import { runQuery } from "../../src/server/query-runner.ts";
 import { clock } from "../../src/util/clock.ts";
 
 const SETTINGS: PoolSettings = { minConnections: 0, maxConnections: 2, idleTimeoutMs: 0, lifetimeMs: 0, connectTimeoutMs: 5000, waitTimeoutMs: 0 };
@@ -166,4 +167,35 @@ test("a permanent login failure (no such database) fails every waiter with the s
   // The second login attempt (opened for the second waiter) fails the same way and leaves nothing behind.
   for (const until = performance.now() + 5000; p.counts().total > 0 && performance.now() < until; ) await Bun.sleep(10);
   expect([p.counts().total, p.lastError?.code]).toEqual([0, "3D000"]);
+});
+
+test("release with a forwarded cancel in flight: the server reaches the next waiter only once the cancel has landed", async () => {
+  const p = pool({ maxConnections: 1 });
+  const a = waiter();
+  p.acquire(a);
+  await answered(a);
+  const s = a.leased[0]!;
+  const b = waiter();
+  expect(p.acquire(b)).toBeNull();
+  const settled = s.cancelStarted();
+  p.release(s);
+  expect([b.leased.length, p.idle.length, s.cancelsInFlight]).toEqual([0, 0, 1]);
+  settled();
+  settled(); // twice counts once
+  expect([b.leased[0], s.cancelsInFlight]).toEqual([s, 0]);
+});
+
+test("release of a server its client's backpressure paused: it reads again before anyone gets it", async () => {
+  const p = pool({ maxConnections: 1 });
+  const a = waiter();
+  p.acquire(a);
+  await answered(a);
+  const s = a.leased[0]!;
+  s.pauseReads();
+  p.release(s);
+  const b = waiter();
+  expect(p.acquire(b)).toBe(s);
+  // Reading: a query on it is answered.
+  const r = await runQuery(s, "select 7", undefined, 3000);
+  expect(r.rows).toEqual([["7"]]);
 });
