@@ -1,6 +1,6 @@
 // The cluster's alarms, derived from its state when asked: no primary, etcd unreachable, no safe failover candidate, a synchronous layout that would hang, nodes down, paused.
 
-import type { AlarmInput } from "../core/alarms.ts";
+import type { AlarmInput } from "../util/alarms.ts";
 import type { ProxyContext } from "../core/context.ts";
 import { isPaused } from "../core/pause.ts";
 import { rankCandidates } from "../cluster/candidates.ts";

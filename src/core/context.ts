@@ -1,6 +1,6 @@
 // Process-wide state shared by listeners and sessions: config, pools, cancel keys (the open sessions are kept by client/registry.ts).
 
-import { AlarmBoard } from "./alarms.ts";
+import { AlarmBoard } from "../util/alarms.ts";
 import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
 import { tickClock } from "../util/clock.ts";

@@ -1,7 +1,7 @@
 // Alarm board, the cluster's derived alarms, and the server-side history behind the dashboard charts (no servers: state set by hand).
 
 import { expect, test } from "bun:test";
-import { AlarmBoard } from "../../src/core/alarms.ts";
+import { AlarmBoard } from "../../src/util/alarms.ts";
 import { ProxyContext } from "../../src/core/context.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { clusterAlarms } from "../../src/admin/alarms-view.ts";

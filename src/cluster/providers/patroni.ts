@@ -1,6 +1,6 @@
 // Topology provider `patroni`: follows the leader and members reported by Patroni's REST API (GET /cluster).
 
-import type { AlarmBoard } from "../../core/alarms.ts";
+import type { AlarmBoard } from "../../util/alarms.ts";
 import type { TopologySection } from "../../config/types.ts";
 import type { Cluster } from "../cluster.ts";
 import type { TopologyProvider } from "../topology.ts";
