@@ -5,7 +5,7 @@ import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import { readFileSync } from "node:fs";
 import { tickClock } from "../util/clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
-import { Pool, addPoolStats, emptyPoolStats, type PoolSettings, type PoolStats } from "../server/pool.ts";
+import { Pool, movePoolStats, emptyPoolStats, type PoolSettings, type PoolStats } from "../server/pool.ts";
 import { LoginError, type ServerCredentials } from "../server/login.ts";
 import type { ServerEndpoint } from "../server/connection.ts";
 import { Cluster, type ClusterEvent, type NodeView } from "../cluster/cluster.ts";
@@ -223,7 +223,7 @@ export class ProxyContext {
         const k = `${p.node}\u0000${p.database}`;
         let into = this.retiredStats.get(k);
         if (into === undefined) this.retiredStats.set(k, (into = { node: p.node, database: p.database, stats: emptyPoolStats() }));
-        addPoolStats(into.stats, p.stats);
+        movePoolStats(into.stats, p.stats);
         p.closeAll("pool reclaimed");
       }
     }

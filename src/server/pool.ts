@@ -36,8 +36,11 @@ export function emptyPoolStats(): PoolStats {
   return { ...connectionStats(), xactCount: 0, totalWaitUs: 0, maxWaitUs: 0, waitCount: 0 };
 }
 
-/** Add `from`'s totals to `into` (the totals of a pool that goes away stay counted). */
-export function addPoolStats(into: PoolStats, from: PoolStats): void {
+/**
+ * Move `from`'s totals into `into` (the totals of a pool that goes away stay counted); `from` is
+ * left at zero, so a pool that comes back (a login was under way) does not count them twice.
+ */
+export function movePoolStats(into: PoolStats, from: PoolStats): void {
   into.xactCount += from.xactCount;
   into.queryCount += from.queryCount;
   into.totalWaitUs += from.totalWaitUs;
@@ -52,6 +55,9 @@ export function addPoolStats(into: PoolStats, from: PoolStats): void {
   into.bindCount += from.bindCount;
   into.latency.add(from.latency);
   for (const [code, n] of from.errors) countError(into.errors, code, n);
+  Object.assign(from, { ...emptyPoolStats(), latency: from.latency, errors: from.errors });
+  from.latency.clear();
+  from.errors.clear();
 }
 
 /** What the pools of one (database, user) on different nodes share: how to log in, what clients are told. */

@@ -17,6 +17,12 @@ export class LatencyHistogram {
     this.count++;
   }
 
+  clear(): void {
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
+  }
+
   /** Fold another histogram's observations into this one. */
   add(other: LatencyHistogram): void {
     for (let i = 0; i < this.counts.length; i++) this.counts[i]! += other.counts[i]!;
