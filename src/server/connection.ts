@@ -395,6 +395,7 @@ export class ServerConnection implements BackpressureTarget {
       if (msgEnd > end) {
         // Stream an oversized row or copy chunk instead of buffering all of it.
         if ((type === Be.DataRow || type === Be.CopyData) && len > 65536 && lessee && q.peek() !== Pending.InjectedQuery) {
+          this.tally?.streamed(type === Be.DataRow);
           this.emit(lessee, b, run, end);
           this.passthrough = msgEnd - end;
           if (owned) this.recv.clear();

@@ -40,6 +40,13 @@ export class ResultTally {
     this.capturedLength = need;
   }
 
+  /** A message of the reply streams through without being seen whole: counted, and no copy of the reply is kept. */
+  streamed(row: boolean): void {
+    if (row) this.rows++;
+    this.captureLeft = -1;
+    this.capturing = false;
+  }
+
   /** A copy of the kept reply, or undefined when none was asked or it outgrew its cap. */
   reply(): Uint8Array | undefined {
     if (!this.capturing) return undefined;

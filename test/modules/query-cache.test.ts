@@ -44,7 +44,7 @@ type Json = Record<string, any>;
 
 /**
  * The cache learns what a table name stands for from the catalog, once, in the background: until
- * then reads of it are not cached. Read each table until an entry of it was stored (bounded).
+ * then reads of it are not cached. Read each table until an entry of it was stored or served (bounded).
  */
 async function primeTables(p: RunningProxy, tables: string[]): Promise<void> {
   const c = await pgClient(p.port, { database: "postgres" });
@@ -53,9 +53,13 @@ async function primeTables(p: RunningProxy, tables: string[]): Promise<void> {
       const sql = `SELECT count(*) AS n FROM ${t} /* prime */`;
       const deadline = Date.now() + 10_000;
       for (;;) {
-        const before = (await cacheState(p)).fills as number;
+        const seen = async () => {
+          const st = await cacheState(p);
+          return (st.fills as number) + (st.hits as number);
+        };
+        const before = await seen();
         await c.query(sql);
-        if ((await cacheState(p)).fills > before) break;
+        if ((await seen()) > before) break;
         if (Date.now() > deadline) throw new Error(`no entry of ${t} was stored within 10 s`);
         await Bun.sleep(20);
       }
@@ -475,6 +479,28 @@ test("allow_list mode, rules by table and user, hints, and TTL as the bound for 
   } finally {
     await c.end();
     await bob.end();
+  }
+});
+
+test("a reply over max_result_bytes streams through uncached; postgres.js prepared statements are served from the cache", async () => {
+  await primeTables(proxy, ["items"]);
+  const c = await pgClient(proxy.port, { database: "postgres" });
+  const sql = pgjs(proxy.port, { database: "postgres" });
+  try {
+    const before = await cacheState(proxy);
+    for (let i = 0; i < 2; i++) {
+      const r = await c.query("SELECT repeat('x', 100000) AS big FROM items WHERE id = 1");
+      expect(r.rows[0].big.length).toBe(100000);
+    }
+    const after = await cacheState(proxy);
+    expect(after.too_large).toBe(before.too_large + 2);
+    expect(after.fills).toBe(before.fills);
+    const hits = after.hits as number;
+    for (let i = 0; i < 3; i++) expect(await sql`SELECT name FROM items WHERE id = ${11}`).toEqual([{ name: "item 11" }] as never);
+    expect((await cacheState(proxy)).hits).toBeGreaterThanOrEqual(hits + 1);
+  } finally {
+    await c.end();
+    await sql.end();
   }
 });
 

@@ -124,6 +124,7 @@ describe("request forms and replies", () => {
     expect(kept.bodyAt).toBe(T.length);
     expect(cacheable(F.concat(T, F.message("N", F.cstr("")), D, C))).toBeNull();
     expect(cacheable(F.concat(T, D))).toBeNull();
+    expect(cacheable(F.concat(T, C))).toBeNull(); // the tag counts a row that is not there
     const entry = { ...kept, tables: [], fingerprint: "", structure: "", expiresAt: Infinity, hits: 0 };
     expect(replyFor(entry, { protocol: "simple", parse: false, describe: false, formats: "t", params: [], canServe: true })).toEqual(F.concat(T, D, C));
     expect(replyFor(entry, { protocol: "extended", parse: true, describe: false, formats: "t", params: [], canServe: true })).toEqual(F.concat(F.message("1"), F.message("2"), D, C));

@@ -168,9 +168,16 @@ export function cacheable(reply: Uint8Array): { data: Uint8Array; bodyAt: number
     pos += 1 + readInt32(reply, pos + 1);
     bodyAt = pos - start;
   }
-  while (pos + 5 <= reply.length && reply[pos] === 68) pos += 1 + readInt32(reply, pos + 1); // 'D'
+  let rows = 0;
+  while (pos + 5 <= reply.length && reply[pos] === 68) {
+    pos += 1 + readInt32(reply, pos + 1); // 'D'
+    rows++;
+  }
   if (pos + 5 > reply.length || reply[pos] !== 67) return null; // 'C'
   const end = pos + 1 + readInt32(reply, pos + 1);
   if (end !== reply.length) return null;
+  // Every row the tag counts is here (none streamed past the copy).
+  const tag = latin1.decode(reply.subarray(pos + 5, end - 1));
+  if (tag !== `SELECT ${rows}`) return null;
   return { data: reply.slice(start, end), bodyAt };
 }
