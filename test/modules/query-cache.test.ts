@@ -504,4 +504,24 @@ test("a reply over max_result_bytes streams through uncached; postgres.js prepar
   }
 });
 
+test("session mode: writes through named prepared statements executed again (Bind only) still invalidate", async () => {
+  const p = await fx.proxyWith({ mode: "session", toml: `[auth]\nmethod = "trust"\n[query_cache]\n` });
+  await primeTables(p, ["counters"]);
+  const reader = await pgClient(p.port, { database: "postgres" });
+  const sql = pgjs(p.port, { database: "postgres" });
+  try {
+    const read = async () => (await reader.query("SELECT v FROM counters WHERE id = 3")).rows[0].v as number;
+    for (let i = 1000; i < 1005; i++) {
+      await read();
+      await read();
+      await sql`UPDATE counters SET v = ${i} WHERE id = 3`;
+      expect(await read()).toBe(i);
+    }
+    expect((await cacheState(p)).hits).toBeGreaterThan(0);
+  } finally {
+    await reader.end();
+    await sql.end();
+  }
+});
+
 afterAll(() => {});

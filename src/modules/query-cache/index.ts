@@ -2,7 +2,7 @@
 
 import { LRUCache } from "lru-cache";
 import { HOOKS_API_VERSION, type ClusterEvent, type Hooks, type ProxyModule, type QueryCtx, type QueryDecision, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
-import { loadParser } from "../../sql/classify.ts";
+import { loadParser, parseSql } from "../../sql/classify.ts";
 import { registerAdmin, type CacheCounters } from "./admin.ts";
 import { Analyzer, SessionChange, type Analysis } from "./analysis.ts";
 import { config, configure, type CacheRule, type QueryCacheSettings } from "./config.ts";
@@ -63,15 +63,31 @@ export class QueryCache implements Hooks {
     const st = this.session(q.session);
     if (q.protocol === "extended") {
       const raw = q.requestBytes?.() ?? EMPTY;
+      st.noteParses(raw);
       if (raw.length > 6 && raw[5] === 0) {
         // The server never saw an unnamed Parse the cache answered: a Bind of that statement alone cannot run there.
         if (raw[0] === 80) st.unnamedAnswered = false;
         else if (raw[0] === 66 && st.unnamedAnswered && raw[6] === 0) return UNNAMED_GONE;
       }
     }
-    const text = q.sql();
+    let text = q.sql();
+    let parse = () => q.parse();
+    if (text === "" && q.protocol === "extended") {
+      // A Bind of a statement the proxy keeps no text of (session mode, the unnamed one): the text it was prepared with.
+      const raw = q.requestBytes?.() ?? EMPTY;
+      if (raw[0] !== 66) return; // 'B'
+      const prepared = st.statementText(raw);
+      if (prepared === undefined) {
+        // Not seen (the list outgrew its bound): it may write anything or change the session.
+        this.wrote(st, "all");
+        st.unknown = true;
+        return;
+      }
+      text = prepared;
+      parse = () => parseSql(prepared);
+    }
     if (text === "") return;
-    const { shape, analysis: a } = this.known(text, q);
+    const { shape, analysis: a } = this.known(text, parse);
     const writes = a.writes === "all" || a.writes.length > 0;
     if (writes || a.change !== SessionChange.None || st.openWrites !== null) {
       if (a.ddl) {
@@ -188,7 +204,7 @@ export class QueryCache implements Hooks {
   }
 
   /** Shape and analysis of a text, the parse done once per structure. */
-  private known(text: string, q: QueryCtx): Known {
+  private known(text: string, parse: () => unknown): Known {
     let k = this.byText.get(text);
     if (k !== undefined) return k;
     const shape = shapeOf(text);
@@ -196,7 +212,7 @@ export class QueryCache implements Hooks {
     if (analysis === undefined) {
       let tree: unknown = null;
       try {
-        tree = q.parse();
+        tree = parse();
       } catch {
         tree = null;
       }

@@ -6,6 +6,10 @@ import { SessionChange, type Analysis } from "./analysis.ts";
 /** Startup parameters that do not change a reply's bytes (or are in the key already). */
 const NOT_OUTPUT = new Set(["user", "database", "application_name", "fallback_application_name", "replication", "traceparent", "tracestate"]);
 
+const utf8 = new TextDecoder();
+/** Protocol statements remembered per session. */
+const MAX_STATEMENTS = 10_000;
+
 /** A request's SETs waiting for the end of their transaction. */
 interface PendingChange {
   readonly analysis: Analysis;
@@ -26,6 +30,36 @@ export class SessionKey {
   unknown = false;
   /** The session made temporary objects: its names may shadow others'. */
   temp = false;
+  /** Protocol statements this session prepared: name ("" = the unnamed one) -> text. */
+  private readonly statements = new Map<string, string>();
+
+  /** Remember the text of every Parse in a request's messages (up to its Sync). */
+  noteParses(raw: Uint8Array): void {
+    let pos = 0;
+    while (pos + 5 <= raw.length) {
+      const type = raw[pos]!;
+      const end = pos + 1 + (((raw[pos + 1]! << 24) | (raw[pos + 2]! << 16) | (raw[pos + 3]! << 8) | raw[pos + 4]!) >>> 0);
+      if (end > raw.length || type === 83) return; // 'S'
+      if (type === 80) {
+        const nameEnd = raw.indexOf(0, pos + 5);
+        const textEnd = nameEnd < 0 ? -1 : raw.indexOf(0, nameEnd + 1);
+        if (textEnd < 0 || textEnd >= end) return;
+        // Bounded: a session preparing without end forgets them all (a Bind of a forgotten one then counts as unknown).
+        if (this.statements.size >= MAX_STATEMENTS) this.statements.clear();
+        this.statements.set(utf8.decode(raw.subarray(pos + 5, nameEnd)), utf8.decode(raw.subarray(nameEnd + 1, textEnd)));
+      }
+      pos = end;
+    }
+  }
+
+  /** The text of the statement the Bind at raw[0] executes, if this session prepared it. */
+  statementText(raw: Uint8Array): string | undefined {
+    const portalEnd = raw.indexOf(0, 5);
+    const nameEnd = portalEnd < 0 ? -1 : raw.indexOf(0, portalEnd + 1);
+    if (nameEnd < 0) return undefined;
+    return this.statements.get(utf8.decode(raw.subarray(portalEnd + 1, nameEnd)));
+  }
+
   /** The last unnamed Parse was answered from the cache: the server does not have that statement. */
   unnamedAnswered = false;
   /** Tables this session wrote in its open transaction (dropped again when it ends). */
