@@ -55,8 +55,10 @@ test('"fast": 10,000 insert-then-read pairs from 10 clients, 0 stale reads; plai
   );
   expect(pairs).toBe(10_000);
   expect(stale).toBe(0);
-  // The standbys are 500 ms behind: reads right after a write went to the primary.
-  expect(readPorts.get(port("node1"))).toBe(10_000);
+  // The standbys are 500 ms behind: reads right after a write went to the primary. A read that a
+  // busy machine delayed past the standby's replay of the write may go to that standby (correctly:
+  // none was stale), so a few of the 10,000 are allowed there.
+  expect(readPorts.get(port("node1"))).toBeGreaterThanOrEqual(9_950);
   const reader = await connect(p);
   const plain = new Set<number>();
   for (let i = 0; i < 10; i++) plain.add((await reader.query("SELECT inet_server_port() AS p")).rows[0].p);
