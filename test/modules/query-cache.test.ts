@@ -524,4 +524,27 @@ test("session mode: writes through named prepared statements executed again (Bin
   }
 });
 
+test("every statement of an extended run counts: a write after a read in one Sync, or in bytes that arrive later, invalidates", async () => {
+  await primeTables(proxy, ["counters"]);
+  const reader = await pgClient(proxy.port, { database: "postgres" });
+  const { conn } = await login(proxy.port, { user: "postgres", database: "postgres" });
+  try {
+    const read = async () => (await reader.query("SELECT v FROM counters WHERE id = 4")).rows[0].v as number;
+    await read();
+    await read();
+    const both = F.concat(F.parse("", "SELECT 1"), F.bind("", ""), F.execute(), F.parse("", "UPDATE counters SET v = 777 WHERE id = 4"), F.bind("", ""), F.execute(), F.sync());
+    await conn.roundTrip(both);
+    expect(await read()).toBe(777);
+    expect(await read()).toBe(777);
+    // The same write sent in two pieces: the proxy sees the first before the rest arrives.
+    const write = F.concat(F.parse("", "UPDATE counters SET v = 778 WHERE id = 4"), F.bind("", ""), F.execute(), F.sync());
+    await conn.send(write, { splitAt: [write.length - 12], delayMs: 50 });
+    await conn.untilReady();
+    expect(await read()).toBe(778);
+  } finally {
+    await reader.end();
+    conn.quit();
+  }
+});
+
 afterAll(() => {});

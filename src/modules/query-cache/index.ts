@@ -61,9 +61,10 @@ export class QueryCache implements Hooks {
   onQuery(q: QueryCtx): void | QueryDecision {
     const t0 = performance.now();
     const st = this.session(q.session);
+    let run: { texts: (string | undefined)[]; complete: boolean; prepareOnly: boolean } | null = null;
     if (q.protocol === "extended") {
       const raw = q.requestBytes?.() ?? EMPTY;
-      st.noteParses(raw);
+      run = st.runTexts(raw);
       if (raw.length > 6 && raw[5] === 0) {
         // The server never saw an unnamed Parse the cache answered: a Bind of that statement alone cannot run there.
         if (raw[0] === 80) st.unnamedAnswered = false;
@@ -87,7 +88,20 @@ export class QueryCache implements Hooks {
       parse = () => parseSql(prepared);
     }
     if (text === "") return;
-    const { shape, analysis: a } = this.known(text, parse);
+    const first = this.known(text, parse);
+    const shape = first.shape;
+    let a = first.analysis;
+    if (run !== null) {
+      // Every statement of an extended run counts for writes and settings, not only the first.
+      if ((!run.complete && !run.prepareOnly) || run.texts.some((t) => t === undefined)) {
+        // Messages not seen yet (the run continues in later bytes) or a statement never prepared here: anything may follow.
+        this.wrote(st, "all");
+        st.unknown = true;
+        this.pending.set(q, { analysis: a, text });
+        return;
+      }
+      for (const t of run.texts) if (t !== text) a = merge(a, this.known(t!, () => parseSql(t!)).analysis);
+    }
     const writes = a.writes === "all" || a.writes.length > 0;
     if (writes || a.change !== SessionChange.None || st.openWrites !== null) {
       if (a.ddl) {
@@ -254,6 +268,24 @@ export class QueryCache implements Hooks {
     }
     return undefined;
   }
+}
+
+/** Two statements of one request as one: what either writes or changes, never cacheable. */
+function merge(a: Analysis, b: Analysis): Analysis {
+  if (b.writes !== "all" && b.writes.length === 0 && b.change === SessionChange.None && !b.txControl) return a.statements > 1 ? a : { ...a, cacheable: false, reason: "several statements", statements: 2 };
+  const writes = a.writes === "all" || b.writes === "all" ? "all" : [...new Set([...a.writes, ...b.writes])];
+  return {
+    cacheable: false,
+    reason: "several statements",
+    reads: [...new Set([...a.reads, ...b.reads])],
+    writes,
+    change: a.change | b.change,
+    sets: [...a.sets, ...b.sets],
+    txControl: a.txControl || b.txControl,
+    partialRollback: a.partialRollback || b.partialRollback,
+    ddl: a.ddl || b.ddl,
+    statements: a.statements + b.statements,
+  };
 }
 
 const queryCache: ProxyModule<QueryCacheSettings> = {

@@ -33,23 +33,35 @@ export class SessionKey {
   /** Protocol statements this session prepared: name ("" = the unnamed one) -> text. */
   private readonly statements = new Map<string, string>();
 
-  /** Remember the text of every Parse in a request's messages (up to its Sync). */
-  noteParses(raw: Uint8Array): void {
+  /**
+   * The statements of a request's messages up to its Sync, in order: each Parse's text (remembered
+   * by name) and the text each Bind executes (undefined when this session never prepared it).
+   * `complete`: the Sync is among the bytes (else later messages are not known yet).
+   */
+  runTexts(raw: Uint8Array): { texts: (string | undefined)[]; complete: boolean; prepareOnly: boolean } {
+    const texts: (string | undefined)[] = [];
+    // Only Parse, Describe, Close and Flush so far: the run prepares statements and will execute them later (postgres.js).
+    let prepareOnly = true;
     let pos = 0;
     while (pos + 5 <= raw.length) {
       const type = raw[pos]!;
       const end = pos + 1 + (((raw[pos + 1]! << 24) | (raw[pos + 2]! << 16) | (raw[pos + 3]! << 8) | raw[pos + 4]!) >>> 0);
-      if (end > raw.length || type === 83) return; // 'S'
+      if (end > raw.length) break;
+      if (type === 83) return { texts, complete: true, prepareOnly }; // 'S'
+      if (type !== 80 && type !== 68 && type !== 67 && type !== 72) prepareOnly = false;
       if (type === 80) {
         const nameEnd = raw.indexOf(0, pos + 5);
         const textEnd = nameEnd < 0 ? -1 : raw.indexOf(0, nameEnd + 1);
-        if (textEnd < 0 || textEnd >= end) return;
+        if (textEnd < 0 || textEnd >= end) break;
+        const text = utf8.decode(raw.subarray(nameEnd + 1, textEnd));
         // Bounded: a session preparing without end forgets them all (a Bind of a forgotten one then counts as unknown).
         if (this.statements.size >= MAX_STATEMENTS) this.statements.clear();
-        this.statements.set(utf8.decode(raw.subarray(pos + 5, nameEnd)), utf8.decode(raw.subarray(nameEnd + 1, textEnd)));
-      }
+        this.statements.set(utf8.decode(raw.subarray(pos + 5, nameEnd)), text);
+        texts.push(text);
+      } else if (type === 66) texts.push(this.statementText(raw.subarray(pos, end)));
       pos = end;
     }
+    return { texts, complete: false, prepareOnly: prepareOnly && pos === raw.length && raw[pos - 5] === 72 };
   }
 
   /** The text of the statement the Bind at raw[0] executes, if this session prepared it. */
