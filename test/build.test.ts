@@ -11,6 +11,8 @@ import { FEATURE_NAMES } from "../src/modules/index.ts";
 const SCHEMA_ROUTING_CODE = "is a built-in group (primary, standby, any); choose another name";
 /** A message only the transaction-replay module has (profiles "ha" and "all"). */
 const REPLAY_CODE = "expected a function name of letters, digits and _";
+/** A message only the query-cache module has (the "all" profile alone). */
+const QUERY_CACHE_CODE = "its Parse was answered from the query cache";
 const VERSION = (require("../package.json") as { version: string }).version;
 
 const out = mkdtempSync(join(tmpdir(), "helios-build-"));
@@ -51,6 +53,8 @@ describe("build", () => {
     for (const p of ["default", "ha"]) expect(bytes[p]!.includes(SCHEMA_ROUTING_CODE)).toBe(false);
     expect(bytes.all!.includes(SCHEMA_ROUTING_CODE)).toBe(true);
     expect(bytes.default!.includes(REPLAY_CODE)).toBe(false);
+    for (const p of ["default", "ha"]) expect(bytes[p]!.includes(QUERY_CACHE_CODE)).toBe(false);
+    expect(bytes.all!.includes(QUERY_CACHE_CODE)).toBe(true);
     for (const p of ["ha", "all"]) expect(bytes[p]!.includes(REPLAY_CODE)).toBe(true);
   });
 
