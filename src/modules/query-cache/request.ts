@@ -179,5 +179,6 @@ export function cacheable(reply: Uint8Array): { data: Uint8Array; bodyAt: number
   // Every row the tag counts is here (none streamed past the copy).
   const tag = latin1.decode(reply.subarray(pos + 5, end - 1));
   if (tag !== `SELECT ${rows}`) return null;
-  return { data: reply.slice(start, end), bodyAt };
+  // The reply is the module's own copy already: kept as is when nothing precedes the RowDescription.
+  return { data: start === 0 ? reply : reply.slice(start, end), bodyAt };
 }
