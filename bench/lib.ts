@@ -210,6 +210,8 @@ export function withNofile(cmd: string[], n: number): string[] {
 
 export interface PgbouncerOptions {
   poolSize?: number;
+  /** server_idle_timeout in seconds (a bench that also runs direct clients lets idle servers go). */
+  serverIdleTimeout?: number;
   maxClientConn?: number;
   nofile?: number;
 }
@@ -236,6 +238,7 @@ export async function startPgbouncer(o: PgbouncerOptions = {}): Promise<Proc> {
       `auth_file = ${users}`,
       "pool_mode = transaction",
       `default_pool_size = ${o.poolSize ?? 20}`,
+      ...(o.serverIdleTimeout !== undefined ? [`server_idle_timeout = ${o.serverIdleTimeout}`] : []),
       "min_pool_size = 0",
       "reserve_pool_size = 0",
       `max_client_conn = ${o.maxClientConn ?? 20000}`,
@@ -271,6 +274,8 @@ export interface HeliosOptions {
   bin?: string;
   /** More config sections, appended to the generated TOML (e.g. `[transaction_replay]\nenabled = true\n`). */
   toml?: string;
+  /** More [pool] keys (e.g. `idle_timeout_secs = 1`). */
+  poolExtra?: string;
 }
 
 export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { adminPort: number }> {
@@ -283,6 +288,7 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { admin
     configText(port, adminPort, {
       mode: o.mode ?? "transaction",
       maxConnections: o.maxConnections ?? 20,
+      ...(o.poolExtra !== undefined ? { poolExtra: o.poolExtra } : {}),
       nodes: [{ host: PG.host, port: PG.port }],
       toml: `[limits]\nmax_client_conn = ${o.maxClientConn ?? 20000}\n${o.toml ?? ""}`,
     }),

@@ -173,11 +173,14 @@ interface Target {
   label: string;
   proc: Proc | null;
 }
-const helios = await startHelios({ maxConnections: 20, toml: CACHE_ON(LARGE_L1) });
-const heliosOff = await startHelios({ maxConnections: 20 });
+// Idle servers go after 1 s, so the poolers' connections do not count against PostgreSQL's
+// max_connections while the direct clients (-c 50) run.
+const IDLE = "idle_timeout_secs = 1";
+const helios = await startHelios({ maxConnections: 20, poolExtra: IDLE, toml: CACHE_ON(LARGE_L1) });
+const heliosOff = await startHelios({ maxConnections: 20, poolExtra: IDLE });
 let bouncer: Proc | null = null;
 try {
-  bouncer = await startPgbouncer({ poolSize: 20 });
+  bouncer = await startPgbouncer({ poolSize: 20, serverIdleTimeout: 1 });
 } catch (e) {
   console.log(`PgBouncer left out: ${(e as Error).message}`);
 }
@@ -205,6 +208,7 @@ try {
       const ts = targets.filter((t) => w.targets.includes(t.id));
       const k = round % ts.length;
       for (const t of [...ts.slice(k), ...ts.slice(0, k)]) {
+        if (t.id === "direct") await Bun.sleep(2500); // the poolers' idle servers close first
         const r = await runPgbench([...w.args, "-T", String(o.duration)], portOf(t), o.db);
         record(`${w.id}/${t.id}`, r);
         say(`round ${round} ${w.id.padEnd(13)} ${t.label.padEnd(24)} ${fmt(r.tps).padStart(8)} tps${r.exitCode !== 0 || r.abortedClients > 0 ? ` ✗ ${r.firstError}` : ""}`);
