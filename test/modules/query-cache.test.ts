@@ -279,7 +279,7 @@ test("POST /cache/invalidate drops by table and everything; GET /cache reports t
     await c.query("SELECT count(*) FROM items");
     const r = await invalidate(proxy, { table: "items" });
     expect(r.invalidated).toBeGreaterThan(0);
-    expect((await invalidate(proxy, { table: "" })).error).toBeDefined();
+    expect((await invalidate(proxy, { table: "" })).error).toBe("table must be a non-empty string");
     const all = await invalidate(proxy, {});
     expect(typeof all.invalidated).toBe("number");
     const s = await cacheState(proxy);

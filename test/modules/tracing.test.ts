@@ -74,7 +74,7 @@ test("a sqlcommenter traceparent in the statement parents the request span; attr
   await c.end();
   const spans = await spansOf(traceId, 2);
   const req = spans.find((s) => s.name === "SELECT test")!;
-  expect(req).toBeDefined();
+  expect(req?.name).toBe("SELECT test");
   expect(req.parentSpanId).toBe(parent);
   expect(req.attrs["db.system"]).toBe("postgresql");
   expect(req.attrs["db.system.name"]).toBe("postgresql");

@@ -143,7 +143,7 @@ describe("store", () => {
     const seen = s.snapshot(["t"]);
     expect(s.written(["t"])).toBe(1);
     expect(s.tiers.get("a", Date.now())).toBeUndefined();
-    expect(s.tiers.get("b", Date.now())).toBeDefined();
+    expect(s.tiers.get("b", Date.now())?.tables).toEqual(["u"]);
     expect(s.fill("c", entry(["t"], 10), seen)).toBe(false);
     expect(s.fill("c", entry(["t"], 10), s.snapshot(["t"]))).toBe(true);
     const all = s.snapshot(["u"]);
@@ -158,7 +158,7 @@ describe("store", () => {
     expect(st.l1.bytes).toBeLessThanOrEqual(16 * 1024);
     expect(st.l2.bytes).toBeLessThanOrEqual(8 * 1024);
     expect(st.l2.entries).toBeGreaterThan(0);
-    expect(s.tiers.get("k45", Date.now())).toBeDefined();
+    expect(s.tiers.get("k45", Date.now())?.data.length).toBe(2000);
     expect(s.written(["t"])).toBe(st.l1.entries + st.l2.entries);
     s.fill("old", entry(["t"], 10, Date.now() - 1), s.snapshot(["t"]));
     expect(s.tiers.get("old", Date.now())).toBeUndefined();
