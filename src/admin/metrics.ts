@@ -4,6 +4,7 @@ import { Counter, Gauge, Registry } from "prom-client";
 import type { ProxyContext } from "../core/context.ts";
 import { isPaused } from "../core/pause.ts";
 import { LATENCY_BUCKETS, LATENCY_SAMPLE_EVERY } from "../util/latency.ts";
+import { transitionBugs } from "../util/state-bugs.ts";
 import { buildProfile } from "../modules/index.ts";
 import { pgbouncerMetrics } from "./metrics-pgbouncer.ts";
 import { VERSION } from "./console-show.ts";
@@ -251,6 +252,10 @@ export function createMetrics(ctx: ProxyContext): Registry {
     return sumBy(out, (x) => x.labels, (x) => x.value);
   });
   latencyHistogram(ctx, registry);
+  mirror("heliosproxy_state_transition_bugs_total", "Impossible client or server connection state transitions refused (each one a bug, logged with both states)", ["connection"], () => [
+    { labels: { connection: "client" }, value: transitionBugs.client },
+    { labels: { connection: "server" }, value: transitionBugs.server },
+  ]);
   mirror("heliosproxy_logins_total", "Client login attempts by result", ["result"], () => [
     { labels: { result: "ok" }, value: ctx.stats.loginsOk },
     { labels: { result: "failed" }, value: ctx.stats.loginsFailed },

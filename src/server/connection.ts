@@ -7,6 +7,7 @@ import { CloseComplete, ParseComplete, SslRequestPacket, TerminateMessage, comma
 import type { ServerSslMode } from "../config/types.ts";
 import { Outbox, type BackpressureTarget } from "../util/outbox.ts";
 import { clock } from "../util/clock.ts";
+import { transitionBug } from "../util/state-bugs.ts";
 import { LATENCY_SAMPLE_EVERY, LatencyHistogram } from "../util/latency.ts";
 import { errorFields } from "../protocol/errors.ts";
 import type { ResultTally } from "./result-tally.ts";
@@ -58,15 +59,31 @@ export interface ServerEndpoint {
   ca?: string;
 }
 
+/** Where a server connection is; changed only by ServerConnection.enter() (the pool asks through lease() and park()). */
 export const enum ServerState {
   Connecting,
   /** SSLRequest sent, waiting for the one-byte answer. */
   SslWait,
   Login,
+  /** Logged in, owned by no client (in its pool's idle stack, or a pool-less connection such as a health probe). */
   Idle,
+  /** Leased to a client by its pool. */
   Active,
   Closed,
 }
+
+/** State names for logs, in enum order. */
+export const SERVER_STATE_NAMES: readonly string[] = ["connecting", "ssl_wait", "login", "idle", "active", "closed"];
+
+/** The server state machine: SERVER_EDGES[from] has bit (1 << to) set for each allowed transition. */
+const SERVER_EDGES: readonly number[] = [
+  /* Connecting */ (1 << ServerState.SslWait) | (1 << ServerState.Login) | (1 << ServerState.Closed),
+  /* SslWait    */ (1 << ServerState.Login) | (1 << ServerState.Closed),
+  /* Login      */ (1 << ServerState.Idle) | (1 << ServerState.Closed),
+  /* Idle       */ (1 << ServerState.Active) | (1 << ServerState.Closed),
+  /* Active     */ (1 << ServerState.Idle) | (1 << ServerState.Closed),
+  /* Closed     */ 0,
+];
 
 let nextServerId = 1;
 
@@ -134,7 +151,36 @@ const READY: Record<number, Uint8Array> = { 73: readyForQuery(73), 84: readyForQ
 
 export class ServerConnection implements BackpressureTarget {
   readonly id = nextServerId++;
-  state = ServerState.Connecting;
+  private current = ServerState.Connecting;
+
+  get state(): ServerState {
+    return this.current;
+  }
+
+  /**
+   * The one transition function. An edge the machine does not have is a bug: logged, counted
+   * (heliosproxy_state_transition_bugs_total) and refused, so the connection keeps its state.
+   */
+  private enter(to: ServerState): boolean {
+    const from = this.current;
+    if ((SERVER_EDGES[from]! & (1 << to)) === 0) {
+      transitionBug("server", this.id, SERVER_STATE_NAMES[from]!, SERVER_STATE_NAMES[to]!);
+      return false;
+    }
+    this.current = to;
+    return true;
+  }
+
+  /** Its pool hands this idle server to a client; false (a refused bug) when it is not idle. */
+  lease(): boolean {
+    return this.enter(ServerState.Active);
+  }
+
+  /** Given back by its client to its pool; false (a refused bug) when it was not leased. */
+  park(): boolean {
+    return this.enter(ServerState.Idle);
+  }
+
   sock: Socket<ServerConnection> | null = null;
   readonly recv = new ReceiveBuffer(8192);
   readonly out: Outbox = new Outbox(this);
@@ -233,7 +279,7 @@ export class ServerConnection implements BackpressureTarget {
           const mode = this.endpoint.sslmode ?? "disable";
           if (mode === "disable") this.sendStartup();
           else {
-            this.state = ServerState.SslWait;
+            this.enter(ServerState.SslWait);
             this.out.write(SslRequestPacket);
           }
         },
@@ -243,7 +289,7 @@ export class ServerConnection implements BackpressureTarget {
   }
 
   private sendStartup(): void {
-    this.state = ServerState.Login;
+    this.enter(ServerState.Login);
     this.out.write(startupMessage(this.startupParams));
   }
 
@@ -323,7 +369,8 @@ export class ServerConnection implements BackpressureTarget {
           this.pid = this.login.pid;
           this.secret = this.login.secret;
           this.login = null;
-          this.state = ServerState.Idle;
+          // Closed while the last step ran (pool closing): it stays closed, and its pool sees that.
+          if (this.current !== ServerState.Closed) this.enter(ServerState.Idle);
           if (this.loginTimer) clearTimeout(this.loginTimer);
           const resolve = this.loginResolve!;
           this.loginResolve = this.loginReject = null;
@@ -768,7 +815,7 @@ export class ServerConnection implements BackpressureTarget {
   close(reason: string): void {
     if (this.state === ServerState.Closed) return;
     const wasLoggingIn = this.state === ServerState.Login || this.state === ServerState.Connecting || this.state === ServerState.SslWait;
-    this.state = ServerState.Closed;
+    this.enter(ServerState.Closed);
     this.closeReason = reason;
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.sock) {
@@ -785,7 +832,7 @@ export class ServerConnection implements BackpressureTarget {
       return;
     }
     const l = this.lessee;
-    this.state = ServerState.Closed;
+    this.enter(ServerState.Closed);
     this.closeReason = reason;
     this.out.discard();
     this.owner.serverClosed(this);

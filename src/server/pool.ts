@@ -1,6 +1,6 @@
 // Server connections for one (node, database, user): idle stack, waiters, limits, timeouts.
 
-import { ServerConnection, ServerState, connectionStats, countError, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
+import { ServerConnection, connectionStats, countError, type ConnectionStats, type ServerEndpoint, type ServerOwner } from "./connection.ts";
 import { LoginError, type ServerCredentials } from "./login.ts";
 import { clock } from "../util/clock.ts";
 
@@ -131,10 +131,9 @@ export class Pool implements ServerOwner {
   /** A free server now, or null after queueing the waiter. */
   acquire(w: PoolWaiter): ServerConnection | null {
     if (!this.paused) {
-      const s = this.idle.pop();
-      if (s !== undefined) {
-        s.state = ServerState.Active;
-        return s;
+      for (let s = this.idle.pop(); s !== undefined; s = this.idle.pop()) {
+        if (s.lease()) return s;
+        s.close("not idle in the idle stack"); // a refused transition (logged as a bug): never hand it out
       }
     }
     w.waitingSince = performance.now();
@@ -248,7 +247,7 @@ export class Pool implements ServerOwner {
 
   /** Hand a ready server to the first waiter, or park it idle. */
   private give(s: ServerConnection): void {
-    if (s.state === ServerState.Closed) return;
+    if (s.closed) return;
     s.lessee = null;
     s.lastUsedAt = clock.now;
     if (!this.paused) {
@@ -258,12 +257,14 @@ export class Pool implements ServerOwner {
         this.stats.totalWaitUs += waited;
         this.stats.waitCount++;
         if (waited > this.stats.maxWaitUs) this.stats.maxWaitUs = waited;
-        s.state = ServerState.Active;
-        w.serverLeased(s);
+        if (s.lease()) w.serverLeased(s);
+        else {
+          this.waiters.unshift(w); // a refused transition (logged as a bug): the waiter keeps its place
+          s.close("not idle when handed out");
+        }
         return;
       }
     }
-    s.state = ServerState.Idle;
     this.idle.push(s);
   }
 
@@ -299,6 +300,10 @@ export class Pool implements ServerOwner {
     }
     if (s.generation !== this.generation) {
       s.close("pool recycled");
+      return;
+    }
+    if (!s.park()) {
+      s.close("given back while not leased"); // a refused transition (logged as a bug)
       return;
     }
     this.give(s);

@@ -128,6 +128,8 @@ describe("loopback, no tokens", () => {
     expect(value('heliosproxy_replication_lag_bytes{node="node1"}')).toBe(0);
     expect(value('heliosproxy_queries_total{node="node1",database="test"}')).toBeGreaterThanOrEqual(QUERIES);
     expect(value('heliosproxy_logins_total{result="ok"}')).toBeGreaterThanOrEqual(QUERIES);
+    // No connection of this run took an impossible state transition.
+    expect([value('heliosproxy_state_transition_bugs_total{connection="client"}'), value('heliosproxy_state_transition_bugs_total{connection="server"}')]).toEqual([0, 0]);
     expect(value('heliosproxy_bytes_total{node="node1",database="test",direction="out"}')).toBeGreaterThan(0);
     expect(value('heliosproxy_pool_wait_seconds_count{node="node1",database="test",user="postgres"}')).toBeGreaterThanOrEqual(0);
     expect(value('heliosproxy_server_connections{node="node1",database="test",user="postgres",state="idle"}')).toBeGreaterThanOrEqual(1);

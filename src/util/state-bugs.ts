@@ -1,0 +1,18 @@
+// Impossible connection state transitions: each one is a bug, logged as such and counted; the caller keeps its state.
+
+import { log } from "./log.ts";
+
+/** The connection kinds with a state machine. */
+export type MachineKind = "client" | "server";
+
+/** Transitions refused since start, per connection kind (heliosproxy_state_transition_bugs_total). */
+export const transitionBugs: Record<MachineKind, number> = { client: 0, server: 0 };
+
+/**
+ * A state machine was asked for an edge it does not have: one error line naming both states and
+ * the connection, and one more on the counter. The machine refuses the change (it stays in `from`).
+ */
+export function transitionBug(kind: MachineKind, id: number, from: string, to: string): void {
+  transitionBugs[kind]++;
+  log.error("bug: impossible state transition refused", { connection: kind, id, from, to });
+}
