@@ -19,7 +19,8 @@ try {
 const child = spawn(
   bun,
   [`--config=${path.join(root, "bunfig.toml")}`, path.join(root, "src/cli/main.ts"), ...process.argv.slice(2)],
-  { stdio: "inherit" },
+  // The child watches this pid and stops itself if the wrapper dies without passing a signal on (SIGKILL, OOM).
+  { stdio: "inherit", env: { ...process.env, HELIOSPROXY_PARENT_PID: String(process.pid) } },
 );
 
 const forwarded = ["SIGTERM", "SIGINT", "SIGHUP"];
@@ -28,8 +29,10 @@ const forward = (sig) => {
 };
 for (const sig of forwarded) process.on(sig, () => forward(sig));
 
-// Under `npx`/`npm exec` the parent is a `sh -c` that dies on SIGINT/SIGTERM without passing it on:
-// losing the parent means someone stopped us, so the child is stopped too (instead of running on orphaned).
+// `npm exec` forwards SIGINT/SIGTERM to the shell it runs bins under. The project's .npmrc makes that
+// shell bash, which execs this wrapper, so the signal arrives here. Under plain `sh -c` (dash, another
+// project's npm config) the shell holds SIGINT until its child ends and dies on SIGTERM without passing
+// it on: losing the parent means someone stopped us, so the child is stopped too.
 const parentAtStart = process.ppid;
 const orphanWatch = setInterval(() => {
   if (process.ppid !== parentAtStart) {

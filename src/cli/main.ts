@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from "../config/load.ts";
 import type { HeliosConfig } from "../config/types.ts";
 import { buildProfile, compiledFeatures } from "../modules/index.ts";
 import { configureLogging, log } from "../util/log.ts";
+import { watchParent } from "./parent-watch.ts";
 
 const VERSION = (require("../../package.json") as { version: string }).version;
 
@@ -111,4 +112,5 @@ const main = defineCommand({
   },
 });
 
+watchParent();
 await runMain(main);
