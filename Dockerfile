@@ -1,5 +1,7 @@
 # Distroless image of one heliosproxy profile: `docker build --build-arg PROFILE=default|ha|all -t heliosproxy .`
-# Base images are named by tag below; pin them by digest with scripts/pin-image-digests.sh before a release build.
+# Base images are named by tag below and are NOT pinned by digest yet: the machines this project is built and tested on
+# reach no container registry, so no digest could be read and checked. Pin them with scripts/pin-image-digests.sh
+# (crane, skopeo or docker buildx, with registry access) before a release build; every FROM names one of these two ARGs.
 
 # Build stage: Node.js 26 (the Active LTS line) on Debian 12, the same glibc as the runtime image. Bun itself comes from npm.
 ARG BUILD_IMAGE=node:26-bookworm-slim
