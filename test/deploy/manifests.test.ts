@@ -1,4 +1,4 @@
-// deploy/kubernetes and the Dockerfile, read as a cluster and a builder would: probes on the admin port's /livez and /readyz, configs our checker accepts, selectors that match, non-root read-only containers.
+// deploy/kubernetes and the Dockerfile, read as a cluster and a builder would: the Kubernetes API schema, probes on the admin port's /livez and /readyz, configs our checker accepts, selectors that match, non-root read-only containers.
 
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
@@ -47,6 +47,23 @@ function portNumber(c: Obj, port: string | number): number {
   return typeof port === "number" ? port : c.ports.find((p: Obj) => p.name === port).containerPort;
 }
 
+/**
+ * What the Kubernetes API schema of `doc`'s apiVersion and kind finds wrong in it ("" when valid), through
+ * kubernetes-models' validators (generated from the Kubernetes OpenAPI spec).
+ */
+async function schemaProblems(doc: Obj): Promise<string> {
+  const [group, version] = String(doc.apiVersion).includes("/") ? String(doc.apiVersion).split("/") : [null, doc.apiVersion];
+  const mod = (await import(`kubernetes-models/${group ? `${group}/` : ""}${version}/${doc.kind}`)) as Record<string, new (d: Obj) => { validate(): void }>;
+  const Model = mod[doc.kind];
+  if (!Model) throw new Error(`kubernetes-models has no ${doc.apiVersion} ${doc.kind}`);
+  try {
+    new Model(doc).validate();
+    return "";
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 describe("deploy/kubernetes", () => {
   test("the manifests parse and name API versions and kinds", () => {
     expect(docs.length).toBeGreaterThanOrEqual(6);
@@ -61,6 +78,26 @@ describe("deploy/kubernetes", () => {
     const kinds = (dir: string) => docs.filter((d) => d.file.startsWith(`${dir}/`)).map((d) => d.doc.kind).sort();
     expect(kinds("standalone")).toEqual(["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]);
     expect(kinds("sidecar")).toEqual(["ConfigMap", "Deployment"]);
+  });
+
+  // Schema validation as kubeconform does it by default (types, required fields, formats; unknown fields are
+  // not refused, as without -strict): kubeconform is on no registry here, kubernetes-models carries the
+  // Kubernetes API's schemas as validators and runs offline.
+  test("every manifest validates against the Kubernetes API schema of its apiVersion and kind", async () => {
+    for (const { file, doc } of docs) {
+      const problems = await schemaProblems(doc);
+      expect({ file, kind: doc.kind, problems }).toEqual({ file, kind: doc.kind, problems: "" });
+    }
+  });
+
+  test("the schema check is live: a Deployment with a nameless container and a string port is refused", async () => {
+    const deployment = structuredClone(ofKind("Deployment", "standalone")[0]!);
+    const c = proxyContainer(deployment.spec.template.spec);
+    delete c.name;
+    c.ports[0].containerPort = String(c.ports[0].containerPort);
+    const problems = await schemaProblems(deployment);
+    expect(problems).toContain("must have required property name");
+    expect(problems).toContain("containerPort must be integer");
   });
 
   for (const dir of ["standalone", "sidecar"]) {
