@@ -22,6 +22,7 @@ import { startAdmin } from "./admin/http.ts";
 import { FailoverController } from "./cluster/failover.ts";
 import { startModules } from "./core/module-host.ts";
 import { withNode } from "./cluster/node-sql.ts";
+import { ReplicationConnection } from "./server/replication-stream.ts";
 import { applyReload, busyServers, nodeLost, nodeUsable, primaryMoved } from "./server/pool-reactions.ts";
 import { restartOnlyChanges } from "./config/restart-keys.ts";
 import { configureLogging } from "./util/log.ts";
@@ -189,6 +190,9 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   const modules = await startModules(cfg, () => ctx.cluster, (database, sql, params) => {
     const h = ctx.config.health;
     return withNode(ctx.primaryEndpoint(), { user: h.user, database, password: h.password || null }, h.check_timeout_secs * 1000, (db) => db.query(sql, params, h.check_timeout_secs * 1000));
+  }, (database) => {
+    const h = ctx.config.health;
+    return ReplicationConnection.open(ctx.primaryEndpoint(), { user: h.user, database, password: h.password || null }, "heliosproxy-cache", h.check_timeout_secs * 1000);
   });
   ctx.hooks = modules.hooks;
   ctx.startupHooks = modules.startup;

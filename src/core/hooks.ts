@@ -319,6 +319,12 @@ export interface ModuleHost {
    * rejects with the server's error or after a timeout.
    */
   catalogQuery?(database: string, sql: string, params?: string[]): Promise<(string | null)[][]>;
+  /**
+   * Open a logical replication connection (replication=database) to the current primary in
+   * `database`, as the health checker's user (it needs REPLICATION or superuser). Rejects with an
+   * error carrying `code` (the server's SQLSTATE) when the login fails.
+   */
+  replicationConnection?(database: string): Promise<ReplicationLink>;
   /** Nodes as the cluster sees them now. */
   nodes(): readonly NodeInfo[];
   /**
@@ -331,6 +337,23 @@ export interface ModuleHost {
    * after a failover it can be resolved, replayed and moved to the new primary (ha-tr).
    */
   journalTransactions(settings: ReplaySettings): ReplayRegistry;
+}
+
+/** A replication=database connection lent to a module (ModuleHost.replicationConnection). */
+export interface ReplicationLink {
+  /** Name of the node it is connected to. */
+  readonly node: string;
+  /** Run one replication command (CREATE_REPLICATION_SLOT ...) or SQL; rows as text; rejects with `code`. */
+  command(sql: string, timeoutMs: number): Promise<(string | null)[][]>;
+  /**
+   * Enter copy-both (START_REPLICATION ...): resolves once the server answers CopyBothResponse.
+   * `data` gets each CopyData payload (a view valid only during the call); `end` is called once
+   * when the stream stops for any reason after it started.
+   */
+  stream(sql: string, handlers: { data(payload: Uint8Array): void; end(reason: string): void }, timeoutMs: number): Promise<void>;
+  /** Send one CopyData message (standby status updates). */
+  send(payload: Uint8Array): void;
+  close(): void;
 }
 
 /** Commit positions the proxy learned (bytes of WAL; 0 = none known). */

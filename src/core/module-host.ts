@@ -7,7 +7,7 @@ import type { Cluster, ClusterEvent } from "../cluster/cluster.ts";
 import type { StartupHook } from "./startup-hooks.ts";
 import { CommitTracker } from "./commit-positions.ts";
 import { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
-import type { Hooks, ModuleHost, NodeInfo, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
+import type { Hooks, ModuleHost, NodeInfo, ReplicationLink, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
 
 export type RouteHandler = (req: Request, url: URL) => Response | Promise<Response>;
 
@@ -43,6 +43,7 @@ export async function startModules(
   cfg: HeliosConfig,
   cluster: () => Cluster,
   catalogQuery?: (database: string, sql: string, params?: string[]) => Promise<(string | null)[][]>,
+  replicationConnection?: (database: string) => Promise<ReplicationLink>,
 ): Promise<StartedModules> {
   const routes = new Map<string, RouteHandler>();
   const shows = new Map<string, () => ShowResult>();
@@ -72,6 +73,7 @@ export async function startModules(
       metrics.push(render);
     },
     ...(catalogQuery !== undefined ? { catalogQuery } : {}),
+    ...(replicationConnection !== undefined ? { replicationConnection } : {}),
     nodes(): readonly NodeInfo[] {
       return cluster()
         .snapshot()

@@ -1,4 +1,4 @@
-// The query cache's pure parts: statement shapes and hints, parse-tree analysis, request forms, tiers, session keys.
+// The query cache's pure parts: statement shapes and hints, parse-tree analysis, request forms, tiers, session keys, the pgoutput decoder.
 
 import { beforeAll, describe, expect, test } from "bun:test";
 import { loadParser, parseSql } from "../../src/sql/classify.ts";
@@ -7,6 +7,7 @@ import { cacheable, replyFor, requestForm } from "../../src/modules/query-cache/
 import { SessionKey } from "../../src/modules/query-cache/sessions.ts";
 import { shapeOf } from "../../src/modules/query-cache/shape.ts";
 import { CacheStore } from "../../src/modules/query-cache/store.ts";
+import { ChangeDecoder, statusUpdate } from "../../src/modules/query-cache/pgoutput.ts";
 import * as F from "../support/frames.ts";
 
 beforeAll(loadParser);
@@ -205,5 +206,53 @@ describe("session key", () => {
     expect(j.unknown).toBe(true);
     step(j, "DISCARD ALL", "I", "DISCARD ALL");
     expect(j.unknown).toBe(false);
+  });
+});
+
+describe("pgoutput decoder", () => {
+  const be = (n: number, bytes: number) => Array.from({ length: bytes }, (_, i) => Math.floor(n / 256 ** (bytes - 1 - i)) % 256);
+  const cstr = (t: string) => [...new TextEncoder().encode(t), 0];
+  /** XLogData ('w') carrying one pgoutput message. */
+  const xlog = (msg: number[]) => new Uint8Array([119, ...be(0, 24), ...msg]);
+  const relation = (oid: number, ns: string, name: string) => xlog([82, ...be(oid, 4), ...cstr(ns), ...cstr(name), 100, 0, 0]);
+  const change = (kind: string, oid: number) => xlog([kind.charCodeAt(0), ...be(oid, 4), 78, 0, 0]);
+  const commit = (endLsn: number) => xlog([67, 0, ...be(endLsn - 8, 8), ...be(endLsn, 8), ...be(0, 8)]);
+  const begin = xlog([66, ...be(0, 20)]);
+
+  test("a committed transaction names the tables it changed; relations not announced mean everything", () => {
+    const d = new ChangeDecoder();
+    expect(d.step(begin)).toBeNull();
+    d.step(relation(16384, "public", "kv"));
+    d.step(relation(16390, "app", "orders"));
+    d.step(change("I", 16384));
+    d.step(change("U", 16390));
+    d.step(change("D", 16384));
+    expect(d.step(commit(0x1_0000_0100))!.committed).toEqual(new Set(["kv", "orders"]));
+    expect(d.processed).toBe(0x1_0000_0100);
+    d.step(begin);
+    d.step(xlog([84, ...be(2, 4), 0, ...be(16384, 4), ...be(16390, 4)])); // TRUNCATE kv, orders
+    expect(d.step(commit(0x1_0000_0200))!.committed).toEqual(new Set(["kv", "orders"]));
+    d.step(begin);
+    d.step(change("I", 99));
+    expect(d.step(commit(0x1_0000_0300))!.committed).toBe("all");
+    // A transaction that changed nothing published asks for nothing.
+    d.step(begin);
+    expect(d.step(commit(0x1_0000_0400))).toBeNull();
+    expect(d.commits).toBe(4);
+  });
+
+  test("keepalives: an answer when asked, and progress outside a transaction only", () => {
+    const d = new ChangeDecoder();
+    const keepalive = (walEnd: number, reply: number) => new Uint8Array([107, ...be(walEnd, 8), ...be(0, 8), reply]);
+    expect(d.step(keepalive(500, 1))).toEqual({ replyNow: true });
+    expect(d.processed).toBe(500);
+    d.step(begin);
+    expect(d.step(keepalive(900, 0))).toBeNull();
+    expect(d.processed).toBe(500);
+    const r = statusUpdate(0x2_0000_0010, true);
+    expect(r.length).toBe(34);
+    expect(r[0]).toBe(114);
+    expect(Array.from(r.subarray(1, 9))).toEqual(be(0x2_0000_0010, 8));
+    expect(r[33]).toBe(1);
   });
 });

@@ -2,6 +2,7 @@
 
 import type { ModuleHost } from "../../core/hooks.ts";
 import { globTest, type CacheStore } from "./store.ts";
+import type { WalInvalidation } from "./wal.ts";
 
 export interface CacheCounters {
   /** Requests that could have been cached but the session could not use the cache (transaction, unknown settings...). */
@@ -27,7 +28,7 @@ function hitPercentiles(c: CacheCounters): { p50: number; p99: number; samples: 
   return { p50: at(0.5), p99: at(0.99), samples: n };
 }
 
-export function cacheReport(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, top = 10) {
+export function cacheReport(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, top = 10, wal: WalInvalidation | null = null) {
   const t = store.tiers;
   const s = t.stats();
   const c = t.counters;
@@ -49,6 +50,9 @@ export function cacheReport(store: CacheStore, counters: CacheCounters, limits: 
     too_large: counters.tooLarge,
     from_standby: counters.fromStandby,
     invalidations: { events: store.invalidations.events, entries: store.invalidations.entries, raced_fills: store.invalidations.racedFills },
+    invalidation: wal === null ? "proxy" : "wal",
+    // Per database: its stream's state; a database whose stream does not run is not cached, and `problem` says why.
+    ...(wal === null ? {} : { wal: { problem: wal.problem(), transactions: wal.invalidations, databases: wal.report() } }),
     top: t.top(top).map((x) => ({ tier: x.tier, fingerprint: x.entry.fingerprint, query: x.entry.structure, tables: x.entry.tables, hits: x.entry.hits, bytes: x.bytes })),
   };
 }
@@ -70,7 +74,7 @@ export function invalidate(store: CacheStore, body: Record<string, unknown>): { 
 }
 
 /** The cache's series for GET /metrics. */
-export function metricsText(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }): string {
+export function metricsText(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, wal: WalInvalidation | null = null): string {
   const t = store.tiers;
   const s = t.stats();
   const c = t.counters;
@@ -91,13 +95,18 @@ export function metricsText(store: CacheStore, counters: CacheCounters, limits: 
   series("entries", "gauge", "Entries held, by tier.", [['{tier="l1"}', s.l1.entries], ['{tier="l2"}', s.l2.entries]]);
   series("bytes", "gauge", "Bytes held, by tier.", [['{tier="l1"}', s.l1.bytes], ['{tier="l2"}', s.l2.bytes]]);
   series("max_bytes", "gauge", "Byte limit, by tier.", [['{tier="l1"}', limits.l1], ['{tier="l2"}', limits.l2]]);
+  if (wal !== null) {
+    const dbs = Object.entries(wal.report());
+    series("wal_streaming", "gauge", "1 while the database's replication stream runs (its reads are cached only then).", dbs.map(([db, r]) => [`{database="${db.replace(/["\\\n]/g, "_")}"}`, r.state === "streaming" ? 1 : 0]));
+    series("wal_transactions_total", "counter", "Committed transactions from the replication streams that dropped entries.", [["", wal.invalidations]]);
+  }
   return lines.join("\n") + "\n";
 }
 
-export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }): void {
+export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, wal: WalInvalidation | null = null): void {
   host.addRoute("GET", "/cache", (_req, url) => {
     const top = Math.min(Math.max(Number(url.searchParams.get("top") ?? 10) || 10, 1), 1000);
-    return Response.json(cacheReport(store, counters, limits, top));
+    return Response.json(cacheReport(store, counters, limits, top, wal));
   });
   host.addRoute("POST", "/cache/invalidate", async (req) => {
     let body: unknown = {};
@@ -113,7 +122,7 @@ export function registerAdmin(host: ModuleHost, store: CacheStore, counters: Cac
     const r = invalidate(store, body as Record<string, unknown>);
     return Response.json(r, { status: "error" in r ? 400 : 200 });
   });
-  host.addMetrics?.(() => metricsText(store, counters, limits));
+  host.addMetrics?.(() => metricsText(store, counters, limits, wal));
   host.addShow("cache", () => {
     const r = cacheReport(store, counters, limits, 0);
     return {

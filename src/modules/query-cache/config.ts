@@ -21,8 +21,14 @@ export interface QueryCacheSettings {
   enabled: boolean;
   /** "all": every cacheable statement; "allow_list": only statements matched by a rule or a `cache` hint. */
   mode: "all" | "allow_list";
-  /** How invalidation learns of writes: "proxy" (writes through this proxy, TTL for the rest). */
+  /** How invalidation learns of writes: "proxy" (writes through this proxy, TTL for the rest), "wal" (also every commit on the primary, from a logical replication stream). */
   invalidation: "proxy" | "wal";
+  /** wal: the publication streamed (made FOR ALL TABLES in each database when missing). */
+  wal_publication: string;
+  /** wal: temporary slots are named this plus a random suffix. */
+  wal_slot_prefix: string;
+  /** wal: a stream silent this long counts as lost (the cache is flushed and bypassed until it runs again). */
+  wal_timeout_secs: number;
   /** Longest life of an entry: the staleness bound for writes that bypass the proxy. */
   ttl_secs: number;
   /** Bytes of the hot tier (exact reply bytes). */
@@ -49,9 +55,12 @@ const MAX_BYTES = 2 ** 40;
 const YEAR = 31_536_000;
 const NAMES = { kind: "strings", doc: "Table names." } as const;
 
-export const config = moduleConfig<QueryCacheSettings>("Result cache for read-only statements: L1 exact reply bytes, L2 compressed, invalidated by writes through the proxy and TTL.", {
+export const config = moduleConfig<QueryCacheSettings>("Result cache for read-only statements: L1 exact reply bytes, L2 compressed, invalidated by writes through the proxy (or every commit, from a logical replication stream) and TTL.", {
   mode: { kind: "enum", default: "all", values: ["all", "allow_list"], doc: "all: every cacheable statement; allow_list: only statements a rule or a /*+ cache */ hint names." },
-  invalidation: { kind: "enum", default: "proxy", values: ["proxy", "wal"], doc: "proxy: writes through this proxy drop entries at commit; writes elsewhere are bounded by ttl_secs (wal is not implemented)." },
+  invalidation: { kind: "enum", default: "proxy", values: ["proxy", "wal"], doc: "proxy: writes through this proxy drop entries at commit, writes elsewhere are bounded by ttl_secs; wal: also every commit on the primary, read from a logical replication stream (wal_level = logical)." },
+  wal_publication: { kind: "string", default: "heliosproxy_cache", doc: "wal: the publication streamed; created FOR ALL TABLES in each database the cache serves when missing (an existing one must be FOR ALL TABLES)." },
+  wal_slot_prefix: { kind: "string", default: "heliosproxy_cache", doc: "wal: temporary replication slots (one per database, gone with the proxy's connection) are named this plus a random suffix." },
+  wal_timeout_secs: { kind: "int", default: 5, min: 1, max: 3600, doc: "wal: a stream with no message for this long counts as lost: the cache is flushed and not used until it runs again." },
   ttl_secs: { kind: "int", default: 60, min: 1, max: YEAR, doc: "Longest life of an entry (the staleness bound for writes that bypass the proxy)." },
   l1_max_bytes: { kind: "int", default: 64 * 1024 * 1024, min: 4096, max: MAX_BYTES, doc: "Bytes of the hot tier (exact reply bytes)." },
   l2_max_bytes: { kind: "int", default: 256 * 1024 * 1024, min: 0, max: MAX_BYTES, doc: "Bytes of the warm tier, entries aged out of L1 kept compressed (0 = no warm tier)." },
@@ -81,7 +90,9 @@ const lowerMap = (m: Readonly<Record<string, readonly string[]>>) => Object.from
 /** Checks beyond each key's own range, on the validated section; names folded to lower case. */
 export function configure(section: Readonly<Record<string, unknown>>): QueryCacheSettings {
   const s = section as unknown as QueryCacheSettings;
-  if (s.invalidation === "wal") throw new ModuleConfigError("invalidation", `"wal" (following a logical replication slot) is not implemented in this version; use "proxy" (writes through the proxy, ttl_secs for the rest)`);
+  const ident = /^[a-z_][a-z0-9_]*$/;
+  if (!ident.test(s.wal_publication) || s.wal_publication.length > 63) throw new ModuleConfigError("wal_publication", `expected a lower-case name of letters, digits and _ (at most 63), got "${s.wal_publication}"`);
+  if (!ident.test(s.wal_slot_prefix) || s.wal_slot_prefix.length > 54) throw new ModuleConfigError("wal_slot_prefix", `expected a lower-case name of letters, digits and _ (at most 54: a 9-character suffix is added), got "${s.wal_slot_prefix}"`);
   if (s.max_result_bytes > s.l1_max_bytes) throw new ModuleConfigError("max_result_bytes", `expected at most l1_max_bytes (${s.l1_max_bytes}), got ${s.max_result_bytes}`);
   s.rules.forEach((r, i) => {
     if (r.table === "" && r.fingerprint === "" && r.user === "") throw new ModuleConfigError(`rules[${i}]`, "a rule needs table, fingerprint or user");

@@ -11,6 +11,7 @@ import { Relations, type CatalogQuery } from "./relations.ts";
 import { SessionKey } from "./sessions.ts";
 import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
 import { CacheStore, type Snapshot } from "./store.ts";
+import { WalInvalidation } from "./wal.ts";
 
 const EMPTY = new Uint8Array(0);
 const UNNAMED_GONE = { kind: "reject", sqlstate: "26000", message: "unnamed prepared statement does not exist (its Parse was answered from the query cache; send Parse again)" } as const;
@@ -20,7 +21,7 @@ interface Pending {
   readonly analysis: Analysis;
   readonly text: string;
   /** Set when the reply is to be stored. */
-  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string };
+  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string; walGen: number };
   /** The module answered it (the proxy may still send it on when earlier replies are owed). */
   answered?: boolean;
 }
@@ -40,6 +41,8 @@ export class QueryCache implements Hooks {
   private readonly sessions = new Map<number, SessionKey>();
   private readonly pending = new WeakMap<QueryCtx, Pending>();
   readonly relations: Relations;
+  /** Set with invalidation = "wal": the replication streams that report commits made anywhere. */
+  wal: WalInvalidation | null = null;
 
   constructor(
     private readonly s: QueryCacheSettings,
@@ -127,6 +130,12 @@ export class QueryCache implements Hooks {
       this.counters.bypassed++;
       return;
     }
+    // wal: only while the database's stream runs can a write made elsewhere be noticed.
+    const walGen = this.wal === null ? 0 : this.wal.generation(q.session.database);
+    if (this.wal !== null && walGen === 0) {
+      this.counters.bypassed++;
+      return;
+    }
     const ttlSecs = this.ttlFor(q, shape, a);
     if (ttlSecs === 0) {
       this.counters.uncacheable++;
@@ -146,7 +155,7 @@ export class QueryCache implements Hooks {
       }
       key += `\u0000${v.length}:${v}`;
     }
-    const p: Pending = { analysis: a, text, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure } };
+    const p: Pending = { analysis: a, text, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen } };
     this.pending.set(q, p);
     // Kept either way: a hit the proxy cannot use yet (earlier replies still owed) goes to the server and refills.
     q.captureReply?.(this.s.max_result_bytes);
@@ -188,6 +197,8 @@ export class QueryCache implements Hooks {
       this.counters.fromStandby++;
       return;
     }
+    // The stream broke while the request ran: a commit it would have reported may be missing.
+    if (this.wal !== null && !this.wal.unbroken(r.query.session.database, f.walGen)) return;
     if (r.reply === undefined) {
       this.counters.tooLarge++;
       return;
@@ -208,12 +219,19 @@ export class QueryCache implements Hooks {
 
   onServerEvent(e: ClusterEvent): void {
     // A new primary may not have every commit the old one acknowledged: nothing cached stays.
-    if (e.type === "PrimaryChanged") this.store.written("all");
+    if (e.type === "PrimaryChanged") {
+      this.store.written("all");
+      this.wal?.primaryChanged();
+    }
   }
 
   private session(s: SessionCtx): SessionKey {
     let st = this.sessions.get(s.id);
-    if (st === undefined) this.sessions.set(s.id, (st = new SessionKey(s)));
+    if (st === undefined) {
+      this.sessions.set(s.id, (st = new SessionKey(s)));
+      // wal: the database's stream starts with its first session, before its first cacheable read.
+      this.wal?.generation(s.database);
+    }
     return st;
   }
 
@@ -298,7 +316,9 @@ const queryCache: ProxyModule<QueryCacheSettings> = {
   async start(settings, host) {
     await loadParser();
     const cache = new QueryCache(settings, host.catalogQuery?.bind(host), () => host.nodes().find((n) => n.role === "primary")?.name ?? "");
-    registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes });
+    if (settings.invalidation === "wal")
+      cache.wal = new WalInvalidation(host, { publication: settings.wal_publication, slotPrefix: settings.wal_slot_prefix, timeoutMs: settings.wal_timeout_secs * 1000 }, (tables) => cache.store.written(tables));
+    registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes }, cache.wal);
     return cache;
   },
 };
