@@ -3,12 +3,12 @@
 //   bun bench/failover.ts [--quick] [--runs N] [--only ID,...] [--json PATH] [--no-doc] [--note TEXT]
 
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
-import pg from "pg";
 import type { FailoverRecord } from "../src/cluster/failover.ts";
 import { LEDGER_DDL, checkLedger, type LedgerWrite } from "../test/support/ledger.ts";
 import { adminApi, startClusterProxy, startPgCluster, SYNC_LAYOUT, type PgCluster } from "../test/support/pg-cluster.ts";
 import type { RunningProxy } from "../test/support/proxy.ts";
-import { codeVersion, commandLine, fmt, median, parseFlags, sh, updateDoc } from "./lib.ts";
+import { codeVersion, commandLine, cpuBusy, fmt, loadavg, median, parseFlags, pct, sh, updateDoc } from "./lib.ts";
+import { WriteLoad } from "./write-load.ts";
 
 // ---- options ------------------------------------------------------------------------------
 
@@ -79,127 +79,6 @@ const LOAD = {
   sparse: { clients: 2, everyMs: 200 },
   idle: { clients: 2, everyMs: 200 },
 } as const;
-
-interface WriteError {
-  /** performance.now() when the failed write (or transaction) was sent, and when it failed. */
-  sentAt: number;
-  at: number;
-  code: string;
-  message: string;
-  /** "write" (autocommit INSERT) or "tx" (the multi-statement transaction client). */
-  source: "write" | "tx";
-}
-
-const TIMEOUT_MS = 15_000;
-
-function pgError(e: unknown): { code: string; message: string } {
-  const err = e as Error & { code?: string };
-  return { code: err.code ?? "client", message: err.message.replace(/\s+/g, " ").slice(0, 160) };
-}
-
-async function connect(port: number): Promise<pg.Client> {
-  const c = new pg.Client({ host: "127.0.0.1", port, user: "postgres", database: "app", connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
-}
-
-/**
- * Autocommit INSERTs of unique ids through the proxy (the ledger of test/support/ledger.ts),
- * recording when each was sent and acknowledged and, unlike LedgerLoad, when a failed one was
- * sent (to tell writes in flight at the kill from writes issued during the failover). A client
- * whose write fails reconnects. Optionally one more client runs short multi-statement transactions.
- */
-class WriteLoad {
-  readonly acked: LedgerWrite[] = [];
-  readonly errors: WriteError[] = [];
-  /** Commits of the transaction client (id of its row; port 0). */
-  readonly txAcked: LedgerWrite[] = [];
-  private running = true;
-  /** While set, writers send nothing (and finish what they sent). */
-  paused = false;
-  private readonly done: Promise<void>[];
-
-  constructor(port: number, o: { clients: number; everyMs: number; transactions: boolean }) {
-    this.done = Array.from({ length: o.clients }, (_, w) => this.writer(w, port, o.everyMs, o.clients));
-    if (o.transactions) this.done.push(this.txClient(port));
-  }
-
-  private async writer(w: number, port: number, everyMs: number, clients: number): Promise<void> {
-    // Sparse writers start spread over one period so their writes interleave.
-    if (everyMs > 0) await Bun.sleep((everyMs / clients) * w);
-    let c: pg.Client | null = null;
-    let seq = 0;
-    while (this.running) {
-      if (this.paused) {
-        await Bun.sleep(5);
-        continue;
-      }
-      const id = (w + 1) * 1_000_000 + ++seq;
-      const sentAt = performance.now();
-      try {
-        c ??= await connect(port);
-        const r = await c.query({ text: `INSERT INTO ledger (id, writer) VALUES (${id}, ${w}) RETURNING inet_server_port()`, rowMode: "array" });
-        this.acked.push({ id, sentAt, ackAt: performance.now(), port: Number(r.rows[0][0]) });
-      } catch (e) {
-        this.errors.push({ sentAt, at: performance.now(), source: "write", ...pgError(e) });
-        await c?.end().catch(() => {});
-        c = null;
-      }
-      if (everyMs > 0) {
-        const wait = sentAt + everyMs - performance.now();
-        if (wait > 0) await Bun.sleep(wait);
-      }
-    }
-    await c?.end().catch(() => {});
-  }
-
-  /** BEGIN; INSERT; 20 ms; UPDATE; COMMIT, over and over (as test/ha/switchover.test.ts). */
-  private async txClient(port: number): Promise<void> {
-    let c: pg.Client | null = null;
-    let n = 0;
-    while (this.running) {
-      const id = 90_000_000 + ++n;
-      const sentAt = performance.now();
-      try {
-        c ??= await connect(port);
-        await c.query("BEGIN");
-        await c.query(`INSERT INTO ledger (id, writer) VALUES (${id}, 50)`);
-        await Bun.sleep(20);
-        await c.query(`UPDATE ledger SET writer = 51 WHERE id = ${id}`);
-        await c.query("COMMIT");
-        this.txAcked.push({ id, sentAt, ackAt: performance.now(), port: 0 });
-      } catch (e) {
-        this.errors.push({ sentAt, at: performance.now(), source: "tx", ...pgError(e) });
-        await c?.end().catch(() => {});
-        c = null;
-      }
-    }
-    await c?.end().catch(() => {});
-  }
-
-  /** The first write acknowledged after `t` by a backend other than `notPort`. */
-  firstAckAfter(t: number, notPort: number): LedgerWrite | undefined {
-    let best: LedgerWrite | undefined;
-    for (const a of this.acked) if (a.ackAt >= t && a.port !== notPort && (best === undefined || a.ackAt < best.ackAt)) best = a;
-    return best;
-  }
-
-  async waitAckAfter(t: number, notPort: number, limitMs: number): Promise<LedgerWrite> {
-    const t0 = performance.now();
-    for (;;) {
-      const a = this.firstAckAfter(t, notPort);
-      if (a) return a;
-      if (performance.now() - t0 > limitMs) throw new Error(`no write acknowledged by a new primary within ${limitMs} ms; last errors: ${JSON.stringify(this.errors.slice(-3))}`);
-      await Bun.sleep(5);
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.done);
-  }
-}
 
 // ---- CPU used by other work ---------------------------------------------------------------------
 
@@ -524,13 +403,6 @@ async function switchoverRun(s: Scenario, run: number, runs: number): Promise<Ru
 
 // ---- statistics and the report ----------------------------------------------------------------
 
-/** Nearest-rank percentile (with fewer than 100 runs, p99 is the largest value). */
-function pct(xs: number[], p: number): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  return v[Math.min(v.length - 1, Math.max(0, Math.ceil((p / 100) * v.length) - 1))]!;
-}
-
 const nums = (xs: (number | null)[]): number[] => xs.filter((x): x is number => x !== null && Number.isFinite(x));
 const ms = (x: number) => fmt(x, 0);
 const triple = (xs: number[]) => `${ms(median(xs))} / ${ms(pct(xs, 99))} / ${ms(Math.max(...xs))}`;
@@ -541,21 +413,6 @@ function codes(errors: { code: string }[]): string {
   for (const e of errors) m.set(e.code, (m.get(e.code) ?? 0) + 1);
   return [...m].map(([k, n]) => `${k} ×${n}`).join(", ");
 }
-
-/** CPU busy share (all processes) over `msWindow`, from /proc/stat. */
-function cpuBusy(msWindow: number): number {
-  const read = () => {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3]! + (f[4] ?? 0);
-    return { idle, total: f.reduce((a, b) => a + b, 0) };
-  };
-  const a = read();
-  Bun.sleepSync(msWindow);
-  const b = read();
-  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : NaN;
-}
-
-const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 
 function report(o: Options, scenarios: Scenario[], results: Map<string, Run[]>, failed: FailedRun[], meta: { busyBefore: number; busyAfter: number; loadStart: string; loadEnd: string; minutes: number; pgVersion: string; started: string }): string {
   const crash = scenarios.filter((s) => s.kind === "crash");

@@ -45,6 +45,13 @@ export function median(xs: number[]): number {
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 }
 
+/** Nearest-rank percentile (with fewer than 100 runs, p99 is the largest value). */
+export function pct(xs: number[], p: number): number {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v[Math.min(v.length - 1, Math.max(0, Math.ceil((p / 100) * v.length) - 1))]!;
+}
+
 export function fmt(x: number, digits = 0): string {
   if (!Number.isFinite(x)) return "n/a";
   return x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -378,6 +385,21 @@ export async function runPgbench(args: string[], port: number, db: string): Prom
   return parsePgbench(out, err, code);
 }
 
+/** CPU busy share (all processes) over `msWindow`, from /proc/stat. */
+export function cpuBusy(msWindow: number): number {
+  const read = () => {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  Bun.sleepSync(msWindow);
+  const b = read();
+  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : NaN;
+}
+
+export const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+
 // ---- docs/benchmarks.md ----------------------------------------------------------------------
 
 const DOC_HEADER = `# Benchmarks
@@ -461,7 +483,7 @@ export function sectionTitle(title: string, script: string, machine: MachineInfo
 
 /** sectionTitle, then a line with the wall time, the load at the end and the note. */
 export function sectionHead(title: string, script: string, machine: MachineInfo, startedAt: number, note: string): string[] {
-  const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const load = loadavg();
   const minutes = ((Date.now() - startedAt) / 60000).toFixed(1);
   return [...sectionTitle(title, script, machine), `- Run took ${minutes} min; load average at the end: ${load}${note ? `; note: ${note}` : ""}`];
 }

@@ -1,11 +1,11 @@
 // A fleet of proxies coordinated through a real etcd in front of one real cluster: one leader, one promotion and one N0 per failover, shared drain, no promotion without etcd.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { adminApi, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
+import { adminApi, promoteRequests, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
 import { startEtcd, type EtcdServer } from "../support/etcd.ts";
 import { LEDGER_DDL, LedgerLoad, checkLedger } from "../support/ledger.ts";
 import { freePort, type RunningProxy } from "../support/proxy.ts";
@@ -65,12 +65,7 @@ async function until<T>(what: string, check: () => Promise<T | null | undefined 
   }
 }
 
-/** "received promote request" lines in every node's server log: one per pg_promote() that promoted. */
-function promotions(): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const n of cluster().dev.nodes) out[n.name] = existsSync(n.logFile) ? (readFileSync(n.logFile, "utf8").match(/received promote request/g) ?? []).length : 0;
-  return out;
-}
+const promotions = () => promoteRequests(cluster());
 
 const live = () => proxies.filter((p) => p.proc.exitCode === null && p.proc.signalCode === null);
 

@@ -1,6 +1,7 @@
 // Test fixture: a primary + sync standby + async standby cluster (src/devcluster) per test file, with helpers for proxy configs.
 
 import { afterAll, beforeAll } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { DevCluster, type DevClusterOptions, type DevNode, type StopMode } from "../../src/devcluster/cluster.ts";
 import type { PsqlOptions } from "../../src/devcluster/node.ts";
@@ -356,4 +357,11 @@ export class QueryLoop {
     this.running = false;
     await Promise.all(this.done);
   }
+}
+
+/** "received promote request" lines in every node's server log, by node: one per pg_promote() (or promote_command) that promoted it. */
+export function promoteRequests(c: PgCluster): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const n of c.dev.nodes) out[n.name] = existsSync(n.logFile) ? (readFileSync(n.logFile, "utf8").match(/received promote request/g) ?? []).length : 0;
+  return out;
 }
