@@ -84,7 +84,9 @@ function onClusterEvent(ctx: ProxyContext, e: ClusterEvent): void {
   const isPrimary = (e.type === "NodeDown" || e.type === "NodeUp") && ctx.cluster.primary().name === e.node;
   // Hold requests for a lost primary before its waiters are routed again (they then wait in the buffer).
   if (e.type === "NodeDown" && isPrimary) ctx.failover?.primaryDown(e.node, e.reason);
+  if (isPrimary || e.type === "PrimaryChanged") ctx.fleet?.viewChanged();
   if (e.type === "PrimaryChanged") {
+    ctx.failover?.primaryChanged(e);
     primaryMoved(ctx.allPools(), ctx.pools, e.from, `primary moved to ${e.to} (epoch ${e.epoch})`);
     log.warn(`primary is now ${e.to} (was ${e.from}; epoch ${e.epoch}): ${e.reason}`);
     ctx.failover?.awaitWritablePrimary(`waiting for ${e.to} to finish its promotion`);
@@ -206,7 +208,13 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   let watch = watchCluster(ctx, cfg);
   if (cfg.coordination.backend === "etcd") {
     ctx.fleet = new Fleet(
-      { cluster: () => ctx.cluster, config: () => ctx.config, failover: () => ctx.failover, setPaused: (paused) => (paused ? pause(ctx, null) : resume(ctx, null)) },
+      {
+        cluster: () => ctx.cluster,
+        config: () => ctx.config,
+        failover: () => ctx.failover,
+        setPaused: (paused) => (paused ? pause(ctx, null) : resume(ctx, null)),
+        suspect: (node) => ctx.health?.probeNow(node) ?? Promise.resolve(true),
+      },
       cfg.coordination,
     );
     await ctx.fleet.start();

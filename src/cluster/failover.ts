@@ -81,6 +81,17 @@ export class FailoverRefused extends Error {
 }
 
 const HISTORY = 100;
+
+/** One primary change this proxy followed, by its local epoch, and the N0 it holds for it. */
+interface PrimaryChange {
+  epoch: number;
+  from: string;
+  to: string;
+  /** null: none (followed by probing without the fleet's record, set by a provider or the admin API). */
+  n0: string | null;
+  /** Requests wait for the fleet's record of this change, which brings its N0. */
+  awaitingRecord: boolean;
+}
 /** Statements that take a reachable old primary out of service (HA.md, soft fence). */
 const FENCE_SQL = [
   "ALTER SYSTEM SET default_transaction_read_only = on",
@@ -208,6 +219,49 @@ export class FailoverController {
     return this.records;
   }
 
+  /** Every primary change followed, oldest first (bounded); `changesBefore`: epochs trimmed off its start. */
+  private readonly changes: PrimaryChange[] = [];
+  private changesBefore = 0;
+
+  /**
+   * The primary changed (every PrimaryChanged event). A change this controller or the fleet's
+   * record made gets its N0 from them (knowN0); one found by probing gets the fleet's only if
+   * requests waited for its record (awaitWritablePrimary); any other has none.
+   */
+  primaryChanged(e: { epoch: number; from: string; to: string }): void {
+    this.changes.push({ ...e, n0: null, awaitingRecord: false });
+    if (this.changes.length > HISTORY) this.changesBefore = this.changes.shift()!.epoch;
+  }
+
+  /**
+   * The N0 of the change of `epoch`. `own`: this controller made it, or the fleet's record did
+   * (not merely confirmed one found by probing). A change found by probing takes the record's N0
+   * only when requests waited for that record: a proxy cut off from etcd sent writes there before
+   * it could know the record, and may have sent them before the leader took N0.
+   */
+  private knowN0(epoch: number, n0: string | null, from: string, to: string, own: boolean): void {
+    const c = this.changes.find((x) => x.epoch === epoch);
+    if (c === undefined) return;
+    if (c.n0 === null && (own || c.awaitingRecord) && c.from === from && c.to === to) c.n0 = n0;
+    c.awaitingRecord = false;
+  }
+
+  /** The fleet's record of the change to `to` did not come in time: it is followed without an N0. */
+  followWithoutRecord(to: string, why: string): void {
+    for (const c of this.changes) if (c.to === to) c.awaitingRecord = false;
+    this.releaseDownHold(why);
+  }
+
+  /**
+   * The N0 of the first primary change after local epoch `epoch` (a COMMIT sent in that epoch was
+   * in doubt across it); null when this proxy holds none for that change: commit-outcome
+   * resolution then trusts only answers that need no N0 (recovery-plan.ts, afterLookup).
+   */
+  n0After(epoch: number): string | null {
+    if (epoch < this.changesBefore) return null;
+    return this.changes.find((c) => c.epoch > epoch)?.n0 ?? null;
+  }
+
   /** Failovers and switchovers finished since start, counted by kind, trigger and result (never trimmed, unlike history). */
   finished(): { kind: FailoverKind; trigger: FailoverRecord["trigger"]; result: FailoverResult; count: number }[] {
     return [...this.finishedCounts.values()];
@@ -263,8 +317,15 @@ export class FailoverController {
     };
     if (this.running !== null || health === null) return;
     if (writable()) {
-      // Promoted elsewhere (found by probing): the hold for the lost primary ends, unless the fleet's record is still to come.
-      if (this.holdingForDownPrimary && this.deps.fleet?.()?.awaitRecord(cluster.primary().name) !== true) this.releaseDownHold(`primary is now ${cluster.primary().name}`);
+      // Promoted elsewhere (found by probing): under coordination requests wait for the fleet's record (its N0 comes before any write here).
+      const name = cluster.primary().name;
+      if (this.deps.fleet?.()?.awaitRecord(name) === true) {
+        const change = this.changes.findLast((c) => c.to === name);
+        if (change !== undefined && change.epoch === cluster.epoch) change.awaitingRecord = true;
+        if (this.deps.buffer.hold(`waiting for the fleet's record of ${name}`)) this.holdingForDownPrimary = true;
+        return;
+      }
+      if (this.holdingForDownPrimary) this.releaseDownHold(`primary is now ${name}`);
       return;
     }
     if (!this.deps.buffer.hold(reason)) return;
@@ -518,8 +579,8 @@ export class FailoverController {
     if (resumed && (await this.node(node, (db) => db.value("SELECT pg_is_in_recovery()::text"))) === "false") {
       this.step(rec, `${node.name} was promoted already`);
       await this.node(node, async (db) => {
-        await this.syncOnPromoted(rec, node, db);
         rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
+        await this.syncOnPromoted(rec, node, db);
       });
       return;
     }
@@ -537,10 +598,11 @@ export class FailoverController {
         if (performance.now() > deadline) throw new Error(`${node.name} still in recovery after ${s.promote_timeout_secs} s`);
         await Bun.sleep(10);
       }
+      // Transactions with xids from N0 on never reached the old primary's WAL (HA.md). Taken at once: a proxy
+      // that finds the node by probing (cut off from the fleet) may write there before this controller releases writes.
+      rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
       this.step(rec, `${node.name} promoted`);
       await this.syncOnPromoted(rec, node, db);
-      // Transactions with xids from N0 on never reached the old primary's WAL (HA.md).
-      rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
     });
   }
 
@@ -574,6 +636,7 @@ export class FailoverController {
   private finishMove(rec: FailoverRecord, cluster: Cluster, to: NodeView): void {
     cluster.setPrimary(to.name, `${rec.kind} #${rec.id}`, rec.epoch ?? 0);
     rec.epoch = cluster.epoch;
+    this.knowN0(rec.epoch, rec.n0, rec.from, to.name, true);
     rec.hold_ms = Math.round(this.deps.buffer.heldForMs() * 10) / 10;
     this.holdingForDownPrimary = false;
     this.alarm = "";
@@ -592,8 +655,10 @@ export class FailoverController {
       started_at: r.started_at, duration_ms: null, hold_ms: Math.round(this.deps.buffer.heldForMs() * 10) / 10, n0: r.n0, epoch: null,
       fence: r.fence, candidates: [], ack_floor: null, repointed: [], steps: [],
     };
+    const before = cluster.epoch;
     cluster.setPrimary(r.to, `${r.kind} by ${r.leader} (fleet epoch ${r.epoch})`, r.epoch);
     rec.epoch = cluster.epoch;
+    this.knowN0(rec.epoch, r.n0, r.from, r.to, cluster.epoch !== before);
     this.records.push(rec);
     if (this.records.length > HISTORY) this.records.shift();
     this.releaseDownHold(`primary is ${r.to} (fleet epoch ${r.epoch})`);
@@ -601,7 +666,7 @@ export class FailoverController {
   }
 
   /** Stop holding requests for a lost primary (a new one is known). */
-  releaseDownHold(why: string): void {
+  private releaseDownHold(why: string): void {
     if (!this.holdingForDownPrimary || this.running !== null) return;
     this.holdingForDownPrimary = false;
     this.alarm = "";

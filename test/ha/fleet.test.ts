@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { adminApi, promoteRequests, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
+import { adminApi, nodeState, promoteRequests, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
+import { FaultRelay } from "../support/fault-relay.ts";
 import { startEtcd, type EtcdServer } from "../support/etcd.ts";
 import { LEDGER_DDL, LedgerLoad, checkLedger } from "../support/ledger.ts";
 import { freePort, type RunningProxy } from "../support/proxy.ts";
@@ -114,6 +115,47 @@ test("drain through one proxy's admin API: every proxy of the fleet drains the n
   console.log(`drain seen by all three proxies in ${drainMs.toFixed(0)} ms`);
 });
 
+test("a follower that cannot reach the primary reports it down and promotes nothing; the leader probes it, finds it answering, and does not fail over", async () => {
+  const c = cluster();
+  const relay = await FaultRelay.start(c.node("node1").port);
+  const p5 = await startClusterProxy(c, { split: false, maxConnections: 5, health: { interval: 0.5, timeout: 1, failureThreshold: 2 }, ports: { node1: relay.port }, toml: fleetToml("p5", etcd.url) });
+  try {
+    const leaderName = await until("p5 in the fleet, under the same leader", async () => {
+      const f = await fleetOf(proxies[0]!);
+      return f.proxies.some((m: { name: string }) => m.name === "p5") && (await fleetOf(p5)).leader === f.leader ? (f.leader as string) : null;
+    }, 10_000);
+    const leader = proxies[Number(leaderName.slice(1)) - 1]!;
+    const before = promotions();
+    // p5 alone loses its path to node1.
+    await relay.close();
+    const reported = await until("the leader's note of p5's report and of its own probe", async () => {
+      const r = (await fleetOf(leader)).primary_down_reports.find((x: { proxy: string }) => x.proxy === "p5");
+      return r?.probe === "answered" ? r : null;
+    }, 10_000);
+    expect(reported).toMatchObject({ proxy: "p5", node: "node1" });
+    // p5's own heartbeat, as every proxy sees it: node1 down.
+    const seen = (await fleetOf(proxies[1]!)).proxies.find((m: { name: string }) => m.name === "p5");
+    expect(seen.view.nodes.node1).toBe("down");
+    expect(await nodeState(p5, "node1")).toBe("down");
+    // A few of the leader's probe intervals: no failover anywhere.
+    await Bun.sleep(1500);
+    expect(promotions()).toEqual(before);
+    for (const n of ["node2", "node3"]) expect(await c.psql(n, "SELECT pg_is_in_recovery()")).toBe("t");
+    for (const p of proxies) expect(await nodeState(p, "node1")).toBe("up");
+    const p5Failovers = (await adminApi(p5, "GET", "/failovers")).body;
+    expect(p5Failovers.failovers).toEqual([]);
+    expect(p5Failovers.primary).toBe("node1");
+    expect((await fleetOf(p5)).is_leader).toBe(false);
+    expect(p5.output()).toContain("not promoting here: this proxy is not the fleet leader");
+    expect(leader.output()).toContain("fleet member p5 reports the primary node1 down; it answers this proxy's probe: no failover");
+  } finally {
+    await p5.stop();
+    await relay.close();
+  }
+  // p5 gone: its report goes with its heartbeat key.
+  await until("p5's report gone", async () => (await fleetOf(proxies[0]!)).primary_down_reports.length === 0, 10_000);
+});
+
 test("etcd down: every proxy degraded with an alarm, writes on the healthy primary go on, and a lost primary is promoted by nobody", async () => {
   const c = cluster();
   await etcd.stop();
@@ -190,6 +232,9 @@ test("kill -9 of the primary under writes through three coordinated proxies: one
   const cut = (await adminApi(proxies[3]!, "GET", "/failovers")).body;
   expect(cut.failovers.filter((r: { trigger: string }) => r.trigger !== "fleet")).toEqual([]);
   expect(cut.primary).toBe(promoted);
+  const cutHealth = (await adminApi(proxies[3]!, "GET", "/health")).body;
+  expect(cutHealth.status).toBe("degraded");
+  expect(cutHealth.degraded[0]).toContain("follows the topology by probing");
 
   // Every acknowledged write through every proxy is on the new primary exactly once.
   const ids = (await c.psql(promoted, "SELECT id FROM ledger", { db: "app" })).split("\n").filter(Boolean).map(Number);

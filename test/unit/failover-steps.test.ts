@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import type { FailoverSection } from "../../src/config/types.ts";
-import { Cluster } from "../../src/cluster/cluster.ts";
+import { Cluster, type NodeStatus } from "../../src/cluster/cluster.ts";
+import type { HealthChecker } from "../../src/cluster/health.ts";
 import { FailoverController, FailoverRefused, type FailoverDeps } from "../../src/cluster/failover.ts";
 import type { FleetHooks } from "../../src/cluster/coordination/hooks.ts";
 import { SwitchoverBuffer } from "../../src/cluster/switchover-buffer.ts";
@@ -15,7 +16,7 @@ beforeAll(() => configureLogging("silent", "text"));
 afterAll(() => configureLogging("info", "text"));
 
 /** A controller over an in-memory cluster; `busy` counts what it asked of the proxy around it. */
-function controller(o: { policy?: FailoverSection["policy"]; standby?: boolean; fleet?: Partial<FleetHooks> } = {}) {
+function controller(o: { policy?: FailoverSection["policy"]; standby?: boolean; fleet?: Partial<FleetHooks>; probing?: boolean } = {}) {
   const cluster = new Cluster([
     { name: "node1", host: "127.0.0.1", port: 1, role: "primary", sync: false, weight: 1 },
     ...(o.standby ? [{ name: "node2", host: "127.0.0.1", port: 2, role: "standby" as const, sync: false, weight: 1 }] : []),
@@ -25,7 +26,8 @@ function controller(o: { policy?: FailoverSection["policy"]; standby?: boolean; 
   const deps: FailoverDeps = {
     cluster: () => cluster,
     settings: () => settings,
-    health: () => null,
+    // Probing: the node named primary answers at once (what awaitWritablePrimary waits for).
+    health: () => (o.probing ? ({ probeNow: async () => true } as unknown as HealthChecker) : null),
     buffer,
     endpoint: (n) => ({ host: n.host, port: n.port, name: n.name }),
     creds: () => ({ user: "postgres", database: "postgres", password: null }),
@@ -34,7 +36,14 @@ function controller(o: { policy?: FailoverSection["policy"]; standby?: boolean; 
     ...(o.fleet ? { fleet: () => o.fleet as FleetHooks } : {}),
     endRequest: () => false,
   };
-  return { c: new FailoverController(deps), cluster, buffer };
+  const c = new FailoverController(deps);
+  // As the proxy wires them (src/proxy.ts, onClusterEvent).
+  cluster.subscribe((e) => {
+    if (e.type !== "PrimaryChanged") return;
+    c.primaryChanged(e);
+    c.awaitWritablePrimary(`waiting for ${e.to}`);
+  });
+  return { c, cluster, buffer };
 }
 
 async function refusal(p: Promise<unknown>): Promise<FailoverRefused> {
@@ -114,4 +123,51 @@ test("a fleet that says another proxy decides: the down primary is held, not pro
   expect([buffer.active, c.history().length]).toEqual([true, 0]);
   const r = await refusal(c.failover({ trigger: "api", force: true }));
   expect([r.status, r.message]).toEqual([409, "proxy b leads the fleet"]);
+});
+
+/** node2 as a probe finds it just promoted (out of recovery, newer timeline). */
+const PROMOTED: NodeStatus = { inRecovery: false, timeline: 2, systemId: "1", walLsn: 100, receiveLsn: null, replayLsn: null, replicas: [] };
+
+test("a primary change found by probing while cut off from the fleet has no N0, and a record learnt later gives it none", () => {
+  const { c, cluster, buffer } = controller({ policy: "auto", standby: true, probing: true, fleet: { refusal: () => "etcd is unreachable", awaitRecord: () => false } });
+  c.primaryDown("node1", "connection refused");
+  expect(buffer.active).toBe(true);
+  const commitEpoch = cluster.epoch;
+  cluster.setStatus("node2", PROMOTED);
+  cluster.setPrimary("node2", "node reports it is the primary on the newest timeline");
+  // Followed at once (the hold ends), with no N0 for the change.
+  expect(buffer.active).toBe(false);
+  expect(c.n0After(commitEpoch)).toBeNull();
+  // etcd answers again and the leader's record of that very change arrives: still no N0 for commits in doubt across it.
+  c.adopt({ epoch: 1, state: "done", kind: "failover", from: "node1", to: "node2", n0: "900", fence: "", leader: "p1", started_at: "", done_at: "" });
+  expect(c.n0After(commitEpoch)).toBeNull();
+  // A later change made by the fleet's record carries its N0.
+  const next = cluster.epoch;
+  c.adopt({ epoch: 2, state: "done", kind: "failover", from: "node2", to: "node1", n0: "1200", fence: "", leader: "p1", started_at: "", done_at: "" });
+  expect(c.n0After(next)).toBe("1200");
+  expect(c.n0After(commitEpoch)).toBeNull();
+});
+
+test("in touch with the fleet: a change found by probing holds requests until the record, whose N0 it then uses", () => {
+  let awaiting = true;
+  const { c, cluster, buffer } = controller({ policy: "auto", standby: true, probing: true, fleet: { refusal: () => "p1 leads the fleet", awaitRecord: () => awaiting } });
+  const commitEpoch = cluster.epoch;
+  cluster.setStatus("node2", PROMOTED);
+  cluster.setPrimary("node2", "node reports it is the primary on the newest timeline");
+  // Held although the old primary was never seen down here: no write reaches node2 before the leader's N0 is known.
+  expect(buffer.active).toBe(true);
+  expect(c.n0After(commitEpoch)).toBeNull();
+  awaiting = false;
+  c.adopt({ epoch: 1, state: "done", kind: "failover", from: "node1", to: "node2", n0: "900", fence: "", leader: "p1", started_at: "", done_at: "" });
+  expect(buffer.active).toBe(false);
+  expect(c.n0After(commitEpoch)).toBe("900");
+});
+
+test("a record for another change than the one found by probing gives it no N0", () => {
+  const { c, cluster } = controller({ policy: "auto", standby: true, probing: true, fleet: { refusal: () => "p1 leads the fleet", awaitRecord: () => true } });
+  const commitEpoch = cluster.epoch;
+  cluster.setStatus("node2", PROMOTED);
+  cluster.setPrimary("node2", "node reports it is the primary on the newest timeline");
+  c.adopt({ epoch: 3, state: "done", kind: "failover", from: "node3", to: "node2", n0: "900", fence: "", leader: "p1", started_at: "", done_at: "" });
+  expect(c.n0After(commitEpoch)).toBeNull();
 });

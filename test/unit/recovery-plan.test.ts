@@ -292,6 +292,21 @@ describe("afterLookup", () => {
   });
 });
 
+describe("no N0 for the primary change the COMMIT was in doubt across (followed by probing, cut off from the fleet)", () => {
+  test("aborted, or never assigned on the new primary: replayed (true whichever transaction holds the id)", () => {
+    expect(afterLookup(commitInFlight(), "aborted", false, true)).toEqual({ kind: "replay" });
+    expect(afterLookup(commitInFlight(), null, true, true)).toEqual({ kind: "replay" });
+  });
+
+  test("committed, in progress or unknown: 08007, never taken as this transaction's outcome (the id may be reused)", () => {
+    for (const status of ["committed", "in progress", null]) {
+      const p = afterLookup(commitInFlight(), status, false, true);
+      expect(p).toMatchObject({ kind: "fail", code: "08007" });
+      expect(p.kind === "fail" && p.message).toContain("holds no N0");
+    }
+  });
+});
+
 describe("a COMMIT later in a Query of several statements", () => {
   test("is in doubt: resolved by an id known from earlier, never taken as committed from a NULL read", () => {
     const j = journal();

@@ -27,6 +27,8 @@ export interface FleetHost {
   failover(): FailoverController | null;
   /** Pause (true) or resume (false) the whole proxy; false when it was so already. */
   setPaused(paused: boolean): boolean;
+  /** Another proxy reports `node` down: probe it now (a signal: only this proxy's own probes count towards failure_threshold); true when it answered. */
+  suspect(node: string, reason: string): Promise<boolean>;
 }
 
 /** The result of sharing an operator's action with the fleet. */
@@ -175,7 +177,8 @@ export class Fleet implements FleetHooks {
   }
 
   awaitRecord(to: string): boolean {
-    if (this.election.failing || !this.watching) return false;
+    // Only probing finds a promotion the fleet's leader made (Patroni and the manual primary bring no N0).
+    if (this.election.failing || !this.watching || this.host.config().topology.provider !== "postgres") return false;
     const r = this.record();
     if (r !== null && r.state === "done" && r.to === to && r.epoch <= this.appliedEpoch) return false;
     // Bounded: a record that never comes (its leader lost, nobody finishing) does not hold requests forever.
@@ -183,7 +186,7 @@ export class Fleet implements FleetHooks {
     const limit = this.host.config().failover.promote_timeout_secs * 1000;
     this.recordTimer = setTimeout(() => {
       this.recordTimer = null;
-      this.host.failover()?.releaseDownHold(`no fleet record for ${to} within failover.promote_timeout_secs; following it by probing`);
+      this.host.failover()?.followWithoutRecord(to, `no fleet record for ${to} within failover.promote_timeout_secs; following it by probing, without an N0`);
     }, limit);
     log.warn(`primary moved to ${to}; holding its requests until the fleet's failover record (N0) arrives`);
     return true;
@@ -272,6 +275,7 @@ export class Fleet implements FleetHooks {
       degraded: this.degraded(),
       epoch: Number(this.store.get(this.keys.epoch)?.value ?? 0),
       failover: this.record(),
+      primary_down_reports: [...this.reports].map(([proxy, r]) => ({ proxy, ...r })),
       shared: {
         drained: [...this.store.keys()].filter((k) => k.startsWith(this.keys.drained)).map((k) => k.slice(this.keys.drained.length)),
         paused: this.store.has(this.keys.paused),
@@ -324,8 +328,57 @@ export class Fleet implements FleetHooks {
         c.setPrimary(e.kv.value, "set by the fleet");
         log.warn(`primary set to ${e.kv.value} by the fleet`);
       }
-    } else if (key === this.keys.failover && e.type === "PUT") this.followRecord();
+    } else if (key.startsWith(this.keys.members)) this.heardReport(key.slice(this.keys.members.length), e.type === "PUT" ? e.kv.value : null);
+    else if (key === this.keys.failover && e.type === "PUT") this.followRecord();
     else if (key === this.keys.leader && e.type === "DELETE") this.election.poke();
+  }
+
+  // ---- what the other proxies see ------------------------------------------------------------
+
+  /** This proxy's view of the primary changed: tell the fleet now rather than at the next heartbeat. */
+  viewChanged(): void {
+    void this.election.beatNow();
+  }
+
+  /** Proxies whose last heartbeat says the primary (as this proxy names it) is down, and what this proxy's probe of it found since. */
+  private readonly reports = new Map<string, { node: string; since: string; probe: "none" | "pending" | "answered" | "failed" }>();
+  private probing = false;
+
+  /**
+   * A heartbeat (null: the proxy left). Followers never promote; the leader decides on its own
+   * probes, and a follower's report that the primary is down makes it probe the primary at once:
+   * a primary the follower cannot reach but the leader can stays (the follower's requests wait in
+   * its buffer, bounded), a dead one is confirmed sooner than the leader's next probe.
+   */
+  private heardReport(member: string, value: string | null): void {
+    if (member === this.name) return;
+    const primary = this.host.cluster().primary();
+    let down = false;
+    try {
+      const beat = value === null ? null : (JSON.parse(value) as MemberBeat);
+      down = beat !== null && beat.view.primary === primary.name && beat.view.nodes[primary.name] === "down";
+    } catch {
+      // not a heartbeat of this version: no report
+    }
+    if (!down) {
+      this.reports.delete(member);
+      return;
+    }
+    const known = this.reports.get(member);
+    const report = known?.node === primary.name ? known : { node: primary.name, since: new Date().toISOString(), probe: this.isLeader ? ("pending" as const) : ("none" as const) };
+    this.reports.set(member, report);
+    if (!this.isLeader || primary.health === "down" || this.probing) return;
+    this.probing = true;
+    const node = primary.name;
+    void this.host
+      .suspect(node, `fleet member ${member} reports it down`)
+      .then((answered) => {
+        for (const r of this.reports.values()) if (r.node === node) r.probe = answered ? "answered" : "failed";
+        if (known?.probe !== (answered ? "answered" : "failed")) {
+          log.warn(`fleet member ${member} reports the primary ${node} down; ${answered ? "it answers this proxy's probe: no failover" : "this proxy's probe failed too (failure_threshold decides)"}`);
+        }
+      })
+      .finally(() => (this.probing = false));
   }
 
   /** A finished record of a newer epoch than this proxy applied: the primary, N0 and epoch of the fleet. */

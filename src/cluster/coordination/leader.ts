@@ -71,6 +71,12 @@ export class Election {
     void this.loop();
   }
 
+  /** Write the heartbeat now, between rounds (this proxy's view of the primary changed). */
+  async beatNow(): Promise<void> {
+    if (this.lease === null || this.failing) return;
+    await this.etcd.put(this.keys.member, this.heartbeat(), this.lease).catch(() => {});
+  }
+
   private busy = false;
 
   private async loop(): Promise<void> {

@@ -79,9 +79,18 @@ export function replayOrRefuse(j: Journal): RecoveryPlan {
   return { kind: "replay" };
 }
 
-/** How pg_xact_status answers map onto a plan, after the N0 rule (`neverReached`: the xid is at or past N0). */
-export function afterLookup(j: Journal, status: string | null, neverReached: boolean): RecoveryPlan {
+/**
+ * How pg_xact_status answers map onto a plan, after the N0 rule (`neverReached`: the xid is at or
+ * past N0, or the new primary never assigned it). `withoutN0`: the primary changed and this proxy
+ * holds no N0 for that change; an xid the new primary reused may then read "committed" or "in
+ * progress" for another transaction, so only "aborted" (whichever transaction it was, the
+ * client's did not commit on the new line) settles it.
+ */
+export function afterLookup(j: Journal, status: string | null, neverReached: boolean, withoutN0 = false): RecoveryPlan {
   if (neverReached || status === "aborted") return replayOrRefuse(j);
+  if (withoutN0) {
+    return { kind: "fail", code: "08007", message: `the primary changed while the COMMIT was in flight and this proxy holds no N0 for that change (it followed it by probing, cut off from the fleet, or the change was not a failover of its own): transaction status ${status ?? "unknown"} cannot be told from a reused transaction id, so the outcome is unknown` };
+  }
   if (status === "committed" && j.inFlight().some((e) => e.commitLater)) {
     return { kind: "fail", code: "08007", message: "the transaction committed, but the replies to the statements sent with its COMMIT were lost" };
   }

@@ -146,16 +146,14 @@ export class SessionRecovery {
   private async lookUp(server: ServerConnection, xid: string, epoch: number): Promise<RecoveryPlan | null> {
     const ctx = this.sess.ctx;
     const j = this.sess.journal!;
+    // The first primary change after the COMMIT was sent: transaction ids from its N0 on never reached the new line.
+    // Without an N0 for it (followed by probing while cut off from the fleet, or not made by a controller), only
+    // the answers that need none settle the COMMIT.
+    let withoutN0 = false;
     if (ctx.cluster.epoch !== epoch) {
-      // The first promotion after the COMMIT was sent: transaction ids from N0 on never reached the new line.
-      const first = ctx.failover
-        ?.history()
-        .filter((r) => r.epoch !== null && r.epoch > epoch)
-        .sort((a, b) => a.epoch! - b.epoch!)[0];
-      if (first === undefined || first.n0 === null) {
-        return { kind: "fail", code: "08007", message: "the primary changed during COMMIT without a recorded N0; the outcome is unknown" };
-      }
-      if (BigInt(xid) >= BigInt(first.n0)) return afterLookup(j, null, true);
+      const n0 = ctx.failover?.n0After(epoch) ?? null;
+      if (n0 !== null && BigInt(xid) >= BigInt(n0)) return afterLookup(j, null, true);
+      withoutN0 = n0 === null;
     }
     let terminated = false;
     for (;;) {
@@ -164,17 +162,17 @@ export class SessionRecovery {
         if (r.error.code === "08006") return null;
         // "transaction ID ... is in the future": it never reached this server.
         if (r.error.code === "22023" && /future/.test(r.error.message)) return afterLookup(j, null, true);
-        return afterLookup(j, null, false);
+        return afterLookup(j, null, false, withoutN0);
       }
       const status = r.rows[0]?.[0] ?? null;
-      if (status !== "in progress" || server.endpoint.name !== this.from || this.lostPid === 0) return afterLookup(j, status, false);
+      if (status !== "in progress" || server.endpoint.name !== this.from || this.lostPid === 0) return afterLookup(j, status, false, withoutN0);
       // The old backend still holds the transaction (the link broke, the backend lives on): end it, then it is settled one way or the other.
       if (!terminated) {
         terminated = true;
         const t = await runQuery(server, "SELECT pg_terminate_backend($1::int)", [String(this.lostPid)]);
         if (t.error?.code === "08006") return null;
       }
-      if (performance.now() - this.started > this.sess.ctx.replay!.settings.maxReplaySecs * 1000) return afterLookup(j, status, false);
+      if (performance.now() - this.started > this.sess.ctx.replay!.settings.maxReplaySecs * 1000) return afterLookup(j, status, false, withoutN0);
       await Bun.sleep(20);
     }
   }
