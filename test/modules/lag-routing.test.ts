@@ -3,7 +3,7 @@
 import { afterEach, beforeAll, expect, test } from "bun:test";
 import pg from "pg";
 import type { RunningProxy } from "../support/proxy.ts";
-import { startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
+import { adminApi, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
 
 const cluster = usePgCluster({ databases: ["app"] });
 let proxy: RunningProxy | null = null;
@@ -26,6 +26,19 @@ afterEach(async () => {
 async function start(section: string): Promise<RunningProxy> {
   proxy = await startClusterProxy(cluster(), { split: true, maxConnections: 20, health: { interval: 0.25 }, toml: `[lag_routing]\n${section}\n` });
   return proxy;
+}
+
+/** Waits (up to `ms`) until the proxy's view of the nodes' replay lag (GET /nodes lag_seconds by node) satisfies `ok`. */
+async function waitLag(p: RunningProxy, ok: (lag: Record<string, number | null>) => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  let lag: Record<string, number | null> = {};
+  while (Date.now() < end) {
+    const nodes = (await adminApi(p, "GET", "/nodes")).body.nodes as { id: string; lag_seconds: number | null }[];
+    lag = Object.fromEntries(nodes.map((n) => [n.id, n.lag_seconds]));
+    if (ok(lag)) return;
+    await Bun.sleep(25);
+  }
+  throw new Error(`lag_seconds ${JSON.stringify(lag)} after ${ms} ms`);
 }
 
 async function connect(p: RunningProxy): Promise<pg.Client> {
@@ -122,8 +135,8 @@ test("max_lag_ms: a standby whose replay falls behind leaves the read set within
   await writes;
   expect(seen.get(port("node3")) ?? 0).toBe(0);
   expect(seen.get(port("node2"))).toBe(40);
-  // Writes stopped: node3 catches up and is back within a probe or two.
-  await Bun.sleep(1500);
+  // Writes stopped: node3 catches up (the proxy sees it within the limit again) and takes reads again.
+  await waitLag(p, (lag) => lag.node3 !== null && lag.node3 !== undefined && lag.node3 <= 0.2, 10_000);
   const back = new Set<number>();
   for (let i = 0; i < 20; i++) back.add((await r.query("SELECT inet_server_port() AS p")).rows[0].p);
   expect(back.has(port("node3"))).toBe(true);
