@@ -1,12 +1,12 @@
-// A cancel sent as its statement ends never reaches the next client's statement on that server (1,000 races, pools of 1).
+// A cancel sent as its statement ends never reaches the next client's statement on that server (1,008 races: 16 pairs on pools of 1, each sweeping the 0-60 ms offsets once).
 
 import { afterAll, expect, test } from "bun:test";
 import * as F from "../support/frames.ts";
 import * as W from "../support/wire.ts";
 import { usePgInstance } from "../support/pg-fixture.ts";
 
-const PAIRS = 8;
-const ROUNDS = 125;
+const PAIRS = 16;
+const ROUNDS = 63;
 const USERS = Array.from({ length: PAIRS }, (_, i) => `racer${i}`);
 
 const fx = usePgInstance({}, (inst) => inst.psql(USERS.map((u) => `CREATE ROLE ${u} LOGIN`).join("; ")));
