@@ -369,7 +369,7 @@ const paths = {
   },
   "/fleet": {
     get: {
-      summary: "The fleet of proxies coordinated through etcd ([coordination] backend etcd): leader, epoch, the last failover record, shared state, each proxy's heartbeat (version, view)",
+      summary: "The fleet of proxies coordinated through etcd ([coordination] backend etcd): leader, epoch, the last failover record, followers' reports of the primary down, shared state, each proxy's heartbeat (version, view)",
       responses: {
         "200": jsonBody(
           {
@@ -384,6 +384,14 @@ const paths = {
               degraded: { type: ["string", "null"] },
               epoch: int,
               failover: { type: ["object", "null"] },
+              primary_down_reports: {
+                type: "array",
+                description: "Proxies whose heartbeat says the primary is down, and what the leader's own probe of it found since (none on a follower)",
+                items: {
+                  type: "object",
+                  properties: { proxy: { type: "string" }, node: { type: "string" }, since: { type: "string" }, probe: { enum: ["none", "pending", "answered", "failed"] } },
+                },
+              },
               shared: { type: "object" },
               proxies: { type: "array", items: { type: "object" } },
             },

@@ -343,6 +343,8 @@ export class Fleet implements FleetHooks {
   /** Proxies whose last heartbeat says the primary (as this proxy names it) is down, and what this proxy's probe of it found since. */
   private readonly reports = new Map<string, { node: string; since: string; probe: "none" | "pending" | "answered" | "failed" }>();
   private probing = false;
+  /** performance.now() of the last probe a report caused: misses stay failover.confirm_interval_secs apart, as for backend errors. */
+  private lastSuspect = -Infinity;
 
   /**
    * A heartbeat (null: the proxy left). Followers never promote; the leader decides on its own
@@ -367,8 +369,10 @@ export class Fleet implements FleetHooks {
     const known = this.reports.get(member);
     const report = known?.node === primary.name ? known : { node: primary.name, since: new Date().toISOString(), probe: this.isLeader ? ("pending" as const) : ("none" as const) };
     this.reports.set(member, report);
-    if (!this.isLeader || primary.health === "down" || this.probing) return;
+    const now = performance.now();
+    if (!this.isLeader || primary.health === "down" || this.probing || now - this.lastSuspect < this.host.config().failover.confirm_interval_secs * 1000) return;
     this.probing = true;
+    this.lastSuspect = now;
     const node = primary.name;
     void this.host
       .suspect(node, `fleet member ${member} reports it down`)
