@@ -1,6 +1,6 @@
 // Cost per request of the schema-routing decision (onQuery): cache hit, literal-only miss and full miss, with and without observed temperature.
 
-import { RequestCtx } from "../src/client/request-ctx.ts";
+import { queryCtx, type RequestCtx } from "../src/client/request-ctx.ts";
 import type { SessionCtx } from "../src/core/hooks.ts";
 import { QueryShapeCache } from "../src/sql/fingerprint.ts";
 import { parseSettings } from "../src/modules/schema-routing/config.ts";
@@ -39,7 +39,7 @@ function measure(texts: (round: number) => Uint8Array[], run: (q: RequestCtx) =>
     const bytes = texts(r);
     const sc = shapes();
     const t0 = Bun.nanoseconds();
-    for (let i = 0; i < bytes.length; i++) run(new RequestCtx(session, "simple", "I", bytes[i]!, sc, () => null));
+    for (let i = 0; i < bytes.length; i++) run(queryCtx(session, "I", bytes[i]!, sc, () => null));
     results.push((Bun.nanoseconds() - t0) / bytes.length);
   }
   return Math.min(...results);
@@ -58,7 +58,7 @@ function row(name: string, observe: boolean, texts: () => Uint8Array[], freshSha
   const router = new SchemaRouter(parseSettings(section), { now: performance.now() });
   const shared = new QueryShapeCache();
   const shapes = () => (freshShapes ? new QueryShapeCache() : shared);
-  for (const b of same.slice(0, 1000)) router.decide(new RequestCtx(session, "simple", "I", b, shared, () => null)); // warm-up
+  for (const b of same.slice(0, 1000)) router.decide(queryCtx(session, "I", b, shared, () => null)); // warm-up
   const base = measure(texts, (q) => void (sink += q.sql().length), shapes);
   const decide = measure(texts, (q) => void (sink += router.decide(q) === undefined ? 0 : 1), shapes);
   console.log(`| ${name}`.padEnd(58) + `| ${fmt(decide)}`.padEnd(12) + `| ${fmt(base)}`.padEnd(12) + `| ${fmt(decide - base)}`.padEnd(12) + "|");

@@ -201,6 +201,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
   ctx.serverEvent = modules.serverEvent;
   ctx.commits = modules.commits;
   ctx.replay = modules.replay;
+  ctx.tap = modules.tap;
   ctx.moduleRoutes = modules.routes;
   ctx.moduleShows = modules.shows;
   ctx.moduleMetrics = modules.metrics;

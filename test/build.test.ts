@@ -11,6 +11,19 @@ import { FEATURE_NAMES } from "../src/modules/index.ts";
 const SCHEMA_ROUTING_CODE = "is a built-in group (primary, standby, any); choose another name";
 /** A message only the transaction-replay module has (profiles "ha" and "all"). */
 const REPLAY_CODE = "expected a function name of letters, digits and _";
+/**
+ * Strings of each part of ha-tr: the files under src/cluster/ha/ and the module's session tap and
+ * recovery. A binary built without ha-tr has none of them (the request path carries no journal code).
+ */
+const HA_TR_CODE = [
+  "whose value differs on a second run", // cluster/ha/journal.ts
+  "several requests in flight may have committed", // cluster/ha/recovery-plan.ts
+  "the rows before its position differ on the new server", // cluster/ha/restore.ts
+  "the session holds temporary tables", // cluster/ha/session-migration.ts
+  "rolled_back", // cluster/ha/replay-registry.ts
+  "pg_current_xact_id_if_assigned", // the session tap's transaction-id reads
+  "the session could not be recovered", // the session recovery
+];
 /** A message only the query-cache module has (the "all" profile alone). */
 const QUERY_CACHE_CODE = "its Parse was answered from the query cache";
 const VERSION = (require("../package.json") as { version: string }).version;
@@ -56,6 +69,13 @@ describe("build", () => {
     for (const p of ["default", "ha"]) expect(bytes[p]!.includes(QUERY_CACHE_CODE)).toBe(false);
     expect(bytes.all!.includes(QUERY_CACHE_CODE)).toBe(true);
     for (const p of ["ha", "all"]) expect(bytes[p]!.includes(REPLAY_CODE)).toBe(true);
+  });
+
+  test("built without ha-tr, no part of cluster/ha is in the binary", () => {
+    for (const code of HA_TR_CODE) {
+      expect({ code, present: bytes.default!.includes(code) }).toEqual({ code, present: false });
+      for (const p of ["ha", "all"]) expect({ code, present: bytes[p]!.includes(code) }).toEqual({ code, present: true });
+    }
   });
 
   test("features", () => {

@@ -1,50 +1,212 @@
-// The views of one request handed to feature modules: QueryCtx (lazy SQL facts) and ResultCtx (what came back).
+// The one view of a client request: lazy, memoised facts of the message at hand (text, statement name, session effects, classification) shared by the forwarder, the tap and the modules (QueryCtx, ResultCtx).
 
 import type { QueryCtx, ResultCtx, SessionCtx } from "../core/hooks.ts";
+import type { MessageView } from "../core/request-tap.ts";
+import { Fe } from "../protocol/codes.ts";
+import { decodeAscii } from "../protocol/framing.ts";
+import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
 import type { QueryShape, QueryShapeCache } from "../sql/fingerprint.ts";
 import type { ResultTally } from "../server/result-tally.ts";
+import { statementBytes, type StatementEntry } from "./prepared.ts";
 
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
+const UNKNOWN = -2;
 
 /** A ReadyForQuery status byte as the letter modules see. */
 export function txLetter(status: number): "I" | "T" | "E" {
   return status === 84 ? "T" : status === 69 ? "E" : "I"; // 'T', 'E', else 'I'
 }
 
-/** One request as modules see it. Made only when some module has a query or result hook. */
-export class RequestCtx implements QueryCtx {
+/** What a view reads its facts with: the session's statements and the proxy's scanners. */
+export interface ViewEnv {
+  /** Client statement name -> shared server-side statement (pooled modes). */
+  readonly statements: ReadonlyMap<string, StatementEntry>;
+  readonly shapes: QueryShapeCache;
+  readonly parser: (sql: string) => unknown;
+  readonly classifier: { isWrite(sql: string): boolean };
+  readonly statelessFunctions: ReadonlySet<string>;
+}
+
+/**
+ * The message at hand and the request it starts. The forwarder keeps one and points it at each
+ * message (at()); nothing is decoded until asked, and nothing twice. Modules see it as QueryCtx at
+ * a request's first message; one a module keeps for onResult is settled and replaced.
+ */
+export class RequestCtx implements QueryCtx, MessageView {
+  type = 0;
+  b: Uint8Array = EMPTY;
+  pos = 0;
+  end = 0;
+  private text: string | null = null;
+  private textFrom = UNKNOWN;
+  private textTo = 0;
+  private nameFrom = UNKNOWN;
+  private nameTo = 0;
+  private name: string | null = null;
+  private entry: StatementEntry | undefined | null = null;
+  private fx = -1;
+  private readonly found: StatementSpan[] = [];
+  private write = -1;
+
+  // ---- the request, as modules see it (set by begin()) ----
+  session!: SessionCtx;
+  protocol: "simple" | "extended" = "simple";
+  txStatus: "I" | "T" | "E" = "I";
   /** performance.now() when the request's first message was read. */
-  readonly startedAt = performance.now();
+  startedAt = 0;
   /** performance.now() when the request got a server it did not already hold; 0 if it had one. */
   serverAt = 0;
-  private shape: QueryShape | null = null;
-  private tree: unknown = undefined;
-  private text: string | null = null;
   /** The request's messages received so far (a view of the receive buffer, during onQuery only). */
   raw: Uint8Array | null = null;
   /** The Parse of the named statement a Bind-first request executes, when known. */
   prepared: Uint8Array | null = null;
   /** Bytes of reply a module asked to see in onResult (0: none asked). */
   captureMax = 0;
+  private shape: QueryShape | null = null;
+  private tree: unknown = undefined;
+  /** Settled: the message views are gone, the text stays (a module keeps it for onResult). */
+  private settled = false;
 
-  /** `bytes` is the SQL as UTF-8 (a view of the receive buffer: decoded on demand, or by settle()). */
-  constructor(
-    readonly session: SessionCtx,
-    readonly protocol: "simple" | "extended",
-    readonly txStatus: "I" | "T" | "E",
-    private bytes: Uint8Array | null,
-    private readonly shapes: QueryShapeCache,
-    private readonly parser: (sql: string) => unknown,
-  ) {}
+  constructor(private readonly env: ViewEnv) {}
+
+  /** Point the view at the message b[pos, end) of this type; what was learned of the last one is forgotten. */
+  at(type: number, b: Uint8Array, pos: number, end: number): this {
+    this.type = type;
+    this.b = b;
+    this.pos = pos;
+    this.end = end;
+    this.text = null;
+    this.textFrom = UNKNOWN;
+    this.nameFrom = UNKNOWN;
+    this.name = null;
+    this.entry = null;
+    this.fx = -1;
+    this.write = -1;
+    return this;
+  }
+
+  /** Modules are about to see the request the message at hand starts. */
+  begin(session: SessionCtx, txStatus: "I" | "T" | "E", raw: Uint8Array): void {
+    const t = this.type;
+    this.session = session;
+    this.protocol = t === Fe.Query || t === Fe.FunctionCall ? "simple" : "extended";
+    this.txStatus = txStatus;
+    this.startedAt = performance.now();
+    this.serverAt = 0;
+    this.raw = raw;
+    this.prepared = t === Fe.Bind && this.env.statements.size > 0 ? (this.statement()?.parse ?? null) : null;
+    this.captureMax = 0;
+    this.shape = null;
+    this.tree = undefined;
+  }
+
+  // ---- facts of the message at hand ----
+
+  textBytes(): Uint8Array | null {
+    if (this.textFrom === UNKNOWN) this.findText();
+    if (this.textFrom >= 0) return this.b.subarray(this.textFrom, this.textTo);
+    if (this.type === Fe.Bind) {
+      const e = this.statement();
+      return e ? statementBytes(e) : null;
+    }
+    return null;
+  }
+
+  private findText(): void {
+    const b = this.b;
+    this.textFrom = -1;
+    if (this.type === Fe.Query) {
+      this.textFrom = this.pos + 5;
+      this.textTo = this.end - 1;
+    } else if (this.type === Fe.Parse) {
+      const nameEnd = this.nameEnd();
+      const textEnd = nameEnd < 0 ? -1 : b.indexOf(0, nameEnd + 1);
+      if (textEnd < 0 || textEnd >= this.end) return;
+      this.textFrom = nameEnd + 1;
+      this.textTo = textEnd;
+    }
+  }
 
   sql(): string {
-    if (this.text === null) this.text = this.bytes === null ? "" : decoder.decode(this.bytes);
+    if (this.text === null) {
+      if (this.settled) return "";
+      const t = this.textBytes();
+      this.text = t === null ? "" : decoder.decode(t);
+    }
     return this.text;
   }
 
+  nameStart(): number {
+    if (this.nameFrom === UNKNOWN) this.findName();
+    return this.nameFrom;
+  }
+
+  nameEnd(): number {
+    if (this.nameFrom === UNKNOWN) this.findName();
+    return this.nameTo;
+  }
+
+  private findName(): void {
+    const b = this.b;
+    const t = this.type;
+    let from = this.pos + 5;
+    if (t === Fe.Bind) {
+      const portalEnd = b.indexOf(0, from);
+      from = portalEnd < 0 ? this.end : portalEnd + 1;
+    } else if (t === Fe.Describe || t === Fe.Close) from = this.pos + 6;
+    const to = from < this.end ? b.indexOf(0, from) : -1;
+    this.nameFrom = from;
+    this.nameTo = to >= this.end ? -1 : to;
+  }
+
+  statementName(): string {
+    if (this.name === null) {
+      const to = this.nameEnd();
+      this.name = to < 0 ? "" : decodeAscii(this.b, this.nameFrom, to);
+    }
+    return this.name;
+  }
+
+  /** The kept statement a Bind executes (by its name), when the proxy keeps it. */
+  statement(): StatementEntry | undefined {
+    if (this.entry === null) {
+      const name = this.env.statements.size === 0 ? "" : this.statementName();
+      this.entry = name === "" ? undefined : this.env.statements.get(name);
+    }
+    return this.entry;
+  }
+
+  effects(): Effect {
+    if (this.fx < 0) {
+      this.found.length = 0;
+      if (this.textFrom === UNKNOWN) this.findText();
+      this.fx = this.textFrom < 0 ? Effect.None : scanEffects(this.b, this.textFrom, this.end, this.found, this.env.statelessFunctions);
+    }
+    return this.fx;
+  }
+
+  spans(): readonly StatementSpan[] {
+    this.effects();
+    return this.found;
+  }
+
+  /** Whether its SQL may write (the classifier; a Bind: what its statement was judged; unknown: yes). */
+  isWrite(): boolean {
+    if (this.write < 0) {
+      const t = this.type;
+      let w = true;
+      if (t === Fe.Query || t === Fe.Parse) w = this.textBytes() === null || this.env.classifier.isWrite(this.sql());
+      else if (t === Fe.Bind) w = this.statement()?.write ?? true;
+      this.write = w ? 1 : 0;
+    }
+    return this.write === 1;
+  }
+
+  // ---- QueryCtx ----
+
   sqlBytes(): Uint8Array {
-    return this.bytes ?? EMPTY;
+    return this.textBytes() ?? EMPTY;
   }
 
   requestBytes(): Uint8Array {
@@ -62,13 +224,23 @@ export class RequestCtx implements QueryCtx {
   /** The receive buffer moves on: keep the text (for result hooks), drop the views. */
   settle(): void {
     this.sql();
-    this.bytes = null;
+    this.settled = true;
+    this.b = EMPTY;
+    this.textFrom = -1;
     this.raw = null;
+  }
+
+  /** A fresh view at the same message, with what this one learned of its text (this one is settled for a module to keep). */
+  handOver(): RequestCtx {
+    const next = new RequestCtx(this.env).at(this.type, this.b, this.pos, this.end);
+    this.settle();
+    next.text = this.text;
+    return next;
   }
 
   /** Normalised text, fingerprint, kind: one lexer pass, cached by text across requests. */
   facts(): QueryShape {
-    return (this.shape ??= this.shapes.get(this.sql()));
+    return (this.shape ??= this.env.shapes.get(this.sql()));
   }
 
   fingerprint(): string {
@@ -76,9 +248,20 @@ export class RequestCtx implements QueryCtx {
   }
 
   parse(): unknown {
-    if (this.tree === undefined) this.tree = this.parser(this.sql());
+    if (this.tree === undefined) this.tree = this.env.parser(this.sql());
     return this.tree;
   }
+}
+
+/** A simple Query's view for `sql` (UTF-8) as modules see it, outside a session (tests, benchmarks). */
+export function queryCtx(session: SessionCtx, txStatus: "I" | "T" | "E", sql: Uint8Array, shapes: QueryShapeCache, parser: (sql: string) => unknown): RequestCtx {
+  const msg = new Uint8Array(sql.length + 6);
+  msg[0] = Fe.Query;
+  new DataView(msg.buffer).setInt32(1, sql.length + 5);
+  msg.set(sql, 5);
+  const q = new RequestCtx({ statements: new Map(), shapes, parser, classifier: { isWrite: () => true }, statelessFunctions: new Set() }).at(Fe.Query, msg, 0, msg.length);
+  q.begin(session, txStatus, msg);
+  return q;
 }
 
 /** The ResultCtx of a finished request. */

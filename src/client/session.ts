@@ -34,10 +34,7 @@ import { log } from "../util/log.ts";
 import { clock } from "../util/clock.ts";
 import type { Sink } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
-import { Journal, volatileMatcherFor } from "../cluster/ha/journal.ts";
-import { SessionMigration } from "../cluster/ha/session-migration.ts";
-import { SessionRecovery } from "../cluster/ha/recovery.ts";
-import type { JournalSource, JournalView } from "../cluster/ha/replay-registry.ts";
+import type { RequestTap, TappedSession } from "../core/request-tap.ts";
 
 export const enum ClientState {
   /** Waiting for StartupMessage / SSLRequest / CancelRequest. */
@@ -52,19 +49,15 @@ export const enum ClientState {
 const NO_PARAMS = new Map<string, string>();
 let nextPid = 1 + Math.floor(Math.random() * 1_000_000);
 
-export class ClientSession implements Lessee, PoolWaiter, HeldClient, BackpressureTarget, JournalSource {
+export class ClientSession implements Lessee, PoolWaiter, HeldClient, BackpressureTarget, TappedSession {
   state = ClientState.Startup;
   sock: Socket<ClientSession>;
   readonly recv = new ReceiveBuffer(1024);
   readonly out: Outbox = new Outbox(this);
-  /** Where server replies go: the outbox, or the journal in front of it (ha-tr). */
+  /** Where server replies go: the outbox, or the tap's sink in front of it (ha-tr). */
   replies: Sink = this.out;
-  /** The open transaction's requests and replies, for replay after a lost server (null when off). */
-  journal: Journal | null = null;
-  /** Session state a new server must be given besides SETs (null when off). */
-  migration: SessionMigration | null = null;
-  /** Set while the session is being moved to a new server: requests wait. */
-  private recovery: SessionRecovery | null = null;
+  /** The request tap a module attached (ha-tr: journal, migration, recovery); null when none. */
+  tap: RequestTap | null = null;
   user = "";
   database = "";
   params = new Map<string, string>();
@@ -281,17 +274,9 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       this.appName = this.params.get("application_name") ?? "";
       this.traceparent = traceContextParam(this.params);
     }
-    if (ctx.replay !== null) {
-      const rs = ctx.replay.settings;
-      this.journal = new Journal(this.out, rs.maxJournalBytes, volatileMatcherFor(rs.volatileFunctions));
-      this.replies = this.journal;
-      if (rs.retryConflicts) this.journal.retryConflicts(rs.maxAttempts, () => this.retryConflict());
-      const m = (this.migration = new SessionMigration());
-      this.journal.onCursorMoved = (e) => {
-        const n = /^(?:FETCH|MOVE) (\d+)$/.exec(e.tag);
-        if (n) m.cursorMoved(e.cursorSql, Number(n[1]), e.dataCrc, e.dataRows);
-      };
-      ctx.replay.sessions.add(this);
+    if (ctx.tap !== null) {
+      this.tap = ctx.tap(this);
+      this.replies = this.tap.replies;
     }
     this.pid = nextPid++;
     if (nextPid > 0x7ffffff0) nextPid = 1;
@@ -453,7 +438,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     const s = this.server;
     if (s === null || s.owed === 0) return;
     // A COMMIT waiting for a synchronous standby must not be cancelled: its changes would show without being replicated (HA.md).
-    if (this.journal !== null && this.journal.inFlight().some((e) => e.commit)) {
+    if (this.tap !== null && this.tap.commitInFlight()) {
       log.info("cancel request not forwarded: a COMMIT is in flight", { pid: this.pid });
       return;
     }
@@ -464,7 +449,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   processBuffered(): void {
     const r = this.recv;
-    if (r.size === 0 || this.recovery !== null) return;
+    if (r.size === 0 || (this.tap !== null && this.tap.recovering)) return;
     this.process(r.buf, r.start, r.end, true);
   }
 
@@ -653,7 +638,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   /** Give the server back when the client is between transactions with nothing in flight. */
   maybeRelease(): void {
     const s = this.server;
-    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest || this.recovery !== null) return;
+    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest || (this.tap !== null && this.tap.recovering)) return;
     if (this.inLoop) {
       this.releaseDeferred = true;
       return;
@@ -667,33 +652,23 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   serverLost(s: ServerConnection, reason: string): void {
     this.server = null;
     log.debug("server lost", { pid: this.pid, reason });
-    if (this.recovery !== null) return this.recovery.lost();
-    if (this.outlivesServer()) {
-      // ha-tr: move to the primary of now, settling or replaying what was open.
-      this.forwarder.serverGone();
-      this.journal?.serverGone();
-      this.waiting = true;
-      this.recovery = new SessionRecovery(this, s.endpoint.name, s.pid, reason);
-      void this.recovery.run();
-      return;
-    }
+    // ha-tr: the tap moves the session to the primary of now, settling or replaying what was open.
+    if (this.tap !== null && this.tap.onServerLost(s, reason)) return;
     this.fatal(Errors.serverLost());
   }
 
-  /** A deadlock or serialization failure was kept from the client (retry_conflicts): run the transaction again. */
-  private retryConflict(): void {
-    const s = this.server;
-    if (s === null || this.recovery !== null) {
-      this.fatal(errorResponse({ severity: "FATAL", code: "40001", message: "the transaction failed with a conflict and could not be run again" }));
-      return;
-    }
-    this.waiting = true;
-    const r = (this.recovery = new SessionRecovery(this, s.endpoint.name, 0, "deadlock or serialization failure"));
-    queueMicrotask(() => void r.retry(s));
+  outlivesServer(): boolean {
+    return this.tap !== null && this.state === ClientState.Ready;
   }
 
-  outlivesServer(): boolean {
-    return this.journal !== null && this.state === ClientState.Ready;
+  /** Logged in and forwarding (TappedSession). */
+  get forwarding(): boolean {
+    return this.state === ClientState.Ready;
+  }
+
+  /** A recovery moves the session to a new server: requests wait until endRecovery(). */
+  beginRecovery(): void {
+    this.waiting = true;
   }
 
   /** A server leased for this session during a recovery: attach it (SET state follows). */
@@ -710,7 +685,6 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** The recovery is over: requests that waited go on. */
   endRecovery(): void {
-    this.recovery = null;
     this.waiting = false;
     if (this.closed) return;
     this.maybeRelease();
@@ -719,30 +693,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** An injected read came back (ha-tr): the transaction id before a COMMIT, or the advisory locks held. */
   valueRead(_s: ServerConnection, kind: Pending, value: string | null, status: number): void {
-    const j = this.journal;
-    if (j === null) return;
-    if (kind === Pending.InjectedXid) {
-      j.xidRead(value, status !== TxStatus.Idle, this.ctx.cluster.epoch);
-    } else if (kind === Pending.InjectedLocks && value !== null && value !== "" && status === TxStatus.Idle) {
-      // Outside a transaction only session-level locks remain.
-      this.migration?.setAdvisoryLocks(JSON.parse(value) as (string | null)[][]);
-      this.forwarder.locksRead();
-    }
-  }
-
-  journalView(withParams: boolean): JournalView | null {
-    const j = this.journal;
-    if (j === null) return null;
-    return {
-      session: this.pid,
-      user: this.user,
-      database: this.database,
-      bytes: j.bytes,
-      xid: j.xid.kind === "value" ? j.xid.xid : j.xid.kind === "null" ? "null" : "",
-      replayable: j.unsafe === "",
-      reason: j.unsafe,
-      statements: j.statements(withParams),
-    };
+    this.tap?.valueRead(kind, value, status);
   }
 
   clientError(b: Uint8Array, from: number, to: number): Uint8Array | null {
@@ -829,7 +780,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     }
     const ctx = this.ctx;
     clientsOf(ctx).delete(this);
-    ctx.replay?.sessions.delete(this);
+    this.tap?.close();
     if (ctx.hooks !== null && this.counted) for (const hook of ctx.hooks.onClose) hook(this.moduleView());
     ctx.commits?.forget(this.pid);
     if (this.pid !== 0) ctx.cancelTargets.delete(this.pid);

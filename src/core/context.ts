@@ -2,6 +2,7 @@
 
 import { AlarmBoard } from "../util/alarms.ts";
 import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
+import type { TapFactory } from "./request-tap.ts";
 import { readFileSync } from "node:fs";
 import { tickClock } from "../util/clock.ts";
 import type { HeliosConfig, NodeEntry, UserEntry } from "../config/types.ts";
@@ -66,6 +67,8 @@ export class ProxyContext {
   commits: CommitTracker | null = null;
   /** Transaction journal and replay across failover (ha-tr); null when off. */
   replay: ReplayRegistry | null = null;
+  /** Makes each session's request tap (ha-tr); null when no module taps requests. */
+  tap: TapFactory | null = null;
   /** Admin HTTP routes ("GET /queries") and console SHOWs added by modules. */
   moduleRoutes = new Map<string, RouteHandler>();
   moduleShows = new Map<string, () => ShowResult>();

@@ -1,6 +1,7 @@
 // The stable surface between the proxy core and feature modules: the ProxyModule contract, its hook contexts, and the rules a module is written to.
 
-import type { ReplayRegistry, ReplaySettings } from "../cluster/ha/replay-registry.ts";
+import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
+import type { TapFactory } from "./request-tap.ts";
 import type { ClusterEvent } from "../cluster/cluster.ts";
 import type { QueryShape } from "../sql/fingerprint.ts";
 import type { ModuleConfig } from "../config/schema.ts";
@@ -333,10 +334,11 @@ export interface ModuleHost {
    */
   trackCommits(): CommitPositions;
   /**
-   * Turn on the transaction journal: every session keeps its open transaction's requests so that
-   * after a failover it can be resolved, replayed and moved to the new primary (ha-tr).
+   * Attach a request tap to every session (ha-tr: each session journals its open transaction so
+   * that after a failover it can be resolved, replayed and moved to the new primary). `registry`
+   * reports the journals and recoveries (GET /metrics). One module may tap requests.
    */
-  journalTransactions(settings: ReplaySettings): ReplayRegistry;
+  tapRequests(tap: TapFactory, registry: ReplayRegistry): void;
 }
 
 /** A replication=database connection lent to a module (ModuleHost.replicationConnection). */

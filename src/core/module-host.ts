@@ -6,7 +6,8 @@ import { log } from "../util/log.ts";
 import type { Cluster, ClusterEvent } from "../cluster/cluster.ts";
 import type { StartupHook } from "./startup-hooks.ts";
 import { CommitTracker } from "./commit-positions.ts";
-import { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
+import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
+import type { TapFactory } from "./request-tap.ts";
 import type { Hooks, ModuleHost, NodeInfo, ReplicationLink, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
 
 export type RouteHandler = (req: Request, url: URL) => Response | Promise<Response>;
@@ -28,6 +29,8 @@ export interface StartedModules {
   commits: CommitTracker | null;
   /** Set when a module turned on the transaction journal. */
   replay: ReplayRegistry | null;
+  /** Set when a module taps every session's requests (ha-tr). */
+  tap: TapFactory | null;
   routes: Map<string, RouteHandler>;
   shows: Map<string, () => ShowResult>;
   /** Prometheus text the modules add to GET /metrics. */
@@ -56,9 +59,12 @@ export async function startModules(
   const names: string[] = [];
   let commits: CommitTracker | null = null;
   let replay: ReplayRegistry | null = null;
+  let tap: TapFactory | null = null;
   const host: ModuleHost = {
-    journalTransactions(settings) {
-      return (replay ??= new ReplayRegistry(settings));
+    tapRequests(factory, registry) {
+      if (tap !== null) throw new Error("only one module may tap requests");
+      tap = factory;
+      replay = registry;
     },
     trackCommits() {
       return (commits ??= new CommitTracker());
@@ -110,6 +116,7 @@ export async function startModules(
     serverEvent: onServerEvent.length > 0 ? serverEvent : null,
     commits,
     replay,
+    tap,
     routes,
     shows,
     metrics,

@@ -2,7 +2,7 @@
 
 import { expect, test } from "bun:test";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
-import { RequestCtx } from "../../src/client/request-ctx.ts";
+import { queryCtx } from "../../src/client/request-ctx.ts";
 import type { RouteHint, SessionCtx } from "../../src/core/hooks.ts";
 import { QueryShapeCache } from "../../src/sql/fingerprint.ts";
 import { moduleSettings } from "../../src/config/load.ts";
@@ -95,7 +95,7 @@ test("groups naming nodes the cluster does not have are refused at start, naming
 const session: SessionCtx = { id: 1, user: "app", database: "app", applicationName: "", remoteAddress: "unix", tls: false, startedAt: 0 };
 const shapes = new QueryShapeCache();
 const enc = new TextEncoder();
-const ctxOf = (sql: string) => new RequestCtx(session, "simple", "I", enc.encode(sql), shapes, () => null);
+const ctxOf = (sql: string) => queryCtx(session, "I", enc.encode(sql), shapes, () => null);
 
 function routerWith(section: Record<string, unknown>, clock = { now: 0 }) {
   const r = new SchemaRouter(parseSettings(section), clock);
@@ -144,7 +144,7 @@ test("precedence: rule, then temperature, then workload class; writes, DDL and s
   const counts = Object.fromEntries(["rule", "cold_rule", "cold_observed", "analytics", "vector", "oltp", "none", "not_read"].map((k, i) => [k, r.decisions[i]]));
   expect(counts).toEqual({ rule: 2, cold_rule: 1, cold_observed: 0, analytics: 2, vector: 2, oltp: 0, none: 1, not_read: 6 });
   // Inside a transaction block the session keeps its server: no opinion, but counted.
-  expect(describe(r.decide(new RequestCtx(session, "simple", "T", enc.encode("SELECT * FROM orders"), shapes, () => null)))).toBe("-");
+  expect(describe(r.decide(queryCtx(session, "T", enc.encode("SELECT * FROM orders"), shapes, () => null)))).toBe("-");
   expect(r.decisions[8]).toBe(1);
   // A routing hint comment decides by itself (the same text without it is still routed by its tables).
   expect(where("/*+ route=primary */ SELECT * FROM orders")).toBe("-");

@@ -18,7 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["config/"], // schema, types, key locator, display: no loader
   ["server/"], // connections and pools: know nothing of clients, cluster or modules
   ["cluster/"], // nodes, health, failover, journal and replay
-  ["core/hooks.ts", "core/startup-hooks.ts"], // the module contract
+  ["core/hooks.ts", "core/startup-hooks.ts", "core/request-tap.ts"], // the module contract
   ["router/"],
   ["modules/"],
   ["config/load.ts"], // the loader validates module sections
@@ -33,8 +33,6 @@ const LAYERS: readonly (readonly string[])[] = [
  * it here) as well as when a new one appears. "from -> to" as paths under src/.
  */
 const KNOWN: readonly string[] = [
-  // Transaction recovery drives the session it recovers.
-  "cluster/ha/recovery.ts -> client/session.ts",
   // The client layer answers the admin console's virtual database.
   "client/session.ts -> admin/console.ts",
 ];

@@ -1,6 +1,7 @@
 // Transaction replay module: the [transaction_replay] settings, turning on the session journal, GET /journal, SHOW JOURNAL and SHOW RECOVERIES.
 
-import { DEFAULT_REPLAY_SETTINGS, type JournalView, type RecoveryRecord, type ReplayRegistry, type ReplaySettings } from "../../cluster/ha/replay-registry.ts";
+import { DEFAULT_REPLAY_SETTINGS, ReplayRegistry, type JournalView, type RecoveryRecord, type ReplaySettings } from "../../cluster/ha/replay-registry.ts";
+import { JournalTap } from "./session-tap.ts";
 import { HOOKS_API_VERSION, ModuleConfigError, type ProxyModule, type ShowResult } from "../../core/hooks.ts";
 import { moduleConfig } from "../../config/schema.ts";
 
@@ -108,7 +109,8 @@ const transactionReplay: ProxyModule<TransactionReplaySettings> = {
   configure,
 
   start(settings, host) {
-    const registry = host.journalTransactions(settings.replay);
+    const registry = new ReplayRegistry(settings.replay);
+    host.tapRequests((session) => new JournalTap(session, registry), registry);
     host.addRoute("GET", "/journal", (_req, url) => {
       const raw = url.searchParams.get("session");
       if (raw !== null && !/^\d{1,15}$/.test(raw))
@@ -117,7 +119,7 @@ const transactionReplay: ProxyModule<TransactionReplaySettings> = {
     });
     host.addShow("journal", () => showJournal(registry.open()));
     host.addShow("recoveries", () => showRecoveries(registry.records));
-    // The journal lives in the sessions; the module adds no hooks to the query path.
+    // The journal rides on each session's request tap; the module adds no hooks to the query path.
     return {};
   },
 };

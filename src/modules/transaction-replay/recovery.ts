@@ -7,12 +7,13 @@ import type { ServerConnection } from "../../server/connection.ts";
 import type { Pool, PoolWaiter } from "../../server/pool.ts";
 import type { LoginError } from "../../server/login.ts";
 import { runQuery } from "../../server/query-runner.ts";
-import type { ClientSession } from "../../client/session.ts";
+import type { TappedSession } from "../../core/request-tap.ts";
 import { log } from "../../util/log.ts";
-import type { JournalEntry } from "./journal.ts";
-import { afterLookup, planRecovery, type RecoveryPlan } from "./recovery-plan.ts";
-import type { RecoveryOutcome, RecoveryRecord } from "./replay-registry.ts";
-import { restoreSession } from "./restore.ts";
+import type { JournalEntry } from "../../cluster/ha/journal.ts";
+import { afterLookup, planRecovery, type RecoveryPlan } from "../../cluster/ha/recovery-plan.ts";
+import type { RecoveryOutcome, RecoveryRecord } from "../../cluster/ha/replay-registry.ts";
+import { restoreSession } from "../../cluster/ha/restore.ts";
+import type { JournalTap } from "./session-tap.ts";
 
 type Step = "ok" | "lost" | "mismatch";
 
@@ -33,13 +34,15 @@ export class SessionRecovery {
   private settle: ((s: Step) => void) | null = null;
 
   constructor(
-    private readonly sess: ClientSession,
+    private readonly sess: TappedSession,
+    /** The session's journal, state to migrate and recovery record. */
+    private readonly tap: JournalTap,
     private readonly from: string,
     /** Backend pid of the lost connection (its transaction may still be running there). */
     private readonly lostPid: number,
     private readonly reason: string,
   ) {
-    this.inFlightAtLoss = sess.journal!.inFlight().length;
+    this.inFlightAtLoss = tap.journal.inFlight().length;
   }
 
   /** The server the recovery was using is gone too. */
@@ -58,7 +61,7 @@ export class SessionRecovery {
     this.attempts++;
     this.to = server.endpoint.name;
     this.retrying = true;
-    sess.forwarder.serverGone();
+    this.tap.serverGone();
     sess.forwarder.injectQuery(server, "ROLLBACK");
     const step = await this.replayFrom(server, 0, false);
     if (step === "ok") return this.finish({ kind: "replay" }, "");
@@ -71,8 +74,8 @@ export class SessionRecovery {
   async run(forcedPlan: RecoveryPlan | null = null): Promise<void> {
     const sess = this.sess;
     const ctx = sess.ctx;
-    const settings = ctx.replay!.settings;
-    const j = sess.journal!;
+    const settings = this.tap.registry.settings;
+    const j = this.tap.journal;
     const deadline = this.started + settings.maxReplaySecs * 1000;
     let forced: RecoveryPlan | null = forcedPlan;
     let lastXid = "";
@@ -83,7 +86,8 @@ export class SessionRecovery {
         return this.close("08006", `the connection to the primary was lost and the session could not be recovered: ${why}`);
       }
       let plan = forced ?? planRecovery(j, (sql) => ctx.classifier.isWrite(sql));
-      const blocker = sess.migration?.blocker() ?? "";
+      const migration = this.tap.migration;
+      const blocker = migration.blocker();
       if (blocker !== "" && (sess.pinned || sess.mode === "session")) return this.close("08006", `the connection to the server was lost and the session cannot move to another: ${blocker}`);
       const server = await this.leasePrimary(deadline);
       if (server === null) continue;
@@ -95,8 +99,8 @@ export class SessionRecovery {
         if (looked === null) continue;
         plan = looked;
       }
-      if (sess.migration !== null && (!sess.migration.empty || sess.forwarder.sessionParses.size > 0)) {
-        const problem = await restoreSession(server, sess.migration, sess.forwarder.sessionParses);
+      if (!migration.empty || this.tap.sessionParses.size > 0) {
+        const problem = await restoreSession(server, migration, this.tap.sessionParses);
         if (problem === "lost") continue;
         if (problem !== "") {
           this.giveBack(server, true);
@@ -145,7 +149,7 @@ export class SessionRecovery {
   /** The COMMIT's outcome by the N0 rule, then pg_xact_status; null when the server was lost meanwhile. */
   private async lookUp(server: ServerConnection, xid: string, epoch: number): Promise<RecoveryPlan | null> {
     const ctx = this.sess.ctx;
-    const j = this.sess.journal!;
+    const j = this.tap.journal;
     // The first primary change after the COMMIT was sent: transaction ids from its N0 on never reached the new line.
     // Without an N0 for it (followed by probing while cut off from the fleet, or not made by a controller), only
     // the answers that need none settle the COMMIT.
@@ -172,7 +176,7 @@ export class SessionRecovery {
         const t = await runQuery(server, "SELECT pg_terminate_backend($1::int)", [String(this.lostPid)]);
         if (t.error?.code === "08006") return null;
       }
-      if (performance.now() - this.started > this.sess.ctx.replay!.settings.maxReplaySecs * 1000) return afterLookup(j, status, false, withoutN0);
+      if (performance.now() - this.started > this.tap.registry.settings.maxReplaySecs * 1000) return afterLookup(j, status, false, withoutN0);
       await Bun.sleep(20);
     }
   }
@@ -187,7 +191,7 @@ export class SessionRecovery {
         return this.replayFrom(server, 0, false);
       case "committed":
       case "rolledBack": {
-        const j = this.sess.journal!;
+        const j = this.tap.journal;
         const open = j.inFlight();
         if (open.length !== 1 || (plan.kind === "committed" && !open[0]!.commit)) {
           this.giveBack(server, true);
@@ -210,7 +214,7 @@ export class SessionRecovery {
    */
   private replayFrom(server: ServerConnection, first: number, emptyTx: boolean): Promise<Step> {
     const sess = this.sess;
-    const j = sess.journal!;
+    const j = this.tap.journal;
     const entries = j.entries.slice(first);
     if (entries.some((e) => e.bytes === null)) {
       return Promise.resolve(this.deliverFailure(server, "40001", "the transaction could not be replayed: its journal is over max_journal_bytes"));
@@ -262,7 +266,7 @@ export class SessionRecovery {
    */
   private deliverFailure(server: ServerConnection, code: string, message: string): Step {
     const sess = this.sess;
-    const j = sess.journal!;
+    const j = this.tap.journal;
     const open = j.inFlight();
     this.failure = { code, message };
     if (open.length > 1) {
@@ -314,18 +318,18 @@ export class SessionRecovery {
               ? "migrated"
               : "replayed";
     this.record(outcome, this.failure?.code ?? "", this.failure?.message ?? "", xid);
-    this.sess.endRecovery();
+    this.tap.recovered();
   }
 
   private close(code: string, message: string): void {
     this.record("closed", code, message, "");
     this.sess.fatal(errorResponse({ severity: "FATAL", code, message }));
-    this.sess.endRecovery();
+    this.tap.recovered();
   }
 
   private record(outcome: RecoveryOutcome, sqlstate: string, reason: string, xid: string): void {
     const sess = this.sess;
-    const reg = sess.ctx.replay!;
+    const reg = this.tap.registry;
     const r: RecoveryRecord = {
       at: this.at,
       session: sess.pid,
@@ -341,7 +345,7 @@ export class SessionRecovery {
       xid,
       attempts: this.attempts,
       duration_ms: Math.round(performance.now() - this.started),
-      statements: sess.journal!.statements(reg.settings.journalParameters),
+      statements: this.tap.journal.statements(reg.settings.journalParameters),
     };
     reg.record(r);
     const level = outcome === "replayed" || outcome === "committed" || outcome === "migrated" ? "info" : "warn";
