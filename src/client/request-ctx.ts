@@ -151,6 +151,12 @@ export class RequestCtx implements QueryCtx, MessageView {
     const b = this.b;
     const t = this.type;
     let from = this.pos + 5;
+    if (t !== Fe.Parse && t !== Fe.Bind && t !== Fe.Describe && t !== Fe.Close) {
+      // No statement name in this message.
+      this.nameFrom = from;
+      this.nameTo = -1;
+      return;
+    }
     if (t === Fe.Bind) {
       const portalEnd = b.indexOf(0, from);
       from = portalEnd < 0 ? this.end : portalEnd + 1;

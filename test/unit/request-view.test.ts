@@ -1,0 +1,94 @@
+// The request view: each fact of a client message (text, statement name, effects, write classification) is computed once, only when asked, and forgotten at the next message.
+
+import { expect, test } from "bun:test";
+import { RequestCtx } from "../../src/client/request-ctx.ts";
+import { entryForParse, type StatementEntry } from "../../src/client/prepared.ts";
+import { Fe } from "../../src/protocol/codes.ts";
+import { build } from "../../src/protocol/writer.ts";
+import { Effect } from "../../src/sql/session-effects.ts";
+import { QueryShapeCache } from "../../src/sql/fingerprint.ts";
+
+function viewWith(statements = new Map<string, StatementEntry>()) {
+  const classified: string[] = [];
+  const parsed: string[] = [];
+  const v = new RequestCtx({
+    statements,
+    shapes: new QueryShapeCache(),
+    parser: (sql) => (parsed.push(sql), { sql }),
+    classifier: { isWrite: (sql) => (classified.push(sql), !/^\s*select/i.test(sql)) },
+    statelessFunctions: new Set(),
+  });
+  return { v, classified, parsed, statements };
+}
+
+const query = (sql: string) => build((w) => w.msg(Fe.Query).cstr(sql).end());
+const parse = (name: string, sql: string) => build((w) => w.msg(Fe.Parse).cstr(name).cstr(sql).int16(0).end());
+const bind = (portal: string, name: string) => build((w) => w.msg(Fe.Bind).cstr(portal).cstr(name).int16(0).int16(0).int16(0).end());
+const close = (kind: "S" | "P", name: string) => build((w) => w.msg(Fe.Close).byte(kind.charCodeAt(0)).cstr(name).end());
+const at = (v: RequestCtx, m: Uint8Array) => v.at(m[0]!, m, 0, m.length);
+
+test("a Query's text is decoded once and classified once, however many ask", () => {
+  const { v, classified } = viewWith();
+  const m = query("UPDATE t SET a = 1");
+  at(v, m);
+  const first = v.sql();
+  expect(v.sql()).toBe("UPDATE t SET a = 1");
+  expect(v.sql()).toBe(first); // the same string object: memoised, not decoded again
+  expect(new TextDecoder().decode(v.textBytes()!)).toBe("UPDATE t SET a = 1");
+  expect([v.isWrite(), v.isWrite(), v.isWrite()]).toEqual([true, true, true]);
+  expect(classified).toEqual(["UPDATE t SET a = 1"]);
+  expect(v.statementName()).toBe("");
+});
+
+test("nothing is computed until asked, and moving to the next message forgets the last one's facts", () => {
+  const { v, classified } = viewWith();
+  at(v, query("SELECT 1"));
+  expect(classified).toEqual([]);
+  expect(v.isWrite()).toBe(false);
+  at(v, query("SET search_path = x"));
+  expect(v.sql()).toBe("SET search_path = x");
+  expect(v.effects() & Effect.SetGuc).toBe(Effect.SetGuc);
+  expect(v.spans().length).toBe(1);
+  expect(v.isWrite()).toBe(true);
+  expect(classified).toEqual(["SELECT 1", "SET search_path = x"]);
+  at(v, query("SELECT 2"));
+  expect(v.effects()).toBe(Effect.None);
+  expect(v.spans()).toEqual([]);
+});
+
+test("statement names: a Parse's own, the one a Bind runs (and its kept text), a Close's target", () => {
+  const p = parse("s1", "INSERT INTO t VALUES ($1)");
+  const statements = new Map<string, StatementEntry>([["s1", entryForParse(p, p.indexOf(0, 5), p.length)]]);
+  const { v } = viewWith(statements);
+  at(v, p);
+  expect([v.statementName(), v.sql(), v.nameStart(), v.nameEnd()]).toEqual(["s1", "INSERT INTO t VALUES ($1)", 5, 7]);
+  at(v, bind("portal", "s1"));
+  expect(v.statementName()).toBe("s1");
+  expect(v.statement()).toBe(statements.get("s1")!);
+  expect(v.sql()).toBe("INSERT INTO t VALUES ($1)");
+  at(v, bind("", "nope"));
+  expect([v.statementName(), v.statement(), v.sql(), v.isWrite()]).toEqual(["nope", undefined, "", true]);
+  at(v, close("S", "s1"));
+  expect(v.statementName()).toBe("s1");
+  // Malformed: no NUL before the end of the message.
+  const bad = close("S", "s1").subarray(0, 8);
+  v.at(Fe.Close, bad, 0, bad.length);
+  expect([v.nameEnd(), v.statementName()]).toEqual([-1, ""]);
+});
+
+test("a view a module keeps is settled with its text; the forwarder goes on with a fresh one at the same message", () => {
+  const { v, parsed } = viewWith();
+  at(v, query("SELECT * FROM orders"));
+  v.begin({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0 }, "I", new Uint8Array(0));
+  const facts = v.facts();
+  expect(v.facts()).toBe(facts);
+  expect(v.fingerprint()).toBe(facts.fingerprint);
+  const next = v.handOver();
+  expect(next).not.toBe(v);
+  expect([v.sql(), next.sql()]).toEqual(["SELECT * FROM orders", "SELECT * FROM orders"]);
+  expect(v.parse()).toEqual({ sql: "SELECT * FROM orders" });
+  expect(v.parse()).toBe(v.parse());
+  expect(parsed).toEqual(["SELECT * FROM orders"]);
+  // The kept view no longer reads the receive buffer.
+  expect(v.sqlBytes().length).toBe(0);
+});
