@@ -50,13 +50,14 @@ describe("A11 CancelRequest", () => {
   test("wrong key or wrong pid: no reply, the query keeps running to its end", async () => {
     const a = await W.login(proxy.port, USER);
     const t0 = performance.now();
-    await a.conn.send(F.query("select pg_sleep(3), 'finished'"));
+    // A forwarded cancel lands within milliseconds; 1.3 s after the last one is margin enough on a loaded machine.
+    await a.conn.send(F.query("select pg_sleep(1.5), 'finished'"));
     await Bun.sleep(200);
     await cancel(a.pid, wrong(a.secret));
     await cancel(a.pid, wrong(a.secret, 31));
     await cancel(a.pid + 1, a.secret);
     const r = await a.conn.untilReady(1, 6000);
-    expect(performance.now() - t0).toBeGreaterThan(2900);
+    expect(performance.now() - t0).toBeGreaterThan(1450);
     expect(F.errors(r)).toEqual([]);
     expect(F.dataRow(r.find((m) => m.type === "D")!)).toEqual(["", "finished"]);
     a.conn.quit();
