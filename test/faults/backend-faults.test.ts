@@ -124,7 +124,9 @@ describe("B1 PostgreSQL restart under load", () => {
     await Bun.sleep(700);
     await inst.restart("fast");
     restartedAt = performance.now();
-    await Bun.sleep(1500);
+    // Until every worker has had queries answered again (bounded; the assertions below say if not).
+    const end = Date.now() + 10_000;
+    while (successAfterRestart.some((n) => n < 3) && Date.now() < end) await Bun.sleep(25);
     running = false;
     await Promise.all(workers);
 
@@ -187,7 +189,7 @@ describe("B3 backend blackholed", () => {
   }, 20000);
 
   test("a port that refuses connections: the client gets an 08 error within wait_timeout", async () => {
-    const proxy = await proxyFor(freePort(), "wait_timeout_secs = 2\nconnect_timeout_secs = 1");
+    const proxy = await proxyFor(freePort(), "wait_timeout_secs = 1\nconnect_timeout_secs = 1");
     const t0 = performance.now();
     const err = await client(proxy.port, "b3").then(
       () => null,
@@ -195,7 +197,7 @@ describe("B3 backend blackholed", () => {
     );
     expect(err).not.toBeNull();
     expect(err!.code).toMatch(/^08/);
-    expect(performance.now() - t0).toBeLessThan(4000);
+    expect(performance.now() - t0).toBeLessThan(3000);
   }, 20000);
 });
 
