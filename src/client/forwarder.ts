@@ -8,7 +8,7 @@ import type { ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Effect } from "../sql/session-effects.ts";
 import { CONSUMED } from "../core/request-tap.ts";
-import { RequestCtx, resultOf, txLetter } from "./request-ctx.ts";
+import { RequestCtx, answeredResult, resultOf, txLetter } from "./request-ctx.ts";
 import type { QueryHooks } from "../core/module-host.ts";
 import type { RouteHint } from "../core/hooks.ts";
 import { parseSql } from "../sql/classify.ts";
@@ -52,6 +52,9 @@ export class RequestForwarder {
   waitedForReplay = false;
   /** The request at hand was judged able to write when it got its server. */
   private requestWrites = false;
+
+  /** The request a module's Reply answered, for the result hooks once it is delivered. */
+  private answered: { query: RequestCtx; source: string } | null = null;
 
   constructor(private readonly session: ClientSession) {
     const ctx = session.ctx;
@@ -101,7 +104,7 @@ export class RequestForwarder {
     this.current = hooks.onResult.length > 0 ? q : null;
     this.runQueryHooks(hooks, q, server);
     // Kept for onResult: it keeps its text, the forwarder goes on with a fresh view of the same message.
-    if (this.current !== null) this.view = q.handOver();
+    if (this.current !== null || this.answered?.query === q) this.view = q.handOver();
   }
 
   private runQueryHooks(hooks: QueryHooks, q: RequestCtx, server: ServerConnection | null): void {
@@ -118,6 +121,8 @@ export class RequestForwarder {
         // Only when nothing is owed: the answer must not overtake replies still coming.
         if (server !== null && server.owed > 0) continue;
         this.answer = d.messages;
+        // The result hooks still hear of it (statistics, traces), once it is delivered.
+        if (this.current !== null) this.answered = { query: this.current, source: d.source ?? "module" };
         this.current = null;
         return;
       }
@@ -139,7 +144,14 @@ export class RequestForwarder {
     } else {
       sess.out.write(this.answer!);
       sess.out.write(readyForQuery(sess.txStatus));
+      const a = this.answered;
+      const hooks = sess.ctx.hooks;
+      if (a !== null && hooks !== null) {
+        const r = answeredResult(a.query, this.answer!, sess.txStatus, a.source);
+        for (const hook of hooks.onResult) hook(r);
+      }
     }
+    this.answered = null;
     this.answer = null;
     this.answerError = null;
     this.midRequest = false;

@@ -2,8 +2,9 @@
 
 import type { QueryCtx, ResultCtx, SessionCtx } from "../core/hooks.ts";
 import type { MessageView } from "../core/request-tap.ts";
-import { Fe } from "../protocol/codes.ts";
-import { decodeAscii } from "../protocol/framing.ts";
+import { Be, Fe } from "../protocol/codes.ts";
+import { errorFields } from "../protocol/errors.ts";
+import { decodeAscii, readInt32 } from "../protocol/framing.ts";
 import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
 import type { QueryShape, QueryShapeCache } from "../sql/fingerprint.ts";
 import type { ResultTally } from "../server/result-tally.ts";
@@ -286,5 +287,26 @@ export function resultOf(query: RequestCtx, node: string, t: ResultTally, status
     const reply = t.reply();
     if (reply !== undefined) r.reply = reply;
   }
+  return r;
+}
+
+/** The ResultCtx of a request a module answered with `messages` (no server): rows, tag and error read from them. */
+export function answeredResult(query: RequestCtx, messages: Uint8Array, status: number, source: string): ResultCtx {
+  let rows = 0;
+  let tag = "";
+  let error: { code: string; message: string } | undefined;
+  for (let p = 0; p + 5 <= messages.length; ) {
+    const type = messages[p]!;
+    const end = p + 1 + readInt32(messages, p + 1);
+    if (type === Be.DataRow) rows++;
+    else if (type === Be.CommandComplete) tag = decodeAscii(messages, p + 5, end - 1);
+    else if (type === Be.ErrorResponse && error === undefined) {
+      const f = errorFields(messages, p + 5, end);
+      error = { code: f.code, message: f.message };
+    }
+    p = end;
+  }
+  const r: { -readonly [K in keyof ResultCtx]: ResultCtx[K] } = { query, node: "", commandTag: tag, rows, durationMs: performance.now() - query.startedAt, txStatus: txLetter(status), answeredBy: source };
+  if (error !== undefined) r.error = error;
   return r;
 }

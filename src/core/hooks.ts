@@ -170,6 +170,11 @@ export interface ResultCtx {
   readonly error?: { readonly code: string; readonly message: string };
   /** The reply's backend messages, when a module asked with captureReply and it fit. */
   readonly reply?: Uint8Array;
+  /**
+   * Set when a module's Reply answered the request without a server: its `source` ("module" when
+   * it gave none). `node` is then "", rows and tag are counted from the reply's messages.
+   */
+  readonly answeredBy?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,6 +195,8 @@ export interface Reject {
 export interface Reply {
   readonly kind: "reply";
   readonly messages: Uint8Array;
+  /** Who answered (the module's section name): ResultCtx.answeredBy, traces and statistics show it. */
+  readonly source?: string;
 }
 
 /**

@@ -212,3 +212,37 @@ test("a password in a traced statement is masked in db.query.text", async () => 
   expect(String(req.attrs["db.query.text"])).toContain("PASSWORD '***'");
   expect(JSON.stringify(req.attrs)).not.toContain("Pw-trace-secret");
 });
+
+test("a request the query cache answers gets a span marked heliosproxy.answered_by and counts in query analytics (answered)", async () => {
+  const p = await startProxy({
+    toml: `[auth]\nmethod = "trust"\n[tracing]\nendpoint = "${receiver.url}"\nsample_ratio = 0.0\nbatch_delay_ms = 20\n[query_cache]\n[query_analytics]\n`,
+  });
+  const c = await pgClient(p.port);
+  try {
+    await c.query("CREATE TABLE IF NOT EXISTS traced_cache (id int PRIMARY KEY, v text); INSERT INTO traced_cache VALUES (1, 'one') ON CONFLICT DO NOTHING");
+    const cacheHits = async () => ((await (await fetch(`http://127.0.0.1:${p.adminPort}/cache`)).json()) as Json).hits as number;
+    // Read until the cache answers (it learns the table from the catalog first), each read in a trace of its own.
+    const traced = await waitFor("a cache hit", async () => {
+      const traceId = hex(16);
+      const before = await cacheHits();
+      const r = await c.query(`SELECT v FROM traced_cache WHERE id = 1 /*traceparent='${traceparent(traceId, hex(8))}'*/`);
+      expect(r.rows).toEqual([{ v: "one" }]);
+      return (await cacheHits()) > before ? traceId : undefined;
+    });
+    const [span] = await spansOf(traced!, 1);
+    expect(span!.attrs["heliosproxy.answered_by"]).toBe("query_cache");
+    expect(span!.attrs["heliosproxy.node"]).toBe("");
+    expect(span!.attrs["db.response.returned_rows"]).toBe(1);
+    expect(span!.status.code ?? 0).not.toBe(2);
+    const hits = await cacheHits();
+    const rows = ((await (await fetch(`http://127.0.0.1:${p.adminPort}/queries?limit=100`)).json()) as Json).queries as Json[];
+    const entry = rows.find((q) => String(q.query).includes("traced_cache") && String(q.query).startsWith("SELECT"))!;
+    expect(entry.answered).toBe(hits);
+    expect(entry.calls).toBeGreaterThan(entry.answered);
+    expect(entry.rows).toBe(entry.calls);
+  } finally {
+    await c.query("DROP TABLE IF EXISTS traced_cache");
+    await c.end();
+    await p.stop();
+  }
+});

@@ -131,6 +131,8 @@ export class RequestTracer {
       "heliosproxy.server_ms": Math.max(0, r.durationMs - wait),
     });
     if (op !== "") span.setAttribute(ATTR_DB_OPERATION_NAME, op);
+    // Answered by a module (a cache hit): no server, no pool wait.
+    if (r.answeredBy !== undefined) span.setAttribute("heliosproxy.answered_by", r.answeredBy);
     if (r.error !== undefined) {
       span.setAttributes({ [ATTR_DB_RESPONSE_STATUS_CODE]: r.error.code, [ATTR_ERROR_TYPE]: r.error.code });
       span.setStatus({ code: SpanStatusCode.ERROR, message: `SQLSTATE ${r.error.code}` });

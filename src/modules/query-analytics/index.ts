@@ -37,6 +37,7 @@ export class QueryAnalytics implements Hooks {
     const e = this.entryOf(q, s, now);
     const rows = rowsOf(r.commandTag, r.rows);
     e.add(r.durationMs, rows, r.error?.code, now);
+    if (r.answeredBy !== undefined) e.answered++;
     if (this.nPlusOne !== null && e.repeatable && this.nPlusOne.see(s, e, now)) e.nPlusOne++;
     if (this.slow.wants(r.durationMs)) this.slow.add(r, e, rows);
   }

@@ -40,6 +40,8 @@ export class QueryStats {
   errors = 0;
   /** SQLSTATE -> count, made on the first error. */
   errorCodes: Map<string, number> | null = null;
+  /** Calls a module answered without a server (query cache hits). */
+  answered = 0;
   /** N+1 episodes seen for this query. */
   nPlusOne = 0;
   /** Repetition of this intent can be an N+1 pattern (BEGIN, SET, DDL repeat for other reasons). */

@@ -29,6 +29,8 @@ export interface QueryRow {
   database: string;
   user: string;
   n_plus_one: number;
+  /** Calls answered by a module without a server (query cache hits); counted in calls too. */
+  answered: number;
   first_seen: string;
   last_seen: string;
 }
@@ -52,6 +54,7 @@ function row(e: QueryStats, pct: number[] = e.percentiles()): QueryRow {
     database: e.database,
     user: e.user,
     n_plus_one: e.nPlusOne,
+    answered: e.answered,
     first_seen: iso(e.firstSeen),
     last_seen: iso(e.lastSeen),
   };

@@ -168,7 +168,7 @@ export class QueryCache implements Hooks {
         if (form.parse) st.unnamedAnswered = true;
         const c = this.counters;
         c.hitMicros[c.hitCount++ % c.hitMicros.length] = (performance.now() - t0) * 1000;
-        return { kind: "reply", messages: reply };
+        return { kind: "reply", messages: reply, source: "query_cache" };
       }
     }
   }
@@ -177,6 +177,8 @@ export class QueryCache implements Hooks {
     const p = this.pending.get(r.query);
     if (p === undefined) return;
     this.pending.delete(r.query);
+    // A hit: nothing ran, nothing to learn or store.
+    if (r.answeredBy !== undefined) return;
     const st = this.sessions.get(r.query.session.id);
     if (st === undefined) return;
     const a = p.analysis;
