@@ -7,7 +7,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { adminApi, nodeState, promoteRequests, startClusterProxy, usePgCluster } from "../support/pg-cluster.ts";
 import { FaultRelay } from "../support/fault-relay.ts";
-import { startEtcd, type EtcdServer } from "../support/etcd.ts";
+import { coordinationToml, startEtcd, type EtcdServer } from "../support/etcd.ts";
 import { LEDGER_DDL, LedgerLoad, checkLedger } from "../support/ledger.ts";
 import { freePort, type RunningProxy } from "../support/proxy.ts";
 
@@ -27,12 +27,7 @@ function fleetToml(name: string, endpoint: string): string {
     "buffer_timeout_secs = 15",
     "promote_timeout_secs = 10",
     `promote_command = "psql -X -q -h %h -p %p -U postgres -d postgres -Atc 'SELECT pg_promote()' >/dev/null && if [ -f ${SLOW} ]; then sleep 4; fi"`,
-    "[coordination]",
-    'backend = "etcd"',
-    `endpoints = ["${endpoint}"]`,
-    `key_prefix = "${PREFIX}"`,
-    "lease_ttl_secs = 2",
-    `proxy_name = "${name}"`,
+    coordinationToml(name, endpoint, PREFIX),
     "[transaction_replay]",
     "enabled = true",
   ].join("\n");

@@ -74,3 +74,8 @@ export async function startEtcd(o: { tls?: { certFile: string; keyFile: string; 
     },
   };
 }
+
+/** The [coordination] section of one proxy of a test fleet: etcd at `endpoint`, a 2 s lease. */
+export function coordinationToml(name: string, endpoint: string, prefix: string): string {
+  return ["[coordination]", 'backend = "etcd"', `endpoints = ["${endpoint}"]`, `key_prefix = "${prefix}"`, "lease_ttl_secs = 2", `proxy_name = "${name}"`].join("\n");
+}

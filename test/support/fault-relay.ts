@@ -110,17 +110,19 @@ class Pair {
     if (rule === "cut-after-commit") {
       this.send(msgs.slice(0, at + 1));
       this.limitServer(ahead, null);
-      this.later(SETTLE_MS, () => this.cut());
+      this.later(this.relay.holdMs ?? SETTLE_MS, () => this.cut());
     } else if (rule === "cut-before-commit" || rule === "cut-before-rollback" || rule === "cut-before-refusal") {
       this.send(msgs.slice(0, at));
-      if (ahead === 0) this.cut();
-      else this.limitServer(ahead, () => this.cut());
+      const hold = this.relay.holdMs;
+      const cut = () => (hold === null ? this.cut() : this.later(hold, () => this.cut()));
+      if (ahead === 0) cut();
+      else this.limitServer(ahead, cut);
     } else if (rule === "cut-at-commit-chunk" || rule === "cut-at-chunk") {
       this.cut();
     } else {
       this.send(msgs.slice(0, at + 1));
       this.limitServer(0, null);
-      this.later(SETTLE_MS, () => this.cut());
+      this.later(this.relay.holdMs ?? SETTLE_MS, () => this.cut());
     }
   }
 
@@ -229,11 +231,18 @@ export class FaultRelay {
   /** The old backend stays connected for a while after the proxy's side is cut (set by armOnce). */
   backendLingers = false;
 
-  /** The next connection that sends the rule's trigger is cut by it; the others relay untouched. */
-  armOnce(rule: FaultRule, o: { backendLingers?: boolean; when?: ChunkMatch } = {}): void {
+  /** How long the connection stays silent before the cut (set by armOnce; null: the rule's own, 300 ms after a forwarded trigger, none before). */
+  holdMs: number | null = null;
+
+  /**
+   * The next connection that sends the rule's trigger is cut by it; the others relay untouched.
+   * holdMs: a long one keeps the connection silent (no reply, no cut) until the server goes.
+   */
+  armOnce(rule: FaultRule, o: { backendLingers?: boolean; when?: ChunkMatch; holdMs?: number } = {}): void {
     this.armed = rule;
     this.backendLingers = o.backendLingers ?? false;
     this.when = o.when ?? null;
+    this.holdMs = o.holdMs ?? null;
   }
 
   /** Which write `cut-at-chunk` fires on. */
