@@ -5,7 +5,7 @@ import { ProxyContext, bufferSettings, serverPassword, statelessSet, type TlsMat
 import { listenClients } from "./client/listener.ts";
 import { clientsOf } from "./client/registry.ts";
 import { prewarmVerifiers } from "./client/auth.ts";
-import { ClientState, type ClientSession } from "./client/session.ts";
+import type { ClientSession } from "./client/session.ts";
 import { Errors, errorResponse } from "./protocol/errors.ts";
 import { TxStatus } from "./protocol/codes.ts";
 import type { ServerConnection } from "./server/connection.ts";
@@ -19,6 +19,7 @@ import type { NodeEntry } from "./config/types.ts";
 import { QueryClassifier, loadParser } from "./sql/classify.ts";
 import { makeBalancer } from "./router/balancers.ts";
 import { startAdmin } from "./admin/http.ts";
+import { AdminConsole } from "./admin/console.ts";
 import { FailoverController } from "./cluster/failover.ts";
 import { startModules } from "./core/module-host.ts";
 import { withNode } from "./cluster/node-sql.ts";
@@ -163,8 +164,8 @@ function sweepClients(ctx: ProxyContext, now: number): void {
   const idleMs = t.client_idle_timeout_secs * 1000;
   const loginMs = ctx.config.proxy.login_timeout_secs * 1000;
   for (const s of clientsOf(ctx)) {
-    if (s.state !== ClientState.Ready) {
-      if (s.state !== ClientState.Closed && now - s.connectedAt > loginMs) s.fatal(Errors.loginTimeout());
+    if (!s.loggedIn) {
+      if (!s.closed && now - s.connectedAt > loginMs) s.fatal(Errors.loginTimeout());
       continue;
     }
     const busy = s.server !== null && s.server.owed > 0;
@@ -186,6 +187,7 @@ function sweepClients(ctx: ProxyContext, now: number): void {
 
 export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }): Promise<RunningProxy> {
   const ctx = new ProxyContext(cfg);
+  ctx.openConsole = (client) => new AdminConsole(ctx, client);
   ctx.tls = loadTls(cfg);
   prewarmVerifiers(ctx);
   ctx.failover = makeFailover(ctx);
@@ -238,7 +240,7 @@ export async function startProxy(cfg: HeliosConfig, opts: { configPath: string }
       // In-flight transactions finish; idle clients are told and closed.
       while (performance.now() < deadline) {
         for (const s of clientsOf(ctx)) {
-          if (s.state !== ClientState.Ready || s.server === null) s.fatal(Errors.shuttingDown());
+          if (!s.loggedIn || s.server === null) s.fatal(Errors.shuttingDown());
         }
         if (clientsOf(ctx).size === 0) break;
         await Bun.sleep(50);

@@ -2,6 +2,7 @@
 
 import type { ProxyContext } from "../core/context.ts";
 import { clientsOf } from "../client/registry.ts";
+import { ClientState } from "../client/client-state.ts";
 import { errorResponse } from "../protocol/errors.ts";
 import { SqlState } from "../protocol/sqlstate.ts";
 import type { MessageWriter } from "../protocol/writer.ts";
@@ -72,7 +73,7 @@ export function kill(ctx: ProxyContext, db: string | null, who: string, w: Messa
   const pools = [...ctx.clientPools(db)];
   let clients = 0;
   for (const s of [...clientsOf(ctx)]) {
-    if (s.console !== null || s.closed || !dbs.includes(s.database)) continue;
+    if (s.state === ClientState.Console || s.closed || !dbs.includes(s.database)) continue;
     s.fatal(killedError(s.database));
     clients++;
   }

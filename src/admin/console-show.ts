@@ -1,6 +1,7 @@
 // Admin console SHOW commands: pools, clients, servers, stats, databases, users, nodes, config, lists, state.
 
 import type { ClientSession } from "../client/session.ts";
+import { ClientState } from "../client/client-state.ts";
 import { clientsOf } from "../client/registry.ts";
 import { configRows } from "../config/load.ts";
 import type { ProxyContext } from "../core/context.ts";
@@ -25,7 +26,7 @@ function cmp(a: string, b: string): number {
 
 /** Logged-in sessions (clients of a pool, or of the console). */
 function loggedIn(ctx: ProxyContext): ClientSession[] {
-  return [...clientsOf(ctx)].filter((s) => !s.closed && (s.pool !== null || s.console !== null));
+  return [...clientsOf(ctx)].filter((s) => s.loggedIn);
 }
 
 /** Wall-clock text for a performance.now() instant. */
@@ -100,7 +101,7 @@ export function showClients(ctx: ProxyContext): ResultSet {
   const rows = loggedIn(ctx)
     .sort((a, b) => a.pid - b.pid)
     .map((s): Cell[] => {
-      const state = s.console !== null ? "idle" : s.waiting ? "waiting" : s.server !== null ? "active" : "idle";
+      const state = CLIENT_STATE[s.state] ?? "idle";
       const waitUs = s.waiting ? Math.max(0, Math.round((now - s.waitingSince) * 1000)) : 0;
       const [addr, port, laddr, lport] = sockAddr(s.sock as never);
       return ["C", s.user, s.database, "none", state, addr, port, laddr, lport, timeText(s.connectedAt, offset), timeText(s.lastActivity, offset),
@@ -109,6 +110,17 @@ export function showClients(ctx: ProxyContext): ResultSet {
     });
   return { columns: CLIENT_COLUMNS, rows };
 }
+
+/** SHOW CLIENTS' state for each logged-in session state, in PgBouncer's words (a console session is idle). */
+const CLIENT_STATE: Record<number, string> = {
+  [ClientState.Idle]: "idle",
+  [ClientState.Leased]: "active",
+  [ClientState.WaitingPool]: "waiting",
+  [ClientState.WaitingReplay]: "waiting",
+  [ClientState.Held]: "waiting",
+  [ClientState.Recovering]: "waiting",
+  [ClientState.Console]: "idle",
+};
 
 const SERVER_STATE: Record<number, string> = {
   [ServerState.Connecting]: "new",
@@ -332,7 +344,7 @@ export const showVersion = (): ResultSet => ({ columns: columns("version"), rows
 export function showLists(ctx: ProxyContext): ResultSet {
   const pools = [...ctx.allPools()];
   const sessions = [...clientsOf(ctx)].filter((s) => !s.closed);
-  const logged = sessions.filter((s) => s.pool !== null || s.console !== null).length;
+  const logged = sessions.filter((s) => s.loggedIn).length;
   const rows: Cell[][] = [
     ["databases", new Set(pools.map((p) => p.database)).size],
     ["users", new Set([...ctx.config.users.map((u) => u.name), ...pools.map((p) => p.user)]).size],

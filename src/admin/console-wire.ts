@@ -5,8 +5,7 @@ import { errorResponse, noticeResponse } from "../protocol/errors.ts";
 import { SqlState } from "../protocol/sqlstate.ts";
 import type { MessageWriter } from "../protocol/writer.ts";
 
-/** Virtual databases that reach the admin console instead of PostgreSQL. */
-export const CONSOLE_DATABASES = new Set(["heliosproxy", "pgbouncer"]);
+export { CONSOLE_DATABASES } from "../core/console.ts";
 
 /** Column type oids the console reports (PgBouncer reports its counters as int8). */
 export const enum Oid {

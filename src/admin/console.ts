@@ -26,15 +26,10 @@ import {
 } from "./console-show.ts";
 import { ConsoleError, ConsoleErrors, ConsoleSqlState, Oid, clip, writeNotice, writeResult, writeTag, type ResultSet } from "./console-wire.ts";
 import type { ShowResult } from "../core/hooks.ts";
+import type { ConsoleAnswerer, ConsoleClient } from "../core/console.ts";
 
 export { CONSOLE_DATABASES } from "./console-wire.ts";
-
-export type ConsoleRole = "admin" | "stats";
-
-export interface ConsoleClient {
-  readonly user: string;
-  readonly role: ConsoleRole;
-}
+export type { ConsoleClient, ConsoleRole } from "../core/console.ts";
 
 /** One word of a statement: a bare word, a "quoted identifier", a 'string' or "=". */
 interface Token {
@@ -216,7 +211,7 @@ export function tokenize(stmt: string): Token[] {
   }
 }
 
-export class AdminConsole {
+export class AdminConsole implements ConsoleAnswerer {
   constructor(
     readonly ctx: ProxyContext,
     readonly client: ConsoleClient,

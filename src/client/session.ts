@@ -9,7 +9,7 @@ import { Errors, errorFields, errorResponse } from "../protocol/errors.ts";
 import { SqlState } from "../protocol/sqlstate.ts";
 import { ReceiveBuffer, readInt32 } from "../protocol/framing.ts";
 import { ReadyIdle, SslNo, SslYes, negotiateProtocolVersion } from "../protocol/messages.ts";
-import { AdminConsole, CONSOLE_DATABASES } from "../admin/console.ts";
+import { CONSOLE_DATABASES, type ConsoleAnswerer } from "../core/console.ts";
 import { NEWEST_MINOR, parseStartupPacket } from "../protocol/startup.ts";
 import type { Lessee, ServerConnection } from "../server/connection.ts";
 import type { LoginError } from "../server/login.ts";
@@ -31,26 +31,20 @@ import { SessionState, traceContextParam } from "./session-state.ts";
 import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
+import { transitionBug } from "../util/state-bugs.ts";
+import { CLIENT_EDGES, CLIENT_STATE_NAMES, ClientState, isWaiting } from "./client-state.ts";
 import { clock } from "../util/clock.ts";
 import type { Sink } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import type { RequestTap, TappedSession } from "../core/request-tap.ts";
 
-export const enum ClientState {
-  /** Waiting for StartupMessage / SSLRequest / CancelRequest. */
-  Startup,
-  /** Authentication exchange in progress. */
-  Auth,
-  /** Logged in: forwarding. */
-  Ready,
-  Closed,
-}
+export { ClientState } from "./client-state.ts";
 
 const NO_PARAMS = new Map<string, string>();
 let nextPid = 1 + Math.floor(Math.random() * 1_000_000);
 
 export class ClientSession implements Lessee, PoolWaiter, HeldClient, BackpressureTarget, TappedSession {
-  state = ClientState.Startup;
+  private current = ClientState.Startup;
   sock: Socket<ClientSession>;
   readonly recv = new ReceiveBuffer(1024);
   readonly out: Outbox = new Outbox(this);
@@ -67,7 +61,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   mode: PoolMode;
   /** Keeps its server until it leaves (session mode, or session state a pool cannot move). */
   pinned = false;
-  waiting = false;
+  /** performance.now() when the current wait began (pool waits stamp it in the pool). */
   waitingSince = 0;
   sessionState: SessionState | null = null;
   txStatus = TxStatus.Idle;
@@ -98,9 +92,51 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     this.forwarder = new RequestForwarder(this);
   }
 
+  /** Where the session is (client-state.ts); changed only by enter(). */
+  get state(): ClientState {
+    return this.current;
+  }
+
+  /**
+   * The one transition function. An edge the machine does not have (CLIENT_EDGES) is a bug: one
+   * error line with both states, one more on heliosproxy_state_transition_bugs_total, and the
+   * session keeps its state. Returns whether the session moved.
+   */
+  enter(to: ClientState): boolean {
+    const from = this.current;
+    if ((CLIENT_EDGES[from]! & (1 << to)) === 0) {
+      transitionBug("client", this.pid, CLIENT_STATE_NAMES[from]!, CLIENT_STATE_NAMES[to]!);
+      return false;
+    }
+    this.current = to;
+    return true;
+  }
+
+  /** A callback meant for one state only (a pool, the switchover buffer, a replay wait answering): move on from `from`, else a refused bug. */
+  private leave(from: ClientState, to: ClientState): boolean {
+    if (this.current === from) return this.enter(to);
+    transitionBug("client", this.pid, CLIENT_STATE_NAMES[this.current]!, CLIENT_STATE_NAMES[to]!);
+    return false;
+  }
+
+  /** Enter a waiting state (not the pool's: the pool stamps its own waits) and start its clock. */
+  private wait(state: ClientState): void {
+    if (this.enter(state)) this.waitingSince = performance.now();
+  }
+
   /** Read through a method so the compiler does not narrow it across awaits. */
   get closed(): boolean {
-    return this.state === ClientState.Closed;
+    return this.current === ClientState.Closed;
+  }
+
+  /** Past login (a pool's client or the console's), not closed. */
+  get loggedIn(): boolean {
+    return this.current > ClientState.Auth && this.current !== ClientState.Closed;
+  }
+
+  /** Waiting for a server, a replay, a new primary or a recovery: requests queue meanwhile. */
+  get waiting(): boolean {
+    return isWaiting(this.current);
   }
 
   // ---- socket events -------------------------------------------------------------------
@@ -108,19 +144,25 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   onData(sock: Socket<ClientSession>, chunk: Uint8Array): void {
     if (sock !== this.sock) return; // ciphertext still arriving on the pre-TLS socket
     this.lastActivity = performance.now(); // exact: idle timeouts must never fire early
-    switch (this.state) {
-      case ClientState.Ready:
-        if (this.console !== null) {
-          this.recv.push(chunk);
-          this.consoleData();
-          return;
-        }
-        if (this.recv.size === 0 && !this.waiting) this.process(chunk, 0, chunk.length, false);
+    switch (this.current) {
+      case ClientState.Idle:
+      case ClientState.Leased:
+        if (this.recv.size === 0) this.process(chunk, 0, chunk.length, false);
         else {
           this.recv.push(chunk);
-          if (!this.waiting) this.processBuffered();
-          else if (this.recv.size > 1 << 20) this.pauseReading();
+          this.processBuffered();
         }
+        return;
+      case ClientState.WaitingPool:
+      case ClientState.WaitingReplay:
+      case ClientState.Held:
+      case ClientState.Recovering:
+        this.recv.push(chunk);
+        if (this.recv.size > 1 << 20) this.pauseReading();
+        return;
+      case ClientState.Console:
+        this.recv.push(chunk);
+        this.consoleData();
         return;
       case ClientState.Startup:
         this.recv.push(chunk);
@@ -222,7 +264,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   private async login(minor: number, unsupported: string[]): Promise<void> {
     const ctx = this.ctx;
-    this.state = ClientState.Auth;
+    this.enter(ClientState.Auth);
     if (minor > NEWEST_MINOR || minor === 1 || unsupported.length > 0) {
       const speak = minor > NEWEST_MINOR ? NEWEST_MINOR : minor === 1 ? 0 : minor;
       this.minor = speak;
@@ -283,7 +325,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(this.minor >= 2 ? 32 : 4));
     ctx.cancelTargets.set(this.pid, this);
     this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
-    this.state = ClientState.Ready;
+    this.enter(ClientState.Idle);
     logLogin(this.facts(), this.pid);
     this.lastActivity = performance.now();
     if (this.mode === "session") this.pinned = true;
@@ -344,19 +386,20 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     const a = this.ctx.config.auth;
     const role = a.admin_users.includes(this.user) ? "admin" : a.stats_users.includes(this.user) ? "stats" : null;
     if (role === null) return this.fatal(Errors.notConsoleUser(this.user));
-    this.console = new AdminConsole(this.ctx, { user: this.user, role });
+    if (this.ctx.openConsole === null) return this.fatal(Errors.consoleUnavailable());
+    this.console = this.ctx.openConsole({ user: this.user, role });
     this.sessionState = new SessionState(this.params);
     this.pid = nextPid++;
     this.cancelSecret = crypto.getRandomValues(new Uint8Array(4));
     this.out.write(welcome(pool, this.sessionState, this.pid, this.cancelSecret));
-    this.state = ClientState.Ready;
+    this.enter(ClientState.Console);
     logLogin(this.facts(), this.pid);
     this.params = NO_PARAMS;
     if (this.recv.size > 0) this.consoleData();
   }
 
-  /** Admin console sessions: one simple Query at a time, answered by the console. */
-  console: AdminConsole | null = null;
+  /** Admin console sessions (state Console): one simple Query at a time, answered by the console. */
+  private console: ConsoleAnswerer | null = null;
   private consoleBusy = false;
 
   private consoleData(): void {
@@ -396,7 +439,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
         new Promise<Uint8Array | null>((resolve) => {
           const next = this.authQueue.shift();
           if (next !== undefined) resolve(next);
-          else if (this.state === ClientState.Closed) resolve(null);
+          else if (this.closed) resolve(null);
           else this.authWaiter = resolve;
         }),
     };
@@ -449,7 +492,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   processBuffered(): void {
     const r = this.recv;
-    if (r.size === 0 || (this.tap !== null && this.tap.recovering)) return;
+    if (r.size === 0 || this.current === ClientState.Recovering) return;
     this.process(r.buf, r.start, r.end, true);
   }
 
@@ -481,15 +524,14 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
    */
   acquireServer(write: boolean): boolean {
     if (this.server !== null) return true;
-    if (this.waiting) return false;
+    if (this.current !== ClientState.Idle) return false; // waiting (or recovering) already
     const ctx = this.ctx;
     const h = this.forwarder.routeHint;
     const hinted = h !== null && (ctx.splitting || h.target !== "default" || h.nodes !== undefined);
     const toPrimary = write || (!ctx.splitting && !hinted) || this.primaryOnce;
     if (toPrimary && ctx.buffer.admit(this)) {
       // The primary is changing: wait for the new one (or a refusal) without a server.
-      this.waiting = true;
-      this.held = true;
+      this.wait(ClientState.Held);
       return false;
     }
     this.primaryOnce = false;
@@ -503,10 +545,9 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       if (node === rc.primary && hint?.minLsn && hint.waitMs && !fw.waitedForReplay && rc.standbys.length > 0) {
         // No standby has replayed this session's writes yet: give them up to waitMs, then route again.
         fw.waitedForReplay = true;
-        this.waiting = true;
+        this.wait(ClientState.WaitingReplay);
         void waitForReplay(ctx, hint.minLsn, hint.waitMs).then(() => {
-          this.waiting = false;
-          if (!this.closed) this.processBuffered();
+          if (!this.closed && this.leave(ClientState.WaitingReplay, ClientState.Idle)) this.processBuffered();
         });
         return false;
       }
@@ -514,10 +555,11 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     const pool = ctx.nodePool(this.group!, node);
     const s = pool.acquire(this);
     if (s === null) {
-      this.waiting = true;
+      this.enter(ClientState.WaitingPool);
       this.waitPool = pool;
       return false;
     }
+    this.enter(ClientState.Leased);
     this.attach(s);
     return true;
   }
@@ -546,8 +588,6 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** The next request goes to the primary whatever it is (a standby just failed it). */
   private primaryOnce = false;
-  /** Waiting in the switchover buffer. */
-  private held = false;
 
   /** An LSN read pipelined after a write came back: outside a transaction it is a commit position. */
   lsnObserved(_s: ServerConnection, lsn: string, status: number): void {
@@ -556,20 +596,16 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** The switchover buffer let the request go on: route it to the primary of now. */
   released(): void {
-    this.held = false;
-    this.waiting = false;
-    if (!this.closed) this.processBuffered();
+    if (!this.closed && this.leave(ClientState.Held, ClientState.Idle)) this.processBuffered();
   }
 
   /** The switchover buffer gave up on the request: it gets an error, the connection stays. */
   refused(code: string, message: string): void {
-    this.held = false;
-    this.waiting = false;
-    if (this.closed) return;
+    if (this.closed || !this.leave(ClientState.Held, ClientState.Idle)) return;
     this.forwarder.refuseRequest(errorResponse({ severity: "ERROR", code, message }));
     this.processBuffered();
   }
-  /** The pool this client waits in, if it waits. */
+  /** The pool this client waits in (state WaitingPool). */
   private waitPool: Pool | null = null;
   /** The client's (database, user) pools across nodes. */
   group: PoolGroup | null = null;
@@ -588,9 +624,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   }
 
   serverLeased(s: ServerConnection): void {
-    this.waiting = false;
     this.waitPool = null;
-    if (this.state === ClientState.Closed) {
+    if (this.closed || !this.leave(ClientState.WaitingPool, ClientState.Leased)) {
       (s.owner as Pool).release(s);
       return;
     }
@@ -601,17 +636,16 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** The node this client waited for went down or was drained: route the request again. */
   reroute(): void {
-    this.waiting = false;
     this.waitPool = null;
-    if (!this.closed) this.processBuffered();
+    if (!this.closed && this.leave(ClientState.WaitingPool, ClientState.Idle)) this.processBuffered();
   }
 
   /** No server for a logged-in client (wait_timeout, server gone): it may hear why. */
   serverFailed(e: LoginError): void {
     const fromStandby = this.waitPool !== null && this.waitPool.node !== this.ctx.cluster.primary().name;
-    this.waiting = false;
     this.waitPool = null;
-    if (fromStandby && !this.closed) {
+    if (this.closed || !this.leave(ClientState.WaitingPool, ClientState.Idle)) return;
+    if (fromStandby) {
       // A standby that cannot serve this client (not replayed its database yet, down): the primary can.
       log.warn("standby could not serve a read; sending it to the primary", { code: e.code, error: e.message });
       this.primaryOnce = true;
@@ -638,11 +672,12 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   /** Give the server back when the client is between transactions with nothing in flight. */
   maybeRelease(): void {
     const s = this.server;
-    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest || (this.tap !== null && this.tap.recovering)) return;
+    if (s === null || this.pinned || s.owed !== 0 || s.txStatus !== TxStatus.Idle || this.forwarder.midRequest || this.current !== ClientState.Leased) return;
     if (this.inLoop) {
       this.releaseDeferred = true;
       return;
     }
+    this.enter(ClientState.Idle);
     this.server = null;
     this.forwarder.release(s);
     if (this.recv.size > 0) this.processBuffered();
@@ -658,17 +693,17 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   }
 
   outlivesServer(): boolean {
-    return this.tap !== null && this.state === ClientState.Ready;
+    return this.tap !== null && this.loggedIn;
   }
 
   /** Logged in and forwarding (TappedSession). */
   get forwarding(): boolean {
-    return this.state === ClientState.Ready;
+    return this.loggedIn;
   }
 
-  /** A recovery moves the session to a new server: requests wait until endRecovery(). */
+  /** A recovery moves the session to a new server (it may keep the one it has meanwhile): requests wait until endRecovery(). */
   beginRecovery(): void {
-    this.waiting = true;
+    this.wait(ClientState.Recovering);
   }
 
   /** A server leased for this session during a recovery: attach it (SET state follows). */
@@ -685,8 +720,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** The recovery is over: requests that waited go on. */
   endRecovery(): void {
-    this.waiting = false;
-    if (this.closed) return;
+    if (this.closed || !this.leave(ClientState.Recovering, this.server !== null ? ClientState.Leased : ClientState.Idle)) return;
     this.maybeRelease();
     this.processBuffered();
   }
@@ -744,9 +778,10 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
 
   /** Send a FATAL/ERROR and close. */
   fatal(reply: Uint8Array): void {
-    if (this.state === ClientState.Closed) return;
-    if (this.state === ClientState.Auth) logRefused(this.facts(), reply);
-    else if (this.state === ClientState.Ready) this.endReason = errorFields(reply, 5, reply.length).message;
+    if (this.closed) return;
+    if (this.current <= ClientState.Auth) {
+      if (this.current === ClientState.Auth) logRefused(this.facts(), reply);
+    } else this.endReason = errorFields(reply, 5, reply.length).message;
     this.out.write(reply);
     this.close();
   }
@@ -763,16 +798,17 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   }
 
   close(): void {
-    if (this.state === ClientState.Closed) return;
+    if (this.closed) return;
     this.out.end();
     this.teardown();
   }
 
   /** Free everything: the server goes back clean (rolled back, reset) or is closed. */
   private teardown(): void {
-    if (this.state === ClientState.Closed) return;
-    if (this.state === ClientState.Ready) logDisconnect(this.facts(), this.pid, (clock.now - this.connectedAt) / 1000, this.endReason);
-    this.state = ClientState.Closed;
+    const was = this.current;
+    if (was === ClientState.Closed) return;
+    if (this.loggedIn) logDisconnect(this.facts(), this.pid, (clock.now - this.connectedAt) / 1000, this.endReason);
+    this.enter(ClientState.Closed);
     if (this.authWaiter) {
       const w = this.authWaiter;
       this.authWaiter = null;
@@ -791,8 +827,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       ctx.adjust(ctx.perDatabase, this.database, -1);
       ctx.adjust(ctx.perUser, this.user, -1);
     }
-    if (this.held) ctx.buffer.forget(this);
-    else if (this.waiting) this.waitPool?.forget(this);
+    if (was === ClientState.Held) ctx.buffer.forget(this);
+    else if (was === ClientState.WaitingPool) this.waitPool?.forget(this);
     const s = this.server;
     this.server = null;
     if (s !== null) this.forwarder.returnServer(s, this.pinned || this.mode === "session");

@@ -23,6 +23,7 @@ import type { QueryHooks, RouteHandler } from "./module-host.ts";
 import type { CommitTracker } from "./commit-positions.ts";
 import type { ShowResult } from "./hooks.ts";
 import type { StartupHook } from "./startup-hooks.ts";
+import type { ConsoleOpener } from "./console.ts";
 import { QueryShapeCache } from "../sql/fingerprint.ts";
 
 /** pool.stateless_functions as looked up (lower case). */
@@ -69,6 +70,8 @@ export class ProxyContext {
   replay: ReplayRegistry | null = null;
   /** Makes each session's request tap (ha-tr); null when no module taps requests. */
   tap: TapFactory | null = null;
+  /** Answers admin console logins (installed by startProxy: the client layer never names the admin one). */
+  openConsole: ConsoleOpener | null = null;
   /** Admin HTTP routes ("GET /queries") and console SHOWs added by modules. */
   moduleRoutes = new Map<string, RouteHandler>();
   moduleShows = new Map<string, () => ShowResult>();

@@ -48,6 +48,7 @@ export const Errors = {
     fatal(SqlState.InvalidAuthorizationSpecification, `client certificate verification failed (${why})`),
   notConsoleUser: (user: string) =>
     fatal(SqlState.InsufficientPrivilege, `user "${user}" is not allowed to use the admin console`),
+  consoleUnavailable: () => fatal(SqlState.FeatureNotSupported, "the admin console is not available in this process"),
   consoleSimpleOnly: () => error(SqlState.FeatureNotSupported, "the admin console accepts simple queries only"),
   tlsRequired: () => fatal(SqlState.InvalidAuthorizationSpecification, "SSL connection is required by this proxy"),
   unencryptedAfterSsl: () => fatal(SqlState.ProtocolViolation, "received unencrypted data after SSL request"),

@@ -120,6 +120,9 @@ export async function startProxyWithConfig(
       const t = setTimeout(() => proc.kill("SIGKILL"), 10000);
       const code = await proc.exited;
       clearTimeout(t);
+      // An impossible state transition is a bug even when the proxy carried on: the run that logged one fails.
+      const bug = /bug: impossible state transition refused.*/.exec(out);
+      if (bug !== null) throw new Error(`the proxy logged a state machine bug: ${bug[0]}`);
       return code;
     },
     async [Symbol.asyncDispose]() {
