@@ -529,9 +529,11 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     const h = this.forwarder.routeHint;
     const hinted = h !== null && (ctx.splitting || h.target !== "default" || h.nodes !== undefined);
     const toPrimary = write || (!ctx.splitting && !hinted) || this.primaryOnce;
-    if (toPrimary && ctx.buffer.admit(this)) {
-      // The primary is changing: wait for the new one (or a refusal) without a server.
+    if (toPrimary && ctx.buffer.active) {
+      // The primary is changing: wait for the new one (or a refusal) without a server. Held before
+      // admit(): a full buffer refuses at once, and refused() takes the session back to idle.
       this.wait(ClientState.Held);
+      ctx.buffer.admit(this);
       return false;
     }
     this.primaryOnce = false;
@@ -603,7 +605,12 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
   refused(code: string, message: string): void {
     if (this.closed || !this.leave(ClientState.Held, ClientState.Idle)) return;
     this.forwarder.refuseRequest(errorResponse({ severity: "ERROR", code, message }));
-    this.processBuffered();
+    // Refused at once (a full buffer) from inside the forwarding loop: answer once that loop has returned.
+    if (this.inLoop) {
+      queueMicrotask(() => {
+        if (!this.closed) this.processBuffered();
+      });
+    } else this.processBuffered();
   }
   /** The pool this client waits in (state WaitingPool). */
   private waitPool: Pool | null = null;
