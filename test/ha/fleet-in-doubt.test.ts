@@ -12,7 +12,7 @@ const cluster = usePgCluster({ databases: ["app"] });
 const PREFIX = `/heliosproxy/fleet-in-doubt-${process.pid}`;
 let etcd: EtcdServer;
 let leader: RunningProxy;
-/** follower: coordinated; cut-off: its etcd endpoint is a dead port. Both reach every node through relays that can swallow a COMMIT or its reply. */
+/** The leader probes every 60 s: a lost primary reaches it as the follower's report. follower: coordinated; cut-off: its etcd endpoint is a dead port. Both reach every node through relays that can swallow a COMMIT or its reply. */
 const via: { name: string; proxy: RunningProxy; relays: Record<string, FaultRelay> }[] = [];
 
 const toml = (name: string, endpoint: string) => ['[failover]\npolicy = "auto"', coordinationToml(name, endpoint, PREFIX), "[transaction_replay]\nenabled = true"].join("\n");
@@ -29,7 +29,8 @@ beforeAll(async () => {
   const c = cluster();
   await c.setup("CREATE TABLE doubt (v text NOT NULL)", "app");
   etcd = await startEtcd();
-  leader = await startClusterProxy(c, { split: false, health, toml: toml("leader", etcd.url) });
+  // The leader's own probes are slow: it learns of a lost primary from the follower's report (and confirms it with its own probes).
+  leader = await startClusterProxy(c, { split: false, health: { ...health, interval: 60 }, toml: toml("leader", etcd.url) });
   await until("the leader elected", async () => (await adminApi(leader, "GET", "/fleet")).body.is_leader === true, 10_000);
   for (const [name, endpoint] of [["follower", etcd.url], ["cut-off", `http://127.0.0.1:${freePort()}`]] as const) {
     const relays: Record<string, FaultRelay> = {};
@@ -45,7 +46,7 @@ afterAll(async () => {
   await etcd?.destroy();
 }, 30_000);
 
-test("COMMIT committed on the old primary, its reply lost, then kill -9: the follower answers it committed (fleet N0); the cut-off proxy answers 08007; the row is there once", async () => {
+test("COMMIT committed on the old primary, its reply lost, then kill -9 (the slow leader acts on the follower's report): the follower answers it committed (fleet N0); the cut-off proxy answers 08007; the row is there once", async () => {
   const c = cluster();
   const clients = await Promise.all(via.map((v) => pgClient(v.proxy.port, { database: "app", query_timeout: 30_000 })));
   const outcomes: Promise<string>[] = [];
@@ -68,6 +69,7 @@ test("COMMIT committed on the old primary, its reply lost, then kill -9: the fol
     return r?.state === "done" ? r : null;
   }, 10_000);
   expect(Number(record.n0)).toBeGreaterThan(0);
+  expect(leader.output()).toContain("fleet member follower reports the primary node1 down; this proxy's probe failed too");
   expect((await c.psql(record.to, "SELECT string_agg(v, ',' ORDER BY v) FROM doubt", { db: "app" })).split(",")).toEqual(["cut-off", "follower"]);
 
   // Each proxy's account of the recovery.
