@@ -4,7 +4,8 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { loadParser, parseSql } from "../../src/sql/classify.ts";
 import { Analyzer, SessionChange } from "../../src/modules/query-cache/analysis.ts";
 import { cacheable, replyFor, requestForm } from "../../src/modules/query-cache/request.ts";
-import { SessionKey } from "../../src/modules/query-cache/sessions.ts";
+import { SessionKey, settingsEffects } from "../../src/modules/query-cache/sessions.ts";
+import { Effect } from "../../src/sql/session-effects.ts";
 import { shapeOf } from "../../src/modules/query-cache/shape.ts";
 import { CacheStore } from "../../src/modules/query-cache/store.ts";
 import { ChangeDecoder, statusUpdate } from "../../src/modules/query-cache/pgoutput.ts";
@@ -87,15 +88,18 @@ describe("analysis", () => {
     expect(analyze("ALTER TABLE t ADD COLUMN c int").ddl).toBe(true);
     expect(analyze("CREATE TEMP TABLE x (a int)").change & SessionChange.Temp).toBeTruthy();
     expect(analyze("DO $$BEGIN END$$").change & SessionChange.Unknown).toBeTruthy();
+    // Settings are the core's session-effects scan's: the parse tree leaves them alone.
     const set = analyze("SET ROLE alice");
-    expect([set.change, set.sets, set.writes]).toEqual([SessionChange.Sets, ["role"], []]);
-    expect(analyze("SET LOCAL search_path = x").change).toBe(SessionChange.None);
-    expect(analyze("SELECT set_config('role', 'bob', false)").sets).toEqual(["role"]);
-    expect(analyze("SELECT set_config('role', 'bob', true)").change).toBe(SessionChange.None);
+    expect([set.change, set.writes, set.ddl]).toEqual([SessionChange.None, [], false]);
+    expect(settingsEffects("SET ROLE alice")).toBe(Effect.SetGuc);
+    expect(settingsEffects("SET LOCAL search_path = x")).toBe(Effect.None);
+    expect(settingsEffects("SELECT set_config('role', 'bob', false)")).toBe(Effect.SetGuc);
+    expect(settingsEffects("SELECT set_config('role', 'bob', true)")).toBe(Effect.None);
     expect(analyze("SELECT set_config('role', 'bob', $1)").change & SessionChange.Unknown).toBeTruthy();
-    expect(analyze("RESET ALL").change).toBe(SessionChange.ResetAll);
-    expect(analyze("DISCARD ALL").change).toBe(SessionChange.Discard);
-    expect(analyze("ROLLBACK TO SAVEPOINT a").partialRollback).toBe(true);
+    expect(analyze("SELECT set_config('role', current_user, false)").change & SessionChange.Unknown).toBeTruthy();
+    expect(analyze("SELECT set_config('role', 'bob', false)").change).toBe(SessionChange.None);
+    expect(settingsEffects("DISCARD ALL")).toBe(Effect.DiscardAll);
+    expect(settingsEffects("ROLLBACK TO SAVEPOINT a") & Effect.RollbackTo).toBeTruthy();
     expect(analyzer.analyze(null)).toMatchObject({ cacheable: false, writes: [], change: SessionChange.None });
   });
 });
@@ -170,8 +174,9 @@ describe("session key", () => {
   const session = (params: [string, string][] = []) => ({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0, params: new Map(params) });
   const step = (k: SessionKey, sql: string, status: "I" | "T" | "E" = "I", tag = "SET", failed = false) => {
     const a = analyze(sql);
-    k.sent(a);
-    k.answered(a, sql, status, tag, failed);
+    const fx = settingsEffects(sql);
+    k.sent(a, fx);
+    k.answered(a, fx, fx & (Effect.SetGuc | Effect.DiscardAll) ? [sql] : [], status, tag, failed);
   };
 
   test("startup settings and committed SETs change the key; rolled back and failed ones do not", () => {
@@ -194,10 +199,26 @@ describe("session key", () => {
     expect(k.key).not.toContain("alice");
   });
 
-  test("what the proxy cannot follow makes the key unknown", () => {
+  test("RESET ALL keeps the role and SET SESSION AUTHORIZATION drops it, as in PostgreSQL; a SET committed inside a transaction counts at COMMIT", () => {
     const k = new SessionKey(session());
     step(k, "SET ROLE alice");
+    const alice = k.key;
+    step(k, "SET search_path = x");
     step(k, "RESET ALL");
+    expect([k.usable(), k.key]).toEqual([true, alice]);
+    step(k, "BEGIN", "T", "BEGIN");
+    step(k, "SET TIME ZONE 'UTC'", "T");
+    expect(k.usable()).toBe(false);
+    step(k, "COMMIT", "I", "COMMIT");
+    expect(k.usable()).toBe(true);
+    expect(k.key).not.toBe(alice);
+    step(k, "SELECT set_config('timezone', 'UTC', false) /* same setting, other spelling */");
+    expect(k.key).toContain("timezone");
+  });
+
+  test("what the proxy cannot follow makes the key unknown", () => {
+    const k = new SessionKey(session());
+    step(k, "SELECT set_config('role', $1, false)");
     expect(k.usable()).toBe(false);
     const j = new SessionKey(session());
     step(j, "BEGIN", "T", "BEGIN");

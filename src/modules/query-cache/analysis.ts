@@ -51,15 +51,12 @@ const HARMLESS = new Set([
   "DeallocateStmt", "ClosePortalStmt", "FetchStmt", "DeclareCursorStmt", "PrepareStmt", "ConstraintsSetStmt",
 ]);
 
-/** How a request changes the session's output-affecting state. */
+/**
+ * What the parse tree shows about the session beyond its settings (SET, RESET, DISCARD ALL and
+ * set_config are read by the core's session-effects scan, see sessions.ts).
+ */
 export const enum SessionChange {
   None = 0,
-  /** SET / RESET of named parameters (see `sets`). */
-  Sets = 1,
-  /** RESET ALL. */
-  ResetAll = 2,
-  /** DISCARD ALL: back to the login state. */
-  Discard = 4,
   /** Created a temporary object: the session's names may now mean something else. */
   Temp = 8,
   /** Something the proxy cannot follow (a function or procedure that may SET). */
@@ -76,12 +73,8 @@ export interface Analysis {
   /** Tables the request may write; "all" when it cannot be known. Empty for reads. */
   readonly writes: readonly string[] | "all";
   readonly change: SessionChange;
-  /** Parameters set or reset (lower case; "role", "session_authorization", "timezone"...). */
-  readonly sets: readonly string[];
   /** BEGIN, COMMIT, ROLLBACK, SAVEPOINT... */
   readonly txControl: boolean;
-  /** ROLLBACK TO SAVEPOINT / RELEASE (settings changed before may or may not survive). */
-  readonly partialRollback: boolean;
   /** Changes the schema (DDL, GRANT...): what names mean may differ afterwards. */
   readonly ddl: boolean;
   readonly statements: number;
@@ -136,9 +129,7 @@ export class Analyzer {
       reads,
       writes,
       change: w.change,
-      sets: w.sets,
       txControl: w.txControl,
-      partialRollback: w.partialRollback,
       ddl: w.ddl,
       statements: stmts.length,
     };
@@ -183,25 +174,12 @@ export class Analyzer {
         }
         return;
       }
-      case "TransactionStmt": {
+      case "TransactionStmt":
         w.txControl = true;
-        const k = body.kind as string;
-        if (k === "TRANS_STMT_ROLLBACK_TO" || k === "TRANS_STMT_RELEASE") w.partialRollback = true;
         return;
-      }
-      case "VariableSetStmt": {
-        if (body.is_local) return;
-        const k = body.kind as string;
-        if (k === "VAR_RESET_ALL") w.change |= SessionChange.ResetAll;
-        else if (k === "VAR_SET_MULTI" && body.name === "TRANSACTION") return;
-        else {
-          w.change |= SessionChange.Sets;
-          w.sets.push(String(body.name ?? "").toLowerCase());
-        }
-        return;
-      }
+      // Settings: the core's session-effects scan follows them.
+      case "VariableSetStmt":
       case "DiscardStmt":
-        if (body.target === "DISCARD_ALL") w.change |= SessionChange.Discard;
         return;
       case "CreateStmt":
       case "ViewStmt":
@@ -271,17 +249,9 @@ export class Analyzer {
           const name = (parts[parts.length - 1]?.String?.sval ?? "").toLowerCase();
           if (!this.cacheable.has(name)) w.nocache(`calls ${name}()`);
           if (name === "set_config") {
-            // set_config('name', value, is_local): a SET by another spelling when the name is a constant.
-            const args = ((v as Node).args as { A_Const?: { sval?: { sval?: string }; boolval?: { boolval?: boolean } } }[] | undefined) ?? [];
-            const first = args[0]?.A_Const?.sval?.sval;
-            const local = args[2]?.A_Const?.boolval;
-            // is_local = true: gone when the transaction ends (and the cache is never used inside one).
-            if (local !== undefined && local.boolval === true) {
-              /* no lasting effect */
-            } else if (first !== undefined && local !== undefined) {
-              w.change |= SessionChange.Sets;
-              w.sets.push(first.toLowerCase());
-            } else w.change |= SessionChange.Unknown;
+            // A SET by another spelling: with constant arguments the core's session-effects scan follows it; else nobody can.
+            const args = ((v as Node).args as { A_Const?: unknown }[] | undefined) ?? [];
+            if (args.length !== 3 || args.some((x) => x.A_Const === undefined)) w.change |= SessionChange.Unknown;
           } else if (!this.readSafe.has(name)) {
             const tables = this.s.functionWrites[name];
             if (tables !== undefined) for (const t of tables) w.write(t);
@@ -306,9 +276,7 @@ class Walk {
   writes: Set<string> | "all" | null = null;
   uncacheable = "";
   change = SessionChange.None;
-  readonly sets: string[] = [];
   txControl = false;
-  partialRollback = false;
   ddl = false;
 
   write(table: string): void {

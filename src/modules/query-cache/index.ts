@@ -5,21 +5,28 @@ import { HOOKS_API_VERSION, type ClusterEvent, type Hooks, type ProxyModule, typ
 import { loadParser, parseSql } from "../../sql/classify.ts";
 import { registerAdmin, type CacheCounters } from "./admin.ts";
 import { Analyzer, SessionChange, type Analysis } from "./analysis.ts";
+import { Effect } from "../../sql/session-effects.ts";
 import { config, configure, type CacheRule, type QueryCacheSettings } from "./config.ts";
 import { cacheable, replyFor, requestForm } from "./request.ts";
 import { Relations, type CatalogQuery } from "./relations.ts";
-import { SessionKey } from "./sessions.ts";
+import { SETTINGS, SessionKey, settingsEffects } from "./sessions.ts";
 import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
 import { CacheStore, type Snapshot } from "./store.ts";
 import { WalInvalidation } from "./wal.ts";
 
 const EMPTY = new Uint8Array(0);
+/** Session effects the cache follows to the end of their request (and transaction). */
+const FOLLOWED = SETTINGS | Effect.SetGucParam | Effect.RollbackTo | Effect.Release;
 const UNNAMED_GONE = { kind: "reject", sqlstate: "26000", message: "unnamed prepared statement does not exist (its Parse was answered from the query cache; send Parse again)" } as const;
 
 /** A request the module follows to its result. */
 interface Pending {
   readonly analysis: Analysis;
   readonly text: string;
+  /** Session effects of every statement of the request (the core's scan). */
+  readonly fx: Effect;
+  /** Its statement texts that change settings, in order. */
+  readonly changes: readonly string[];
   /** Set when the reply is to be stored. */
   fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string; walGen: number };
   /** The module answered it (the proxy may still send it on when earlier replies are owed). */
@@ -30,6 +37,8 @@ interface Pending {
 interface Known {
   readonly shape: Shape;
   readonly analysis: Analysis;
+  /** Session effects of the text, by the core's scan (SET, RESET, DISCARD ALL, set_config, savepoints). */
+  readonly fx: Effect;
 }
 
 export class QueryCache implements Hooks {
@@ -94,26 +103,34 @@ export class QueryCache implements Hooks {
     const first = this.known(text, parse);
     const shape = first.shape;
     let a = first.analysis;
+    let fx = first.fx;
+    const changes: string[] = fx & SETTINGS ? [text] : [];
     if (run !== null) {
       // Every statement of an extended run counts for writes and settings, not only the first.
       if ((!run.complete && !run.prepareOnly) || run.texts.some((t) => t === undefined)) {
         // Messages not seen yet (the run continues in later bytes) or a statement never prepared here: anything may follow.
         this.wrote(st, "all");
         st.unknown = true;
-        this.pending.set(q, { analysis: a, text });
+        this.pending.set(q, { analysis: a, text, fx, changes });
         return;
       }
-      for (const t of run.texts) if (t !== text) a = merge(a, this.known(t!, () => parseSql(t!)).analysis);
+      for (const t of run.texts) {
+        if (t === text) continue;
+        const k = this.known(t!, () => parseSql(t!));
+        a = merge(a, k.analysis, k.fx);
+        fx |= k.fx;
+        if (k.fx & SETTINGS) changes.push(t!);
+      }
     }
     const writes = a.writes === "all" || a.writes.length > 0;
-    if (writes || a.change !== SessionChange.None || st.openWrites !== null) {
+    if (writes || a.change !== SessionChange.None || fx & FOLLOWED || st.openWrites !== null || st.changesPending()) {
       if (a.ddl) {
         st.openDdl = true;
         this.relations.forget();
       }
       if (writes) this.wrote(st, this.relations.writeDeps(q.session.database, a.writes));
-      st.sent(a);
-      this.pending.set(q, { analysis: a, text });
+      st.sent(a, fx);
+      this.pending.set(q, { analysis: a, text, fx, changes });
       return;
     }
     if (!a.cacheable || shape.multi || shape.movingDate || shape.hints?.cache === false) {
@@ -155,7 +172,7 @@ export class QueryCache implements Hooks {
       }
       key += `\u0000${v.length}:${v}`;
     }
-    const p: Pending = { analysis: a, text, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen } };
+    const p: Pending = { analysis: a, text, fx, changes, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen } };
     this.pending.set(q, p);
     // Kept either way: a hit the proxy cannot use yet (earlier replies still owed) goes to the server and refills.
     q.captureReply?.(this.s.max_result_bytes);
@@ -183,7 +200,7 @@ export class QueryCache implements Hooks {
     if (st === undefined) return;
     const a = p.analysis;
     const failed = r.error !== undefined;
-    st.answered(a, p.text, r.txStatus, r.commandTag, failed);
+    st.answered(a, p.fx, p.changes, r.txStatus, r.commandTag, failed);
     if (st.openWrites !== null && r.txStatus === "I") {
       // The transaction ended (committed or not): what it wrote is dropped again, after the fact.
       const w = st.openWrites;
@@ -253,7 +270,7 @@ export class QueryCache implements Hooks {
       analysis = this.analyzer.analyze(tree);
       this.byStructure.set(shape.structure, analysis);
     }
-    k = { shape, analysis };
+    k = { shape, analysis, fx: settingsEffects(text) };
     // Only texts that may be served again are worth remembering; writes carry new literals each time.
     if (analysis.cacheable) this.byText.set(text, k);
     return k;
@@ -290,9 +307,9 @@ export class QueryCache implements Hooks {
   }
 }
 
-/** Two statements of one request as one: what either writes or changes, never cacheable. */
-function merge(a: Analysis, b: Analysis): Analysis {
-  if (b.writes !== "all" && b.writes.length === 0 && b.change === SessionChange.None && !b.txControl) return a.statements > 1 ? a : { ...a, cacheable: false, reason: "several statements", statements: 2 };
+/** Two statements of one request as one (`bfx`: the second's session effects): what either writes or changes, never cacheable. */
+function merge(a: Analysis, b: Analysis, bfx: Effect): Analysis {
+  if (b.writes !== "all" && b.writes.length === 0 && b.change === SessionChange.None && !b.txControl && (bfx & FOLLOWED) === 0) return a.statements > 1 ? a : { ...a, cacheable: false, reason: "several statements", statements: 2 };
   const writes = a.writes === "all" || b.writes === "all" ? "all" : [...new Set([...a.writes, ...b.writes])];
   return {
     cacheable: false,
@@ -300,9 +317,7 @@ function merge(a: Analysis, b: Analysis): Analysis {
     reads: [...new Set([...a.reads, ...b.reads])],
     writes,
     change: a.change | b.change,
-    sets: [...a.sets, ...b.sets],
     txControl: a.txControl || b.txControl,
-    partialRollback: a.partialRollback || b.partialRollback,
     ddl: a.ddl || b.ddl,
     statements: a.statements + b.statements,
   };

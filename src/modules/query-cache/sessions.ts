@@ -1,6 +1,8 @@
-// What each client session's cached replies depend on: login, startup settings and the SETs that took effect, followed as they commit.
+// What each client session's cached replies depend on: login, startup settings and the SETs that took effect, followed as they commit (read by the core's session-effects scan and SessionState).
 
 import type { SessionCtx } from "../../core/hooks.ts";
+import { SessionState } from "../../client/session-state.ts";
+import { Effect, scanEffects, type StatementSpan } from "../../sql/session-effects.ts";
 import { SessionChange, type Analysis } from "./analysis.ts";
 
 /** Startup parameters that do not change a reply's bytes (or are in the key already). */
@@ -10,19 +12,33 @@ const utf8 = new TextDecoder();
 /** Protocol statements remembered per session. */
 const MAX_STATEMENTS = 10_000;
 
-/** A request's SETs waiting for the end of their transaction. */
+/** Effects that change the session's settings: followed until they commit. */
+export const SETTINGS = Effect.SetGuc | Effect.DiscardAll;
+/** Effects the cache cannot follow: the value of set_config comes in a Bind. */
+const UNFOLLOWED = Effect.SetGucParam;
+
+const utf8Encoder = new TextEncoder();
+
+/** The session effects of a statement text (the core's scan), and the statements that have them. */
+export function settingsEffects(text: string, spans?: StatementSpan[]): Effect {
+  const b = utf8Encoder.encode(text);
+  return scanEffects(b, 0, b.length, spans);
+}
+
+/** A statement text with settings effects waiting for the end of its transaction. */
 interface PendingChange {
-  readonly analysis: Analysis;
   readonly text: string;
+  /** The text is one statement (a DISCARD ALL alone makes the session known again). */
+  readonly single: boolean;
 }
 
 export class SessionKey {
-  /** Database, login user, startup settings: fixed for the session. */
+  /** Database, login user, tenant: fixed for the session. */
   private readonly login: string;
-  /** Parameter -> the statement that last set it (in the order they were last set). */
-  private readonly sets = new Map<string, string>();
+  /** Startup settings and the SETs that took effect, as the core models them (RESET ALL keeps the role...). */
+  private readonly state: SessionState;
   private cached: string | null = null;
-  /** Requests with session changes sent and not yet answered. */
+  /** Requests with settings changes sent and not yet answered. */
   changesInFlight = 0;
   /** Changes inside the open transaction: they count at COMMIT. */
   private txChanges: PendingChange[] = [];
@@ -81,20 +97,18 @@ export class SessionKey {
 
   constructor(s: SessionCtx) {
     // Tenants may be served by different servers or schemas: their replies never meet.
-    let k = `${s.database}\u0000${s.user}\u0000${s.tenant ?? ""}`;
-    const params = s.params === undefined ? [] : [...s.params].filter(([n]) => !NOT_OUTPUT.has(n)).sort((a, b) => (a[0] < b[0] ? -1 : 1));
-    for (const [n, v] of params) k += `\u0000${n}=${v}`;
-    this.login = k;
+    this.login = `${s.database}\u0000${s.user}\u0000${s.tenant ?? ""}`;
+    this.state = new SessionState(new Map([...(s.params ?? [])].filter(([n]) => !NOT_OUTPUT.has(n))));
   }
 
   /** Everything about the session that changes a reply's bytes. */
   get key(): string {
-    if (this.cached === null) {
-      let k = this.login;
-      for (const text of this.sets.values()) k += `\u0001${text}`;
-      this.cached = k;
-    }
-    return this.cached;
+    return (this.cached ??= `${this.login}\u0000${this.state.key}`);
+  }
+
+  /** Settings changes are sent and not answered, or wait for their transaction's end. */
+  changesPending(): boolean {
+    return this.changesInFlight > 0 || this.txChanges.length > 0;
   }
 
   /** The session may use the cache now (outside a transaction, nothing pending or unknown). */
@@ -102,28 +116,29 @@ export class SessionKey {
     return !this.unknown && !this.temp && this.changesInFlight === 0 && this.txChanges.length === 0 && this.openWrites === null;
   }
 
-  /** A request was sent: changes the proxy cannot follow count at once. */
-  sent(a: Analysis): void {
-    if (a.change & SessionChange.Unknown) this.unknown = true;
+  /** A request was sent (`fx`: its statements' effects by the core's scan): changes the proxy cannot follow count at once. */
+  sent(a: Analysis, fx: Effect): void {
+    if (a.change & SessionChange.Unknown || fx & UNFOLLOWED) this.unknown = true;
     if (a.change & SessionChange.Temp) this.temp = true;
-    if (a.change & (SessionChange.Sets | SessionChange.ResetAll | SessionChange.Discard)) this.changesInFlight++;
+    if (fx & SETTINGS) this.changesInFlight++;
   }
 
   /**
-   * A request was answered. Its SETs join the transaction's; when the transaction ends they take
-   * effect (COMMIT, or autocommit without an error) or are dropped (ROLLBACK, error). Anything the
-   * proxy cannot be sure of makes the session's state unknown.
+   * A request was answered; `changes` are its statement texts with settings effects. They join
+   * the transaction's; when the transaction ends they take effect (COMMIT, or autocommit without
+   * an error) or are dropped (ROLLBACK, error). Anything the proxy cannot be sure of makes the
+   * session's state unknown.
    */
-  answered(a: Analysis, text: string, txStatus: "I" | "T" | "E", tag: string, failed: boolean): void {
-    const changes = a.change & (SessionChange.Sets | SessionChange.ResetAll | SessionChange.Discard);
-    if (changes !== 0) {
+  answered(a: Analysis, fx: Effect, changes: readonly string[], txStatus: "I" | "T" | "E", tag: string, failed: boolean): void {
+    if (fx & SETTINGS) {
       this.changesInFlight--;
       // Transaction control and changes in one multi-statement request: which survived is not known.
       if (a.txControl && a.statements > 1) this.unknown = true;
-      this.txChanges.push({ analysis: a, text });
+      for (const text of changes) this.txChanges.push({ text, single: a.statements === 1 });
     }
     if (this.txChanges.length === 0) return;
-    if (a.partialRollback) {
+    if (fx & (Effect.RollbackTo | Effect.Release)) {
+      // Which SETs a savepoint undid is not followed.
       this.unknown = true;
       this.txChanges = [];
       return;
@@ -136,22 +151,16 @@ export class SessionKey {
   }
 
   private apply(p: PendingChange): void {
-    const a = p.analysis;
     this.cached = null;
-    if (a.change & SessionChange.Discard) {
-      this.sets.clear();
-      this.temp = false;
-      if (a.statements === 1) this.unknown = false;
-    }
-    if (a.change & SessionChange.ResetAll) {
-      // RESET ALL leaves the role and session authorization as they are (PostgreSQL's NO_RESET_ALL); be sure rather than assume.
-      if (this.sets.has("role") || this.sets.has("session_authorization")) this.unknown = true;
-      this.sets.clear();
-    }
-    for (const name of a.sets) {
-      if (name === "session_authorization") this.sets.delete("role");
-      this.sets.delete(name);
-      this.sets.set(name, p.text);
+    const spans: StatementSpan[] = [];
+    settingsEffects(p.text, spans);
+    const b = utf8Encoder.encode(p.text);
+    for (const span of spans) {
+      if (span.effect & Effect.DiscardAll) {
+        this.state.resetAll();
+        this.temp = false;
+        if (p.single) this.unknown = false;
+      } else if (span.effect & Effect.SetGuc && !this.state.record(utf8.decode(b.subarray(span.start, span.end)))) this.unknown = true;
     }
   }
 }
