@@ -12,7 +12,16 @@ import { statementBytes, type StatementEntry } from "./prepared.ts";
 
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
-const UNKNOWN = -2;
+/** Facts of the message at hand already computed (bits of RequestCtx.known). */
+const enum Known {
+  Text = 1,
+  Sql = 2,
+  Name = 4,
+  StatementName = 8,
+  Entry = 16,
+  Effects = 32,
+  Write = 64,
+}
 
 /** A ReadyForQuery status byte as the letter modules see. */
 export function txLetter(status: number): "I" | "T" | "E" {
@@ -39,16 +48,18 @@ export class RequestCtx implements QueryCtx, MessageView {
   b: Uint8Array = EMPTY;
   pos = 0;
   end = 0;
-  private text: string | null = null;
-  private textFrom = UNKNOWN;
+  /** Which memoised facts below hold for the message at hand (Known bits): at() clears them all at once. */
+  private known = 0;
+  private text = "";
+  private textFrom = -1;
   private textTo = 0;
-  private nameFrom = UNKNOWN;
-  private nameTo = 0;
-  private name: string | null = null;
-  private entry: StatementEntry | undefined | null = null;
-  private fx = -1;
+  private nameFrom = 0;
+  private nameTo = -1;
+  private name = "";
+  private entry: StatementEntry | undefined = undefined;
+  private fx = Effect.None;
   private readonly found: StatementSpan[] = [];
-  private write = -1;
+  private write = true;
 
   // ---- the request, as modules see it (set by begin()) ----
   session!: SessionCtx;
@@ -77,13 +88,7 @@ export class RequestCtx implements QueryCtx, MessageView {
     this.b = b;
     this.pos = pos;
     this.end = end;
-    this.text = null;
-    this.textFrom = UNKNOWN;
-    this.nameFrom = UNKNOWN;
-    this.name = null;
-    this.entry = null;
-    this.fx = -1;
-    this.write = -1;
+    this.known = 0;
     return this;
   }
 
@@ -105,7 +110,8 @@ export class RequestCtx implements QueryCtx, MessageView {
   // ---- facts of the message at hand ----
 
   textBytes(): Uint8Array | null {
-    if (this.textFrom === UNKNOWN) this.findText();
+    if (this.settled) return null;
+    if ((this.known & Known.Text) === 0) this.findText();
     if (this.textFrom >= 0) return this.b.subarray(this.textFrom, this.textTo);
     if (this.type === Fe.Bind) {
       const e = this.statement();
@@ -116,6 +122,7 @@ export class RequestCtx implements QueryCtx, MessageView {
 
   private findText(): void {
     const b = this.b;
+    this.known |= Known.Text;
     this.textFrom = -1;
     if (this.type === Fe.Query) {
       this.textFrom = this.pos + 5;
@@ -130,21 +137,22 @@ export class RequestCtx implements QueryCtx, MessageView {
   }
 
   sql(): string {
-    if (this.text === null) {
+    if ((this.known & Known.Sql) === 0) {
       if (this.settled) return "";
       const t = this.textBytes();
       this.text = t === null ? "" : decoder.decode(t);
+      this.known |= Known.Sql;
     }
     return this.text;
   }
 
   nameStart(): number {
-    if (this.nameFrom === UNKNOWN) this.findName();
+    if ((this.known & Known.Name) === 0) this.findName();
     return this.nameFrom;
   }
 
   nameEnd(): number {
-    if (this.nameFrom === UNKNOWN) this.findName();
+    if ((this.known & Known.Name) === 0) this.findName();
     return this.nameTo;
   }
 
@@ -152,6 +160,7 @@ export class RequestCtx implements QueryCtx, MessageView {
     const b = this.b;
     const t = this.type;
     let from = this.pos + 5;
+    this.known |= Known.Name;
     if (t !== Fe.Parse && t !== Fe.Bind && t !== Fe.Describe && t !== Fe.Close) {
       // No statement name in this message.
       this.nameFrom = from;
@@ -168,27 +177,30 @@ export class RequestCtx implements QueryCtx, MessageView {
   }
 
   statementName(): string {
-    if (this.name === null) {
+    if ((this.known & Known.StatementName) === 0) {
       const to = this.nameEnd();
       this.name = to < 0 ? "" : decodeAscii(this.b, this.nameFrom, to);
+      this.known |= Known.StatementName;
     }
     return this.name;
   }
 
   /** The kept statement a Bind executes (by its name), when the proxy keeps it. */
   statement(): StatementEntry | undefined {
-    if (this.entry === null) {
+    if ((this.known & Known.Entry) === 0) {
       const name = this.env.statements.size === 0 ? "" : this.statementName();
       this.entry = name === "" ? undefined : this.env.statements.get(name);
+      this.known |= Known.Entry;
     }
     return this.entry;
   }
 
   effects(): Effect {
-    if (this.fx < 0) {
-      this.found.length = 0;
-      if (this.textFrom === UNKNOWN) this.findText();
+    if ((this.known & Known.Effects) === 0) {
+      if (this.found.length !== 0) this.found.length = 0;
+      if ((this.known & Known.Text) === 0) this.findText();
       this.fx = this.textFrom < 0 ? Effect.None : scanEffects(this.b, this.textFrom, this.end, this.found, this.env.statelessFunctions);
+      this.known |= Known.Effects;
     }
     return this.fx;
   }
@@ -200,14 +212,15 @@ export class RequestCtx implements QueryCtx, MessageView {
 
   /** Whether its SQL may write (the classifier; a Bind: what its statement was judged; unknown: yes). */
   isWrite(): boolean {
-    if (this.write < 0) {
+    if ((this.known & Known.Write) === 0) {
       const t = this.type;
       let w = true;
       if (t === Fe.Query || t === Fe.Parse) w = this.textBytes() === null || this.env.classifier.isWrite(this.sql());
       else if (t === Fe.Bind) w = this.statement()?.write ?? true;
-      this.write = w ? 1 : 0;
+      this.write = w;
+      this.known |= Known.Write;
     }
-    return this.write === 1;
+    return this.write;
   }
 
   // ---- QueryCtx ----
@@ -233,7 +246,6 @@ export class RequestCtx implements QueryCtx, MessageView {
     this.sql();
     this.settled = true;
     this.b = EMPTY;
-    this.textFrom = -1;
     this.raw = null;
   }
 
@@ -242,6 +254,7 @@ export class RequestCtx implements QueryCtx, MessageView {
     const next = new RequestCtx(this.env).at(this.type, this.b, this.pos, this.end);
     this.settle();
     next.text = this.text;
+    next.known |= Known.Sql;
     return next;
   }
 
