@@ -1,6 +1,6 @@
 // The stable surface between the proxy core and feature modules: the ProxyModule contract, its hook contexts, and the rules a module is written to.
 
-import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
+import type { RecoveryRecord, ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import type { TapFactory } from "./request-tap.ts";
 import type { ClusterEvent } from "../cluster/cluster.ts";
 import type { QueryShape } from "../sql/fingerprint.ts";
@@ -258,6 +258,12 @@ export interface Hooks {
   onResult?(r: ResultCtx): void;
   /** Cluster changes (node health, drain, lag, primary), after the pools reacted. */
   onServerEvent?(e: ClusterEvent): void;
+  /**
+   * A session's recovery finished (ha-tr: its server was lost, or a conflict was retried): what was
+   * replayed and how it ended. `r.session` is the SessionCtx id; when a request was in flight
+   * (`r.in_flight` > 0) its ReadyForQuery, and so its onResult, comes after this.
+   */
+  onRecovery?(r: RecoveryRecord): void;
   onClose?(s: SessionCtx): void;
 }
 

@@ -6,7 +6,7 @@ import { log } from "../util/log.ts";
 import type { Cluster, ClusterEvent } from "../cluster/cluster.ts";
 import type { StartupHook } from "./startup-hooks.ts";
 import { CommitTracker } from "./commit-positions.ts";
-import type { ReplayRegistry } from "../cluster/ha/replay-registry.ts";
+import type { RecoveryRecord, ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import type { TapFactory } from "./request-tap.ts";
 import type { Hooks, ModuleHost, NodeInfo, ReplicationLink, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
 
@@ -55,6 +55,7 @@ export async function startModules(
   const onClose: QueryHooks["onClose"][number][] = [];
   const onStartup: StartupHook[] = [];
   const onServerEvent: ((e: ClusterEvent) => void)[] = [];
+  const onRecovery: ((r: RecoveryRecord) => void)[] = [];
   const metrics: (() => string)[] = [];
   const names: string[] = [];
   let commits: CommitTracker | null = null;
@@ -98,8 +99,22 @@ export async function startModules(
     if (hooks.onClose) onClose.push(hooks.onClose.bind(hooks));
     if (hooks.onStartup) onStartup.push(hooks.onStartup.bind(hooks));
     if (hooks.onServerEvent) onServerEvent.push(hooks.onServerEvent.bind(hooks));
+    if (hooks.onRecovery) onRecovery.push(hooks.onRecovery.bind(hooks));
     log.info(`module ${mod.name} ${mod.version} started`);
   }
+  // Whichever module started first, the recoveries of the tapping module's registry reach every onRecovery.
+  // (Set by tapRequests during a module's start: a cast, since the checker cannot see assignments in callbacks.)
+  const registry = replay as ReplayRegistry | null;
+  if (registry !== null && onRecovery.length > 0)
+    registry.onRecord((r) => {
+      for (const hook of onRecovery) {
+        try {
+          hook(r);
+        } catch (err) {
+          log.error("a module's onRecovery hook threw", { error: err });
+        }
+      }
+    });
   const any = onQuery.length + onResult.length + onClose.length > 0;
   const serverEvent = (e: ClusterEvent): void => {
     for (const hook of onServerEvent) {

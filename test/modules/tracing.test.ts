@@ -4,47 +4,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { pgClient, pgjs, rejection } from "../support/clients.ts";
 import { waitFor } from "../support/pg-instance.ts";
 import { freePort, startProxy, type RunningProxy } from "../support/proxy.ts";
+import { hex, otlpReceiver, traceparent, type Span } from "../support/otlp.ts";
 
 type Json = Record<string, any>;
-
-interface Span {
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  name: string;
-  status: { code?: number; message?: string };
-  attrs: Record<string, unknown>;
-}
-
-/** An OTLP/HTTP trace receiver (JSON encoding) keeping every span it is sent. */
-function otlpReceiver() {
-  const spans: Span[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      const url = new URL(req.url);
-      if (req.method !== "POST" || url.pathname !== "/v1/traces") return new Response("not found", { status: 404 });
-      const body = (await req.json()) as Json;
-      for (const rs of body.resourceSpans ?? [])
-        for (const ss of rs.scopeSpans ?? [])
-          for (const s of ss.spans ?? []) {
-            const attrs: Record<string, unknown> = {};
-            for (const a of s.attributes ?? []) {
-              const v = a.value;
-              attrs[a.key] = v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : v.doubleValue ?? v.boolValue);
-            }
-            attrs["service.name"] = rs.resource?.attributes?.find((a: Json) => a.key === "service.name")?.value?.stringValue;
-            spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? "", name: s.name, status: s.status ?? {}, attrs });
-          }
-      return Response.json({});
-    },
-  });
-  return { spans, url: `http://127.0.0.1:${server.port}/v1/traces`, stop: () => server.stop(true) };
-}
-
-const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
-const traceparent = (traceId: string, spanId: string, sampled = true) => `00-${traceId}-${spanId}-${sampled ? "01" : "00"}`;
 
 const receiver = otlpReceiver();
 let proxy: RunningProxy;

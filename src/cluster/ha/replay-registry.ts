@@ -132,12 +132,20 @@ export class ReplayRegistry {
   readonly records: RecoveryRecord[] = [];
   readonly counts: Record<RecoveryOutcome, number> = { replayed: 0, committed: 0, rolled_back: 0, migrated: 0, refused: 0, unknown: 0, closed: 0, retried: 0 };
 
+  /** Called with each finished recovery, after it is counted and kept (the module host hands it to the modules' onRecovery). */
+  private readonly listeners: ((r: RecoveryRecord) => void)[] = [];
+
   constructor(public settings: ReplaySettings) {}
 
   record(r: RecoveryRecord): void {
     this.counts[r.outcome]++;
     this.records.push(r);
     while (this.records.length > this.settings.retain) this.records.shift();
+    for (const l of this.listeners) l(r);
+  }
+
+  onRecord(listener: (r: RecoveryRecord) => void): void {
+    this.listeners.push(listener);
   }
 
   /** Open journals of live sessions (those with at least one journaled request). */

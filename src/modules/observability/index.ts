@@ -1,7 +1,8 @@
-// Tracing module (feature observability): one OpenTelemetry span per client request, parented to the application's trace context.
+// Tracing module (feature observability): one OpenTelemetry span per client request, parented to the application's trace context, with a pool-wait child, and a span per session replay (ha-tr).
 
 import { HOOKS_API_VERSION, type ProxyModule, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
 import { config, configureTracing, type TracingSettings } from "./config.ts";
+import { RecoverySpans } from "./replay-spans.ts";
 import { RequestTracer } from "./tracer.ts";
 import { parseTraceParent, traceParentInSql, type TraceParent } from "./traceparent.ts";
 
@@ -47,7 +48,16 @@ const tracing: ProxyModule<TracingSettings> = {
         export_failures: st.exportFailures,
       }),
     );
-    return { onResult: (r) => tracer.record(r, parentOf(r)) };
+    const replays = new RecoverySpans(tracer);
+    return {
+      onResult: (r) => {
+        const parent = parentOf(r);
+        tracer.record(r, parent);
+        replays.note(r.query.session.id, parent);
+      },
+      onRecovery: (r) => replays.add(r),
+      onClose: (s) => replays.close(s.id),
+    };
   },
 };
 

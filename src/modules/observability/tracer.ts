@@ -1,6 +1,6 @@
 // Request spans on the OpenTelemetry SDK: sampling, a bounded batch queue and OTLP/HTTP export that never waits on the client's path.
 
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace, type Context, type Tracer } from "@opentelemetry/api";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace, type Attributes, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -77,6 +77,17 @@ export function operationName(normalised: string): string {
   return m === null ? "" : m[1]!.toUpperCase();
 }
 
+/** Finished work of a session that is not one request (a replay after its server was lost): a span in the session's trace. */
+export interface Work {
+  readonly name: string;
+  /** Epoch milliseconds. */
+  readonly start: number;
+  readonly end: number;
+  readonly attributes: Attributes;
+  /** Set when the work ended in an error the client was given (its SQLSTATE). */
+  readonly sqlstate?: string;
+}
+
 /** Request spans for one proxy process. */
 export class RequestTracer {
   readonly stats: TracingStats = { spansRecorded: 0, spansExported: 0, spansFailed: 0, exportFailures: 0 };
@@ -142,6 +153,18 @@ export class RequestTracer {
       child.end(start + wait);
     }
     span.end(end);
+  }
+
+  /** A span for `w` under `parent` (the application's span the session's requests hang under), sampled as they are. */
+  recordWork(w: Work, parent: TraceParent | null): void {
+    const span: Span = this.tracer.startSpan(w.name, { kind: SpanKind.INTERNAL, startTime: w.start, attributes: w.attributes }, parent === null ? ROOT_CONTEXT : remoteContext(parent));
+    if (!span.isRecording()) return;
+    this.stats.spansRecorded++;
+    if (w.sqlstate !== undefined) {
+      span.setAttributes({ [ATTR_DB_RESPONSE_STATUS_CODE]: w.sqlstate, [ATTR_ERROR_TYPE]: w.sqlstate });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `SQLSTATE ${w.sqlstate}` });
+    }
+    span.end(w.end);
   }
 
   /** Send what is queued (for a clean stop). */
