@@ -227,6 +227,10 @@ export class DevNode {
 
   /** SIGKILL the postmaster and all its children (a crash); start() then runs crash recovery. */
   async kill9(): Promise<void> {
+    // Stopped first, the postmaster cannot fork a backend between the listing of its children and the kill
+    // (such an orphan would hold the shared memory and make the next start fail).
+    const pm0 = this.pid();
+    if (pm0 !== null) this.signalAll([pm0], "SIGSTOP");
     const all = this.processes();
     if (all.length === 0) return;
     const [pm, ...children] = all as [number, ...number[]];

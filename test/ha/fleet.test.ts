@@ -182,7 +182,9 @@ test("etcd down: every proxy degraded with an alarm, writes on the healthy prima
   await etcd.start();
   await until("every coordinated proxy healthy again", async () => (await Promise.all(proxies.slice(0, 3).map((p) => adminApi(p, "GET", "/health")))).every((h) => h.body.status === "ok"), 10_000);
   await until("node1 up on every proxy", async () => (await Promise.all(proxies.map((p) => adminApi(p, "GET", "/nodes/node1")))).every((r) => r.body.state === "up"), 5000);
-  await c.waitStreaming(30_000);
+  await c.waitStreaming(30_000).catch((e: Error) => {
+    throw new Error(`${e.message}\n${c.dev.nodes.map((n) => `--- ${n.name} log ---\n${n.logTail(3000)}`).join("\n")}`);
+  });
   await c.psql("node1", "DELETE FROM ledger", { db: "app" });
 }, 60_000);
 
