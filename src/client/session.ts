@@ -329,6 +329,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     logLogin(this.facts(), this.pid);
     this.lastActivity = performance.now();
     if (this.mode === "session") this.pinned = true;
+    // Modules see the startup parameters (SessionCtx.params: the query cache keys by them): their view keeps the map.
+    if (ctx.hooks !== null || ctx.startupHooks !== null) this.moduleView();
     if (this.recv.size > 0) this.processBuffered();
     else this.recv.shrinkIfIdle(0); // the startup packet's buffer is not needed by an idle client
     this.params = NO_PARAMS;

@@ -14,6 +14,8 @@ export interface CacheCounters {
   /** Replies a standby gave: not stored (it may not have replayed a commit the cache already saw). */
   fromStandby: number;
   fills: number;
+  /** Fills of replies a standby gave (it had replayed the newest known commit that wrote their tables). */
+  standbyFills: number;
   /** Microseconds from the request's decision start to its reply built, of recent hits (ring). */
   readonly hitMicros: Float64Array;
   hitCount: number;
@@ -44,6 +46,7 @@ export function cacheReport(store: CacheStore, counters: CacheCounters, limits: 
     hit_ratio: lookups === 0 ? 0 : hits / lookups,
     expired: c.expired,
     fills: counters.fills,
+    standby_fills: counters.standbyFills,
     hit_us: hitPercentiles(counters),
     bypassed: counters.bypassed,
     uncacheable: counters.uncacheable,

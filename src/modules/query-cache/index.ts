@@ -1,7 +1,7 @@
 // Query cache module: replies to read-only statements served from memory (L1 exact bytes, L2 compressed), keyed by everything that changes them, dropped when a table they read is written.
 
 import { LRUCache } from "lru-cache";
-import { HOOKS_API_VERSION, type ClusterEvent, type Hooks, type ProxyModule, type QueryCtx, type QueryDecision, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
+import { HOOKS_API_VERSION, type ClusterEvent, type CommitPositions, type Hooks, type ProxyModule, type QueryCtx, type QueryDecision, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
 import { loadParser, parseSql } from "../../sql/classify.ts";
 import { registerAdmin, type CacheCounters } from "./admin.ts";
 import { Analyzer, SessionChange, type Analysis } from "./analysis.ts";
@@ -13,6 +13,7 @@ import { SETTINGS, SessionKey, settingsEffects } from "./sessions.ts";
 import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
 import { CacheStore, type Snapshot } from "./store.ts";
 import { WalInvalidation } from "./wal.ts";
+import { UNKNOWN_LSN, WritePositions } from "./freshness.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Session effects the cache follows to the end of their request (and transaction). */
@@ -28,7 +29,7 @@ interface Pending {
   /** Its statement texts that change settings, in order. */
   readonly changes: readonly string[];
   /** Set when the reply is to be stored. */
-  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string; walGen: number };
+  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string; walGen: number; anyNode: boolean };
   /** The module answered it (the proxy may still send it on when earlier replies are owed). */
   answered?: boolean;
 }
@@ -43,7 +44,7 @@ interface Known {
 
 export class QueryCache implements Hooks {
   readonly store: CacheStore;
-  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fromStandby: 0, fills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
+  readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fromStandby: 0, fills: 0, standbyFills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
   private readonly analyzer: Analyzer;
   private readonly byText = new LRUCache<string, Known>({ max: 20_000 });
   private readonly byStructure = new LRUCache<string, Analysis>({ max: 10_000 });
@@ -52,6 +53,13 @@ export class QueryCache implements Hooks {
   readonly relations: Relations;
   /** Set with invalidation = "wal": the replication streams that report commits made anywhere. */
   wal: WalInvalidation | null = null;
+  /**
+   * Set when the cluster has standbys: commit positions of writes through the proxy. A cacheable
+   * miss then asks the router for a node that has replayed the newest commit that wrote its
+   * tables, so a standby's reply may be stored.
+   */
+  commits: CommitPositions | null = null;
+  readonly positions = new WritePositions();
 
   constructor(
     private readonly s: QueryCacheSettings,
@@ -92,7 +100,7 @@ export class QueryCache implements Hooks {
       const prepared = st.statementText(raw);
       if (prepared === undefined) {
         // Not seen (the list outgrew its bound): it may write anything or change the session.
-        this.wrote(st, "all");
+        this.wrote(st, "all", q.session.id);
         st.unknown = true;
         return;
       }
@@ -109,7 +117,7 @@ export class QueryCache implements Hooks {
       // Every statement of an extended run counts for writes and settings, not only the first.
       if ((!run.complete && !run.prepareOnly) || run.texts.some((t) => t === undefined)) {
         // Messages not seen yet (the run continues in later bytes) or a statement never prepared here: anything may follow.
-        this.wrote(st, "all");
+        this.wrote(st, "all", q.session.id);
         st.unknown = true;
         this.pending.set(q, { analysis: a, text, fx, changes });
         return;
@@ -128,7 +136,7 @@ export class QueryCache implements Hooks {
         st.openDdl = true;
         this.relations.forget();
       }
-      if (writes) this.wrote(st, this.relations.writeDeps(q.session.database, a.writes));
+      if (writes) this.wrote(st, this.relations.writeDeps(q.session.database, a.writes), q.session.id);
       st.sent(a, fx);
       this.pending.set(q, { analysis: a, text, fx, changes });
       return;
@@ -172,11 +180,14 @@ export class QueryCache implements Hooks {
       }
       key += `\u0000${v.length}:${v}`;
     }
-    const p: Pending = { analysis: a, text, fx, changes, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen } };
+    // With standbys: a node that has replayed the newest commit known to have written these tables (the primary if none has).
+    const minLsn = this.commits === null ? 0 : this.positions.needed(tables, this.wal?.floor(q.session.database) ?? 0);
+    const p: Pending = { analysis: a, text, fx, changes, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen, anyNode: this.commits !== null } };
     this.pending.set(q, p);
     // Kept either way: a hit the proxy cannot use yet (earlier replies still owed) goes to the server and refills.
     q.captureReply?.(this.s.max_result_bytes);
-    if (!form.canServe) return;
+    const route: QueryDecision | undefined = minLsn > 0 ? { kind: "route", target: "default", minLsn } : undefined;
+    if (!form.canServe) return route;
     const e = this.store.tiers.get(key, Date.now());
     if (e !== undefined) {
       const reply = replyFor(e, form);
@@ -188,6 +199,7 @@ export class QueryCache implements Hooks {
         return { kind: "reply", messages: reply, source: "query_cache" };
       }
     }
+    return route;
   }
 
   onResult(r: ResultCtx): void {
@@ -206,13 +218,18 @@ export class QueryCache implements Hooks {
       const w = st.openWrites;
       st.openWrites = null;
       this.store.written(w);
+      if (this.commits !== null) {
+        // The position read after the commit (read-your-writes); not past the previous one: not known.
+        const lsn = this.commits.session(r.query.session.id);
+        this.positions.wrote(w, lsn > st.lsnBefore ? lsn : UNKNOWN_LSN);
+      }
       if (st.openDdl) this.relations.forget();
       st.openDdl = false;
     }
     const f = p.fill;
     if (f === undefined || failed || r.txStatus !== "I") return;
     const primary = this.primary();
-    if (primary !== "" && r.node !== primary) {
+    if (primary !== "" && r.node !== primary && !f.anyNode) {
       this.counters.fromStandby++;
       return;
     }
@@ -226,7 +243,10 @@ export class QueryCache implements Hooks {
     if (kept === null) return;
     const fingerprint = r.query.fingerprint();
     const stored = this.store.fill(f.key, { ...kept, tables: f.tables, fingerprint, structure: f.structure, expiresAt: Date.now() + f.ttlMs, hits: 0 }, f.seen);
-    if (stored) this.counters.fills++;
+    if (stored) {
+      this.counters.fills++;
+      if (primary !== "" && r.node !== primary) this.counters.standbyFills++;
+    }
   }
 
   onClose(s: SessionCtx): void {
@@ -277,7 +297,9 @@ export class QueryCache implements Hooks {
   }
 
   /** A request that writes: drop at once what read those tables (and again when its transaction ends). */
-  private wrote(st: SessionKey, tables: readonly string[] | "all"): void {
+  private wrote(st: SessionKey, tables: readonly string[] | "all", session: number): void {
+    // Its commit must be seen past this position (the session's previous commit).
+    if (st.openWrites === null) st.lsnBefore = this.commits?.session(session) ?? 0;
     if (tables === "all" || st.openWrites === "all") st.openWrites = "all";
     else {
       st.openWrites ??= new Set();
@@ -334,7 +356,12 @@ const queryCache: ProxyModule<QueryCacheSettings> = {
     await loadParser();
     const cache = new QueryCache(settings, host.catalogQuery?.bind(host), () => host.nodes().find((n) => n.role === "primary")?.name ?? "");
     if (settings.invalidation === "wal")
-      cache.wal = new WalInvalidation(host, { publication: settings.wal_publication, slotPrefix: settings.wal_slot_prefix, timeoutMs: settings.wal_timeout_secs * 1000 }, (tables) => cache.store.written(tables));
+      cache.wal = new WalInvalidation(host, { publication: settings.wal_publication, slotPrefix: settings.wal_slot_prefix, timeoutMs: settings.wal_timeout_secs * 1000 }, (tables, lsn) => {
+        cache.store.written(tables);
+        cache.positions.wrote(tables, lsn);
+      });
+    // Standbys: reads may be served by them, and their replies stored once they are known fresh enough.
+    if (host.nodes().some((n) => n.role === "standby")) cache.commits = host.trackCommits();
     registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes }, cache.wal);
     return cache;
   },

@@ -94,6 +94,8 @@ export class SessionKey {
   openWrites: Set<string> | "all" | null = null;
   /** The open transaction changed the schema. */
   openDdl = false;
+  /** The session's commit position when its open transaction first wrote (its commit must be past it). */
+  lsnBefore = 0;
 
   constructor(s: SessionCtx) {
     // Tenants may be served by different servers or schemas: their replies never meet.

@@ -2,6 +2,7 @@
 
 import type { ModuleHost, ReplicationLink } from "../../core/hooks.ts";
 import { log } from "../../util/log.ts";
+import { lsnToNumber } from "../../cluster/health.ts";
 import { ChangeDecoder, statusUpdate } from "./pgoutput.ts";
 
 export interface WalSettings {
@@ -36,6 +37,8 @@ class Follower {
   decoder = new ChangeDecoder();
   link: ReplicationLink | null = null;
   retryAt = 0;
+  /** Where the slot's stream starts (bytes of WAL). */
+  consistentPoint = 0;
   /** Numbers setup attempts: an attempt overtaken by a newer one (or a loss) stops. */
   attempt = 0;
   stopped = false;
@@ -52,8 +55,8 @@ export class WalInvalidation {
   constructor(
     private readonly host: Pick<ModuleHost, "catalogQuery" | "replicationConnection">,
     private readonly s: WalSettings,
-    /** Drop entries of these tables (or all), refusing fills under way. */
-    private readonly invalidate: (tables: Iterable<string> | "all") => void,
+    /** Drop entries of these tables (or all), refusing fills under way; `lsn`: end of the commit that wrote them (0 for a lost stream). */
+    private readonly invalidate: (tables: Iterable<string> | "all", lsn: number) => void,
   ) {
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref?.();
@@ -78,6 +81,11 @@ export class WalInvalidation {
   unbroken(database: string, gen: number): boolean {
     const f = this.followers.get(database);
     return f !== undefined && f.state === "streaming" && f.gen === gen;
+  }
+
+  /** The position a standby's reply in `database` must reflect at least: where its stream started. */
+  floor(database: string): number {
+    return this.followers.get(database)?.consistentPoint ?? 0;
   }
 
   /** A new primary: every stream starts again there (the cache is flushed by the caller). */
@@ -136,7 +144,9 @@ export class WalInvalidation {
       f.node = link.node;
       // Random: several proxies (or databases) on one primary each get their own slot.
       f.slot = `${this.s.slotPrefix}_${crypto.randomUUID().slice(0, 8)}`;
-      await link.command(`CREATE_REPLICATION_SLOT ${f.slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`, SETUP_TIMEOUT_MS);
+      const made = await link.command(`CREATE_REPLICATION_SLOT ${f.slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`, SETUP_TIMEOUT_MS);
+      // Commits before this point are not in the stream: a standby reply must reflect at least it.
+      f.consistentPoint = lsnToNumber(made[0]?.[1] ?? "0/0");
       if (!current()) return link.close();
       await link.stream(
         `START_REPLICATION SLOT ${f.slot} LOGICAL 0/0 (proto_version '1', publication_names '${this.s.publication}')`,
@@ -183,7 +193,7 @@ export class WalInvalidation {
     if (step === null) return;
     if (step.committed !== undefined) {
       this.invalidations++;
-      this.invalidate(step.committed);
+      this.invalidate(step.committed, f.decoder.processed);
     }
     if (step.replyNow) f.link?.send(statusUpdate(f.decoder.processed, false));
   }
@@ -202,7 +212,7 @@ export class WalInvalidation {
     f.state = "failed";
     f.reason = reason;
     if (was === "streaming") {
-      this.invalidate("all");
+      this.invalidate("all", 0);
       log.warn(`query cache: the stream of ${f.database} stopped (${reason}); reads are not cached until it runs again`);
     }
     link?.close();
