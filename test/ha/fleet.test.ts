@@ -237,7 +237,7 @@ test("kill -9 of the primary under writes through three coordinated proxies: one
   const ids = (await c.psql(promoted, "SELECT id FROM ledger", { db: "app" })).split("\n").filter(Boolean).map(Number);
   expect(checkLedger(loads.flatMap((l) => l.acked), ids)).toEqual({ missing: [], duplicated: [] });
   // Sessions cut by the kill were recovered; on the coordinated proxies no COMMIT was left unknown (the shared N0 settles
-  // those in doubt). The cut-off proxy has no N0: a COMMIT in doubt there may only be answered 08007.
+  // those in doubt). The cut-off proxy has no N0: a COMMIT in doubt there is replayed only when the new primary says aborted, else answered 08007.
   const recoveries: Record<string, number>[] = [];
   for (const [i, p] of proxies.entries()) {
     const metrics = (await adminApi(p, "GET", "/metrics")).body as string;

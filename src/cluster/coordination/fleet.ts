@@ -189,7 +189,30 @@ export class Fleet implements FleetHooks {
       this.host.failover()?.followWithoutRecord(to, `no fleet record for ${to} within failover.promote_timeout_secs; following it by probing, without an N0`);
     }, limit);
     log.warn(`primary moved to ${to}; holding its requests until the fleet's failover record (N0) arrives`);
+    void this.checkUnderWay(to);
     return true;
+  }
+
+  /**
+   * A fresh read of the failover record (the watch may lag): when no failover of the fleet is under
+   * way towards `to` (its leader writes "promoting" before it promotes), `to` was promoted outside
+   * the fleet and no record will come: follow it now, without an N0.
+   */
+  private async checkUnderWay(to: string): Promise<void> {
+    let r: FleetRecord | null = null;
+    try {
+      const kv = await this.etcd.get(this.keys.failover);
+      r = kv === null ? null : (JSON.parse(kv.value) as FleetRecord);
+    } catch {
+      return; // etcd did not answer: the deadline bounds the wait
+    }
+    if (r !== null && r.to === to && (r.state === "promoting" || (r.state === "done" && r.epoch > this.appliedEpoch))) return;
+    if (this.recordTimer === null) return; // the record came meanwhile
+    clearTimeout(this.recordTimer);
+    this.recordTimer = null;
+    const why = `${to} was promoted outside the fleet (no failover of the fleet towards it); following it by probing, without an N0`;
+    log.warn(why);
+    this.host.failover()?.followWithoutRecord(to, why);
   }
 
   // ---- shared operational state -----------------------------------------------------------
