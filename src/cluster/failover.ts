@@ -81,6 +81,8 @@ export class FailoverRefused extends Error {
 }
 
 const HISTORY = 100;
+/** How long a proxy cut off from the fleet holds writes for a primary it found by probing (the leader reads N0 first). */
+export const CUT_OFF_GRACE_MS = 1000;
 
 /** One primary change this proxy followed, by its local epoch, and the N0 it holds for it. */
 interface PrimaryChange {
@@ -319,10 +321,18 @@ export class FailoverController {
     if (writable()) {
       // Promoted elsewhere (found by probing): under coordination requests wait for the fleet's record (its N0 comes before any write here).
       const name = cluster.primary().name;
-      if (this.deps.fleet?.()?.awaitRecord(name) === true) {
+      const fleet = this.deps.fleet?.() ?? null;
+      if (fleet?.awaitRecord(name) === true) {
         const change = this.changes.findLast((c) => c.to === name);
         if (change !== undefined && change.epoch === cluster.epoch) change.awaitingRecord = true;
         if (this.deps.buffer.hold(`waiting for the fleet's record of ${name}`)) this.holdingForDownPrimary = true;
+        return;
+      }
+      // Cut off from the fleet: the leader reads N0 the moment the node leaves recovery; writes from here wait a
+      // little longer, so that none of them takes a transaction id below the N0 the other proxies settle commits with.
+      if (fleet?.followsByProbing() === true) {
+        if (this.deps.buffer.hold(`following ${name} without the fleet`)) this.holdingForDownPrimary = true;
+        if (this.holdingForDownPrimary) setTimeout(() => this.releaseDownHold(`primary is now ${name} (followed by probing, cut off from the fleet)`), CUT_OFF_GRACE_MS);
         return;
       }
       if (this.holdingForDownPrimary) this.releaseDownHold(`primary is now ${name}`);
@@ -590,16 +600,17 @@ export class FailoverController {
     }
     await this.node(node, async (db) => {
       if (!s.promote_command) {
-        const ok = await db.value(`SELECT pg_promote(true, ${Math.max(1, Math.ceil(s.promote_timeout_secs))})::text`, undefined, s.promote_timeout_secs * 1000 + 1000);
-        if (ok !== "true") throw new Error(`pg_promote() on ${node.name} did not finish within ${s.promote_timeout_secs} s`);
+        // Not pg_promote(true): it looks every 100 ms, and N0 is read the moment the node leaves recovery (below).
+        const ok = await db.value("SELECT pg_promote(false)::text");
+        if (ok !== "true") throw new Error(`pg_promote() on ${node.name} did not signal the promotion`);
       }
       const deadline = performance.now() + s.promote_timeout_secs * 1000;
       while ((await db.value("SELECT pg_is_in_recovery()::text")) === "true") {
         if (performance.now() > deadline) throw new Error(`${node.name} still in recovery after ${s.promote_timeout_secs} s`);
         await Bun.sleep(10);
       }
-      // Transactions with xids from N0 on never reached the old primary's WAL (HA.md). Taken at once: a proxy
-      // that finds the node by probing (cut off from the fleet) may write there before this controller releases writes.
+      // Transactions with xids from N0 on never reached the old primary's WAL (HA.md). Taken at once: a proxy cut off
+      // from the fleet follows the node by probing and writes there after CUT_OFF_GRACE_MS (awaitWritablePrimary).
       rec.n0 = await db.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text");
       this.step(rec, `${node.name} promoted`);
       await this.syncOnPromoted(rec, node, db);

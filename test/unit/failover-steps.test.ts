@@ -5,7 +5,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { FailoverSection } from "../../src/config/types.ts";
 import { Cluster, type NodeStatus } from "../../src/cluster/cluster.ts";
 import type { HealthChecker } from "../../src/cluster/health.ts";
-import { FailoverController, FailoverRefused, type FailoverDeps } from "../../src/cluster/failover.ts";
+import { CUT_OFF_GRACE_MS, FailoverController, FailoverRefused, type FailoverDeps } from "../../src/cluster/failover.ts";
 import type { FleetHooks } from "../../src/cluster/coordination/hooks.ts";
 import { SwitchoverBuffer } from "../../src/cluster/switchover-buffer.ts";
 import { configureLogging } from "../../src/util/log.ts";
@@ -128,14 +128,16 @@ test("a fleet that says another proxy decides: the down primary is held, not pro
 /** node2 as a probe finds it just promoted (out of recovery, newer timeline). */
 const PROMOTED: NodeStatus = { inRecovery: false, timeline: 2, systemId: "1", walLsn: 100, receiveLsn: null, replayLsn: null, replicas: [] };
 
-test("a primary change found by probing while cut off from the fleet has no N0, and a record learnt later gives it none", () => {
-  const { c, cluster, buffer } = controller({ policy: "auto", standby: true, probing: true, fleet: { refusal: () => "etcd is unreachable", awaitRecord: () => false } });
+test("a primary change found by probing while cut off from the fleet: followed after the grace, with no N0, and a record learnt later gives it none", async () => {
+  const { c, cluster, buffer } = controller({ policy: "auto", standby: true, probing: true, fleet: { refusal: () => "etcd is unreachable", awaitRecord: () => false, followsByProbing: () => true } });
   c.primaryDown("node1", "connection refused");
   expect(buffer.active).toBe(true);
   const commitEpoch = cluster.epoch;
   cluster.setStatus("node2", PROMOTED);
   cluster.setPrimary("node2", "node reports it is the primary on the newest timeline");
-  // Followed at once (the hold ends), with no N0 for the change.
+  // Followed after the grace (the leader reads N0 first), with no N0 for the change here.
+  expect(buffer.active).toBe(true);
+  await Bun.sleep(CUT_OFF_GRACE_MS + 200);
   expect(buffer.active).toBe(false);
   expect(c.n0After(commitEpoch)).toBeNull();
   // etcd answers again and the leader's record of that very change arrives: still no N0 for commits in doubt across it.

@@ -96,9 +96,17 @@ export class Fleet implements FleetHooks {
     return this.election.acting;
   }
 
+  private cutOff(): boolean {
+    return this.election.failing || !this.watching;
+  }
+
+  followsByProbing(): boolean {
+    return this.cutOff() && this.host.config().topology.provider === "postgres";
+  }
+
   /** Why this proxy is degraded (null when etcd answers). */
   degraded(): string | null {
-    if (!this.election.failing && this.watching) return null;
+    if (!this.cutOff()) return null;
     return `coordination: etcd unreachable (${this.election.lastError || "watch not running"}); this proxy does not promote and follows the topology by probing`;
   }
 
@@ -178,7 +186,7 @@ export class Fleet implements FleetHooks {
 
   awaitRecord(to: string): boolean {
     // Only probing finds a promotion the fleet's leader made (Patroni and the manual primary bring no N0).
-    if (this.election.failing || !this.watching || this.host.config().topology.provider !== "postgres") return false;
+    if (this.cutOff() || this.host.config().topology.provider !== "postgres") return false;
     const r = this.record();
     if (r !== null && r.state === "done" && r.to === to && r.epoch <= this.appliedEpoch) return false;
     // Bounded: a record that never comes (its leader lost, nobody finishing) does not hold requests forever.

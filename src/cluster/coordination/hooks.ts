@@ -35,4 +35,6 @@ export interface FleetHooks {
    * fleet's record for it is still to come (the fleet releases the hold then, or at a deadline).
    */
   awaitRecord(to: string): boolean;
+  /** etcd does not answer (or its watch is down) and the postgres provider finds promotions by probing: the fleet's records (N0) cannot reach this proxy. */
+  followsByProbing(): boolean;
 }
