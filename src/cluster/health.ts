@@ -167,6 +167,8 @@ export class HealthChecker {
       this.succeeded(p);
     } catch (e) {
       p.conn?.close("health check failed");
+      // The checker closed its own probe while it logged in (stopped, reconfigured): nothing about the node.
+      if (e instanceof LoginError && e.byProxy) return;
       if (isLoginRefusal(e)) this.refusedLogin(p, e);
       else this.failed(p, (e as Error).message);
     } finally {

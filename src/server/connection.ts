@@ -339,13 +339,17 @@ export class ServerConnection implements BackpressureTarget {
     this.sendStartup();
   }
 
+  /** Settle the login with `e` (once; nothing when it is settled already) and stop its timer. */
+  private rejectLogin(e: LoginError): void {
+    const r = this.loginReject;
+    if (r === null) return;
+    this.loginReject = this.loginResolve = null;
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    r(e);
+  }
+
   private failLogin(e: LoginError): void {
-    if (this.loginReject) {
-      const r = this.loginReject;
-      this.loginReject = this.loginResolve = null;
-      if (this.loginTimer) clearTimeout(this.loginTimer);
-      r(e);
-    }
+    this.rejectLogin(e);
     this.close(e.message);
   }
 
@@ -363,14 +367,15 @@ export class ServerConnection implements BackpressureTarget {
         const body = r.start + 5;
         const end = r.start + 1 + len;
         const done = await this.login.handle(type, r.buf, body, end);
+        // Closed while the step ran (a SCRAM proof is computed asynchronously): close() settled the login.
+        if (this.current === ServerState.Closed) return;
         r.consume(len + 1);
         if (done) {
           this.params = this.login.params;
           this.pid = this.login.pid;
           this.secret = this.login.secret;
           this.login = null;
-          // Closed while the last step ran (pool closing): it stays closed, and its pool sees that.
-          if (this.current !== ServerState.Closed) this.enter(ServerState.Idle);
+          this.enter(ServerState.Idle);
           if (this.loginTimer) clearTimeout(this.loginTimer);
           const resolve = this.loginResolve!;
           this.loginResolve = this.loginReject = null;
@@ -823,6 +828,8 @@ export class ServerConnection implements BackpressureTarget {
       this.out.end();
     }
     this.owner.serverClosed(this);
+    // Closed by the proxy before the login finished (at connect, SSL or auth): whoever awaits open() hears it now.
+    this.rejectLogin(new LoginError(`server connection closed during login: ${reason}`, "08006", false, true, true));
   }
 
   onSocketClosed(reason: string): void {

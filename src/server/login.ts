@@ -31,6 +31,8 @@ export class LoginError extends Error {
     readonly needsPassword = false,
     /** Not worth another try even though the code is a connection error (connect timeout, certificate). */
     readonly final = false,
+    /** The proxy closed the connection itself before the login finished (pool closing, KILL, shutdown): not the server's failure. */
+    readonly byProxy = false,
   ) {
     super(message);
   }

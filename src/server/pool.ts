@@ -163,9 +163,9 @@ export class Pool implements ServerOwner {
       // A full pool makes room by closing an idle server: a login must not wait on idle ones.
       if (this.all.size >= this.settings.maxConnections && this.idle.length > 0) this.idle[0]!.close("making room for a login");
       if (this.all.size < this.settings.maxConnections) {
-        if ((await this.spawn(creds)) !== null) return null;
-        const e = this.lastError!;
-        if (!isTransient(e)) return e;
+        const r = await this.spawn(creds);
+        if (!(r instanceof LoginError)) return null;
+        if (!isTransient(r)) return r;
       }
       if (performance.now() >= deadline) {
         return this.lastError ?? new LoginError(`no server connection available within wait_timeout`, "08006");
@@ -185,8 +185,8 @@ export class Pool implements ServerOwner {
     return null;
   }
 
-  /** Open one server connection; on success it goes to a waiter or the idle stack. */
-  spawn(creds: ServerCredentials = this.creds): Promise<ServerConnection | null> {
+  /** Open one server connection; on success it goes to a waiter or the idle stack. Resolves to it, or to why not. */
+  spawn(creds: ServerCredentials = this.creds): Promise<ServerConnection | LoginError> {
     const s = new ServerConnection(this.endpoint, this);
     s.generation = this.generation;
     s.stats = this.stats;
@@ -203,7 +203,7 @@ export class Pool implements ServerOwner {
           this.lastError = refused;
           this.onBackendFailure?.(refused.message);
           this.scheduleRetry();
-          return null;
+          return refused;
         }
         this.connecting--;
         this.lastError = null;
@@ -216,6 +216,11 @@ export class Pool implements ServerOwner {
       (e: LoginError) => {
         this.connecting--;
         this.all.delete(s);
+        if (e.byProxy) {
+          // Closed by the proxy while logging in (pool closing, KILL, shutdown): no failure of the server's.
+          if (this.waiters.length > 0 && !this.paused) this.grow();
+          return e;
+        }
         this.lastError = e;
         // The password learned in passthrough no longer works: the next login must prove a new one.
         if (creds === this.creds && ((e.code === "28P01" && this.shared.passthrough === "password") || (e.needsPassword && this.shared.passthrough === "trust"))) {
@@ -226,7 +231,7 @@ export class Pool implements ServerOwner {
           this.onBackendFailure?.(e.message);
           this.scheduleRetry();
         }
-        return null;
+        return e;
       },
     );
   }

@@ -51,7 +51,7 @@ test("server: a logged-in connection goes idle -> active -> idle through its poo
   const shared: PoolShared = { creds: { user: "postgres", database: "postgres", password: null }, serverParams: null, passthrough: "unknown", firstLogin: null, trustProbe: null };
   const p = new Pool("postgres", "postgres", endpoint, shared, { minConnections: 0, maxConnections: 1, idleTimeoutMs: 0, lifetimeMs: 0, connectTimeoutMs: 5000, waitTimeoutMs: 0 });
   try {
-    const s = (await p.spawn())!;
+    const s = (await p.spawn()) as ServerConnection;
     expect([s.state, p.idle.length]).toEqual([ServerState.Idle, 1]);
     expect(refusedDuring("server", () => expect(p.acquire({ waitingSince: 0, serverLeased() {}, serverFailed() {} })).toBe(s))).toEqual([]);
     expect(s.state).toBe(ServerState.Active);
