@@ -162,20 +162,28 @@ export class ProxyContext {
   }
 
   /**
-   * The pools of (database, user, tenant) a login is checked against: the listed group, or a new
-   * one of its own that nobody sees (no /pools row, no metrics, no upkeep) until `listGroup` after
-   * the login succeeded. A refused login leaves nothing behind (`dropUnlisted`).
+   * Unlisted groups with logins in progress, and how many: concurrent first logins of a (database,
+   * user, tenant) share one, so together they open no more servers than its pool allows.
+   */
+  private readonly unlisted = new Map<string, { group: PoolGroup; logins: number }>();
+
+  /**
+   * The pools of (database, user, tenant) a login is checked against: the listed group, or an
+   * unlisted one nobody sees (no /pools row, no metrics, no upkeep) until `listGroup` after a login
+   * succeeded, shared by the logins in progress. A login given one ends with `listGroup` or
+   * `dropUnlisted`; refused logins leave nothing behind.
    */
   loginGroup(database: string, user: string, tenant = ""): PoolGroup {
-    const g = this.groups.get(groupKey(database, user, tenant));
+    const key = groupKey(database, user, tenant);
+    const g = this.groups.get(key);
     if (g !== undefined) return g;
-    return new PoolGroup(database, user, tenant, {
-      creds: { user, database, password: serverPassword(this.userEntry(user)) },
-      serverParams: null,
-      passthrough: "unknown",
-      firstLogin: null,
-      trustProbe: null,
-    });
+    let u = this.unlisted.get(key);
+    if (u === undefined) {
+      const shared = { creds: { user, database, password: serverPassword(this.userEntry(user)) }, serverParams: null, passthrough: "unknown" as const, firstLogin: null, trustProbe: null };
+      this.unlisted.set(key, (u = { group: new PoolGroup(database, user, tenant, shared), logins: 0 }));
+    }
+    u.logins++;
+    return u.group;
   }
 
   /** A login with `g` succeeded: list it; when another login listed one meanwhile, that one is used (with what this login learned). */
@@ -185,6 +193,8 @@ export class ProxyContext {
     if (listed === g) return g;
     if (listed === undefined) {
       this.groups.set(key, g);
+      // Its other logins in progress find it listed from now on.
+      if (this.unlisted.get(key)?.group === g) this.unlisted.delete(key);
       return g;
     }
     listed.shared.creds = g.shared.creds;
@@ -193,9 +203,18 @@ export class ProxyContext {
     return listed;
   }
 
-  /** Close what an unlisted group opened (a refused login, or one that joined a group listed meanwhile). */
+  /**
+   * A login with unlisted `g` is over without listing it (refused, a console login, or it joined a
+   * group listed meanwhile): the last such login closes what the group opened.
+   */
   dropUnlisted(g: PoolGroup): void {
-    if (this.groups.get(groupKey(g.database, g.user, g.tenant)) === g) return;
+    const key = groupKey(g.database, g.user, g.tenant);
+    if (this.groups.get(key) === g) return;
+    const u = this.unlisted.get(key);
+    if (u?.group === g) {
+      if (--u.logins > 0) return;
+      this.unlisted.delete(key);
+    }
     for (const p of g.pools.values()) p.closeAll("login not completed");
   }
 
