@@ -301,6 +301,9 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       return;
     }
     if (ctx.clientCount >= limit) return this.fatal(Errors.tooManyClients(limit));
+    // Again with no await before the counts go up: logins admitted together all saw room in admit().
+    const full = this.limitRefusal();
+    if (full !== null) return this.fatal(full);
     this.pool = pool;
     this.group = ctx.loginGroup(this.database, this.user, tenant);
     if (tenant !== "") this.view = null; // modules see the tenant from here on
@@ -352,10 +355,8 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
       return null;
     }
     if (toConsole) return pool;
-    const dbLimit = ctx.config.limits.max_db_connections;
-    const userLimit = ctx.config.limits.max_user_connections;
-    if (dbLimit > 0 && (ctx.perDatabase.get(this.database) ?? 0) >= dbLimit) return this.refuse(Errors.tooManyForDatabase(this.database, dbLimit));
-    if (userLimit > 0 && (ctx.perUser.get(this.user) ?? 0) >= userLimit) return this.refuse(Errors.tooManyForUser(this.user, userLimit));
+    const full = this.limitRefusal();
+    if (full !== null) return this.refuse(full);
     if (!(await this.primed(pool))) return null;
     // Settings PostgreSQL would refuse at startup are refused here, before the group is listed.
     const unknown = await unknownSettingRefusal(pool, this.params);
@@ -364,6 +365,16 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     const listed = ctx.nodePool(ctx.listGroup(group), ctx.cluster.primary());
     if (listed !== pool && !(await this.primed(listed))) return null;
     return listed;
+  }
+
+  /** The refusal when max_db_connections or max_user_connections leaves no room for this login; null when there is. */
+  private limitRefusal(): Uint8Array | null {
+    const { perDatabase, perUser, config } = this.ctx;
+    const dbLimit = config.limits.max_db_connections;
+    const userLimit = config.limits.max_user_connections;
+    if (dbLimit > 0 && (perDatabase.get(this.database) ?? 0) >= dbLimit) return Errors.tooManyForDatabase(this.database, dbLimit);
+    if (userLimit > 0 && (perUser.get(this.user) ?? 0) >= userLimit) return Errors.tooManyForUser(this.user, userLimit);
+    return null;
   }
 
   /** The pool has reached its server once (its parameters are known); false once the client was told why not. */
