@@ -4,6 +4,7 @@ import type { RecoveryRecord, ReplayRegistry } from "../cluster/ha/replay-regist
 import type { TapFactory } from "./request-tap.ts";
 import type { ClusterEvent } from "../cluster/cluster.ts";
 import type { QueryShape } from "../sql/fingerprint.ts";
+import type { Effect } from "../sql/session-effects.ts";
 import type { ModuleConfig } from "../config/schema.ts";
 
 export type { ClusterEvent } from "../cluster/cluster.ts";
@@ -135,6 +136,12 @@ export interface QueryCtx {
   fingerprint(): string;
   /** Full parse tree from the PostgreSQL parser (costly: ask only when needed). */
   parse(): unknown;
+  /**
+   * What the text's statements do to the session (SET, RESET, DISCARD ALL, set_config, savepoints,
+   * code the proxy cannot see into): the bits of src/sql/session-effects.ts, from the scan the
+   * proxy makes for pooling anyway (memoised).
+   */
+  effects?(): Effect;
   /**
    * The request's messages as received so far, from its first one (a Query; or Parse, Bind...
    * up to and including Sync when it has arrived). Valid only during onQuery.

@@ -403,11 +403,14 @@ export function wordEq(s: string, start: number, end: number, lower: string): bo
 
 /** PostgreSQL folds unquoted identifiers with ASCII-only lower-casing. */
 export function lowerAscii(s: string): string {
+  let upper = false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 65 && c <= 90) return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+    // Beyond ASCII toLowerCase would fold more than PostgreSQL does.
+    if (c > 127) return upper || /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s;
+    if (c >= 65 && c <= 90) upper = true;
   }
-  return s;
+  return upper ? s.toLowerCase() : s;
 }
 
 /** All tokens with their text (comments included): for tests and tools, not the hot path. */

@@ -93,6 +93,8 @@ export class QueryCache implements Hooks {
     }
     let text = q.sql();
     let parse = () => q.parse();
+    // The proxy's own scan of the request's text, when the text is the request's.
+    let effects: (() => Effect) | undefined = q.effects?.bind(q);
     if (text === "" && q.protocol === "extended") {
       // A Bind of a statement the proxy keeps no text of (session mode, the unnamed one): the text it was prepared with.
       const raw = q.requestBytes?.() ?? EMPTY;
@@ -106,9 +108,10 @@ export class QueryCache implements Hooks {
       }
       text = prepared;
       parse = () => parseSql(prepared);
+      effects = undefined;
     }
     if (text === "") return;
-    const first = this.known(text, parse);
+    const first = this.known(text, parse, effects);
     const shape = first.shape;
     let a = first.analysis;
     let fx = first.fx;
@@ -275,7 +278,7 @@ export class QueryCache implements Hooks {
   }
 
   /** Shape and analysis of a text, the parse done once per structure. */
-  private known(text: string, parse: () => unknown): Known {
+  private known(text: string, parse: () => unknown, effects?: () => Effect): Known {
     let k = this.byText.get(text);
     if (k !== undefined) return k;
     const shape = shapeOf(text);
@@ -290,7 +293,7 @@ export class QueryCache implements Hooks {
       analysis = this.analyzer.analyze(tree);
       this.byStructure.set(shape.structure, analysis);
     }
-    k = { shape, analysis, fx: settingsEffects(text) };
+    k = { shape, analysis, fx: effects?.() ?? settingsEffects(text) };
     // Only texts that may be served again are worth remembering; writes carry new literals each time.
     if (analysis.cacheable) this.byText.set(text, k);
     return k;
