@@ -317,10 +317,13 @@ describe("feature modules", () => {
     expect(parse(`${NODE}[rate_limiting]\nenabled = false\n`).modules).toEqual({});
   });
 
-  test("[query_cache]: its keys are checked, and invalidation = \"wal\" says it is not implemented", () => {
+  test("[query_cache]: its keys are checked; invalidation = \"wal\" takes names a replication command can carry", () => {
     expect(parse(`${NODE}[query_cache]\nttl_secs = 30\n`).modules.query_cache).toMatchObject({ enabled: true, ttl_secs: 30, mode: "all", invalidation: "proxy" });
     expect(errorOf(`${NODE}[query_cache]\nl1_size = "banana"\n`).message).toContain("query_cache.l1_size: unknown key");
-    expect(errorOf(`${NODE}[query_cache]\ninvalidation = "wal"\n`).message).toContain('"wal" (following a logical replication slot) is not implemented in this version');
+    expect(parse(`${NODE}[query_cache]\ninvalidation = "wal"\n`).modules.query_cache).toMatchObject({ invalidation: "wal", wal_publication: "heliosproxy_cache", wal_slot_prefix: "heliosproxy_cache", wal_timeout_secs: 5 });
+    expect(errorOf(`${NODE}[query_cache]\ninvalidation = "wal"\nwal_publication = "My Pub"\n`).message).toContain('wal_publication: expected a lower-case name of letters, digits and _ (at most 63), got "My Pub"');
+    expect(errorOf(`${NODE}[query_cache]\nwal_slot_prefix = "${"s".repeat(55)}"\n`).message).toContain("wal_slot_prefix: expected a lower-case name");
+    expect(errorOf(`${NODE}[query_cache]\nwal_timeout_secs = 0\n`).message).toContain("wal_timeout_secs");
     expect(errorOf(`${NODE}[query_cache]\nl1_max_bytes = 8192\nmax_result_bytes = 9000\n`).message).toContain("max_result_bytes: expected at most l1_max_bytes (8192), got 9000");
     expect(errorOf(`${NODE}[[query_cache.rules]]\nttl_secs = 5\n`).message).toContain("a rule needs table, fingerprint or user");
   });
