@@ -21,6 +21,7 @@ class SetupError extends Error {}
 const SETUP_TIMEOUT_MS = 30_000;
 /** A failed setup or a lost stream is tried again after this long. */
 const RETRY_MS = 2_000;
+const SETUP_RETRY_MS = 10_000;
 const TICK_MS = 1_000;
 const PRIMARY_CHANGED = "the primary changed";
 
@@ -39,6 +40,8 @@ class Follower {
   retryAt = 0;
   /** Where the slot's stream starts (bytes of WAL). */
   consistentPoint = 0;
+  /** The setup failure last logged ("" since streaming). */
+  logged = "";
   /** Numbers setup attempts: an attempt overtaken by a newer one (or a loss) stops. */
   attempt = 0;
   stopped = false;
@@ -157,17 +160,20 @@ export class WalInvalidation {
       f.lastHeard = f.since = Date.now();
       f.gen++;
       f.state = "streaming";
-      f.reason = "";
+      f.reason = f.logged = "";
       log.info(`query cache: following ${f.database} on ${f.node} through slot ${f.slot}`);
     } catch (e) {
       link?.close();
       if (!current()) return;
       const err = e as { code?: string; message: string };
       if (f.link === link) f.link = null;
+      const reason = e instanceof SetupError ? err.message : `${err.code ?? ""} ${err.message}`.trim();
+      // Logged when the reason changes, not at every retry.
+      if (reason !== f.logged) log.error(`query cache: invalidation = "wal" cannot follow ${f.database}: ${reason}; its reads are not cached`);
       f.state = "failed";
-      f.reason = e instanceof SetupError ? err.message : `${err.code ?? ""} ${err.message}`.trim();
-      f.retryAt = Date.now() + RETRY_MS;
-      log.error(`query cache: invalidation = "wal" cannot follow ${f.database}: ${f.reason}; its reads are not cached`);
+      f.reason = f.logged = reason;
+      // What setup refused (wal_level, permissions, the publication) takes a change on the server: tried less often.
+      f.retryAt = Date.now() + (e instanceof SetupError ? SETUP_RETRY_MS : RETRY_MS);
     }
   }
 
