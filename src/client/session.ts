@@ -27,7 +27,7 @@ import { welcome } from "./welcome.ts";
 import { logDisconnect, logLogin, logRefused, type ConnectionFacts } from "./connection-log.ts";
 import { replicationRefusal, unknownSettingRefusal } from "./startup-settings.ts";
 import { RequestForwarder } from "./forwarder.ts";
-import { SessionState, traceContextParam } from "./session-state.ts";
+import { SessionState, traceContextParam } from "../sql/session-state.ts";
 import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";

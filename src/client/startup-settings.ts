@@ -5,7 +5,7 @@ import { SqlState } from "../protocol/sqlstate.ts";
 import type { Pool, PoolShared } from "../server/pool.ts";
 import { runOnPool } from "../server/query-runner.ts";
 import { log } from "../util/log.ts";
-import { consumedByProxy, parseOptions } from "./session-state.ts";
+import { consumedByProxy, parseOptions } from "../sql/session-state.ts";
 
 /** Settings every supported PostgreSQL has: a login naming only these needs no look-up. */
 const ALWAYS_KNOWN = new Set([

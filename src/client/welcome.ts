@@ -4,7 +4,7 @@ import { Be } from "../protocol/codes.ts";
 import { AuthenticationOk, ReadyIdle } from "../protocol/messages.ts";
 import { MessageWriter } from "../protocol/writer.ts";
 import type { Pool } from "../server/pool.ts";
-import type { SessionState } from "./session-state.ts";
+import type { SessionState } from "../sql/session-state.ts";
 
 /** Parameters PostgreSQL reports to clients (GUC_REPORT) that a client may set at startup. */
 const REPORTED = new Map<string, string>([

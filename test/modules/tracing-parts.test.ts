@@ -6,7 +6,7 @@ import { moduleFor } from "../../src/modules/index.ts";
 import { DEFAULTS } from "../../src/modules/observability/config.ts";
 import { parseTraceParent, traceParentInSql } from "../../src/modules/observability/traceparent.ts";
 import { operationName } from "../../src/modules/observability/tracer.ts";
-import { traceContextParam } from "../../src/client/session-state.ts";
+import { traceContextParam } from "../../src/sql/session-state.ts";
 
 const BASE = `[proxy]\nlisten_address = "127.0.0.1:6432"\nadmin_address = "127.0.0.1:9090"\n[[nodes]]\nhost = "127.0.0.1"\n`;
 

@@ -2,7 +2,7 @@
 
 import { expect, test } from "bun:test";
 import { Effect, scanEffects } from "../../src/sql/session-effects.ts";
-import { SessionState } from "../../src/client/session-state.ts";
+import { SessionState } from "../../src/sql/session-state.ts";
 
 const fx = (sql: string) => {
   const b = new TextEncoder().encode(sql);

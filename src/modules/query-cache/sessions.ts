@@ -1,7 +1,7 @@
 // What each client session's cached replies depend on: login, startup settings and the SETs that took effect, followed as they commit (read by the core's session-effects scan and SessionState).
 
 import type { SessionCtx } from "../../core/hooks.ts";
-import { SessionState } from "../../client/session-state.ts";
+import { SessionState } from "../../sql/session-state.ts";
 import { Effect, scanEffects, type StatementSpan } from "../../sql/session-effects.ts";
 import { SessionChange, type Analysis } from "./analysis.ts";
 

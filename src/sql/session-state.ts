@@ -1,6 +1,6 @@
 // The session state a client expects on whichever server it gets: startup parameters and SETs.
 
-import { Lexer, Tok } from "../sql/lexer.ts";
+import { Lexer, Tok } from "./lexer.ts";
 
 /** Trace context a client may pass at login: read by the proxy (tracing), never set on a server. */
 const TRACE_PARAMS = ["traceparent", "tracestate"];
