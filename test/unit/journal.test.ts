@@ -680,6 +680,47 @@ describe("conflict retry", () => {
     plain.j.write(reply);
     expect(plain.client.bytes).toEqual(reply);
   });
+
+  /** A conflict kept, then the transaction's run again under way: BEGIN matched, the failing UPDATE sent again. */
+  const rerun = (max: number) => {
+    const { j, client, retried } = setup(max);
+    const u = simple(j, "UPDATE t SET v = 1");
+    j.write(concat(error("40P01", "deadlock detected"), ready("E")));
+    const again: string[] = [];
+    j.onReplayConflict = (e) => again.push(e.sql);
+    j.rewindFrom(0);
+    j.replaying = true;
+    j.conflictReplay = true;
+    j.expectReplay(j.entries[0]!);
+    j.write(concat(commandComplete("BEGIN"), ready("T")));
+    j.expectReplay(u);
+    client.writes.length = 0;
+    return { j, client, retried, again, u };
+  };
+
+  test("in a conflict retry's run, a conflict again is kept too and reported to the retry, not to the first-run handler", () => {
+    const { j, client, retried, again, u } = rerun(3);
+    j.write(concat(error("40P01", "deadlock detected"), notice("kept"), ready("E")));
+    expect(client.writes).toEqual([]);
+    expect(again).toEqual(["UPDATE t SET v = 1"]);
+    expect(retried).toEqual(["UPDATE t SET v = 1"]);
+    expect(j.conflictRetries).toBe(2);
+    expect([u.answered, u.replies]).toEqual([false, 0]);
+    expect(j.conflictGiven).toBe("");
+  });
+
+  test("in a conflict retry's run with the retries spent, the conflict goes to the client and is noted", () => {
+    const { j, client, again, u } = rerun(1);
+    const calls: boolean[] = [];
+    j.onReplayed = (_e, mismatch) => calls.push(mismatch);
+    const reply = concat(error("40001", "could not serialize access"), ready("E"));
+    j.write(reply);
+    expect(client.bytes).toEqual(reply);
+    expect(again).toEqual([]);
+    expect(calls).toEqual([false]);
+    expect([u.answered, u.status]).toEqual([true, TxStatus.Failed]);
+    expect(j.conflictGiven).toBe("40001");
+  });
 });
 
 describe("replays that end differently", () => {

@@ -83,6 +83,14 @@ export class Journal implements Sink {
   xid: XidState = { kind: "none" };
   /** Set while entries are being re-sent: the forwarder does not journal them again. */
   replaying = false;
+  /**
+   * The replay running is a conflict retry's run: a conflict in the request being sent again is
+   * kept from the client too, and the transaction runs again (within max_attempts). Cleared when
+   * the replay ends.
+   */
+  conflictReplay = false;
+  /** SQLSTATE of a conflict that went to the client in a conflict retry's run, the retries spent ("" when none). */
+  conflictGiven = "";
   private check: ReplayCheck | null = null;
   /**
    * A deadlock or serialization failure ended the newest request and was kept from the client
@@ -99,6 +107,8 @@ export class Journal implements Sink {
   onCursorMoved: ((entry: JournalEntry) => void) | null = null;
   /** Called when a replayed entry's ReadyForQuery has arrived (mismatch: its replies differed). */
   onReplayed: ((entry: JournalEntry, mismatch: boolean) => void) | null = null;
+  /** Called at the ReadyForQuery of a conflict kept from the client in a conflict retry's run: roll back and run again. */
+  onReplayConflict: ((entry: JournalEntry) => void) | null = null;
   /** A message split over writes (an oversized row): its type, bytes left, and whether it is swallowed. */
   private partType = 0;
   private partLeft = 0;
@@ -230,6 +240,7 @@ export class Journal implements Sink {
     this.overflowed = false;
     this.conflictRetries = 0;
     this.conflict = null;
+    this.conflictGiven = "";
     this.unsafe = "";
     this.xid = { kind: "none" };
     this.xidReads.length = 0;
@@ -261,19 +272,29 @@ export class Journal implements Sink {
         const e = this.conflict!;
         this.conflict = null;
         this.conflictRetries++;
-        this.onConflict?.(e);
+        if (this.replaying) {
+          this.check = null;
+          this.onReplayConflict?.(e);
+        } else this.onConflict?.(e);
         return p < to ? this.write(b, p, to) : true;
       }
     }
     return true;
   }
 
-  /** Is this error one to hide and retry? Only for the newest request, of a replayable transaction, within the bound. */
+  /**
+   * Is this error one to hide and retry? Only for the newest request (in a conflict retry's run: the
+   * request being sent again), of a replayable transaction, within the bound. A failover replay's
+   * conflict is not: it is a reply that differs.
+   */
   private retries(e: JournalEntry, b: Uint8Array, p: number, end: number): boolean {
-    if (this.onConflict === null || this.replaying || this.unsafe !== "" || this.conflictRetries >= this.maxRetries) return false;
-    if (this.entries[this.entries.length - 1] !== e) return false;
+    if (this.onConflict === null || this.unsafe !== "") return false;
+    if (this.replaying ? !this.conflictReplay || this.check?.entry !== e : this.entries[this.entries.length - 1] !== e) return false;
     const code = errorFields(b, p + 5, end).code;
-    return code === "40P01" || code === "40001";
+    if (code !== "40P01" && code !== "40001") return false;
+    if (this.conflictRetries < this.maxRetries) return true;
+    if (this.replaying) this.conflictGiven = code;
+    return false;
   }
 
   /**
@@ -386,6 +407,12 @@ export class Journal implements Sink {
         p = end;
         continue;
       }
+      if (type === Be.ErrorResponse && whole && c !== null && e === c.entry && this.retries(e, b, p, end)) {
+        // The run again met a conflict too: nothing more of it goes to the client; it runs once more.
+        flushTo(p);
+        this.conflict = e;
+        return this.keepConflict(b, p, to) && ok;
+      }
       const key = type === Be.ErrorResponse ? errorKey(b, p, end) : b.subarray(p, end);
       if (swallowing) {
         flushTo(p);
@@ -475,6 +502,7 @@ export class Journal implements Sink {
     // What is replayed runs as a new transaction with an id of its own; answers still owed for the old one say nothing.
     this.gen++;
     this.xid = { kind: "none" };
+    this.conflictGiven = "";
     this.open = first;
     for (let i = first; i < this.entries.length; i++) this.entries[i]!.done = false;
     this.partLeft = 0;
@@ -488,6 +516,7 @@ export class Journal implements Sink {
   /** Replaying is over (done or abandoned): back to normal, finished entries trimmed. */
   endReplay(): void {
     this.replaying = false;
+    this.conflictReplay = false;
     this.check = null;
     if (this.open > 0 && this.entries[this.open - 1]!.status === TxStatus.Idle) this.trim();
   }

@@ -96,7 +96,11 @@ export type RecoveryOutcome =
   | "unknown"
   /** The session could not continue (no primary in time, state that cannot move): it was closed. */
   | "closed"
-  /** A deadlock or serialization failure was hidden: the transaction ran again and every reply matched. */
+  /**
+   * A deadlock or serialization failure was hidden: the transaction ran again (again after each
+   * conflict in a run, at most max_attempts times) and every reply matched. With the attempts spent,
+   * the last run's conflict went to the client: its SQLSTATE is the record's.
+   */
   | "retried";
 
 /** One finished recovery of a session after its server connection was lost. */

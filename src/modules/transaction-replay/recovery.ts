@@ -15,7 +15,8 @@ import type { RecoveryOutcome, RecoveryRecord } from "../../cluster/ha/replay-re
 import { restoreSession } from "../../cluster/ha/restore.ts";
 import type { JournalTap } from "./session-tap.ts";
 
-type Step = "ok" | "lost" | "mismatch";
+/** How a replay ended; "conflict": a conflict retry's run met a deadlock or serialization failure again (kept from the client). */
+type Step = "ok" | "lost" | "mismatch" | "conflict";
 
 const MISMATCH: RecoveryPlan = {
   kind: "fail",
@@ -55,15 +56,20 @@ export class SessionRecovery {
   /**
    * A deadlock or serialization failure was kept from the client: roll the transaction back and
    * run it again on the same server, replies checked; the failing request then gets its reply.
+   * A run that meets a conflict again (the rolled-back transaction can overtake the one it
+   * deadlocked with, which was woken but has not run yet) runs once more, within max_attempts.
    */
   async retry(server: ServerConnection): Promise<void> {
     const sess = this.sess;
-    this.attempts++;
     this.to = server.endpoint.name;
     this.retrying = true;
-    this.tap.serverGone();
-    sess.forwarder.injectQuery(server, "ROLLBACK");
-    const step = await this.replayFrom(server, 0, false);
+    let step: Step;
+    do {
+      this.attempts++;
+      this.tap.serverGone();
+      sess.forwarder.injectQuery(server, "ROLLBACK");
+      step = await this.replayFrom(server, 0, false, true);
+    } while (step === "conflict");
     if (step === "ok") return this.finish({ kind: "replay" }, "");
     this.retrying = false;
     return this.run(step === "mismatch" ? MISMATCH : null);
@@ -211,8 +217,9 @@ export class SessionRecovery {
    * Send journal entries from `first` on again, one request at a time, each checked against the
    * replies the client had before the next goes (a COMMIT never goes after a mismatch).
    * `emptyTx`: run them in a fresh transaction of their own (a committed COMMIT answered again).
+   * `conflictRetry`: a run of a conflict retry (a conflict in it ends the replay with "conflict").
    */
-  private replayFrom(server: ServerConnection, first: number, emptyTx: boolean): Promise<Step> {
+  private replayFrom(server: ServerConnection, first: number, emptyTx: boolean, conflictRetry = false): Promise<Step> {
     const sess = this.sess;
     const j = this.tap.journal;
     const entries = j.entries.slice(first);
@@ -223,10 +230,12 @@ export class SessionRecovery {
     if (emptyTx) sess.forwarder.injectQuery(server, "BEGIN");
     j.rewindFrom(first);
     j.replaying = true;
+    j.conflictReplay = conflictRetry;
     return new Promise<Step>((resolve) => {
       let i = 0;
       const finish = (s: Step) => {
         j.onReplayed = null;
+        j.onReplayConflict = null;
         j.endReplay();
         resolve(s);
       };
@@ -255,6 +264,8 @@ export class SessionRecovery {
         // After the relay has finished with this reply (the session has seen its ReadyForQuery).
         queueMicrotask(sendNext);
       };
+      // The server's transaction failed and nothing went to the client: the caller rolls back and runs it again.
+      j.onReplayConflict = () => done("conflict");
       sendNext();
     });
   }
@@ -317,7 +328,10 @@ export class SessionRecovery {
             : plan.kind === "migrate"
               ? "migrated"
               : "replayed";
-    this.record(outcome, this.failure?.code ?? "", this.failure?.message ?? "", xid);
+    // Retries spent: the last run's conflict went to the client as PostgreSQL gave it.
+    const given = this.retrying && this.failure === null ? this.tap.journal.conflictGiven : "";
+    const reason = given === "" ? "" : `a deadlock or serialization failure again each of the ${this.attempts} times the transaction was run again`;
+    this.record(outcome, this.failure?.code ?? given, this.failure?.message ?? reason, xid);
     this.tap.recovered();
   }
 
