@@ -36,8 +36,11 @@ async function until(sql: string, params: unknown[] = []): Promise<void> {
   }
 }
 
-/** A backend is waiting for a lock while running exactly `query`. */
-const waitingIn = (query: string) => until("SELECT 1 FROM pg_stat_activity WHERE query = $1 AND wait_event_type = 'Lock'", [query]);
+/**
+ * A backend running exactly `query` waits for a lock: pg_locks, not the wait event, which a backend
+ * granted its lock but not yet run again still shows.
+ */
+const waitingIn = (query: string) => until("SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted AND a.query = $1", [query]);
 
 /**
  * Two clients that lock rows 1 and 2 in opposite orders, b last and b the one to find the deadlock
