@@ -280,7 +280,7 @@ function buildRoutes(ctx: ProxyContext, reload: () => Promise<ReloadResult>, sta
   const always = () => true;
   return [
     route("GET", "/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } }), always),
-    route("GET", "/openapi.json", () => json(200, openApiDocument()), always),
+    route("GET", "/openapi.json", () => json(200, openApiDocument(ctx.moduleRoutes)), always),
     // Orchestrator probes: no token, and nothing in the answer but ok or not.
     route("GET", "/livez", () => probe(true, "ok"), always),
     route("GET", "/readyz", () => probe(isReady(ctx), "not ready"), always),
@@ -424,7 +424,7 @@ export function startAdmin(ctx: ProxyContext, opts: AdminOptions = {}): AdminSer
   history.start();
   const routes = buildRoutes(ctx, opts.reload ?? (() => ctx.reload()), startedAt, history);
   // Routes of feature modules (GET /queries...), under the same tokens.
-  for (const [key, handler] of ctx.moduleRoutes) {
+  for (const [key, { handler }] of ctx.moduleRoutes) {
     const [method, path] = key.split(" ") as ["GET" | "POST", string];
     routes.push({ method, segments: path.split("/").filter(Boolean), handler: ({ req, url }) => handler(req, url) });
   }

@@ -1,5 +1,7 @@
 // OpenAPI 3.1 description of the admin HTTP API, served at GET /openapi.json.
 
+import type { ModuleRoute } from "../core/module-host.ts";
+
 const VERSION = (require("../../package.json") as { version: string }).version;
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -496,7 +498,28 @@ const paths = {
   },
 };
 
-export function openApiDocument(): Record<string, unknown> {
+/** The OpenAPI path items of the routes the running modules added ("GET /queries" -> doc). */
+function modulePaths(routes: ReadonlyMap<string, ModuleRoute>): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [key, { doc }] of routes) {
+    const [method, path] = key.split(" ") as [string, string];
+    const parameters = Object.entries(doc.query ?? {}).map(([name, description]) => ({ name, in: "query", required: false, description, schema: { type: "string" } }));
+    (out[path] ??= {})[method.toLowerCase()] = {
+      summary: doc.summary,
+      tags: ["modules"],
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(doc.body !== undefined ? { requestBody: { required: false, content: { "application/json": { schema: doc.body } } } } : {}),
+      responses: {
+        "200": jsonBody({ type: "object" }, doc.returns),
+        "400": error("A parameter or the body is invalid (the message names it)"),
+        ...authErrors,
+      },
+    };
+  }
+  return out;
+}
+
+export function openApiDocument(moduleRoutes: ReadonlyMap<string, ModuleRoute>): Record<string, unknown> {
   return {
     openapi: "3.1.0",
     info: {
@@ -510,6 +533,6 @@ export function openApiDocument(): Record<string, unknown> {
     servers: [{ url: "/" }],
     security: [{ bearer: [] }, {}],
     components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } }, schemas },
-    paths,
+    paths: { ...paths, ...modulePaths(moduleRoutes) },
   };
 }

@@ -19,7 +19,7 @@ import { isPaused } from "./pause.ts";
 import { SwitchoverBuffer } from "../cluster/switchover-buffer.ts";
 import type { FailoverController } from "../cluster/failover.ts";
 import type { Fleet } from "../cluster/coordination/fleet.ts";
-import type { QueryHooks, RouteHandler } from "./module-host.ts";
+import type { ModuleRoute, QueryHooks } from "./module-host.ts";
 import type { CommitTracker } from "./commit-positions.ts";
 import type { ShowResult } from "./hooks.ts";
 import type { StartupHook } from "./startup-hooks.ts";
@@ -73,7 +73,7 @@ export class ProxyContext {
   /** Answers admin console logins (installed by startProxy: the client layer never names the admin one). */
   openConsole: ConsoleOpener | null = null;
   /** Admin HTTP routes ("GET /queries") and console SHOWs added by modules. */
-  moduleRoutes = new Map<string, RouteHandler>();
+  moduleRoutes = new Map<string, ModuleRoute>();
   moduleShows = new Map<string, () => ShowResult>();
   /** Prometheus text feature modules add to GET /metrics. */
   moduleMetrics: (() => string)[] = [];

@@ -323,10 +323,24 @@ export interface ShowResult {
   readonly rows: readonly (readonly (string | number | null)[])[];
 }
 
+/** How the admin API's OpenAPI document describes a module's route. */
+export interface RouteDoc {
+  readonly summary: string;
+  /** Query parameters: name -> what it means. */
+  readonly query?: Readonly<Record<string, string>>;
+  /** A POST's JSON body, as a JSON Schema. */
+  readonly body?: Readonly<Record<string, unknown>>;
+  /** What a 200 answer's JSON holds. */
+  readonly returns: string;
+}
+
 /** What the proxy lends a module when it starts. */
 export interface ModuleHost {
-  /** Serve an admin HTTP route under the same tokens as the built-in ones. `path` is exact. */
-  addRoute(method: "GET" | "POST", path: string, handler: (req: Request, url: URL) => Response | Promise<Response>): void;
+  /**
+   * Serve an admin HTTP route under the same tokens as the built-in ones. `path` is exact; `doc`
+   * is how GET /openapi.json describes it (a route nobody can discover is not an API).
+   */
+  addRoute(method: "GET" | "POST", path: string, doc: RouteDoc, handler: (req: Request, url: URL) => Response | Promise<Response>): void;
   /** Answer `SHOW <name>` in the admin console (name in lower case, one word). */
   addShow(name: string, show: () => ShowResult): void;
   /**

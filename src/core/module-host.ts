@@ -8,9 +8,14 @@ import type { StartupHook } from "./startup-hooks.ts";
 import { CommitTracker } from "./commit-positions.ts";
 import type { RecoveryRecord, ReplayRegistry } from "../cluster/ha/replay-registry.ts";
 import type { TapFactory } from "./request-tap.ts";
-import type { Hooks, ModuleHost, NodeInfo, ReplicationLink, QueryCtx, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
+import type { Hooks, ModuleHost, NodeInfo, ReplicationLink, QueryCtx, RouteDoc, QueryDecision, ResultCtx, SessionCtx, ShowResult } from "./hooks.ts";
 
 export type RouteHandler = (req: Request, url: URL) => Response | Promise<Response>;
+/** A module's admin route: its handler and its OpenAPI description. */
+export interface ModuleRoute {
+  readonly handler: RouteHandler;
+  readonly doc: RouteDoc;
+}
 
 /** The hooks of every started module, in config order. Null on the context when no module has query or result hooks. */
 export interface QueryHooks {
@@ -31,7 +36,7 @@ export interface StartedModules {
   replay: ReplayRegistry | null;
   /** Set when a module taps every session's requests (ha-tr). */
   tap: TapFactory | null;
-  routes: Map<string, RouteHandler>;
+  routes: Map<string, ModuleRoute>;
   shows: Map<string, () => ShowResult>;
   /** Prometheus text the modules add to GET /metrics. */
   metrics: (() => string)[];
@@ -48,7 +53,7 @@ export async function startModules(
   catalogQuery?: (database: string, sql: string, params?: string[]) => Promise<(string | null)[][]>,
   replicationConnection?: (database: string) => Promise<ReplicationLink>,
 ): Promise<StartedModules> {
-  const routes = new Map<string, RouteHandler>();
+  const routes = new Map<string, ModuleRoute>();
   const shows = new Map<string, () => ShowResult>();
   const onQuery: QueryHooks["onQuery"][number][] = [];
   const onResult: QueryHooks["onResult"][number][] = [];
@@ -70,8 +75,8 @@ export async function startModules(
     trackCommits() {
       return (commits ??= new CommitTracker());
     },
-    addRoute(method, path, handler) {
-      routes.set(routeKey(method, path), handler);
+    addRoute(method, path, doc, handler) {
+      routes.set(routeKey(method, path), { handler, doc });
     },
     addShow(name, show) {
       shows.set(name.toLowerCase(), show);

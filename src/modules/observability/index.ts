@@ -37,7 +37,7 @@ const tracing: ProxyModule<TracingSettings> = {
       columns: ["endpoint", "sample_ratio", "parent_based", "spans_recorded", "spans_exported", "spans_failed", "export_failures"],
       rows: [[settings.endpoint, settings.sample_ratio, settings.parent_based ? 1 : 0, st.spansRecorded, st.spansExported, st.spansFailed, st.exportFailures]],
     }));
-    host.addRoute("GET", "/tracing", () =>
+    host.addRoute("GET", "/tracing", { summary: "Tracing exporter settings and span counts", returns: "Endpoint, sampling and span counters" }, () =>
       Response.json({
         endpoint: settings.endpoint,
         sample_ratio: settings.sample_ratio,

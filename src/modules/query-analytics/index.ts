@@ -81,7 +81,7 @@ const queryAnalytics: ProxyModule<QueryAnalyticsSettings> = {
   start(settings, host) {
     const qa = new QueryAnalytics(settings);
     const { store, slow } = qa;
-    host.addRoute("GET", "/queries", (_req, url) => {
+    host.addRoute("GET", "/queries", { summary: "Statements by fingerprint with calls, times, rows and errors", query: { order: "total (default), mean, calls, rows or errors", limit: "How many (>= 1)" }, returns: "The top statements" }, (_req, url) => {
       const order = orderParam(url);
       if (order instanceof Response) return order;
       const limit = limitParam(url, DEFAULT_LIMIT, store.max);
@@ -95,7 +95,7 @@ const queryAnalytics: ProxyModule<QueryAnalyticsSettings> = {
         since: new Date(performance.timeOrigin + store.since).toISOString(),
       });
     });
-    host.addRoute("GET", "/queries/slow", (_req, url) => {
+    host.addRoute("GET", "/queries/slow", { summary: "The slow-query log (statements over slow_query_ms)", query: { limit: "How many (>= 1)" }, returns: "Threshold, sampling and the slow statements, newest first" }, (_req, url) => {
       const limit = limitParam(url, DEFAULT_LIMIT, settings.max_slow_queries);
       if (limit instanceof Response) return limit;
       return json(200, {
@@ -105,7 +105,7 @@ const queryAnalytics: ProxyModule<QueryAnalyticsSettings> = {
         queries: slow.list().slice(0, limit).map(slowView),
       });
     });
-    host.addRoute("GET", "/queries/n-plus-one", () => {
+    host.addRoute("GET", "/queries/n-plus-one", { summary: "N+1 query patterns detected per session", returns: "Detector settings and its reports" }, () => {
       const d = qa.nPlusOne;
       return json(200, {
         enabled: d !== null,
@@ -116,7 +116,7 @@ const queryAnalytics: ProxyModule<QueryAnalyticsSettings> = {
         reports: d === null ? [] : d.list().map((r) => nPlusOneView(r, settings.n_plus_one_window_ms)),
       });
     });
-    host.addRoute("POST", "/queries/reset", () => json(200, { status: "reset", queries: qa.reset() }));
+    host.addRoute("POST", "/queries/reset", { summary: "Forget the statistics gathered so far", returns: "{status: reset, queries: how many were dropped}" }, () => json(200, { status: "reset", queries: qa.reset() }));
     host.addShow("queries", () => showQueries(store, settings.show_limit));
     return qa;
   },

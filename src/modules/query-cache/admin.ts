@@ -107,11 +107,19 @@ export function metricsText(store: CacheStore, counters: CacheCounters, limits: 
 }
 
 export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, wal: WalInvalidation | null = null): void {
-  host.addRoute("GET", "/cache", (_req, url) => {
+  host.addRoute("GET", "/cache", { summary: "Query cache: tiers, bytes, entries, hit ratio, invalidations, WAL streams, top entries", query: { top: "How many top entries to list (1..1000, default 10)" }, returns: "The cache report" }, (_req, url) => {
     const top = Math.min(Math.max(Number(url.searchParams.get("top") ?? 10) || 10, 1), 1000);
     return Response.json(cacheReport(store, counters, limits, top, wal));
   });
-  host.addRoute("POST", "/cache/invalidate", async (req) => {
+  host.addRoute(
+    "POST",
+    "/cache/invalidate",
+    {
+      summary: "Drop cache entries: all (empty body), or those reading a table, of a fingerprint, or whose statement matches a glob pattern",
+      body: { type: "object", maxProperties: 1, properties: { table: { type: "string" }, fingerprint: { type: "string" }, pattern: { type: "string" } } },
+      returns: "{invalidated: number of entries dropped}",
+    },
+    async (req) => {
     let body: unknown = {};
     const text = await req.text();
     if (text.trim() !== "") {
@@ -124,7 +132,8 @@ export function registerAdmin(host: ModuleHost, store: CacheStore, counters: Cac
     if (body === null || typeof body !== "object" || Array.isArray(body)) return Response.json({ error: "expected a JSON object" }, { status: 400 });
     const r = invalidate(store, body as Record<string, unknown>);
     return Response.json(r, { status: "error" in r ? 400 : 200 });
-  });
+    },
+  );
   host.addMetrics?.(() => metricsText(store, counters, limits, wal));
   host.addShow("cache", () => {
     const r = cacheReport(store, counters, limits, 0);

@@ -90,7 +90,7 @@ const schemaRouting: ProxyModule<SchemaRoutingSettings> = {
     // Routed reads are checked for writes by the parser even when the automatic split is off.
     await loadParser();
     const router = new SchemaRouter(settings, clock);
-    host.addRoute("GET", "/schema-routing", () => Response.json(report(router)));
+    host.addRoute("GET", "/schema-routing", { summary: "Schema routing: groups, rules, workloads and table temperatures, with the decisions each made", returns: "The routing report" }, () => Response.json(report(router)));
     host.addShow("schema_routing", () => showDecisions(router));
     host.addShow("schema_routing_tables", () => showTables(router));
     return {

@@ -111,7 +111,7 @@ const transactionReplay: ProxyModule<TransactionReplaySettings> = {
   start(settings, host) {
     const registry = new ReplayRegistry(settings.replay);
     host.tapRequests((session) => new JournalTap(session, registry), registry);
-    host.addRoute("GET", "/journal", (_req, url) => {
+    host.addRoute("GET", "/journal", { summary: "Transaction replay: settings, counts, open journaled transactions and recent recoveries", query: { session: "Only this session id" }, returns: "The journal report" }, (_req, url) => {
       const raw = url.searchParams.get("session");
       if (raw !== null && !/^\d{1,15}$/.test(raw))
         return Response.json({ error: "bad_request", message: `session: expected a session id, got ${JSON.stringify(raw)}` }, { status: 400, ...noStore });
