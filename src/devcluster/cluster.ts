@@ -3,10 +3,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DevNode, type PgConf, type StopMode } from "./node.ts";
+import { DevNode, type MakeDataDir, type PgConf, type StopMode } from "./node.ts";
 import { freePort, giveToPostgres, pgCommand, shQuote } from "./pg-bin.ts";
 
-export { DevNode, type PgConf, type StopMode } from "./node.ts";
+export { DevNode, type MakeDataDir, type PgConf, type StopMode } from "./node.ts";
 
 export type StandbyKind = "sync" | "async";
 
@@ -27,6 +27,11 @@ export interface DevClusterOptions {
    * standbys are cloned with it: the layout pg_basebackup gives from a typical primary). Default "primary".
    */
   syncNames?: "primary" | "every-node";
+  /**
+   * How the primary's empty data directory is made (default: initdb). The tests pass a copy of a
+   * prepared one; every cluster made that way shares its system identifier.
+   */
+  makeDataDir?: MakeDataDir;
   /** Progress lines ("initdb", "pg_basebackup node2"...). */
   onProgress?: (line: string) => void;
 }
@@ -90,7 +95,7 @@ export class DevCluster {
     const [primary, ...standbys] = nodes as [DevNode, ...DevNode[]];
     try {
       say(`initdb ${primary.name} (port ${primary.port})`);
-      await primary.initdb(conf);
+      await primary.initdb(conf, o.makeDataDir);
       await primary.start();
       if (o.slots) for (const s of standbys) await primary.psql(`SELECT pg_create_physical_replication_slot('${s.name}')`);
       say(`pg_basebackup ${standbys.map((s) => `${s.name} (port ${s.port}, ${s.sync ? "sync" : "async"})`).join(", ")}`);

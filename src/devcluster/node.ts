@@ -28,6 +28,12 @@ export interface PsqlOptions {
 /** Settings of our own go in a file included from postgresql.conf, so they can be rewritten per node. */
 const CONF_FILE = "devcluster.conf";
 
+/** initdb's options for every throwaway server (the dev cluster's and the tests'). */
+export const INITDB_ARGS = ["-A", "trust", "--username=postgres", "--no-sync", "-E", "UTF8", "--locale=C"];
+
+/** Makes a new, empty data directory at `dataDir` (default: initdb with INITDB_ARGS). */
+export type MakeDataDir = (dataDir: string) => Promise<void>;
+
 const HBA = [
   "local all all trust",
   "local replication all trust",
@@ -89,9 +95,10 @@ export class DevNode {
     return `host=${this.host} port=${this.port} user=postgres application_name=${applicationName}`;
   }
 
-  /** A new, empty primary: initdb, then our settings. */
-  async initdb(conf: PgConf): Promise<void> {
-    await runOk(pgCommand("initdb", ["-D", this.dataDir, "-A", "trust", "--username=postgres", "--no-sync", "-E", "UTF8", "--locale=C"]), { cwd: this.dir });
+  /** A new, empty primary: initdb (or `make`), then our settings. */
+  async initdb(conf: PgConf, make?: MakeDataDir): Promise<void> {
+    if (make) await make(this.dataDir);
+    else await runOk(pgCommand("initdb", ["-D", this.dataDir, ...INITDB_ARGS]), { cwd: this.dir });
     this.configure(conf);
   }
 

@@ -5,6 +5,8 @@ import { existsSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { DevCluster, type DevClusterOptions, type DevNode, type StopMode } from "../../src/devcluster/cluster.ts";
 import type { PsqlOptions } from "../../src/devcluster/node.ts";
+import { pgBinDir } from "../../src/devcluster/pg-bin.ts";
+import { copyTemplate } from "./pg-template.ts";
 import { configText, freePort, startProxyWithConfig, waitForPort, writeConfig, type RunningProxy } from "./proxy.ts";
 
 export type NodeRef = string | { name: string };
@@ -29,6 +31,11 @@ export const SYNC_LAYOUT: "primary" | "every-node" = process.env.HELIOS_SYNC_LAY
 export interface PgClusterOptions extends DevClusterOptions {
   /** Databases created on the primary once the standbys stream (and replayed by them before the tests start). */
   databases?: string[];
+  /**
+   * Run initdb for the primary instead of copying the prepared data directory (pg-template.ts):
+   * a cluster with a system identifier of its own, not shared with the other test clusters.
+   */
+  freshInitdb?: boolean;
 }
 
 export interface NodesTomlOptions {
@@ -96,7 +103,7 @@ function view(n: DevNode): ClusterNode {
 
 /** Build and start a cluster; databases are created once it streams. */
 export async function startPgCluster(o: PgClusterOptions = {}): Promise<PgCluster> {
-  const dev = await DevCluster.create(o);
+  const dev = await DevCluster.create({ makeDataDir: o.freshInitdb ? undefined : copyTemplate(pgBinDir()), ...o });
   try {
     for (const db of o.databases ?? []) await dev.createDatabase(db);
   } catch (e) {

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./proxy.ts";
 import { run, runOk, type RunResult } from "../../src/devcluster/pg-bin.ts";
+import { INITDB_ARGS } from "../../src/devcluster/node.ts";
+import { copyTemplate } from "./pg-template.ts";
 
 export const PG_BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
 const PG_OS_USER = "postgres";
@@ -105,6 +107,11 @@ export interface PgInstanceOptions {
   standbyOf?: PgInstance;
   /** With standbyOf: application_name of the standby (for synchronous_standby_names). */
   applicationName?: string;
+  /**
+   * Run initdb instead of copying the prepared data directory (pg-template.ts): a server with a
+   * system identifier of its own, not shared with the other test servers.
+   */
+  freshInitdb?: boolean;
 }
 
 export interface PsqlOptions {
@@ -178,7 +185,7 @@ function confLines(conf: Record<string, string>): string {
     .join("\n");
 }
 
-/** initdb (or pg_basebackup for a standby), configure, start and wait until it accepts connections. */
+/** A copy of the prepared data directory (or initdb, or pg_basebackup for a standby), configure, start and wait until it accepts connections. */
 export async function startPgInstance(o: PgInstanceOptions = {}): Promise<PgInstance> {
   const baseDir = mkdtempSync(join(tmpdir(), "helios-pg-"));
   givePostgres(baseDir, 0o755);
@@ -205,8 +212,10 @@ export async function startPgInstance(o: PgInstanceOptions = {}): Promise<PgInst
     if (o.applicationName) {
       appendFileSync(join(dataDir, "postgresql.auto.conf"), `primary_conninfo = 'host=${p.socketDir} port=${p.port} user=postgres application_name=${o.applicationName}'\n`);
     }
+  } else if (o.freshInitdb) {
+    await runOk(asPostgres("initdb", ["-D", dataDir, ...INITDB_ARGS]), { cwd: baseDir });
   } else {
-    await runOk(asPostgres("initdb", ["-D", dataDir, "-A", "trust", "--username=postgres", "--no-sync", "-E", "UTF8", "--locale=C"]), { cwd: baseDir });
+    await copyTemplate(PG_BIN)(dataDir);
   }
 
   const conf: Record<string, string> = {
