@@ -208,7 +208,7 @@ export async function startPgInstance(o: PgInstanceOptions = {}): Promise<PgInst
 
   if (o.standbyOf) {
     const p = o.standbyOf;
-    await runOk(asPostgres("pg_basebackup", ["-h", p.socketDir, "-p", String(p.port), "-U", "postgres", "-D", dataDir, "-R", "-X", "stream", "-c", "fast"]), { cwd: baseDir });
+    await runOk(asPostgres("pg_basebackup", ["-h", p.socketDir, "-p", String(p.port), "-U", "postgres", "-D", dataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync"]), { cwd: baseDir });
     if (o.applicationName) {
       appendFileSync(join(dataDir, "postgresql.auto.conf"), `primary_conninfo = 'host=${p.socketDir} port=${p.port} user=postgres application_name=${o.applicationName}'\n`);
     }
