@@ -175,7 +175,7 @@ test("a password in a traced statement is masked in db.query.text", async () => 
   expect(JSON.stringify(req.attrs)).not.toContain("Pw-trace-secret");
 });
 
-test("a request the query cache answers gets a span marked heliosproxy.answered_by and counts in query analytics (answered)", async () => {
+test("a request the query cache answers gets a span marked heliosproxy.answered_by, with a cache-lookup child, and counts in query analytics (answered)", async () => {
   const p = await startProxy({
     toml: `[auth]\nmethod = "trust"\n[tracing]\nendpoint = "${receiver.url}"\nsample_ratio = 0.0\nbatch_delay_ms = 20\n[query_cache]\n[query_analytics]\n`,
   });
@@ -191,8 +191,12 @@ test("a request the query cache answers gets a span marked heliosproxy.answered_
       expect(r.rows).toEqual([{ v: "one" }]);
       return (await cacheHits()) > before ? traceId : undefined;
     });
-    const [span] = await spansOf(traced!, 1);
+    const spans = await spansOf(traced!, 2);
+    const span = spans.find((s) => s.name.startsWith("SELECT"));
     expect(span!.attrs["heliosproxy.answered_by"]).toBe("query_cache");
+    // Its one step is the cache lookup that hit: a child covering the request, no pool wait.
+    const lookup = spans.filter((s) => s !== span);
+    expect(lookup.map((s) => [s.name, s.parentSpanId, s.attrs["heliosproxy.hit"]])).toEqual([["query_cache lookup", span!.spanId, true]]);
     expect(span!.attrs["heliosproxy.node"]).toBe("");
     expect(span!.attrs["db.response.returned_rows"]).toBe(1);
     expect(span!.status.code ?? 0).not.toBe(2);

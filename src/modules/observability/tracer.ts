@@ -114,7 +114,7 @@ export class RequestTracer {
 
   /**
    * One finished request: a span from its first message to its ReadyForQuery, a child for the wait
-   * for a server. Called at ReadyForQuery, so the end is now.
+   * for a server, or for the module lookup that answered it. Called at ReadyForQuery, so the end is now.
    */
   record(r: ResultCtx, parent: TraceParent | null): void {
     const end = performance.timeOrigin + performance.now();
@@ -147,6 +147,11 @@ export class RequestTracer {
     if (r.error !== undefined) {
       span.setAttributes({ [ATTR_DB_RESPONSE_STATUS_CODE]: r.error.code, [ATTR_ERROR_TYPE]: r.error.code });
       span.setStatus({ code: SpanStatusCode.ERROR, message: `SQLSTATE ${r.error.code}` });
+    }
+    // A module's answer is the request's one step: a child names who answered (the cache lookup that hit).
+    if (r.answeredBy !== undefined) {
+      const child = this.tracer.startSpan(`${r.answeredBy} lookup`, { kind: SpanKind.INTERNAL, startTime: start, attributes: { "heliosproxy.answered_by": r.answeredBy, "heliosproxy.hit": true } }, trace.setSpan(ROOT_CONTEXT, span));
+      child.end(end);
     }
     if (r.waitMs !== undefined) {
       const child = this.tracer.startSpan("pool wait", { kind: SpanKind.INTERNAL, startTime: start, attributes: { "heliosproxy.node": r.node } }, trace.setSpan(ROOT_CONTEXT, span));
