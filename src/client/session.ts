@@ -517,10 +517,13 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
     }
     this.inLoop = true;
     let consumed: number;
+    // Answers made here (a module's reply and its ReadyForQuery, errors) leave in one socket write.
+    this.out.cork();
     try {
       consumed = this.forwarder.forward(b, start, end);
     } finally {
       this.inLoop = false;
+      this.out.uncork();
     }
     if (this.state === ClientState.Closed) return;
     if (owned) this.recv.consume(consumed - start);

@@ -1,4 +1,4 @@
-// Write side of a socket: Bun's write() may take only part of a buffer and keeps nothing; queue the rest.
+// Write side of a socket: Bun's write() may take only part of a buffer and keeps nothing; queue the rest. Small writes made while corked go out as one.
 
 import type { Socket } from "bun";
 
@@ -13,6 +13,12 @@ export interface BackpressureTarget {
   /** Resume reading from that peer. */
   resumeProducer(): void;
 }
+
+/** Room for the small writes of one corked outbox (callbacks run one at a time: one outbox is corked at once). */
+const CORK_BYTES = 16 * 1024;
+let corkBuf: Uint8Array | null = null;
+let corkOwner: Outbox | null = null;
+let corkLen = 0;
 
 /**
  * Writes go straight to the socket while nothing is queued; the unwritten tail is copied into
@@ -37,10 +43,40 @@ export class Outbox {
     this.sock = sock;
   }
 
+  /**
+   * Gather the small writes that follow into one socket write, made by uncork() (a send per
+   * message costs more than the copy). No-op when another outbox is corked.
+   */
+  cork(): void {
+    if (corkOwner !== null || this.closed) return;
+    corkOwner = this;
+    corkLen = 0;
+    corkBuf ??= new Uint8Array(CORK_BYTES);
+  }
+
+  /** Write what was gathered since cork(). */
+  uncork(): void {
+    if (corkOwner !== this) return;
+    corkOwner = null;
+    if (corkLen > 0) this.write(corkBuf!, 0, corkLen);
+  }
+
   /** Write data[from, to) (default: all); returns false once the queue is over the high-water mark. */
   write(data: Uint8Array, from = 0, to = data.length): boolean {
     const len = to - from;
     if (this.closed || len <= 0) return !this.closed;
+    if (corkOwner === this) {
+      if (corkLen + len <= CORK_BYTES) {
+        corkBuf!.set(from === 0 && to === data.length ? data : data.subarray(from, to), corkLen);
+        corkLen += len;
+        return true;
+      }
+      // Too large to gather: what was gathered goes first, then this as it is.
+      this.uncork();
+      const ok = this.write(data, from, to);
+      this.cork();
+      return ok;
+    }
     if (this.queued === 0) {
       const n = this.sock!.write(data, from, len);
       if (n === len) return true;
@@ -93,13 +129,14 @@ export class Outbox {
 
   /** True when everything written so far has been handed to the kernel. */
   get empty(): boolean {
-    return this.queued === 0;
+    return this.queued === 0 && (corkOwner !== this || corkLen === 0);
   }
 
   /** Write then close once the queue is flushed (or at once if empty). */
   end(data?: Uint8Array): void {
     if (this.closed) return;
     if (data) this.write(data);
+    this.uncork();
     this.closed = true;
     const sock = this.sock;
     if (!sock) return;
@@ -114,6 +151,7 @@ export class Outbox {
   }
 
   discard(): void {
+    if (corkOwner === this) corkOwner = null;
     this.closed = true;
     this.queue.length = 0;
     this.head = 0;
