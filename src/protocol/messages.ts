@@ -38,8 +38,12 @@ export function backendKeyData(pid: number, secret: number): Uint8Array {
   return build((w) => w.msg(Be.BackendKeyData).int32(pid).int32(secret).end());
 }
 
+const buildReady = (status: number) => build((w) => w.msg(Be.ReadyForQuery).byte(status).end());
+/** Built once: 'I', 'T', 'E'. Shared; never to be written into. */
+const READY_I = buildReady(73), READY_T = buildReady(84), READY_E = buildReady(69);
+
 export function readyForQuery(status: number): Uint8Array {
-  return build((w) => w.msg(Be.ReadyForQuery).byte(status).end());
+  return status === 73 ? READY_I : status === 84 ? READY_T : status === 69 ? READY_E : buildReady(status);
 }
 
 export function commandComplete(tag: string): Uint8Array {

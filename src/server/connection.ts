@@ -146,9 +146,6 @@ function isXidDescription(b: Uint8Array, pos: number, msgEnd: number): boolean {
   return true;
 }
 
-/** ReadyForQuery by status byte, prebuilt. */
-const READY: Record<number, Uint8Array> = { 73: readyForQuery(73), 84: readyForQuery(84), 69: readyForQuery(69) };
-
 export class ServerConnection implements BackpressureTarget {
   readonly id = nextServerId++;
   private current = ServerState.Connecting;
@@ -533,7 +530,7 @@ export class ServerConnection implements BackpressureTarget {
             const held = this.heldReady;
             this.heldReady = -1;
             if (held >= 0) {
-              const ready = READY[held] ?? readyForQuery(held);
+              const ready = readyForQuery(held);
               this.emit(lessee, ready, 0, ready.length);
               run = this.fakes(lessee, b, run, msgEnd);
               lessee.serverReady(this, held);

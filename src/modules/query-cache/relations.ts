@@ -72,6 +72,11 @@ export class Relations {
   readDeps(database: string, names: readonly string[]): readonly string[] | null {
     if (this.query === undefined || names.length === 0) return names;
     const known = this.reads.get(database);
+    if (names.length === 1) {
+      // One relation (most reads): its list as it is, nothing built per request.
+      const d = known?.get(names[0]!);
+      if (d !== undefined) return d.cacheable ? d.tables : null;
+    }
     const out = new Set<string>();
     const missing: string[] = [];
     for (const n of names) {
