@@ -2,7 +2,7 @@
 
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { asPostgresUser, giveToPostgres, pgBinDir, pgCommand, psqlBinary, run, runOk, shQuote, type RunResult } from "./pg-bin.ts";
+import { alive, asPostgresUser, giveToPostgres, pgBinDir, pgCommand, psqlBinary, run, runOk, shQuote, startServer, type RunResult } from "./pg-bin.ts";
 
 export type DevNodeRole = "primary" | "standby";
 export type StopMode = "smart" | "fast" | "immediate";
@@ -45,16 +45,6 @@ function confText(conf: PgConf): string {
   return Object.entries(conf)
     .map(([k, v]) => `${k} = ${v}`)
     .join("\n") + "\n";
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    // A zombie still answers kill(0) but is gone for PostgreSQL's purposes.
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
 }
 
 export class DevNode {
@@ -183,7 +173,7 @@ export class DevNode {
   /** Start and wait until it accepts connections (a standby: until it allows read-only ones). */
   async start(): Promise<void> {
     if (this.running()) return;
-    await this.pgctl(["start", "-w", "-t", "60", "-l", this.logFile]);
+    await startServer(pgCommand("pg_ctl", ["-D", this.dataDir, "start", "-w", "-t", "60", "-l", this.logFile]), this.dataDir, { cwd: this.dir });
   }
 
   async stop(mode: StopMode = "fast"): Promise<void> {

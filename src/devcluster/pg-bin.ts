@@ -39,6 +39,49 @@ export async function runOk(cmd: string[], opts: RunOptions = {}): Promise<strin
   return r.stdout;
 }
 
+/** The process exists and is not a zombie (which still answers kill(0) but is gone for PostgreSQL's purposes). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * postmaster.pid of `dataDir` names a live postmaster started in or after the second of `sinceMs`
+ * that accepts connections (status line "ready"; a hot standby: "standby").
+ */
+function postmasterReady(dataDir: string, sinceMs: number): boolean {
+  try {
+    const f = readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n");
+    const status = f[7]?.trim();
+    return (status === "ready" || status === "standby") && Number(f[2]) >= Math.floor(sinceMs / 1000) && alive(Number(f[0]));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Run `pg_ctl start -w` (argv) and return once the server accepts connections. pg_ctl looks only
+ * every 100 ms; postmaster.pid is read every 10 ms as well, so a start is not rounded up to the
+ * next look. Failures are still pg_ctl's (it goes on and exits by itself once ready).
+ */
+export async function startServer(argv: string[], dataDir: string, opts: RunOptions = {}): Promise<void> {
+  const since = Date.now();
+  let done = false;
+  const ctl = runOk(argv, opts).finally(() => {
+    done = true;
+  });
+  ctl.catch(() => {});
+  while (!done) {
+    if (postmasterReady(dataDir, since)) return;
+    await Promise.race([ctl, Bun.sleep(10)]).catch(() => {});
+  }
+  await ctl;
+}
+
 function versionOf(dir: string): number {
   const m = /\/(\d+)(?:\.\d+)?\/bin$/.exec(dir);
   return m ? Number(m[1]) : 0;

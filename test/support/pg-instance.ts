@@ -4,7 +4,7 @@ import { chownSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./proxy.ts";
-import { run, runOk, type RunResult } from "../../src/devcluster/pg-bin.ts";
+import { run, runOk, startServer, type RunResult } from "../../src/devcluster/pg-bin.ts";
 import { INITDB_ARGS } from "../../src/devcluster/node.ts";
 import { copyTemplate } from "./pg-template.ts";
 
@@ -283,7 +283,7 @@ export async function startPgInstance(o: PgInstanceOptions = {}): Promise<PgInst
     pid: readPid,
     running: () => readPid() !== null,
     async start() {
-      await pgctl(["start", "-w", "-t", "60", "-l", logFile]);
+      await startServer(asPostgres("pg_ctl", ["-D", dataDir, "start", "-w", "-t", "60", "-l", logFile]), dataDir, { cwd: baseDir });
     },
     async stop(mode = "fast") {
       if (readPid() === null) return;
