@@ -249,9 +249,17 @@ export class RequestCtx implements QueryCtx, MessageView {
     this.raw = null;
   }
 
-  /** A fresh view at the same message, with what this one learned of its text (this one is settled for a module to keep). */
+  /** A fresh view at the same message, with what this one learned of its text and effects (this one is settled for a module to keep). */
   handOver(): RequestCtx {
     const next = new RequestCtx(this.env).at(this.type, this.b, this.pos, this.end);
+    if ((this.known & Known.Effects) !== 0) {
+      // The forwarder asks again for the same message: no second scan.
+      next.fx = this.fx;
+      for (const s of this.found) next.found.push(s);
+      next.known |= Known.Effects | (this.known & Known.Text);
+      next.textFrom = this.textFrom;
+      next.textTo = this.textTo;
+    }
     this.settle();
     next.text = this.text;
     next.known |= Known.Sql;

@@ -92,3 +92,18 @@ test("a view a module keeps is settled with its text; the forwarder goes on with
   // The kept view no longer reads the receive buffer.
   expect(v.sqlBytes().length).toBe(0);
 });
+
+test("session effects a module read are handed over with the view: the forwarder does not scan the text again", () => {
+  const { v } = viewWith();
+  at(v, query("SET search_path = x; SELECT 1"));
+  const fx = v.effects();
+  const span = v.spans()[0]!;
+  const next = v.handOver();
+  expect(next.effects()).toBe(fx);
+  expect(next.spans()[0]).toBe(span); // the same span object: not scanned again
+  expect(new TextDecoder().decode(next.textBytes()!)).toBe("SET search_path = x; SELECT 1");
+  // A view whose effects nobody read hands over none: the next one scans when asked.
+  at(next, query("RESET ALL"));
+  const after = next.handOver();
+  expect(after.effects() & Effect.SetGuc).toBe(Effect.SetGuc);
+});

@@ -92,9 +92,8 @@ export class QueryCache implements Hooks {
       }
     }
     let text = q.sql();
-    let parse = () => q.parse();
-    // The proxy's own scan of the request's text, when the text is the request's.
-    let effects: (() => Effect) | undefined = q.effects?.bind(q);
+    // The request's own views (parse tree, the proxy's session-effects scan), when the text is the request's.
+    let own: QueryCtx | null = q;
     if (text === "" && q.protocol === "extended") {
       // A Bind of a statement the proxy keeps no text of (session mode, the unnamed one): the text it was prepared with.
       const raw = q.requestBytes?.() ?? EMPTY;
@@ -107,11 +106,10 @@ export class QueryCache implements Hooks {
         return;
       }
       text = prepared;
-      parse = () => parseSql(prepared);
-      effects = undefined;
+      own = null;
     }
     if (text === "") return;
-    const first = this.known(text, parse, effects);
+    const first = this.known(text, own);
     const shape = first.shape;
     let a = first.analysis;
     let fx = first.fx;
@@ -127,7 +125,7 @@ export class QueryCache implements Hooks {
       }
       for (const t of run.texts) {
         if (t === text) continue;
-        const k = this.known(t!, () => parseSql(t!));
+        const k = this.known(t!, null);
         a = merge(a, k.analysis, k.fx);
         fx |= k.fx;
         if (k.fx & SETTINGS) changes.push(t!);
@@ -277,8 +275,8 @@ export class QueryCache implements Hooks {
     return st;
   }
 
-  /** Shape and analysis of a text, the parse done once per structure. */
-  private known(text: string, parse: () => unknown, effects?: () => Effect): Known {
+  /** Shape and analysis of a text, the parse done once per structure; `q`: the request whose text it is (its views are used), else null. */
+  private known(text: string, q: QueryCtx | null): Known {
     let k = this.byText.get(text);
     if (k !== undefined) return k;
     const shape = shapeOf(text);
@@ -286,16 +284,16 @@ export class QueryCache implements Hooks {
     if (analysis === undefined) {
       let tree: unknown = null;
       try {
-        tree = parse();
+        tree = q === null ? parseSql(text) : q.parse();
       } catch {
         tree = null;
       }
       analysis = this.analyzer.analyze(tree);
       this.byStructure.set(shape.structure, analysis);
     }
-    k = { shape, analysis, fx: effects?.() ?? settingsEffects(text) };
-    // Only texts that may be served again are worth remembering; writes carry new literals each time.
-    if (analysis.cacheable) this.byText.set(text, k);
+    k = { shape, analysis, fx: q?.effects?.() ?? settingsEffects(text) };
+    // Texts that may be served again, and those without constants (BEGIN, COMMIT...), come again; writes carry new literals each time.
+    if (analysis.cacheable || shape.slots.length === 0) this.byText.set(text, k);
     return k;
   }
 
