@@ -31,10 +31,13 @@ export interface CacheHints {
 /** Date/time inputs PostgreSQL reads as "the current moment" (or a day relative to it). */
 export const MOVING_DATE = /\b(?:now|today|tomorrow|yesterday)\b/i;
 const PLAIN_STRING = /^'((?:[^'\\]|'')*)'$/;
+const NON_ASCII = /[^\x00-\x7f]/;
 const lx = new Lexer();
 
 export function shapeOf(sql: string): Shape {
   lx.reset(sql);
+  // ASCII text (nearly all): words are cut from one lower-cased copy instead of being folded one by one.
+  const lower = NON_ASCII.test(sql) ? null : sql.toLowerCase();
   const parts: string[] = [];
   const slots: (string | number)[] = [];
   let multi = false;
@@ -50,7 +53,7 @@ export function shapeOf(sql: string): Shape {
         hints = readHints(lx.text(), hints);
         continue;
       case Tok.Word:
-        parts.push(lowerAscii(lx.text()));
+        parts.push(lower === null ? lowerAscii(lx.text()) : lower.slice(lx.start, lx.end));
         break;
       case Tok.Param:
         parts.push("?");
