@@ -96,6 +96,9 @@ export class Relations {
   writeDeps(database: string, names: readonly string[] | "all"): readonly string[] | "all" {
     if (names === "all" || this.query === undefined) return names;
     const known = this.writes.get(database);
+    // One table written (most writes): its list as it is.
+    const one = names.length === 1 ? known?.get(names[0]!) : undefined;
+    if (one !== undefined) return one;
     const out = new Set<string>();
     const missing: string[] = [];
     for (const n of names) {
