@@ -1,5 +1,7 @@
 // The client session state machine: its states, the edges between them, and their names (ClientSession.enter() takes them).
 
+import type { EdgeTable } from "../util/state-bugs.ts";
+
 /** Where a client connection is. A session is in exactly one; only ClientSession.enter() changes it. */
 export const enum ClientState {
   /** Waiting for StartupMessage / SSLRequest / CancelRequest. */
@@ -42,6 +44,9 @@ export const CLIENT_EDGES: readonly number[] = [
   /* Console       */ CLOSED,
   /* Closed        */ 0,
 ];
+
+/** The client machine for edgeAllowed. */
+export const CLIENT_MACHINE: EdgeTable = { kind: "client", edges: CLIENT_EDGES, names: CLIENT_STATE_NAMES };
 
 /** Waiting for something before the next request can go (its bytes are buffered meanwhile). */
 export function isWaiting(s: ClientState): boolean {

@@ -31,8 +31,8 @@ import { SessionState, traceContextParam } from "../sql/session-state.ts";
 import { cancelServer } from "./cancel.ts";
 import { constantTimeEqual } from "../protocol/secrets.ts";
 import { log } from "../util/log.ts";
-import { transitionBug } from "../util/state-bugs.ts";
-import { CLIENT_EDGES, CLIENT_STATE_NAMES, ClientState, isWaiting } from "./client-state.ts";
+import { edgeAllowed, transitionBug } from "../util/state-bugs.ts";
+import { CLIENT_MACHINE, CLIENT_STATE_NAMES, ClientState, isWaiting } from "./client-state.ts";
 import { clock } from "../util/clock.ts";
 import type { Sink } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
@@ -103,11 +103,7 @@ export class ClientSession implements Lessee, PoolWaiter, HeldClient, Backpressu
    * session keeps its state. Returns whether the session moved.
    */
   enter(to: ClientState): boolean {
-    const from = this.current;
-    if ((CLIENT_EDGES[from]! & (1 << to)) === 0) {
-      transitionBug("client", this.pid, CLIENT_STATE_NAMES[from]!, CLIENT_STATE_NAMES[to]!);
-      return false;
-    }
+    if (!edgeAllowed(CLIENT_MACHINE, this.pid, this.current, to)) return false;
     this.current = to;
     return true;
   }

@@ -7,7 +7,7 @@ import { CloseComplete, ParseComplete, SslRequestPacket, TerminateMessage, comma
 import type { ServerSslMode } from "../config/types.ts";
 import { Outbox, type BackpressureTarget } from "../util/outbox.ts";
 import { clock } from "../util/clock.ts";
-import { transitionBug } from "../util/state-bugs.ts";
+import { edgeAllowed, type EdgeTable } from "../util/state-bugs.ts";
 import { LATENCY_SAMPLE_EVERY, LatencyHistogram } from "../util/latency.ts";
 import { errorFields } from "../protocol/errors.ts";
 import type { ResultTally } from "./result-tally.ts";
@@ -84,6 +84,7 @@ const SERVER_EDGES: readonly number[] = [
   /* Active     */ (1 << ServerState.Idle) | (1 << ServerState.Closed),
   /* Closed     */ 0,
 ];
+const SERVER_MACHINE: EdgeTable = { kind: "server", edges: SERVER_EDGES, names: SERVER_STATE_NAMES };
 
 let nextServerId = 1;
 
@@ -159,11 +160,7 @@ export class ServerConnection implements BackpressureTarget {
    * (heliosproxy_state_transition_bugs_total) and refused, so the connection keeps its state.
    */
   private enter(to: ServerState): boolean {
-    const from = this.current;
-    if ((SERVER_EDGES[from]! & (1 << to)) === 0) {
-      transitionBug("server", this.id, SERVER_STATE_NAMES[from]!, SERVER_STATE_NAMES[to]!);
-      return false;
-    }
+    if (!edgeAllowed(SERVER_MACHINE, this.id, this.current, to)) return false;
     this.current = to;
     return true;
   }

@@ -16,3 +16,17 @@ export function transitionBug(kind: MachineKind, id: number, from: string, to: s
   transitionBugs[kind]++;
   log.error("bug: impossible state transition refused", { connection: kind, id, from, to });
 }
+
+/** A machine's edge table: edges[from] has bit (1 << to) set for each allowed transition; names[state] for the log. */
+export interface EdgeTable {
+  readonly kind: MachineKind;
+  readonly edges: readonly number[];
+  readonly names: readonly string[];
+}
+
+/** Whether `from` -> `to` is an edge of `table`; when it is not, the bug is logged and counted (the caller keeps `from`). */
+export function edgeAllowed(table: EdgeTable, id: number, from: number, to: number): boolean {
+  if ((table.edges[from]! & (1 << to)) !== 0) return true;
+  transitionBug(table.kind, id, table.names[from]!, table.names[to]!);
+  return false;
+}
