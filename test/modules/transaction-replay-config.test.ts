@@ -116,6 +116,7 @@ const record = (session: number, outcome: RecoveryRecord["outcome"], at: string)
   attempts: 1,
   duration_ms: 12.5,
   statements: [],
+  conflicts: [],
 });
 
 test("journal report and console rows: open journals, recent recoveries newest first, filtered by session", () => {

@@ -690,7 +690,7 @@ describe("conflict retry", () => {
     j.onReplayConflict = (e) => again.push(e.sql);
     j.rewindFrom(0);
     j.replaying = true;
-    j.conflictReplay = true;
+    j.replayConflicts = "retry";
     j.expectReplay(j.entries[0]!);
     j.write(concat(commandComplete("BEGIN"), ready("T")));
     j.expectReplay(u);
@@ -720,6 +720,58 @@ describe("conflict retry", () => {
     expect(calls).toEqual([false]);
     expect([u.answered, u.status]).toEqual([true, TxStatus.Failed]);
     expect(j.conflictGiven).toBe("40001");
+  });
+
+  /** A failover replay under way (no retry_conflicts): BEGIN matched, an UPDATE the client had "UPDATE 1" for sent again. */
+  const failoverRun = (conflicts: "pass" | "keep") => {
+    const { j, client } = fresh();
+    answered(j, "BEGIN", commandComplete("BEGIN"), ready("T"));
+    const u = answered(j, "UPDATE t SET v = 1", commandComplete("UPDATE 1"), ready("T"));
+    const again: string[] = [];
+    const replayed: boolean[] = [];
+    j.onReplayConflict = (e) => again.push(e.sql);
+    j.onReplayed = (_e, mismatch) => replayed.push(mismatch);
+    j.rewindFrom(0);
+    j.replaying = true;
+    j.replayConflicts = conflicts;
+    j.expectReplay(j.entries[0]!);
+    j.write(concat(commandComplete("BEGIN"), ready("T")));
+    j.expectReplay(u);
+    client.writes.length = 0;
+    replayed.length = 0;
+    return { j, client, again, replayed, u };
+  };
+
+  test("in a failover replay's run a deadlock on a request the client had its reply for is kept, with its message, for the recovery to run the transaction again", () => {
+    const { j, client, again, replayed, u } = failoverRun("keep");
+    j.write(concat(error("40P01", "deadlock detected"), ready("E")));
+    expect(client.writes).toEqual([]);
+    expect([again, replayed]).toEqual([["UPDATE t SET v = 1"], []]);
+    expect(j.keptConflict).toEqual({ code: "40P01", message: "deadlock detected" });
+    // Runs again of a failover replay are the recovery's attempts, not retries of the transaction.
+    expect(j.conflictRetries).toBe(0);
+    expect([u.answered, u.status, u.replies]).toEqual([true, TxStatus.InTransaction, 2]);
+  });
+
+  test("kept however many runs met one before; other SQLSTATEs are replies that differ", () => {
+    const { j, again, replayed } = failoverRun("keep");
+    for (let i = 0; i < 10; i++) {
+      j.expectReplay(j.entries[1]!);
+      j.write(concat(error("40001", "could not serialize access"), ready("E")));
+    }
+    expect(again).toHaveLength(10);
+    j.expectReplay(j.entries[1]!);
+    j.write(concat(error("23505", "duplicate key"), ready("E")));
+    expect(replayed).toEqual([true]);
+  });
+
+  test("without keep (a replay of a committed COMMIT or a ROLLBACK) the conflict is a reply that differs", () => {
+    const { j, client, again, replayed } = failoverRun("pass");
+    j.write(concat(error("40P01", "deadlock detected"), ready("E")));
+    expect(again).toEqual([]);
+    expect(replayed).toEqual([true]);
+    expect(client.writes).toEqual([]);
+    expect(j.keptConflict).toBeNull();
   });
 });
 

@@ -57,6 +57,20 @@ export interface Refusal {
 /** Transaction id read before COMMIT: not asked, asked without answer yet, read-only (null), a value, or the read failed. */
 export type XidState = { kind: "none" } | { kind: "asked"; epoch: number } | { kind: "null" } | { kind: "value"; xid: string; epoch: number } | { kind: "failed" };
 
+/**
+ * A deadlock or serialization failure met by a request sent again: "pass" (a reply like any other,
+ * compared with what the client had), "retry" (a conflict retry's run: kept from the client within
+ * max_attempts retries per transaction, then given to it), "keep" (a failover replay's run: always
+ * kept; the recovery runs the transaction again or refuses it with the conflict's SQLSTATE).
+ */
+export type ReplayConflicts = "pass" | "retry" | "keep";
+
+/** A conflict kept from the client: its SQLSTATE and PostgreSQL's message. */
+export interface KeptConflict {
+  code: string;
+  message: string;
+}
+
 /** What a replay of one entry is checked against, and what it found. */
 interface ReplayCheck {
   entry: JournalEntry;
@@ -83,14 +97,12 @@ export class Journal implements Sink {
   xid: XidState = { kind: "none" };
   /** Set while entries are being re-sent: the forwarder does not journal them again. */
   replaying = false;
-  /**
-   * The replay running is a conflict retry's run: a conflict in the request being sent again is
-   * kept from the client too, and the transaction runs again (within max_attempts). Cleared when
-   * the replay ends.
-   */
-  conflictReplay = false;
+  /** What a deadlock or serialization failure in the request being sent again does while a replay runs; "pass" again when it ends. */
+  replayConflicts: ReplayConflicts = "pass";
   /** SQLSTATE of a conflict that went to the client in a conflict retry's run, the retries spent ("" when none). */
   conflictGiven = "";
+  /** The last deadlock or serialization failure kept from the client (null before the first). */
+  keptConflict: KeptConflict | null = null;
   private check: ReplayCheck | null = null;
   /**
    * A deadlock or serialization failure ended the newest request and was kept from the client
@@ -107,7 +119,7 @@ export class Journal implements Sink {
   onCursorMoved: ((entry: JournalEntry) => void) | null = null;
   /** Called when a replayed entry's ReadyForQuery has arrived (mismatch: its replies differed). */
   onReplayed: ((entry: JournalEntry, mismatch: boolean) => void) | null = null;
-  /** Called at the ReadyForQuery of a conflict kept from the client in a conflict retry's run: roll back and run again. */
+  /** Called at the ReadyForQuery of a conflict kept from the client in a replay (replayConflicts "retry" or "keep"): roll back and run again. */
   onReplayConflict: ((entry: JournalEntry) => void) | null = null;
   /** A message split over writes (an oversized row): its type, bytes left, and whether it is swallowed. */
   private partType = 0;
@@ -241,6 +253,7 @@ export class Journal implements Sink {
     this.conflictRetries = 0;
     this.conflict = null;
     this.conflictGiven = "";
+    this.keptConflict = null;
     this.unsafe = "";
     this.xid = { kind: "none" };
     this.xidReads.length = 0;
@@ -271,7 +284,8 @@ export class Journal implements Sink {
       if (type === Be.ReadyForQuery) {
         const e = this.conflict!;
         this.conflict = null;
-        this.conflictRetries++;
+        // A failover replay's runs again count as the recovery's attempts, not as this transaction's retries.
+        if (this.replayConflicts !== "keep") this.conflictRetries++;
         if (this.replaying) {
           this.check = null;
           this.onReplayConflict?.(e);
@@ -283,16 +297,21 @@ export class Journal implements Sink {
   }
 
   /**
-   * Is this error one to hide and retry? Only for the newest request (in a conflict retry's run: the
-   * request being sent again), of a replayable transaction, within the bound. A failover replay's
-   * conflict is not: it is a reply that differs.
+   * Is this error one to hide and retry? Only in a replayable transaction: outside a replay for the
+   * newest request (retry_conflicts, within the bound); in a replay for the request being sent
+   * again, as replayConflicts says.
    */
   private retries(e: JournalEntry, b: Uint8Array, p: number, end: number): boolean {
-    if (this.onConflict === null || this.unsafe !== "") return false;
-    if (this.replaying ? !this.conflictReplay || this.check?.entry !== e : this.entries[this.entries.length - 1] !== e) return false;
-    const code = errorFields(b, p + 5, end).code;
+    if (this.unsafe !== "") return false;
+    if (this.replaying) {
+      if (this.replayConflicts === "pass" || this.check?.entry !== e) return false;
+    } else if (this.onConflict === null || this.entries[this.entries.length - 1] !== e) return false;
+    const { code, message } = errorFields(b, p + 5, end);
     if (code !== "40P01" && code !== "40001") return false;
-    if (this.conflictRetries < this.maxRetries) return true;
+    if ((this.replaying && this.replayConflicts === "keep") || this.conflictRetries < this.maxRetries) {
+      this.keptConflict = { code, message };
+      return true;
+    }
     if (this.replaying) this.conflictGiven = code;
     return false;
   }
@@ -516,7 +535,7 @@ export class Journal implements Sink {
   /** Replaying is over (done or abandoned): back to normal, finished entries trimmed. */
   endReplay(): void {
     this.replaying = false;
-    this.conflictReplay = false;
+    this.replayConflicts = "pass";
     this.check = null;
     if (this.open > 0 && this.entries[this.open - 1]!.status === TxStatus.Idle) this.trim();
   }

@@ -4,7 +4,7 @@
 export interface ReplaySettings {
   /** Bytes of client messages one open transaction may journal; past it the transaction is not replayable. */
   maxJournalBytes: number;
-  /** Recovery attempts per lost server connection (a replay that loses its new server tries again). */
+  /** Recovery attempts per lost server connection (a replay that loses its new server tries again; one run again after a deadlock or serialization failure counts one more). */
   maxAttempts: number;
   /** Seconds a recovery may take from the lost connection to the replayed last statement. */
   maxReplaySecs: number;
@@ -123,6 +123,12 @@ export interface RecoveryRecord {
   attempts: number;
   duration_ms: number;
   statements: JournaledStatement[];
+  /**
+   * SQLSTATE (40P01 or 40001) of each deadlock or serialization failure met while the transaction
+   * was run again, in order: each made it run again from its start, the last one went to the client
+   * when attempts ran out.
+   */
+  conflicts: string[];
 }
 
 /** A session whose journal can be inspected. */

@@ -27,7 +27,7 @@ const FUNCTION_NAME = /^[a-z_][a-z0-9_]*$/;
 
 export const config = moduleConfig<ReplaySection>("Transaction journal, replay on the new primary after a failover, session migration.", {
   max_journal_bytes: { kind: "int", default: D.maxJournalBytes, min: 1024, max: Number.MAX_SAFE_INTEGER, doc: "Bytes of client messages one open transaction may journal; past it the transaction is not replayable." },
-  max_attempts: { kind: "int", default: D.maxAttempts, min: 1, max: 100, doc: "Recovery attempts per lost server connection." },
+  max_attempts: { kind: "int", default: D.maxAttempts, min: 1, max: 100, doc: "Recovery attempts per lost server connection (a replay run again after a deadlock or serialization failure counts one more); with retry_conflicts, runs again per transaction." },
   max_replay_secs: { kind: "number", default: D.maxReplaySecs, min: 0, minExclusive: true, max: 3600, doc: "Seconds a recovery may take from the lost connection to the replayed last statement." },
   volatile_functions: { kind: "strings", default: D.volatileFunctions, doc: "Functions whose results differ on a second run: a transaction that called one is not replayed." },
   journal_parameters: { kind: "bool", default: D.journalParameters, doc: "Show parameter values of journaled statements at GET /journal (off: only their count)." },

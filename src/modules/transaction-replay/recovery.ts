@@ -9,13 +9,13 @@ import type { LoginError } from "../../server/login.ts";
 import { runQuery } from "../../server/query-runner.ts";
 import type { TappedSession } from "../../core/request-tap.ts";
 import { log } from "../../util/log.ts";
-import type { JournalEntry } from "../../cluster/ha/journal.ts";
+import type { JournalEntry, KeptConflict, ReplayConflicts } from "../../cluster/ha/journal.ts";
 import { afterLookup, planRecovery, type RecoveryPlan } from "../../cluster/ha/recovery-plan.ts";
 import type { RecoveryOutcome, RecoveryRecord } from "../../cluster/ha/replay-registry.ts";
 import { restoreSession } from "../../cluster/ha/restore.ts";
 import type { JournalTap } from "./session-tap.ts";
 
-/** How a replay ended; "conflict": a conflict retry's run met a deadlock or serialization failure again (kept from the client). */
+/** How a replay ended; "conflict": the run met a deadlock or serialization failure, kept from the client (its transaction failed on the server). */
 type Step = "ok" | "lost" | "mismatch" | "conflict";
 
 const MISMATCH: RecoveryPlan = {
@@ -31,6 +31,8 @@ export class SessionRecovery {
   private attempts = 0;
   private to = "";
   private replayed = 0;
+  /** SQLSTATE of each deadlock or serialization failure kept from the client, in order (each made the transaction run again, or refused it). */
+  private readonly conflicts: string[] = [];
   private readonly inFlightAtLoss: number;
   private settle: ((s: Step) => void) | null = null;
 
@@ -63,13 +65,16 @@ export class SessionRecovery {
     const sess = this.sess;
     this.to = server.endpoint.name;
     this.retrying = true;
+    this.noteConflict();
     let step: Step;
-    do {
+    for (;;) {
       this.attempts++;
       this.tap.serverGone();
       sess.forwarder.injectQuery(server, "ROLLBACK");
-      step = await this.replayFrom(server, 0, false, true);
-    } while (step === "conflict");
+      step = await this.replayFrom(server, 0, false, "retry");
+      if (step !== "conflict") break;
+      this.noteConflict();
+    }
     if (step === "ok") return this.finish({ kind: "replay" }, "");
     this.retrying = false;
     return this.run(step === "mismatch" ? MISMATCH : null);
@@ -115,7 +120,7 @@ export class SessionRecovery {
       }
       // The new server went while its outcome or state was being settled: start over on another.
       if (server.closed) continue;
-      const step = await this.carryOut(server, plan);
+      const step = await this.carryOut(server, plan, deadline);
       if (step === "lost") continue;
       if (step === "mismatch") {
         forced = MISMATCH;
@@ -188,13 +193,13 @@ export class SessionRecovery {
   }
 
   /** Put the plan into effect on `server`. */
-  private carryOut(server: ServerConnection, plan: RecoveryPlan): Promise<Step> {
+  private carryOut(server: ServerConnection, plan: RecoveryPlan, deadline: number): Promise<Step> {
     switch (plan.kind) {
       case "migrate":
         this.sess.adopt(server);
         return Promise.resolve("ok");
       case "replay":
-        return this.replayFrom(server, 0, false);
+        return this.replayRunningAgain(server, deadline);
       case "committed":
       case "rolledBack": {
         const j = this.tap.journal;
@@ -214,12 +219,56 @@ export class SessionRecovery {
   }
 
   /**
+   * Replay the whole journal on `server`. A run that meets a deadlock or serialization failure
+   * (kept from the client) is rolled back and run again from the start of the transaction while
+   * attempts (max_attempts, counted with the recovery's other attempts) and time (max_replay_secs)
+   * last; then the client gets the last conflict's SQLSTATE, as it would for a conflict of its own.
+   */
+  private async replayRunningAgain(server: ServerConnection, deadline: number): Promise<Step> {
+    const settings = this.tap.registry.settings;
+    for (;;) {
+      const step = await this.replayFrom(server, 0, false, "keep");
+      if (step !== "conflict") return step;
+      // The client left meanwhile: its server went back with it.
+      if (this.sess.closed) return "lost";
+      const conflict = this.noteConflict();
+      this.tap.serverGone();
+      if (this.attempts >= settings.maxAttempts) return this.refuseConflict(server, conflict, `max_attempts (${settings.maxAttempts}) spent`);
+      if (performance.now() > deadline) return this.refuseConflict(server, conflict, `max_replay_secs (${settings.maxReplaySecs}) passed`);
+      this.attempts++;
+      this.sess.forwarder.injectQuery(server, "ROLLBACK");
+    }
+  }
+
+  /** The conflict the journal kept last, noted for the record. */
+  private noteConflict(): KeptConflict {
+    const c = this.tap.journal.keptConflict ?? { code: "40001", message: "" };
+    this.conflicts.push(c.code);
+    return c;
+  }
+
+  /** No run again left (`why`): the failed transaction is rolled back and the client's request refused with the conflict's SQLSTATE. */
+  private async refuseConflict(server: ServerConnection, conflict: KeptConflict, why: string): Promise<Step> {
+    this.sess.detach();
+    const r = await runQuery(server, "ROLLBACK");
+    if (r.error !== undefined) {
+      server.close("rollback after a conflict failed");
+      return "lost";
+    }
+    const runs = this.conflicts.length;
+    const each = runs === 1 ? "its run" : `each of its ${runs} runs`;
+    const message = `the transaction, run again on a new server connection, met a deadlock or serialization failure in ${each} (${why}): ${conflict.message}`;
+    return this.deliverFailure(server, conflict.code, message);
+  }
+
+  /**
    * Send journal entries from `first` on again, one request at a time, each checked against the
    * replies the client had before the next goes (a COMMIT never goes after a mismatch).
    * `emptyTx`: run them in a fresh transaction of their own (a committed COMMIT answered again).
-   * `conflictRetry`: a run of a conflict retry (a conflict in it ends the replay with "conflict").
+   * `conflicts`: what a deadlock or serialization failure in a request sent again does; one kept
+   * from the client ends the replay with "conflict".
    */
-  private replayFrom(server: ServerConnection, first: number, emptyTx: boolean, conflictRetry = false): Promise<Step> {
+  private replayFrom(server: ServerConnection, first: number, emptyTx: boolean, conflicts: ReplayConflicts = "pass"): Promise<Step> {
     const sess = this.sess;
     const j = this.tap.journal;
     const entries = j.entries.slice(first);
@@ -230,7 +279,7 @@ export class SessionRecovery {
     if (emptyTx) sess.forwarder.injectQuery(server, "BEGIN");
     j.rewindFrom(first);
     j.replaying = true;
-    j.conflictReplay = conflictRetry;
+    j.replayConflicts = conflicts;
     return new Promise<Step>((resolve) => {
       let i = 0;
       const finish = (s: Step) => {
@@ -330,6 +379,7 @@ export class SessionRecovery {
               : "replayed";
     // Retries spent: the last run's conflict went to the client as PostgreSQL gave it.
     const given = this.retrying && this.failure === null ? this.tap.journal.conflictGiven : "";
+    if (given !== "") this.conflicts.push(given);
     const reason = given === "" ? "" : `a deadlock or serialization failure again each of the ${this.attempts} times the transaction was run again`;
     this.record(outcome, this.failure?.code ?? given, this.failure?.message ?? reason, xid);
     this.tap.recovered();
@@ -360,6 +410,7 @@ export class SessionRecovery {
       attempts: this.attempts,
       duration_ms: Math.round(performance.now() - this.started),
       statements: this.tap.journal.statements(reg.settings.journalParameters),
+      conflicts: this.conflicts,
     };
     reg.record(r);
     const level = outcome === "replayed" || outcome === "committed" || outcome === "migrated" ? "info" : "warn";
