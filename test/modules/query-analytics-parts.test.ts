@@ -7,7 +7,7 @@ import { ConfigError, moduleSettings } from "../../src/config/load.ts";
 import { bucketOf, HISTOGRAM_BUCKETS, newHistogram, quantiles, record } from "../../src/modules/query-analytics/histogram.ts";
 import { NPlusOneDetector } from "../../src/modules/query-analytics/n-plus-one.ts";
 import { mayHaveLiterals } from "../../src/modules/query-analytics/shapes.ts";
-import { sameShape, templateOf } from "../../src/modules/query-analytics/template.ts";
+import { sameShape, templateOf } from "../../src/sql/template.ts";
 import { intentOf, rowsOf, StatsStore } from "../../src/modules/query-analytics/stats.ts";
 import { DEFAULTS } from "../../src/modules/query-analytics/config.ts";
 import { analyzeQuery } from "../../src/sql/fingerprint.ts";

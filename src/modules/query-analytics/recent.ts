@@ -2,7 +2,7 @@
 
 import type { QueryShape } from "../../sql/fingerprint.ts";
 import type { QueryStats } from "./stats.ts";
-import { sameShape, templateOf, type Template } from "./template.ts";
+import { sameShape, templateOf, type Template } from "../../sql/template.ts";
 
 /** Shapes remembered per session (most recent first). */
 const SLOTS = 4;

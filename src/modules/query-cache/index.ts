@@ -13,6 +13,7 @@ import { SETTINGS, SessionKey, settingsEffects } from "./sessions.ts";
 import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
 import { CacheStore, type Snapshot } from "./store.ts";
 import { WalInvalidation } from "./wal.ts";
+import { TemplateIndex } from "../../sql/template-index.ts";
 import { UNKNOWN_LSN, WritePositions } from "./freshness.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -36,7 +37,8 @@ interface Pending {
 
 /** Statement text -> its shape and analysis (analyses are shared by structure). */
 interface Known {
-  readonly shape: Shape;
+  /** Null when found by template (sql/template-index.ts): the text was not lexed; shapeOf gives it when needed. */
+  readonly shape: Shape | null;
   readonly analysis: Analysis;
   /** Session effects of the text, by the core's scan (SET, RESET, DISCARD ALL, set_config, savepoints). */
   readonly fx: Effect;
@@ -48,6 +50,8 @@ export class QueryCache implements Hooks {
   private readonly analyzer: Analyzer;
   private readonly byText = new LRUCache<string, Known>({ max: 20_000 });
   private readonly byStructure = new LRUCache<string, Analysis>({ max: 10_000 });
+  /** Texts with other literals than one already analysed (writes, reads in transactions) skip the lexer. */
+  private readonly byTemplate = new TemplateIndex<Analysis>(10_000);
   private readonly sessions = new Map<number, SessionKey>();
   private readonly pending = new WeakMap<QueryCtx, Pending>();
   readonly relations: Relations;
@@ -110,7 +114,6 @@ export class QueryCache implements Hooks {
     }
     if (text === "") return;
     const first = this.known(text, own);
-    const shape = first.shape;
     let a = first.analysis;
     let fx = first.fx;
     const changes: string[] = fx & SETTINGS ? [text] : [];
@@ -142,12 +145,17 @@ export class QueryCache implements Hooks {
       this.pending.set(q, { analysis: a, text, fx, changes });
       return;
     }
-    if (!a.cacheable || shape.multi || shape.movingDate || shape.hints?.cache === false) {
+    if (!a.cacheable) {
       this.counters.uncacheable++;
       return;
     }
     if (q.txStatus !== "I" || !st.usable()) {
       this.counters.bypassed++;
+      return;
+    }
+    const shape = first.shape ?? this.lexed(text, first);
+    if (shape.multi || shape.movingDate || shape.hints?.cache === false) {
+      this.counters.uncacheable++;
       return;
     }
     // Views to their base tables, partitions and parents: until the catalog has answered, no cache.
@@ -275,10 +283,17 @@ export class QueryCache implements Hooks {
     return st;
   }
 
-  /** Shape and analysis of a text, the parse done once per structure; `q`: the request whose text it is (its views are used), else null. */
+  /**
+   * Analysis of a text, the parse done once per structure; `q`: the request whose text it is (its
+   * views are used), else null. A text that differs from an analysed one only in its literals is
+   * not lexed (its shape is left null).
+   */
   private known(text: string, q: QueryCtx | null): Known {
     let k = this.byText.get(text);
     if (k !== undefined) return k;
+    const fx = q?.effects?.() ?? settingsEffects(text);
+    const learned = this.byTemplate.find(text);
+    if (learned !== undefined) return { shape: null, analysis: learned, fx };
     const shape = shapeOf(text);
     let analysis = this.byStructure.get(shape.structure);
     if (analysis === undefined) {
@@ -291,10 +306,20 @@ export class QueryCache implements Hooks {
       analysis = this.analyzer.analyze(tree);
       this.byStructure.set(shape.structure, analysis);
     }
-    k = { shape, analysis, fx: q?.effects?.() ?? settingsEffects(text) };
-    // Texts that may be served again, and those without constants (BEGIN, COMMIT...), come again; writes carry new literals each time.
-    if (analysis.cacheable || shape.slots.length === 0) this.byText.set(text, k);
+    k = { shape, analysis, fx };
+    // Texts without constants (BEGIN, COMMIT...) come again as they are; the others with new literals.
+    if (shape.slots.length === 0) this.byText.set(text, k);
+    else if (shape.spans === null || !this.byTemplate.remember(text, shape.spans, analysis)) {
+      if (analysis.cacheable) this.byText.set(text, k);
+    }
     return k;
+  }
+
+  /** The shape of a text found by template, now needed (a cacheable read): kept by text, as reads come again. */
+  private lexed(text: string, k: Known): Shape {
+    const shape = shapeOf(text);
+    this.byText.set(text, { shape, analysis: k.analysis, fx: k.fx });
+    return shape;
   }
 
   /** A request that writes: drop at once what read those tables (and again when its transaction ends). */

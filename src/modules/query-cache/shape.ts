@@ -19,6 +19,11 @@ export interface Shape {
   /** A constant spells a moving date ('now', 'today', 'tomorrow', 'yesterday'). */
   readonly movingDate: boolean;
   readonly hints: CacheHints | null;
+  /**
+   * Start and end of each constant, when every one is a plain number or '...' string and the text
+   * has no comment (it may then make a template: sql/template-index.ts); else null.
+   */
+  readonly spans: readonly number[] | null;
 }
 
 export interface CacheHints {
@@ -44,13 +49,16 @@ export function shapeOf(sql: string): Shape {
   let movingDate = false;
   let hints: { cache?: boolean; ttlSecs?: number } | null = null;
   let afterSemi = false;
+  let spans: number[] | null = [];
   for (let k = lx.next(); k !== Tok.End; k = lx.next()) {
     if (afterSemi && k !== Tok.Comment && k !== Tok.Hint && !(k === Tok.Punct && lx.isChar(59))) multi = true;
     switch (k) {
       case Tok.Comment:
+        spans = null;
         continue;
       case Tok.Hint:
         hints = readHints(lx.text(), hints);
+        spans = null;
         continue;
       case Tok.Word:
         parts.push(lower === null ? lowerAscii(lx.text()) : lower.slice(lx.start, lx.end));
@@ -62,12 +70,15 @@ export function shapeOf(sql: string): Shape {
       case Tok.Number:
         parts.push("?");
         slots.push("n:" + lx.text());
+        spans?.push(lx.start, lx.end);
         break;
       case Tok.String: {
         const t = lx.text();
         const m = PLAIN_STRING.exec(t);
         const value = m ? "s:" + m[1]!.replaceAll("''", "'") : "r:" + t;
         if (MOVING_DATE.test(t)) movingDate = true;
+        if (m !== null && !t.includes("\\")) spans?.push(lx.start, lx.end);
+        else spans = null;
         parts.push("?");
         slots.push(value);
         break;
@@ -78,6 +89,7 @@ export function shapeOf(sql: string): Shape {
         if (k === Tok.DollarString && MOVING_DATE.test(t)) movingDate = true;
         parts.push("?");
         slots.push("r:" + t);
+        spans = null;
         break;
       }
       default:
@@ -88,7 +100,7 @@ export function shapeOf(sql: string): Shape {
         parts.push(lx.text());
     }
   }
-  return { structure: parts.join(" "), slots, multi, movingDate, hints };
+  return { structure: parts.join(" "), slots, multi, movingDate, hints, spans };
 }
 
 const HINT_ITEM = /([a-z_]+)(?:\s*=\s*([^\s,]+))?/gi;

@@ -1,12 +1,12 @@
 // Does a text have a known shape? It is matched against an earlier text's normalised form, literal for placeholder, without lexing.
 
-const DOLLAR = 36, QUOTE = 39, DOT = 46, SEMI = 59, SPACE = 32, AMP = 38;
+const DOLLAR = 36, QUOTE = 39, DOT = 46, SEMI = 59, SPACE = 32, AMP = 38, BACKSLASH = 92;
 /** Kinds of literal: the normaliser's choices (ORDER BY positions, signs, UESCAPE, type modifiers) depend on them. */
 const INTEGER = 1, DECIMAL = 2, STRING = 3;
 
 const isDigit = (c: number) => c >= 48 && c <= 57;
 const isBlank = (c: number) => c === SPACE || (c >= 9 && c <= 13);
-const isNameChar = (c: number) => (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || isDigit(c) || c === 95 || c === DOLLAR || c >= 128;
+export const isNameChar = (c: number) => (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || isDigit(c) || c === 95 || c === DOLLAR || c >= 128;
 
 /** A normalised text, which of its placeholders replaced literals, and the kind of each of those literals. */
 export interface Template {
@@ -25,8 +25,7 @@ export interface Template {
 export function templateOf(text: string, normalised: string, constants: number): Template | null {
   let max = 0;
   for (let i = normalised.indexOf("$"); i >= 0; i = normalised.indexOf("$", i + 1)) {
-    const p = paramAt(normalised, i + 1);
-    if (p !== null && p[0] > max) max = p[0];
+    if (paramAt(normalised, i + 1) > 0 && param.n > max) max = param.n;
   }
   const t = { text: normalised, firstGenerated: constants === 0 ? Infinity : max - constants + 1, kinds: new Uint8Array(constants) };
   return match(t, text, t.kinds) ? t : null;
@@ -56,32 +55,33 @@ function match(t: Template, text: string, learn: Uint8Array | null): boolean {
   while (i < n) {
     const c = tpl.charCodeAt(i);
     if (c === DOLLAR) {
-      const k = paramAt(tpl, i + 1);
+      const kEnd = paramAt(tpl, i + 1);
+      const k = param.n;
       const x = text.charCodeAt(j);
-      if (k !== null && x === DOLLAR) {
+      if (kEnd > 0 && x === DOLLAR) {
         // A parameter in the text too: the same number.
-        const p = paramAt(text, j + 1);
-        if (p === null || p[0] !== k[0]) return false;
-        if (p[0] > maxParam) maxParam = p[0];
-        i = k[1];
-        j = p[1];
+        const pEnd = paramAt(text, j + 1);
+        if (pEnd < 0 || param.n !== k) return false;
+        if (k > maxParam) maxParam = k;
+        i = kEnd;
+        j = pEnd;
         continue;
       }
-      if (k !== null && k[0] >= t.firstGenerated) {
+      if (kEnd > 0 && k >= t.firstGenerated) {
         const end = literalEnd(text, j);
         // The character before (the same in both) must not make the literal part of another token: E'', U&'', t1, .5
         const before = i > 0 ? tpl.charCodeAt(i - 1) : SPACE;
         if (end < 0 || isNameChar(before) || before === DOT || before === AMP || before === QUOTE) return false;
-        const m = k[0] - t.firstGenerated;
+        const m = k - t.firstGenerated;
         if (m >= t.kinds.length) return false;
         if (learn !== null) learn[m] = lit.kind;
         else if (t.kinds[m] !== lit.kind) return false;
         // Placeholders for literals run k0, k0+1, ...; k0 is checked against the highest parameter at the end.
-        if (literals === 0) firstK = k[0];
-        else if (k[0] !== lastK + 1) return false;
-        lastK = k[0];
+        if (literals === 0) firstK = k;
+        else if (k !== lastK + 1) return false;
+        lastK = k;
         literals++;
-        i = k[1];
+        i = kEnd;
         j = end;
         continue;
       }
@@ -97,15 +97,19 @@ function match(t: Template, text: string, learn: Uint8Array | null): boolean {
   return literals === 0 || firstK === maxParam + 1;
 }
 
-const lit = { kind: 0 };
+/** Kind of the literal literalEnd() last read. */
+export const lit = { kind: 0 };
 
 /** End of a plain number or '...' string at `i` (its kind in `lit`), or -1. */
-function literalEnd(s: string, i: number): number {
+export function literalEnd(s: string, i: number): number {
   const c = s.charCodeAt(i);
   if (c === QUOTE) {
     lit.kind = STRING;
     for (let j = i + 1; j < s.length; j++) {
-      if (s.charCodeAt(j) !== QUOTE) continue;
+      const x = s.charCodeAt(j);
+      // A backslash ends the string early under standard_conforming_strings = off: such texts are lexed.
+      if (x === BACKSLASH) return -1;
+      if (x !== QUOTE) continue;
       if (s.charCodeAt(j + 1) === QUOTE) j++; // '' inside
       else return j + 1;
     }
@@ -134,10 +138,14 @@ function literalEnd(s: string, i: number): number {
   return isNameChar(s.charCodeAt(i)) || s.charCodeAt(i) === DOT ? -1 : i;
 }
 
-/** The `$n` number at `i` (just after the '$') and where it ends, or null. */
-function paramAt(s: string, i: number): [number, number] | null {
+/** The number of the `$n` read last by paramAt(). */
+const param = { n: 0 };
+
+/** Where the `$n` at `i` (just after the '$') ends, its number in `param.n`; -1 when no digit follows. */
+function paramAt(s: string, i: number): number {
   let n = 0;
   let j = i;
   while (isDigit(s.charCodeAt(j)) && n < 1e9) n = n * 10 + (s.charCodeAt(j++) - 48);
-  return j === i ? null : [n, j];
+  param.n = n;
+  return j === i ? -1 : j;
 }
