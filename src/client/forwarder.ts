@@ -100,7 +100,7 @@ export class RequestForwarder {
     this.decided = true;
     const sess = this.session;
     const q = this.view;
-    q.begin(sess.moduleView(), txLetter(sess.txStatus), q.b.subarray(q.pos, end));
+    q.begin(sess.moduleView(), txLetter(sess.txStatus), end);
     this.current = hooks.onResult.length > 0 ? q : null;
     this.runQueryHooks(hooks, q, server);
     // Kept for onResult: it keeps its text, the forwarder goes on with a fresh view of the same message.

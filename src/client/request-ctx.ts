@@ -69,8 +69,9 @@ export class RequestCtx implements QueryCtx, MessageView {
   startedAt = 0;
   /** performance.now() when the request got a server it did not already hold; 0 if it had one. */
   serverAt = 0;
-  /** The request's messages received so far (a view of the receive buffer, during onQuery only). */
-  raw: Uint8Array | null = null;
+  /** The request's messages received so far: the receive buffer from the first message's start up to here (during onQuery only; -1: none). */
+  private rawEnd = -1;
+  private raw: Uint8Array | null = null;
   /** The Parse of the named statement a Bind-first request executes, when known. */
   prepared: Uint8Array | null = null;
   /** Bytes of reply a module asked to see in onResult (0: none asked). */
@@ -93,14 +94,15 @@ export class RequestCtx implements QueryCtx, MessageView {
   }
 
   /** Modules are about to see the request the message at hand starts. */
-  begin(session: SessionCtx, txStatus: "I" | "T" | "E", raw: Uint8Array): void {
+  begin(session: SessionCtx, txStatus: "I" | "T" | "E", rawEnd: number): void {
     const t = this.type;
     this.session = session;
     this.protocol = t === Fe.Query || t === Fe.FunctionCall ? "simple" : "extended";
     this.txStatus = txStatus;
     this.startedAt = performance.now();
     this.serverAt = 0;
-    this.raw = raw;
+    this.rawEnd = rawEnd;
+    this.raw = null;
     this.prepared = t === Fe.Bind && this.env.statements.size > 0 ? (this.statement()?.parse ?? null) : null;
     this.captureMax = 0;
     this.shape = null;
@@ -230,7 +232,8 @@ export class RequestCtx implements QueryCtx, MessageView {
   }
 
   requestBytes(): Uint8Array {
-    return this.raw ?? EMPTY;
+    if (this.raw === null) this.raw = this.rawEnd < 0 ? EMPTY : this.b.subarray(this.pos, this.rawEnd);
+    return this.raw;
   }
 
   preparedStatement(): Uint8Array | null {
@@ -247,6 +250,7 @@ export class RequestCtx implements QueryCtx, MessageView {
     this.settled = true;
     this.b = EMPTY;
     this.raw = null;
+    this.rawEnd = -1;
   }
 
   /** A fresh view at the same message, with what this one learned of its text and effects (this one is settled for a module to keep). */
@@ -288,7 +292,7 @@ export function queryCtx(session: SessionCtx, txStatus: "I" | "T" | "E", sql: Ui
   new DataView(msg.buffer).setInt32(1, sql.length + 5);
   msg.set(sql, 5);
   const q = new RequestCtx({ statements: new Map(), shapes, parser, classifier: { isWrite: () => true }, statelessFunctions: new Set() }).at(Fe.Query, msg, 0, msg.length);
-  q.begin(session, txStatus, msg);
+  q.begin(session, txStatus, msg.length);
   return q;
 }
 

@@ -10,7 +10,7 @@ import { clock } from "../util/clock.ts";
 import { edgeAllowed, type EdgeTable } from "../util/state-bugs.ts";
 import { LATENCY_SAMPLE_EVERY, LatencyHistogram } from "../util/latency.ts";
 import { errorFields } from "../protocol/errors.ts";
-import type { ResultTally } from "./result-tally.ts";
+import { commandTag, type ResultTally } from "./result-tally.ts";
 import { LoginError, LoginExchange, type ServerCredentials } from "./login.ts";
 import { Pending, ResponseQueue } from "./response-queue.ts";
 
@@ -476,7 +476,7 @@ export class ServerConnection implements BackpressureTarget {
       const t = this.tally;
       if (t !== null && !drop) {
         if (type === Be.DataRow) t.rows++;
-        else if (type === Be.CommandComplete) t.tag = decodeAscii(b, pos + 5, msgEnd - 1);
+        else if (type === Be.CommandComplete) t.tag = commandTag(b, pos + 5, msgEnd - 1);
         if (t.capturing && type !== Be.ReadyForQuery) t.keep(b, pos, msgEnd);
       }
       switch (type) {

@@ -1,5 +1,26 @@
 // What a server connection counts of the reply to the request in flight (rows, command tag, first error), when feature modules listen.
 
+import { decodeAscii } from "../protocol/framing.ts";
+
+/** Command tags seen lately, by a hash of their bytes: the same tag ("UPDATE 1", "COMMIT") is one string, not one per reply. */
+const TAGS: (string | undefined)[] = new Array(64);
+
+/** The command tag in b[from, to) as a string (interned in a small direct-mapped table). */
+export function commandTag(b: Uint8Array, from: number, to: number): string {
+  let h = to - from;
+  for (let i = from; i < to; i++) h = (Math.imul(h, 31) + b[i]!) | 0;
+  const slot = h & 63;
+  const known = TAGS[slot];
+  if (known !== undefined && known.length === to - from) {
+    let i = 0;
+    while (i < known.length && known.charCodeAt(i) === b[from + i]) i++;
+    if (i === known.length) return known;
+  }
+  const tag = decodeAscii(b, from, to);
+  TAGS[slot] = tag;
+  return tag;
+}
+
 /** What a server tallied for the request in flight; reset at each ReadyForQuery. */
 export class ResultTally {
   rows = 0;

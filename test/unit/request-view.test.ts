@@ -79,7 +79,7 @@ test("statement names: a Parse's own, the one a Bind runs (and its kept text), a
 test("a view a module keeps is settled with its text; the forwarder goes on with a fresh one at the same message", () => {
   const { v, parsed } = viewWith();
   at(v, query("SELECT * FROM orders"));
-  v.begin({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0 }, "I", new Uint8Array(0));
+  v.begin({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0 }, "I", v.end);
   const facts = v.facts();
   expect(v.facts()).toBe(facts);
   expect(v.fingerprint()).toBe(facts.fingerprint);
