@@ -33,7 +33,7 @@ export function skeletonHash(text: string): number {
   return h >>> 0;
 }
 
-interface Learned<V> {
+export interface Learned<V> {
   readonly template: Template;
   readonly value: V;
 }
@@ -52,9 +52,14 @@ export class TemplateIndex<V> {
   }
 
   find(text: string): V | undefined {
+    return this.learned(text)?.value;
+  }
+
+  /** The template `text` matched and its value. */
+  learned(text: string): Learned<V> | undefined {
     const list = this.byHash.get(skeletonHash(text));
     if (list === undefined) return undefined;
-    for (let k = 0; k < list.length; k++) if (sameShape(list[k]!.template, text)) return list[k]!.value;
+    for (let k = 0; k < list.length; k++) if (sameShape(list[k]!.template, text)) return list[k];
     return undefined;
   }
 
@@ -66,11 +71,16 @@ export class TemplateIndex<V> {
   remember(text: string, spans: readonly number[], value: V): boolean {
     const template = templateFromSpans(text, spans);
     if (template === null) return false;
+    this.add(text, template, value);
+    return true;
+  }
+
+  /** Remember `value` for `template`, which `text` matches. */
+  add(text: string, template: Template, value: V): void {
     const h = skeletonHash(text);
     const list = this.byHash.get(h);
     if (list === undefined) this.byHash.set(h, [{ template, value }]);
     else if (list.length < 4 && !list.some((l) => sameShape(l.template, text))) list.push({ template, value });
-    return true;
   }
 
   get size(): number {

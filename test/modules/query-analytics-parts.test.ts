@@ -219,3 +219,37 @@ test("config: defaults, every key checked by the core checker with its name in t
   expect(err({ slow_ms: 5 })).toBe("query_analytics.slow_ms: unknown key (valid: enabled, max_queries, slow_query_ms, slow_query_sample, log_parameters, max_slow_queries, n_plus_one_threshold, n_plus_one_window_ms, max_n_plus_one_reports, show_limit)");
   expect(err({ show_limt: 5 })).toBe("query_analytics.show_limt: unknown key (did you mean show_limit?)");
 });
+
+test("shapes by template across sessions: more shapes than a session's recent few, new literals each time; every call lands on the lexer's fingerprint", async () => {
+  const { QueryAnalytics } = await import("../../src/modules/query-analytics/index.ts");
+  const { queryCtx } = await import("../../src/client/request-ctx.ts");
+  const { QueryShapeCache } = await import("../../src/sql/fingerprint.ts");
+  const qa = new QueryAnalytics(moduleSettings("query_analytics", {}) as never);
+  const shapes = new QueryShapeCache();
+  const enc = new TextEncoder();
+  // pgbench tpcb's seven statements and one more: more than the recent slots a session keeps.
+  const texts = (i: number) => [
+    "BEGIN;",
+    `UPDATE pgbench_accounts SET abalance = abalance + ${i - 2500} WHERE aid = ${i * 7};`,
+    `SELECT abalance FROM pgbench_accounts WHERE aid = ${i * 7};`,
+    `UPDATE pgbench_tellers SET tbalance = tbalance + ${i - 2500} WHERE tid = ${i % 10};`,
+    `UPDATE pgbench_branches SET bbalance = bbalance + ${i - 2500} WHERE bid = ${i % 3};`,
+    `INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (${i % 10}, ${i % 3}, ${i * 7}, ${i - 2500}, CURRENT_TIMESTAMP);`,
+    `SELECT name FROM users WHERE email = 'u${i}@x.org' AND age > ${i % 90}`,
+    "END;",
+  ];
+  const expected = new Map<string, number>();
+  for (let i = 1; i <= 60; i++)
+    for (let id = 1; id <= 3; id++) {
+      const session = { id, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0 } as SessionCtx;
+      for (const t of texts(i * 3 + id)) {
+        const fp = analyzeQuery(t).fingerprint;
+        expected.set(fp, (expected.get(fp) ?? 0) + 1);
+        const q = queryCtx(session, "I", enc.encode(t), shapes, () => null);
+        qa.onResult({ query: q, node: "n", commandTag: "SELECT 1", rows: 1, durationMs: 0.1, txStatus: "I" });
+      }
+    }
+  const got = new Map(qa.store.all().map((e) => [e.fingerprint, e.calls]));
+  expect(got).toEqual(expected);
+  expect(expected.size).toBe(8);
+});

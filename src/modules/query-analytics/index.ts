@@ -3,7 +3,10 @@
 import { HOOKS_API_VERSION, type Hooks, type ProxyModule, type QueryCtx, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
 import { config, configure, type QueryAnalyticsSettings } from "./config.ts";
 import { NPlusOneDetector } from "./n-plus-one.ts";
-import { RecentShapes } from "./recent.ts";
+import { MAX_TEXT, RecentShapes } from "./recent.ts";
+import type { QueryShape } from "../../sql/fingerprint.ts";
+import { templateOf } from "../../sql/template.ts";
+import { TemplateIndex } from "../../sql/template-index.ts";
 import { shapeOf } from "./shapes.ts";
 import { SlowLog } from "./slow-log.ts";
 import { rowsOf, StatsStore, type QueryStats } from "./stats.ts";
@@ -21,6 +24,8 @@ export class QueryAnalytics implements Hooks {
   readonly nPlusOne: NPlusOneDetector | null;
   /** Per session id, the shapes it ran lately. */
   private readonly recent = new Map<number, RecentShapes>();
+  /** Shapes by template, across sessions: a text with new literals is not lexed again (a session's recent few are looked at first). */
+  private readonly templates = new TemplateIndex<QueryShape>(10_000);
 
   constructor(readonly settings: QueryAnalyticsSettings) {
     this.store = new StatsStore(settings.max_queries);
@@ -52,9 +57,19 @@ export class QueryAnalytics implements Hooks {
       if (!hit.entry.live) hit.entry = this.store.entry(hit.shape, s.database, s.user, now);
       return hit.entry;
     }
-    const shape = shapeOf(q);
+    const learned = text.length <= MAX_TEXT ? this.templates.learned(text) : undefined;
+    let shape: QueryShape;
+    let template = null;
+    if (learned !== undefined) {
+      shape = learned.value;
+      template = learned.template;
+    } else {
+      shape = shapeOf(q);
+      if (shape.constants > 0 && text.length <= MAX_TEXT) template = templateOf(text, shape.text, shape.constants);
+      if (template !== null) this.templates.add(text, template, shape);
+    }
     const e = this.store.entry(shape, s.database, s.user, now);
-    recent.remember(text, shape, e);
+    recent.remember(text, template, shape, e);
     return e;
   }
 

@@ -2,12 +2,12 @@
 
 import type { QueryShape } from "../../sql/fingerprint.ts";
 import type { QueryStats } from "./stats.ts";
-import { sameShape, templateOf, type Template } from "../../sql/template.ts";
+import { sameShape, type Template } from "../../sql/template.ts";
 
 /** Shapes remembered per session (most recent first). */
 const SLOTS = 4;
 /** Longer texts are not remembered (memory per session stays small); they go through the shape cache. */
-const MAX_TEXT = 1024;
+export const MAX_TEXT = 1024;
 
 class Recent {
   constructor(
@@ -39,9 +39,9 @@ export class RecentShapes {
     return null;
   }
 
-  remember(text: string, shape: QueryShape, entry: QueryStats): void {
+  /** `template`: the shape's template that `text` matches, when it has one (analytics' shared index holds them). */
+  remember(text: string, template: Template | null, shape: QueryShape, entry: QueryStats): void {
     if (text.length > MAX_TEXT) return;
-    const template = shape.constants > 0 ? templateOf(text, shape.text, shape.constants) : null;
     if (this.slots.unshift(new Recent(text, template, shape, entry)) > SLOTS) this.slots.pop();
   }
 }
