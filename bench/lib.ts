@@ -165,8 +165,8 @@ function collect(proc: Subprocess): () => string {
 }
 
 /** Spawn `cmd` in `cwd` and wait for `port`; stop() ends the process and removes `dir`. */
-async function launch(name: string, cmd: string[], cwd: string, port: number, dir: string): Promise<Proc> {
-  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+async function launch(name: string, cmd: string[], cwd: string, port: number, dir: string, env: Record<string, string> = {}): Promise<Proc> {
+  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const output = collect(proc);
   try {
     await waitForPort(port);
@@ -283,6 +283,8 @@ export interface HeliosOptions {
   toml?: string;
   /** More [pool] keys (e.g. `idle_timeout_secs = 1`). */
   poolExtra?: string;
+  /** More environment for the proxy process (on top of this process's). */
+  env?: Record<string, string>;
 }
 
 export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { adminPort: number }> {
@@ -304,7 +306,7 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { admin
     ? [resolve(o.bin), "--config", cfg]
     : [process.execPath, `--config=${join(ROOT, "bunfig.toml")}`, join(ROOT, "src/cli/main.ts"), "--config", cfg];
   // prlimit execs the command, so the pid is the proxy's own.
-  const proc = await launch("heliosproxy", withNofile(base, o.nofile ?? 65536), ROOT, port, dir);
+  const proc = await launch("heliosproxy", withNofile(base, o.nofile ?? 65536), ROOT, port, dir, o.env);
   try {
     // The admin API binds a few ms after the client listener.
     await waitForPort(adminPort);
