@@ -1,4 +1,4 @@
-// The query cache's pure parts: statement shapes and hints, parse-tree analysis, request forms, tiers, session keys, the pgoutput decoder.
+// The query cache's pure parts: statement shapes and hints, parse-tree analysis, request forms, tiers, session keys, the pgoutput decoder, and the bounds of what it remembers.
 
 import { beforeAll, describe, expect, test } from "bun:test";
 import { loadParser, parseSql } from "../../src/sql/classify.ts";
@@ -7,7 +7,11 @@ import { cacheable, replyFor, requestForm } from "../../src/modules/query-cache/
 import { SessionKey, settingsEffects } from "../../src/modules/query-cache/sessions.ts";
 import { Effect } from "../../src/sql/session-effects.ts";
 import { shapeOf } from "../../src/modules/query-cache/shape.ts";
-import { CacheStore } from "../../src/modules/query-cache/store.ts";
+import { CacheStore, GENERATIONS_MAX } from "../../src/modules/query-cache/store.ts";
+import { StatementMemo, TEXTS_MAX_BYTES } from "../../src/modules/query-cache/memo.ts";
+import { SeenTexts } from "../../src/modules/query-cache/seen.ts";
+import { POSITIONS_MAX, WritePositions } from "../../src/modules/query-cache/freshness.ts";
+import { STATEMENTS_MAX_BYTES } from "../../src/modules/query-cache/sessions.ts";
 import { ChangeDecoder, statusUpdate } from "../../src/modules/query-cache/pgoutput.ts";
 import * as F from "../support/frames.ts";
 
@@ -167,6 +171,85 @@ describe("store", () => {
     expect(s.written(["t"])).toBe(st.l1.entries + st.l2.entries);
     s.fill("old", entry(["t"], 10, Date.now() - 1), s.snapshot(["t"]));
     expect(s.tiers.get("old", Date.now())).toBeUndefined();
+  });
+});
+
+describe("bounds of what is remembered", () => {
+  const entry = (tables: string[]) => ({ data: new Uint8Array(10), bodyAt: 0, tables, fingerprint: "f", structure: "select ?", expiresAt: Date.now() + 60_000, hits: 0 });
+
+  test("a text is remembered the second time it comes, within the memo's bytes; one over a sixteenth of them never", () => {
+    const seen = new SeenTexts();
+    expect([seen.again("SELECT 1"), seen.again("SELECT 2"), seen.again("SELECT 1")]).toEqual([false, false, true]);
+    const memo = new StatementMemo(analyzer);
+    // As a cacheable read is handled: its shape, lexed when it was found by template.
+    const read = (text: string) => {
+      const k = memo.known(text, null);
+      return { k, shape: k.shape ?? memo.lexed(text, k) };
+    };
+    const text = "SELECT name FROM items WHERE id = 1";
+    expect(read(text).shape.slots).toEqual(["n:1"]);
+    expect(memo.stats().texts.entries).toBe(0);
+    expect(memo.stats().templates.entries).toBe(1);
+    // Another literal: found by template, not lexed until needed, not kept.
+    expect(memo.known("SELECT name FROM items WHERE id = 2", null).shape).toBeNull();
+    expect(read(text).k.shape).toBeNull();
+    expect(memo.stats().texts.entries).toBe(1);
+    const kept = memo.known(text, null);
+    expect(kept.shape?.slots).toEqual(["n:1"]);
+    expect(memo.known(text, null)).toBe(kept);
+    // Long IN lists (no template: over 1,024 characters), each twice: about 100 KB each by the estimate, so far fewer than 20,000 fit.
+    const inList = (i: number) => `SELECT name FROM items WHERE id IN (${Array.from({ length: 1000 }, (_, k) => i * 1000 + k).join(", ")})`;
+    for (let i = 0; i < 400; i++) for (let twice = 0; twice < 2; twice++) read(inList(i));
+    const st = memo.stats();
+    expect(st.texts.bytes).toBeLessThanOrEqual(TEXTS_MAX_BYTES);
+    expect(st.texts.bytes).toBeGreaterThan(TEXTS_MAX_BYTES / 2);
+    expect(st.texts.entries).toBeLessThan(200);
+    expect(st.structures.entries).toBe(2);
+    expect(st.templates.entries).toBe(1);
+    const huge = `SELECT name FROM items WHERE id IN (${Array.from({ length: 20_000 }, (_, k) => k).join(", ")})`;
+    for (let i = 0; i < 3; i++) read(huge);
+    expect(memo.known(huge, null)).not.toBe(memo.known(huge, null));
+  });
+
+  test("table generations keep their bound; a fill that saw a forgotten table's generation is refused", () => {
+    const s = new CacheStore(1 << 20, 0, "zstd");
+    const seen = s.snapshot(["t0"]);
+    s.written(["t0"]);
+    const after = s.snapshot(["t0"]);
+    for (let i = 1; i <= GENERATIONS_MAX; i++) s.written([`t${i}`]);
+    expect(s.generations).toBe(GENERATIONS_MAX);
+    // t0's generation is forgotten (it would read 0 again): neither snapshot may match any more.
+    expect(s.snapshot(["t0"]).tables).toEqual([0]);
+    expect(s.fill("a", entry(["t0"]), seen)).toBe(false);
+    expect(s.fill("a", entry(["t0"]), after)).toBe(false);
+    expect(s.fill("a", entry(["t0"]), s.snapshot(["t0"]))).toBe(true);
+  });
+
+  test("write positions keep their bound; a forgotten table's position still bounds every read", () => {
+    const w = new WritePositions();
+    w.wrote(["t0"], 500);
+    for (let i = 1; i <= POSITIONS_MAX; i++) w.wrote([`t${i}`], 100);
+    expect(w.size).toBe(POSITIONS_MAX);
+    expect(w.needed(["t0"], 0)).toBe(500);
+    expect(w.needed(["other"], 0)).toBe(500);
+  });
+
+  test("a session's prepared statements keep their bytes, least recently used forgotten; one too large to remember still serves its Bind in the same run", () => {
+    const k = new SessionKey({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0, params: new Map() });
+    const padding = "x".repeat(1000);
+    const prepare = (name: string) => k.runTexts(F.concat(F.parse(name, `SELECT '${padding}' AS ${name}`), F.sync()));
+    const execute = (name: string) => k.runTexts(F.concat(F.bind("", name), F.execute(), F.sync())).texts[0];
+    for (let i = 0; i < 5000; i++) prepare(`s${i}`);
+    expect(execute("s0")).toBeUndefined();
+    expect(execute("s4999")).toContain("AS s4999");
+    const st = k.statementStats();
+    expect(st.bytes).toBeLessThanOrEqual(STATEMENTS_MAX_BYTES);
+    expect(st.entries).toBeGreaterThan(1000);
+    expect(st.entries).toBeLessThan(5000);
+    const big = `SELECT '${"y".repeat(STATEMENTS_MAX_BYTES / 4)}'`;
+    const run = k.runTexts(F.concat(F.parse("big", big), F.bind("", "big"), F.execute(), F.sync()));
+    expect(run.texts).toEqual([big, big]);
+    expect(execute("big")).toBeUndefined();
   });
 });
 

@@ -1,6 +1,7 @@
 // The cache's admin surface: GET /cache, POST /cache/invalidate (table, fingerprint, pattern or all) and SHOW CACHE.
 
 import type { ModuleHost } from "../../core/hooks.ts";
+import type { MemoStats } from "./memo.ts";
 import { globTest, type CacheStore } from "./store.ts";
 import type { WalInvalidation } from "./wal.ts";
 
@@ -21,6 +22,14 @@ export interface CacheCounters {
   hitCount: number;
 }
 
+/** What the module keeps besides the tiers, each within a fixed bound: entries now, bytes where estimated, and the bounds. */
+export interface Bookkeeping extends MemoStats {
+  sessions: { entries: number; statements: number; statement_bytes: number; max_statement_bytes_per_session: number };
+  relations: { entries: number; max_entries_per_database_and_kind: number };
+  table_generations: { entries: number; max_entries: number };
+  write_positions: { entries: number; max_entries: number };
+}
+
 /** p50 and p99 of the recent hit times (µs). */
 function hitPercentiles(c: CacheCounters): { p50: number; p99: number; samples: number } {
   const n = Math.min(c.hitCount, c.hitMicros.length);
@@ -30,7 +39,7 @@ function hitPercentiles(c: CacheCounters): { p50: number; p99: number; samples: 
   return { p50: at(0.5), p99: at(0.99), samples: n };
 }
 
-export function cacheReport(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, top = 10, wal: WalInvalidation | null = null) {
+export function cacheReport(store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, top = 10, wal: WalInvalidation | null = null, bookkeeping: (() => Bookkeeping) | null = null) {
   const t = store.tiers;
   const s = t.stats();
   const c = t.counters;
@@ -56,6 +65,7 @@ export function cacheReport(store: CacheStore, counters: CacheCounters, limits: 
     invalidation: wal === null ? "proxy" : "wal",
     // Per database: its stream's state; a database whose stream does not run is not cached, and `problem` says why.
     ...(wal === null ? {} : { wal: { problem: wal.problem(), transactions: wal.invalidations, databases: wal.report() } }),
+    ...(bookkeeping === null ? {} : { bookkeeping: bookkeeping() }),
     top: t.top(top).map((x) => ({ tier: x.tier, fingerprint: x.entry.fingerprint, query: x.entry.structure, tables: x.entry.tables, hits: x.entry.hits, bytes: x.bytes })),
   };
 }
@@ -106,10 +116,10 @@ export function metricsText(store: CacheStore, counters: CacheCounters, limits: 
   return lines.join("\n") + "\n";
 }
 
-export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, wal: WalInvalidation | null = null): void {
-  host.addRoute("GET", "/cache", { summary: "Query cache: tiers, bytes, entries, hit ratio, invalidations, WAL streams, top entries", query: { top: "How many top entries to list (1..1000, default 10)" }, returns: "The cache report" }, (_req, url) => {
+export function registerAdmin(host: ModuleHost, store: CacheStore, counters: CacheCounters, limits: { l1: number; l2: number }, wal: WalInvalidation | null = null, bookkeeping: (() => Bookkeeping) | null = null): void {
+  host.addRoute("GET", "/cache", { summary: "Query cache: tiers, bytes, entries, hit ratio, invalidations, WAL streams, bookkeeping, top entries", query: { top: "How many top entries to list (1..1000, default 10)" }, returns: "The cache report" }, (_req, url) => {
     const top = Math.min(Math.max(Number(url.searchParams.get("top") ?? 10) || 10, 1), 1000);
-    return Response.json(cacheReport(store, counters, limits, top, wal));
+    return Response.json(cacheReport(store, counters, limits, top, wal, bookkeeping));
   });
   host.addRoute(
     "POST",

@@ -1,20 +1,20 @@
 // Query cache module: replies to read-only statements served from memory (L1 exact bytes, L2 compressed), keyed by everything that changes them, dropped when a table they read is written.
 
-import { LRUCache } from "lru-cache";
 import { HOOKS_API_VERSION, type ClusterEvent, type CommitPositions, type Hooks, type ProxyModule, type QueryCtx, type QueryDecision, type ResultCtx, type SessionCtx } from "../../core/hooks.ts";
-import { loadParser, parseSql } from "../../sql/classify.ts";
-import { registerAdmin, type CacheCounters } from "./admin.ts";
+import { loadParser } from "../../sql/classify.ts";
+import { fingerprint as fingerprintOf } from "../../sql/fingerprint.ts";
+import { registerAdmin, type Bookkeeping, type CacheCounters } from "./admin.ts";
 import { Analyzer, SessionChange, type Analysis } from "./analysis.ts";
 import { Effect } from "../../sql/session-effects.ts";
 import { config, configure, type CacheRule, type QueryCacheSettings } from "./config.ts";
 import { cacheable, replyFor, requestForm } from "./request.ts";
-import { Relations, type CatalogQuery } from "./relations.ts";
-import { SETTINGS, SessionKey, settingsEffects } from "./sessions.ts";
-import { MOVING_DATE, shapeOf, type Shape } from "./shape.ts";
-import { CacheStore, type Snapshot } from "./store.ts";
+import { NAMES_MAX, Relations, type CatalogQuery } from "./relations.ts";
+import { StatementMemo, type Known } from "./memo.ts";
+import { SETTINGS, STATEMENTS_MAX_BYTES, SessionKey } from "./sessions.ts";
+import { MOVING_DATE, type Shape } from "./shape.ts";
+import { CacheStore, GENERATIONS_MAX, type Snapshot } from "./store.ts";
 import { WalInvalidation } from "./wal.ts";
-import { TemplateIndex } from "../../sql/template-index.ts";
-import { UNKNOWN_LSN, WritePositions } from "./freshness.ts";
+import { POSITIONS_MAX, UNKNOWN_LSN, WritePositions } from "./freshness.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Session effects the cache follows to the end of their request (and transaction). */
@@ -29,29 +29,16 @@ interface Pending {
   readonly fx: Effect;
   /** Its statement texts that change settings, in order. */
   readonly changes: readonly string[];
-  /** Set when the reply is to be stored. */
-  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string; walGen: number; anyNode: boolean };
+  /** Set when the reply is to be stored (`known`: the text's, which keeps its fingerprint once computed). */
+  fill?: { key: string; tables: readonly string[]; seen: Snapshot; ttlMs: number; structure: string; walGen: number; anyNode: boolean; known: Known };
   /** The module answered it (the proxy may still send it on when earlier replies are owed). */
   answered?: boolean;
-}
-
-/** Statement text -> its shape and analysis (analyses are shared by structure). */
-interface Known {
-  /** Null when found by template (sql/template-index.ts): the text was not lexed; shapeOf gives it when needed. */
-  readonly shape: Shape | null;
-  readonly analysis: Analysis;
-  /** Session effects of the text, by the core's scan (SET, RESET, DISCARD ALL, set_config, savepoints). */
-  readonly fx: Effect;
 }
 
 export class QueryCache implements Hooks {
   readonly store: CacheStore;
   readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fromStandby: 0, fills: 0, standbyFills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
-  private readonly analyzer: Analyzer;
-  private readonly byText = new LRUCache<string, Known>({ max: 20_000 });
-  private readonly byStructure = new LRUCache<string, Analysis>({ max: 10_000 });
-  /** Texts with other literals than one already analysed (writes, reads in transactions) skip the lexer. */
-  private readonly byTemplate = new TemplateIndex<Analysis>(10_000);
+  private readonly memo: StatementMemo;
   private readonly sessions = new Map<number, SessionKey>();
   private readonly pending = new WeakMap<QueryCtx, Pending>();
   readonly relations: Relations;
@@ -73,13 +60,15 @@ export class QueryCache implements Hooks {
   ) {
     this.relations = new Relations(catalog, s.cascades);
     this.store = new CacheStore(s.l1_max_bytes, s.l2_max_bytes, s.l2_compression);
-    this.analyzer = new Analyzer({
-      denyFunctions: s.deny_functions,
-      cacheableFunctions: s.cacheable_functions,
-      dependencies: s.dependencies,
-      functionWrites: s.function_writes,
-      cascades: s.cascades,
-    });
+    this.memo = new StatementMemo(
+      new Analyzer({
+        denyFunctions: s.deny_functions,
+        cacheableFunctions: s.cacheable_functions,
+        dependencies: s.dependencies,
+        functionWrites: s.function_writes,
+        cascades: s.cascades,
+      }),
+    );
   }
 
   onQuery(q: QueryCtx): void | QueryDecision {
@@ -113,7 +102,7 @@ export class QueryCache implements Hooks {
       own = null;
     }
     if (text === "") return;
-    const first = this.known(text, own);
+    const first = this.memo.known(text, own);
     let a = first.analysis;
     let fx = first.fx;
     const changes: string[] = fx & SETTINGS ? [text] : [];
@@ -128,7 +117,7 @@ export class QueryCache implements Hooks {
       }
       for (const t of run.texts) {
         if (t === text) continue;
-        const k = this.known(t!, null);
+        const k = this.memo.known(t!, null);
         a = merge(a, k.analysis, k.fx);
         fx |= k.fx;
         if (k.fx & SETTINGS) changes.push(t!);
@@ -153,7 +142,7 @@ export class QueryCache implements Hooks {
       this.counters.bypassed++;
       return;
     }
-    const shape = first.shape ?? this.lexed(text, first);
+    const shape = first.shape ?? this.memo.lexed(text, first);
     if (shape.multi || shape.movingDate || shape.hints?.cache === false) {
       this.counters.uncacheable++;
       return;
@@ -191,7 +180,7 @@ export class QueryCache implements Hooks {
     }
     // With standbys: a node that has replayed the newest commit known to have written these tables (the primary if none has).
     const minLsn = this.commits === null ? 0 : this.positions.needed(tables, this.wal?.floor(q.session.database) ?? 0);
-    const p: Pending = { analysis: a, text, fx, changes, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen, anyNode: this.commits !== null } };
+    const p: Pending = { analysis: a, text, fx, changes, fill: { key, tables, seen: this.store.snapshot(tables), ttlMs: ttlSecs * 1000, structure: shape.structure, walGen, anyNode: this.commits !== null, known: first } };
     this.pending.set(q, p);
     // Kept either way: a hit the proxy cannot use yet (earlier replies still owed) goes to the server and refills.
     q.captureReply?.(this.s.max_result_bytes);
@@ -250,7 +239,8 @@ export class QueryCache implements Hooks {
     }
     const kept = cacheable(r.reply);
     if (kept === null) return;
-    const fingerprint = r.query.fingerprint();
+    // From the text (kept with it when it is remembered), not through the proxy's own memo of texts, which one-off texts would churn.
+    const fingerprint = (f.known.fingerprint ??= fingerprintOf(p.text));
     const stored = this.store.fill(f.key, { ...kept, tables: f.tables, fingerprint, structure: f.structure, expiresAt: Date.now() + f.ttlMs, hits: 0 }, f.seen);
     if (stored) {
       this.counters.fills++;
@@ -263,6 +253,24 @@ export class QueryCache implements Hooks {
     if (st === undefined) return;
     this.sessions.delete(s.id);
     if (st.openWrites !== null) this.store.written(st.openWrites);
+  }
+
+  /** What the module keeps besides the tiers (GET /cache). */
+  bookkeeping(): Bookkeeping {
+    let statements = 0;
+    let statementBytes = 0;
+    for (const st of this.sessions.values()) {
+      const s = st.statementStats();
+      statements += s.entries;
+      statementBytes += s.bytes;
+    }
+    return {
+      ...this.memo.stats(),
+      sessions: { entries: this.sessions.size, statements, statement_bytes: statementBytes, max_statement_bytes_per_session: STATEMENTS_MAX_BYTES },
+      relations: { entries: this.relations.size, max_entries_per_database_and_kind: NAMES_MAX },
+      table_generations: { entries: this.store.generations, max_entries: GENERATIONS_MAX },
+      write_positions: { entries: this.positions.size, max_entries: POSITIONS_MAX },
+    };
   }
 
   onServerEvent(e: ClusterEvent): void {
@@ -281,45 +289,6 @@ export class QueryCache implements Hooks {
       this.wal?.generation(s.database);
     }
     return st;
-  }
-
-  /**
-   * Analysis of a text, the parse done once per structure; `q`: the request whose text it is (its
-   * views are used), else null. A text that differs from an analysed one only in its literals is
-   * not lexed (its shape is left null).
-   */
-  private known(text: string, q: QueryCtx | null): Known {
-    let k = this.byText.get(text);
-    if (k !== undefined) return k;
-    const fx = q?.effects?.() ?? settingsEffects(text);
-    const learned = this.byTemplate.find(text);
-    if (learned !== undefined) return { shape: null, analysis: learned, fx };
-    const shape = shapeOf(text);
-    let analysis = this.byStructure.get(shape.structure);
-    if (analysis === undefined) {
-      let tree: unknown = null;
-      try {
-        tree = q === null ? parseSql(text) : q.parse();
-      } catch {
-        tree = null;
-      }
-      analysis = this.analyzer.analyze(tree);
-      this.byStructure.set(shape.structure, analysis);
-    }
-    k = { shape, analysis, fx };
-    // Texts without constants (BEGIN, COMMIT...) come again as they are; the others with new literals.
-    if (shape.slots.length === 0) this.byText.set(text, k);
-    else if (shape.spans === null || !this.byTemplate.remember(text, shape.spans, analysis)) {
-      if (analysis.cacheable) this.byText.set(text, k);
-    }
-    return k;
-  }
-
-  /** The shape of a text found by template, now needed (a cacheable read): kept by text, as reads come again. */
-  private lexed(text: string, k: Known): Shape {
-    const shape = shapeOf(text);
-    this.byText.set(text, { shape, analysis: k.analysis, fx: k.fx });
-    return shape;
   }
 
   /** A request that writes: drop at once what read those tables (and again when its transaction ends). */
@@ -388,7 +357,7 @@ const queryCache: ProxyModule<QueryCacheSettings> = {
       });
     // Standbys: reads may be served by them, and their replies stored once they are known fresh enough.
     if (host.nodes().some((n) => n.role === "standby")) cache.commits = host.trackCommits();
-    registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes }, cache.wal);
+    registerAdmin(host, cache.store, cache.counters, { l1: settings.l1_max_bytes, l2: settings.l2_max_bytes }, cache.wal, () => cache.bookkeeping());
     return cache;
   },
 };

@@ -1,5 +1,8 @@
 // What a relation name stands for, from the catalog of the primary: views resolved to their base tables, partitions and inheritance both ways, the tables a write reaches.
 
+import type { LRUCache } from "lru-cache";
+import { lruOf } from "./bounded.ts";
+
 /** Runs a catalog query in a database (ModuleHost.catalogQuery). */
 export type CatalogQuery = (database: string, sql: string, params?: string[]) => Promise<(string | null)[][]>;
 
@@ -49,14 +52,18 @@ SELECT t.relname::text, 'inherit', p.relname::text FROM pg_inherits i
 
 /** A failed lookup is tried again after this long; meanwhile the names are not cached. */
 const RETRY_MS = 10_000;
+/** Names kept per database and kind (read, write): beyond, the least recently used is forgotten and looked up again when it comes. */
+export const NAMES_MAX = 50_000;
+/** Failed lookups remembered (to wait before the next try). */
+const FAILURES_MAX = 10_000;
 
 export class Relations {
   /** database -> name -> read dependencies. */
-  private readonly reads = new Map<string, Map<string, ReadDeps>>();
+  private readonly reads = new Map<string, LRUCache<string, ReadDeps>>();
   /** database -> name -> tables a write reaches ("all": triggers or rules the proxy cannot see through). */
-  private readonly writes = new Map<string, Map<string, readonly string[] | "all">>();
+  private readonly writes = new Map<string, LRUCache<string, readonly string[] | "all">>();
   private readonly inFlight = new Set<string>();
-  private readonly failedUntil = new Map<string, number>();
+  private readonly failedUntil = lruOf<string, number>(FAILURES_MAX);
   /** Bumped by forget(): answers to lookups started before are dropped. */
   private epoch = 0;
   lookups = 0;
@@ -114,6 +121,14 @@ export class Relations {
     return [...out];
   }
 
+  /** Names known, over databases and both kinds. */
+  get size(): number {
+    let n = 0;
+    for (const m of this.reads.values()) n += m.size;
+    for (const m of this.writes.values()) n += m.size;
+    return n;
+  }
+
   /** DDL ran: views, partitions, keys and triggers may differ now. */
   forget(): void {
     this.epoch++;
@@ -155,7 +170,7 @@ export class Relations {
       if (relkind === "f" || volatile === "true") d.cacheable = false;
     }
     let m = this.reads.get(database);
-    if (m === undefined) this.reads.set(database, (m = new Map()));
+    if (m === undefined) this.reads.set(database, (m = lruOf(NAMES_MAX)));
     for (const [n, d] of found) m.set(n, { tables: [...d.tables], cacheable: d.cacheable });
   }
 
@@ -173,7 +188,7 @@ export class Relations {
       } else if (other !== null) d.add(other);
     }
     let m = this.writes.get(database);
-    if (m === undefined) this.writes.set(database, (m = new Map()));
+    if (m === undefined) this.writes.set(database, (m = lruOf(NAMES_MAX)));
     for (const [n, d] of found) m.set(n, d === "all" ? "all" : [...d]);
   }
 }

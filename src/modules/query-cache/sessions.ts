@@ -1,5 +1,6 @@
 // What each client session's cached replies depend on: login, startup settings and the SETs that took effect, followed as they commit (read by the core's session-effects scan and SessionState).
 
+import { LRUCache } from "lru-cache";
 import type { SessionCtx } from "../../core/hooks.ts";
 import { SessionState } from "../../sql/session-state.ts";
 import { Effect, scanEffects, type StatementSpan } from "../../sql/session-effects.ts";
@@ -9,8 +10,13 @@ import { SessionChange, type Analysis } from "./analysis.ts";
 const NOT_OUTPUT = new Set(["user", "database", "application_name", "fallback_application_name", "replication", "traceparent", "tracestate"]);
 
 const utf8 = new TextDecoder();
-/** Protocol statements remembered per session. */
-const MAX_STATEMENTS = 10_000;
+/**
+ * Protocol statements remembered per session, by estimated bytes (name and text as two-byte
+ * strings, and the entry): the least recently prepared or executed is forgotten first, and a Bind
+ * of a forgotten one counts as unknown (it may write anything or change the session).
+ */
+export const STATEMENTS_MAX_BYTES = 4 * 1024 * 1024;
+const statementBytes = (text: string, name: string) => 2 * (name.length + text.length) + 128;
 
 /** Effects that change the session's settings: followed until they commit. */
 export const SETTINGS = Effect.SetGuc | Effect.DiscardAll;
@@ -46,8 +52,8 @@ export class SessionKey {
   unknown = false;
   /** The session made temporary objects: its names may shadow others'. */
   temp = false;
-  /** Protocol statements this session prepared: name ("" = the unnamed one) -> text. */
-  private readonly statements = new Map<string, string>();
+  /** Protocol statements this session prepared: name ("" = the unnamed one) -> text (made at its first Parse). */
+  private statements: LRUCache<string, string> | null = null;
 
   /**
    * The statements of a request's messages up to its Sync, in order: each Parse's text (remembered
@@ -58,6 +64,9 @@ export class SessionKey {
     const texts: (string | undefined)[] = [];
     // Only Parse, Describe, Close and Flush so far: the run prepares statements and will execute them later (postgres.js).
     let prepareOnly = true;
+    // The run's last Parse: its Bind in the same run finds it even when it was too large to remember.
+    let parsedName: string | null = null;
+    let parsedText = "";
     let pos = 0;
     while (pos + 5 <= raw.length) {
       const type = raw[pos]!;
@@ -70,22 +79,41 @@ export class SessionKey {
         const textEnd = nameEnd < 0 ? -1 : raw.indexOf(0, nameEnd + 1);
         if (textEnd < 0 || textEnd >= end) break;
         const text = utf8.decode(raw.subarray(nameEnd + 1, textEnd));
-        // Bounded: a session preparing without end forgets them all (a Bind of a forgotten one then counts as unknown).
-        if (this.statements.size >= MAX_STATEMENTS) this.statements.clear();
-        this.statements.set(utf8.decode(raw.subarray(pos + 5, nameEnd)), text);
+        const name = utf8.decode(raw.subarray(pos + 5, nameEnd));
+        this.statements ??= new LRUCache<string, string>({ maxSize: STATEMENTS_MAX_BYTES, maxEntrySize: STATEMENTS_MAX_BYTES / 4, sizeCalculation: statementBytes });
+        // Too large to remember (over a quarter of the bound): any earlier statement of that name is forgotten too.
+        this.statements.set(name, text);
+        parsedName = name;
+        parsedText = text;
         texts.push(text);
-      } else if (type === 66) texts.push(this.statementText(raw.subarray(pos, end)));
+      } else if (type === 66) {
+        const name = this.statementName(raw.subarray(pos, end));
+        texts.push(name !== undefined && name === parsedName ? parsedText : this.textOf(name));
+      }
       pos = end;
     }
     return { texts, complete: false, prepareOnly: prepareOnly && pos === raw.length && raw[pos - 5] === 72 };
   }
 
-  /** The text of the statement the Bind at raw[0] executes, if this session prepared it. */
+  /** The text of the statement the Bind at raw[0] executes, if this session prepared it (and still remembers it). */
   statementText(raw: Uint8Array): string | undefined {
+    return this.textOf(this.statementName(raw));
+  }
+
+  private textOf(name: string | undefined): string | undefined {
+    return name === undefined ? undefined : this.statements?.get(name);
+  }
+
+  /** Statements remembered and their estimated bytes. */
+  statementStats(): { entries: number; bytes: number } {
+    return { entries: this.statements?.size ?? 0, bytes: this.statements?.calculatedSize ?? 0 };
+  }
+
+  /** The statement name of the Bind at raw[0]. */
+  private statementName(raw: Uint8Array): string | undefined {
     const portalEnd = raw.indexOf(0, 5);
     const nameEnd = portalEnd < 0 ? -1 : raw.indexOf(0, portalEnd + 1);
-    if (nameEnd < 0) return undefined;
-    return this.statements.get(utf8.decode(raw.subarray(portalEnd + 1, nameEnd)));
+    return nameEnd < 0 ? undefined : utf8.decode(raw.subarray(portalEnd + 1, nameEnd));
   }
 
   /** The last unnamed Parse was answered from the cache: the server does not have that statement. */

@@ -1,6 +1,10 @@
 // The cache proper: tiers, per-table generations that keep racing fills out, invalidation by table, fingerprint, pattern or all.
 
+import { lruOf } from "./bounded.ts";
 import { Tiers, type Entry } from "./tiers.ts";
+
+/** Tables whose generation is kept (tables written, by name): beyond, the least recently used is forgotten. */
+export const GENERATIONS_MAX = 100_000;
 
 /** What a fill saw when its request went out: the generations its reply must still match. */
 export interface Snapshot {
@@ -19,13 +23,24 @@ export interface InvalidationCounters {
 
 export class CacheStore {
   readonly tiers: Tiers;
-  /** Bumped by every write to a table: a fill whose request started before it is refused. */
-  private readonly gens = new Map<string, number>();
+  /**
+   * Bumped by every write to a table: a fill whose request started before it is refused. A
+   * table's generation forgotten (it would read 0 again) bumps `allGen`, so no fill under way
+   * can match a number it saw before.
+   */
+  private readonly gens = lruOf<string, number>(GENERATIONS_MAX, (_gen, _table, reason) => {
+    if (reason === "evict") this.allGen++;
+  });
   private allGen = 0;
   readonly invalidations: InvalidationCounters = { events: 0, entries: 0, racedFills: 0 };
 
   constructor(l1Bytes: number, l2Bytes: number, compression: "zstd" | "gzip") {
     this.tiers = new Tiers(l1Bytes, l2Bytes, compression);
+  }
+
+  /** Tables whose generation is kept. */
+  get generations(): number {
+    return this.gens.size;
   }
 
   snapshot(tables: readonly string[]): Snapshot {

@@ -1,0 +1,121 @@
+// What the cache remembers of statement texts between requests, within fixed bounds: a text's shape and analysis once it came twice, analyses by structure and by template.
+
+import { LRUCache } from "lru-cache";
+import type { QueryCtx } from "../../core/hooks.ts";
+import { parseSql } from "../../sql/classify.ts";
+import type { Effect } from "../../sql/session-effects.ts";
+import { TemplateIndex } from "../../sql/template-index.ts";
+import type { Analysis, Analyzer } from "./analysis.ts";
+import { SeenTexts } from "./seen.ts";
+import { settingsEffects } from "./sessions.ts";
+import { shapeOf, type Shape } from "./shape.ts";
+
+/** Statement text -> its shape and analysis (analyses are shared by structure). */
+export interface Known {
+  /** Null when found by template (sql/template-index.ts): the text was not lexed; lexed() gives it when needed. */
+  readonly shape: Shape | null;
+  readonly analysis: Analysis;
+  /** Session effects of the text, by the core's scan (SET, RESET, DISCARD ALL, set_config, savepoints). */
+  readonly fx: Effect;
+  /** The text's fingerprint (as GET /queries shows it), once an entry of it was stored. */
+  fingerprint?: string;
+}
+
+/** Bounds of what is remembered: entries and estimated bytes (GET /cache reports both). */
+export const TEXTS_MAX = 20_000;
+export const TEXTS_MAX_BYTES = 16 * 1024 * 1024;
+export const STRUCTURES_MAX = 10_000;
+export const STRUCTURES_MAX_BYTES = 8 * 1024 * 1024;
+/** Template hashes kept (each with up to 4 templates); only texts up to TEMPLATE_MAX_CHARS make one, so a template costs a few KB at most. */
+export const TEMPLATES_MAX = 10_000;
+const TEMPLATE_MAX_CHARS = 1024;
+/** A text or structure larger than this share of its budget is never remembered (it is lexed again each time it comes). */
+const LARGEST_SHARE = 16;
+
+/**
+ * Bytes a remembered text costs, estimated on the safe side (measured under Bun: a 51-character
+ * text with one constant ~540 bytes, one of 6,182 characters with 1,000 constants ~82 KB): the
+ * text and its structure (as two-byte strings), each constant's string, the objects and the LRU's slot.
+ */
+function knownBytes(k: Known, text: string): number {
+  const shape = k.shape!;
+  let n = 2 * (text.length + shape.structure.length) + 512;
+  for (const slot of shape.slots) n += typeof slot === "string" ? 64 + 2 * slot.length : 8;
+  return n;
+}
+
+/** Bytes a remembered analysis costs, estimated the same way: its structure, the names it reads and writes, the objects. */
+function analysisBytes(a: Analysis, structure: string): number {
+  return 2 * structure.length + 64 * (a.reads.length + (a.writes === "all" ? 0 : a.writes.length)) + 512;
+}
+
+export interface MemoStats {
+  texts: { entries: number; bytes: number; max_entries: number; max_bytes: number };
+  structures: { entries: number; bytes: number; max_entries: number; max_bytes: number };
+  templates: { entries: number; max_entries: number; max_text_chars: number };
+}
+
+export class StatementMemo {
+  /**
+   * Texts seen twice (a text that comes once, as a literal that changes each time does, is never
+   * kept: it would only push out texts that come again, and leave garbage only a full collection frees).
+   */
+  private readonly byText = new LRUCache<string, Known>({ max: TEXTS_MAX, maxSize: TEXTS_MAX_BYTES, maxEntrySize: TEXTS_MAX_BYTES / LARGEST_SHARE, sizeCalculation: knownBytes });
+  private readonly byStructure = new LRUCache<string, Analysis>({ max: STRUCTURES_MAX, maxSize: STRUCTURES_MAX_BYTES, maxEntrySize: STRUCTURES_MAX_BYTES / LARGEST_SHARE, sizeCalculation: analysisBytes });
+  /** Texts with other literals than one already analysed (writes, reads in transactions) skip the lexer. */
+  private readonly byTemplate = new TemplateIndex<Analysis>(TEMPLATES_MAX);
+  private readonly seen = new SeenTexts();
+
+  constructor(private readonly analyzer: Analyzer) {}
+
+  /**
+   * Analysis of a text, the parse done once per structure; `q`: the request whose text it is (its
+   * views are used), else null. A text that differs from an analysed one only in its literals is
+   * not lexed (its shape is left null).
+   */
+  known(text: string, q: QueryCtx | null): Known {
+    const remembered = this.byText.get(text);
+    if (remembered !== undefined) return remembered;
+    const fx = q?.effects?.() ?? settingsEffects(text);
+    const learned = this.byTemplate.find(text);
+    if (learned !== undefined) return { shape: null, analysis: learned, fx };
+    const shape = shapeOf(text);
+    let analysis = this.byStructure.get(shape.structure);
+    if (analysis === undefined) {
+      let tree: unknown = null;
+      try {
+        tree = q === null ? parseSql(text) : q.parse();
+      } catch {
+        tree = null;
+      }
+      analysis = this.analyzer.analyze(tree);
+      this.byStructure.set(shape.structure, analysis);
+    }
+    const k: Known = { shape, analysis, fx };
+    // Texts with constants come again with other literals (writes each time): their template. Texts without (BEGIN, COMMIT...) come again as
+    // they are, and reads may be served again: the text, when it does come again.
+    if (shape.slots.length > 0 && shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS) this.byTemplate.remember(text, shape.spans, analysis);
+    if (shape.slots.length === 0 || analysis.cacheable) this.rememberAgain(text, k);
+    return k;
+  }
+
+  /** The shape of a text found by template, now needed (a cacheable read): kept by text when the text comes again. */
+  lexed(text: string, k: Known): Shape {
+    const shape = shapeOf(text);
+    this.rememberAgain(text, { shape, analysis: k.analysis, fx: k.fx });
+    return shape;
+  }
+
+  /** Keep `k` by its text from the second time the text comes. */
+  private rememberAgain(text: string, k: Known): void {
+    if (this.seen.again(text)) this.byText.set(text, k);
+  }
+
+  stats(): MemoStats {
+    return {
+      texts: { entries: this.byText.size, bytes: this.byText.calculatedSize, max_entries: TEXTS_MAX, max_bytes: TEXTS_MAX_BYTES },
+      structures: { entries: this.byStructure.size, bytes: this.byStructure.calculatedSize, max_entries: STRUCTURES_MAX, max_bytes: STRUCTURES_MAX_BYTES },
+      templates: { entries: this.byTemplate.size, max_entries: TEMPLATES_MAX, max_text_chars: TEMPLATE_MAX_CHARS },
+    };
+  }
+}
