@@ -425,33 +425,6 @@ test("a pipeline of extended requests mixing hits and misses gets every reply in
   }
 });
 
-test("memory: a workload 340 times the byte budget keeps the tiers within it and the process near its start", async () => {
-  const budget = await fx.proxyWith({ toml: `[auth]\nmethod = "trust"\n[query_cache]\nl1_max_bytes = 262144\nl2_max_bytes = 262144\nmax_result_bytes = 65536\n` });
-  await primeTables(budget, ["big"]);
-  const rss = async () => Number((await Bun.file(`/proc/${budget.proc.pid}/status`).text()).match(/VmRSS:\s+(\d+)/)![1]) * 1024;
-  const c = await pgClient(budget.port, { database: "postgres" });
-  try {
-    // About 58 KB per reply: 400 to warm up, then 3,000 more (some 174 MB) through a 512 KB cache.
-    const run = async (from: number, n: number) => {
-      for (let i = from; i < from + n; i++) await c.query(`SELECT id, payload || payload || payload AS p, ${i} AS k FROM big`);
-    };
-    await run(0, 400);
-    const start = await rss();
-    await run(400, 3000);
-    const s = await cacheState(budget);
-    expect(s.fills).toBeGreaterThan(3200);
-    expect(s.too_large).toBe(0);
-    expect(s.tiers.l1.bytes).toBeLessThanOrEqual(262144);
-    expect(s.tiers.l2.bytes).toBeLessThanOrEqual(262144);
-    expect(s.tiers.l1.evictions).toBeGreaterThan(0);
-    // Kept, those replies would add 174 MB. Copies not yet collected come and go with garbage
-    // collection (measured: RSS swings up to some 65 MB over its start under this load), never that much.
-    expect((await rss()) - start).toBeLessThan(100 * 1024 * 1024);
-  } finally {
-    await c.end();
-  }
-});
-
 test("allow_list mode, rules by table and user, hints, and TTL as the bound for writes that bypass the proxy; SHOW CACHE", async () => {
   const toml = [
     `[auth]\nmethod = "trust"\nadmin_users = ["postgres"]`,
