@@ -17,6 +17,7 @@ import { WalInvalidation } from "./wal.ts";
 import { POSITIONS_MAX, UNKNOWN_LSN, WritePositions } from "./freshness.ts";
 
 const EMPTY = new Uint8Array(0);
+const NO_CHANGES: readonly string[] = Object.freeze([]);
 /** Session effects the cache follows to the end of their request (and transaction). */
 const FOLLOWED = SETTINGS | Effect.SetGucParam | Effect.RollbackTo | Effect.Release;
 const UNNAMED_GONE = { kind: "reject", sqlstate: "26000", message: "unnamed prepared statement does not exist (its Parse was answered from the query cache; send Parse again)" } as const;
@@ -105,7 +106,8 @@ export class QueryCache implements Hooks {
     const first = this.memo.known(text, own);
     let a = first.analysis;
     let fx = first.fx;
-    const changes: string[] = fx & SETTINGS ? [text] : [];
+    // Most statements change no setting: one shared empty list rather than one per request.
+    let changes: readonly string[] = fx & SETTINGS ? [text] : NO_CHANGES;
     if (run !== null) {
       // Every statement of an extended run counts for writes and settings, not only the first.
       if ((!run.complete && !run.prepareOnly) || run.texts.some((t) => t === undefined)) {
@@ -120,7 +122,7 @@ export class QueryCache implements Hooks {
         const k = this.memo.known(t!, null);
         a = merge(a, k.analysis, k.fx);
         fx |= k.fx;
-        if (k.fx & SETTINGS) changes.push(t!);
+        if (k.fx & SETTINGS) changes = [...changes, t!];
       }
     }
     const writes = a.writes === "all" || a.writes.length > 0;

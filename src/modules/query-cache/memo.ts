@@ -63,7 +63,7 @@ export class StatementMemo {
   private readonly byText = new LRUCache<string, Known>({ max: TEXTS_MAX, maxSize: TEXTS_MAX_BYTES, maxEntrySize: TEXTS_MAX_BYTES / LARGEST_SHARE, sizeCalculation: knownBytes });
   private readonly byStructure = new LRUCache<string, Analysis>({ max: STRUCTURES_MAX, maxSize: STRUCTURES_MAX_BYTES, maxEntrySize: STRUCTURES_MAX_BYTES / LARGEST_SHARE, sizeCalculation: analysisBytes });
   /** Texts with other literals than one already analysed (writes, reads in transactions) skip the lexer. */
-  private readonly byTemplate = new TemplateIndex<Analysis>(TEMPLATES_MAX);
+  private readonly byTemplate = new TemplateIndex<Known>(TEMPLATES_MAX);
   private readonly seen = new SeenTexts();
 
   constructor(private readonly analyzer: Analyzer) {}
@@ -78,7 +78,8 @@ export class StatementMemo {
     if (remembered !== undefined) return remembered;
     const fx = q?.effects?.() ?? settingsEffects(text);
     const learned = this.byTemplate.find(text);
-    if (learned !== undefined) return { shape: null, analysis: learned, fx };
+    // The learned object itself when the effects agree (as they do for texts of one template): nothing allocated per request.
+    if (learned !== undefined) return learned.fx === fx ? learned : { shape: null, analysis: learned.analysis, fx };
     const shape = shapeOf(text);
     let analysis = this.byStructure.get(shape.structure);
     if (analysis === undefined) {
@@ -94,7 +95,7 @@ export class StatementMemo {
     const k: Known = { shape, analysis, fx };
     // Texts with constants come again with other literals (writes each time): their template. Texts without (BEGIN, COMMIT...) come again as
     // they are, and reads may be served again: the text, when it does come again.
-    if (shape.slots.length > 0 && shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS) this.byTemplate.remember(text, shape.spans, analysis);
+    if (shape.slots.length > 0 && shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS) this.byTemplate.remember(text, shape.spans, { shape: null, analysis, fx });
     if (shape.slots.length === 0 || analysis.cacheable) this.rememberAgain(text, k);
     return k;
   }
