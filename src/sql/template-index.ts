@@ -1,6 +1,6 @@
 // Texts that differ only in their literals find what was learned of an earlier one: a hash of the text with its literals left out, then an exact template match.
 
-import { LRUCache } from "lru-cache";
+import { BoundedMap } from "../util/bounded-map.ts";
 import { isNameChar, lit, literalEnd, sameShape, templateOf, type Template } from "./template.ts";
 
 const DOT = 46, QUOTE = 39, AMP = 38;
@@ -44,11 +44,11 @@ export interface Learned<V> {
  * the text's literal spans; later texts that differ only in those literals get it back.
  */
 export class TemplateIndex<V> {
-  private readonly byHash: LRUCache<number, Learned<V>[]>;
+  private readonly byHash: BoundedMap<number, Learned<V>[]>;
 
-  /** `max`: hashes kept (least recently used go first). */
+  /** `max`: hashes kept (the oldest learned go first). */
   constructor(max: number) {
-    this.byHash = new LRUCache({ max });
+    this.byHash = new BoundedMap(max);
   }
 
   find(text: string): V | undefined {

@@ -1,6 +1,6 @@
 // How far a standby must have replayed before its reply of some tables may be stored: the WAL position of the newest known commit that wrote them.
 
-import { lruOf } from "./bounded.ts";
+import { BoundedMap } from "../../util/bounded-map.ts";
 
 /** Tables whose newest commit is kept: beyond, the least recently used one's position counts for every table. */
 export const POSITIONS_MAX = 100_000;
@@ -10,10 +10,8 @@ export const UNKNOWN_LSN = Number.MAX_SAFE_INTEGER;
 
 export class WritePositions {
   /** Table -> end of the newest commit known to have written it (bytes of WAL). */
-  private readonly tables = lruOf<string, number>(POSITIONS_MAX, (lsn, _table, reason) => {
-    // A table forgotten: its position still bounds every read from below (asking more of a standby is safe).
-    if (reason === "evict") this.all = Math.max(this.all, lsn);
-  });
+  // A table forgotten: its position still bounds every read from below (asking more of a standby is safe).
+  private readonly tables = new BoundedMap<string, number>(POSITIONS_MAX, (lsn) => (this.all = Math.max(this.all, lsn)));
   /** The newest commit that may have written any table. */
   private all = 0;
 

@@ -1,7 +1,6 @@
 // What a relation name stands for, from the catalog of the primary: views resolved to their base tables, partitions and inheritance both ways, the tables a write reaches.
 
-import type { LRUCache } from "lru-cache";
-import { lruOf } from "./bounded.ts";
+import { BoundedMap } from "../../util/bounded-map.ts";
 
 /** Runs a catalog query in a database (ModuleHost.catalogQuery). */
 export type CatalogQuery = (database: string, sql: string, params?: string[]) => Promise<(string | null)[][]>;
@@ -59,11 +58,11 @@ const FAILURES_MAX = 10_000;
 
 export class Relations {
   /** database -> name -> read dependencies. */
-  private readonly reads = new Map<string, LRUCache<string, ReadDeps>>();
+  private readonly reads = new Map<string, BoundedMap<string, ReadDeps>>();
   /** database -> name -> tables a write reaches ("all": triggers or rules the proxy cannot see through). */
-  private readonly writes = new Map<string, LRUCache<string, readonly string[] | "all">>();
+  private readonly writes = new Map<string, BoundedMap<string, readonly string[] | "all">>();
   private readonly inFlight = new Set<string>();
-  private readonly failedUntil = lruOf<string, number>(FAILURES_MAX);
+  private readonly failedUntil = new BoundedMap<string, number>(FAILURES_MAX);
   /** Bumped by forget(): answers to lookups started before are dropped. */
   private epoch = 0;
   lookups = 0;
@@ -170,7 +169,7 @@ export class Relations {
       if (relkind === "f" || volatile === "true") d.cacheable = false;
     }
     let m = this.reads.get(database);
-    if (m === undefined) this.reads.set(database, (m = lruOf(NAMES_MAX)));
+    if (m === undefined) this.reads.set(database, (m = new BoundedMap(NAMES_MAX)));
     for (const [n, d] of found) m.set(n, { tables: [...d.tables], cacheable: d.cacheable });
   }
 
@@ -188,7 +187,7 @@ export class Relations {
       } else if (other !== null) d.add(other);
     }
     let m = this.writes.get(database);
-    if (m === undefined) this.writes.set(database, (m = lruOf(NAMES_MAX)));
+    if (m === undefined) this.writes.set(database, (m = new BoundedMap(NAMES_MAX)));
     for (const [n, d] of found) m.set(n, d === "all" ? "all" : [...d]);
   }
 }

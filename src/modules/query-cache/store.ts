@@ -1,6 +1,6 @@
 // The cache proper: tiers, per-table generations that keep racing fills out, invalidation by table, fingerprint, pattern or all.
 
-import { lruOf } from "./bounded.ts";
+import { BoundedMap } from "../../util/bounded-map.ts";
 import { Tiers, type Entry } from "./tiers.ts";
 
 /** Tables whose generation is kept (tables written, by name): beyond, the least recently used is forgotten. */
@@ -28,9 +28,7 @@ export class CacheStore {
    * table's generation forgotten (it would read 0 again) bumps `allGen`, so no fill under way
    * can match a number it saw before.
    */
-  private readonly gens = lruOf<string, number>(GENERATIONS_MAX, (_gen, _table, reason) => {
-    if (reason === "evict") this.allGen++;
-  });
+  private readonly gens = new BoundedMap<string, number>(GENERATIONS_MAX, () => this.allGen++);
   private allGen = 0;
   readonly invalidations: InvalidationCounters = { events: 0, entries: 0, racedFills: 0 };
 
