@@ -173,8 +173,14 @@ export class DevNode {
   /** Start and wait until it accepts connections (a standby: until it allows read-only ones). */
   async start(): Promise<void> {
     if (this.running()) return;
-    await startServer(pgCommand("pg_ctl", ["-D", this.dataDir, "start", "-w", "-t", "60", "-l", this.logFile]), this.dataDir, { cwd: this.dir });
+    try {
+      await startServer(pgCommand("pg_ctl", ["-D", this.dataDir, "start", "-w", "-t", "60", "-l", this.logFile]), this.dataDir, { cwd: this.dir });
+    } catch (e) {
+      // pg_ctl says only "could not start server": the server's own last words say why.
+      throw new Error(`${(e as Error).message}\n--- ${this.name} postgres.log (end) ---\n${this.logTail(2000)}`);
+    }
   }
+
 
   async stop(mode: StopMode = "fast"): Promise<void> {
     if (!this.running()) return;
