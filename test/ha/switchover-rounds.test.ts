@@ -54,13 +54,17 @@ test("failover.synchronous = keep on the layout pg_basebackup gives (FIRST 1 (no
   expect((await adminApi(proxy(), "GET", "/health")).body.synchronous_replication.problems).toEqual([]);
 }, 60_000);
 
-/** Poll `read` until it returns `want` (bounded); the last value read. */
+/**
+ * Poll `read` until it returns `want` (bounded); the last value read. A read that fails (a node
+ * restarting in a rejoin has no socket for a moment) counts as not yet; its error is the value.
+ */
 async function until(read: () => Promise<string>, want: string, limitMs = 30_000): Promise<string> {
   const deadline = Date.now() + limitMs;
-  let v = await read();
+  const attempt = () => read().catch((e: Error) => `error: ${e.message}`);
+  let v = await attempt();
   while (v !== want && Date.now() < deadline) {
     await Bun.sleep(100);
-    v = await read();
+    v = await attempt();
   }
   return v;
 }
