@@ -104,7 +104,7 @@ export class RequestForwarder {
     this.current = hooks.onResult.length > 0 ? q : null;
     this.runQueryHooks(hooks, q, server);
     // Kept for onResult: it keeps its text, the forwarder goes on with a fresh view of the same message.
-    if (this.current !== null || this.answered?.query === q) this.view = q.handOver();
+    if (this.current !== null || this.answered?.query === q) this.view = q.handOver(hooks.resultText);
   }
 
   private runQueryHooks(hooks: QueryHooks, q: RequestCtx, server: ServerConnection | null): void {

@@ -1,6 +1,6 @@
 // The one view of a client request: lazy, memoised facts of the message at hand (text, statement name, session effects, classification) shared by the forwarder, the tap and the modules (QueryCtx, ResultCtx).
 
-import type { QueryCtx, ResultCtx, SessionCtx } from "../core/hooks.ts";
+import type { ByteSpan, QueryCtx, ResultCtx, SessionCtx } from "../core/hooks.ts";
 import type { MessageView } from "../core/request-tap.ts";
 import { Be, Fe } from "../protocol/codes.ts";
 import { errorFields } from "../protocol/errors.ts";
@@ -78,8 +78,10 @@ export class RequestCtx implements QueryCtx, MessageView {
   captureMax = 0;
   private shape: QueryShape | null = null;
   private tree: unknown = undefined;
-  /** Settled: the message views are gone, the text stays (a module keeps it for onResult). */
+  /** Settled: the message views are gone, the text's bytes stay (a module keeps it for onResult). */
   private settled = false;
+  /** The text's bytes once settled (a copy: the receive buffer moves on), or null when it had none. */
+  private keptText: Uint8Array | null = null;
 
   constructor(private readonly env: ViewEnv) {}
 
@@ -112,7 +114,7 @@ export class RequestCtx implements QueryCtx, MessageView {
   // ---- facts of the message at hand ----
 
   textBytes(): Uint8Array | null {
-    if (this.settled) return null;
+    if (this.settled) return this.keptText;
     if ((this.known & Known.Text) === 0) this.findText();
     if (this.textFrom >= 0) return this.b.subarray(this.textFrom, this.textTo);
     if (this.type === Fe.Bind) {
@@ -140,7 +142,6 @@ export class RequestCtx implements QueryCtx, MessageView {
 
   sql(): string {
     if ((this.known & Known.Sql) === 0) {
-      if (this.settled) return "";
       const t = this.textBytes();
       this.text = t === null ? "" : decoder.decode(t);
       this.known |= Known.Sql;
@@ -231,6 +232,22 @@ export class RequestCtx implements QueryCtx, MessageView {
     return this.textBytes() ?? EMPTY;
   }
 
+  sqlSpan(span: ByteSpan): void {
+    if (!this.settled && this.type !== Fe.Bind) {
+      if ((this.known & Known.Text) === 0) this.findText();
+      if (this.textFrom >= 0) {
+        span.bytes = this.b;
+        span.from = this.textFrom;
+        span.to = this.textTo;
+        return;
+      }
+    }
+    const t = this.textBytes() ?? EMPTY;
+    span.bytes = t;
+    span.from = 0;
+    span.to = t.length;
+  }
+
   requestBytes(): Uint8Array {
     if (this.raw === null) this.raw = this.rawEnd < 0 ? EMPTY : this.b.subarray(this.pos, this.rawEnd);
     return this.raw;
@@ -244,17 +261,24 @@ export class RequestCtx implements QueryCtx, MessageView {
     if (maxBytes > this.captureMax) this.captureMax = maxBytes;
   }
 
-  /** The receive buffer moves on: keep the text (for result hooks), drop the views. */
-  settle(): void {
-    this.sql();
+  /**
+   * The receive buffer moves on: drop the views; with `keepText`, keep a copy of the text's bytes
+   * (for result hooks that read it; decoded only if asked). A text already decoded stays either way.
+   */
+  settle(keepText = true): void {
+    const t = keepText ? this.textBytes() : null;
+    this.keptText = t === null || t.buffer !== this.b.buffer ? t : t.slice();
     this.settled = true;
     this.b = EMPTY;
     this.raw = null;
     this.rawEnd = -1;
   }
 
-  /** A fresh view at the same message, with what this one learned of its text and effects (this one is settled for a module to keep). */
-  handOver(): RequestCtx {
+  /**
+   * A fresh view at the same message, with what this one learned of its text and effects (this one
+   * is settled for a module to keep; `keepText`: with a copy of its text's bytes).
+   */
+  handOver(keepText = true): RequestCtx {
     const next = new RequestCtx(this.env).at(this.type, this.b, this.pos, this.end);
     if ((this.known & Known.Effects) !== 0) {
       // The forwarder asks again for the same message: no second scan.
@@ -264,9 +288,11 @@ export class RequestCtx implements QueryCtx, MessageView {
       next.textFrom = this.textFrom;
       next.textTo = this.textTo;
     }
-    this.settle();
-    next.text = this.text;
-    next.known |= Known.Sql;
+    if ((this.known & Known.Sql) !== 0) {
+      next.text = this.text;
+      next.known |= Known.Sql;
+    }
+    this.settle(keepText);
     return next;
   }
 

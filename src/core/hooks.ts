@@ -117,6 +117,13 @@ export interface StartupCtx {
   readonly serverName: string;
 }
 
+/** A stretch of bytes in a buffer the caller does not own: bytes[from, to). */
+export interface ByteSpan {
+  bytes: Uint8Array;
+  from: number;
+  to: number;
+}
+
 /** One request (a simple Query, or an extended-protocol run up to Sync). Accessors are lazy and memoised. */
 export interface QueryCtx {
   readonly session: SessionCtx;
@@ -126,10 +133,15 @@ export interface QueryCtx {
   /** The SQL text (for extended protocol, of the statement being executed). */
   sql(): string;
   /**
-   * The same text as UTF-8 bytes, without decoding: for cheap scans. Valid only during onQuery
-   * (the bytes are the proxy's receive buffer).
+   * The same text as UTF-8 bytes, without decoding: for cheap scans. During onQuery they are the
+   * proxy's receive buffer; in onResult a copy (see Hooks.resultReadsText).
    */
   sqlBytes(): Uint8Array;
+  /**
+   * Where those bytes are, with no view made (cheaper than sqlBytes() for a scan): the text is
+   * `span.bytes` from `span.from` to `span.to`. Valid only during onQuery.
+   */
+  sqlSpan?(span: ByteSpan): void;
   /** Normalised text, fingerprint, statement kind and workload flags (one lexer pass, cached by text). */
   facts(): QueryShape;
   /** Normalised fingerprint (literals stripped), stable across parameter values. */
@@ -263,6 +275,11 @@ export interface Hooks {
   onQuery?(q: QueryCtx): void | QueryDecision;
   /** After ReadyForQuery: cache fill, statistics, LSN tracking. */
   onResult?(r: ResultCtx): void;
+  /**
+   * False: onResult never asks its query for the text (sql(), sqlBytes(), facts(), fingerprint(),
+   * parse()). When no module's onResult does, the proxy keeps no copy of each request's text for them.
+   */
+  readonly resultReadsText?: boolean;
   /** Cluster changes (node health, drain, lag, primary), after the pools reacted. */
   onServerEvent?(e: ClusterEvent): void;
   /**

@@ -22,6 +22,8 @@ export interface QueryHooks {
   readonly onQuery: readonly ((q: QueryCtx) => void | QueryDecision)[];
   readonly onResult: readonly ((r: ResultCtx) => void)[];
   readonly onClose: readonly ((s: SessionCtx) => void)[];
+  /** Some onResult hook reads its query's text: each request's text is kept for it. */
+  readonly resultText: boolean;
 }
 
 export interface StartedModules {
@@ -63,6 +65,7 @@ export async function startModules(
   const onRecovery: ((r: RecoveryRecord) => void)[] = [];
   const metrics: (() => string)[] = [];
   const names: string[] = [];
+  let resultText = false;
   let commits: CommitTracker | null = null;
   let replay: ReplayRegistry | null = null;
   let tap: TapFactory | null = null;
@@ -102,6 +105,7 @@ export async function startModules(
     // Closures rather than bound functions: a call through a bound function is not inlined on the request path.
     if (hooks.onQuery) onQuery.push((q) => hooks.onQuery!(q));
     if (hooks.onResult) onResult.push((r) => hooks.onResult!(r));
+    if (hooks.onResult && hooks.resultReadsText !== false) resultText = true;
     if (hooks.onClose) onClose.push(hooks.onClose.bind(hooks));
     if (hooks.onStartup) onStartup.push(hooks.onStartup.bind(hooks));
     if (hooks.onServerEvent) onServerEvent.push(hooks.onServerEvent.bind(hooks));
@@ -132,7 +136,7 @@ export async function startModules(
     }
   };
   return {
-    hooks: any ? { onQuery, onResult, onClose } : null,
+    hooks: any ? { onQuery, onResult, onClose, resultText } : null,
     startup: onStartup.length > 0 ? onStartup : null,
     serverEvent: onServerEvent.length > 0 ? serverEvent : null,
     commits,

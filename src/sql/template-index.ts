@@ -1,24 +1,26 @@
-// Texts that differ only in their literals find what was learned of an earlier one: a hash of the text with its literals left out, then an exact template match.
+// Texts that differ only in their literals find what was learned of an earlier one, from their UTF-8 bytes: the template that followed the caller's last one, else a hash of the text with its literals left out; then an exact template match.
 
 import { BoundedMap } from "../util/bounded-map.ts";
-import { isNameChar, lit, literalEnd, sameShape, templateOf, type Template } from "./template.ts";
+import { isNameChar, lit, literalEnd, sameShapeAt, templateOf, type Template } from "./template.ts";
 
-const DOT = 46, QUOTE = 39, AMP = 38;
+const DOT = 46, QUOTE = 39, AMP = 38, SEMI = 59, SPACE = 32;
 const P = 0x01000193;
+const encoder = new TextEncoder();
 
 /**
- * A hash of `text` in which every plain number or '...' string counts only by its kind: texts of
- * one template hash alike (the rule is the template matcher's). Other texts may collide; the
- * match that follows decides.
+ * A hash of the text at b[from, to) in which every plain number or '...' string counts only by its
+ * kind, and trailing blanks and semicolons not at all: texts of one template hash alike (the rule is the template matcher's). Other texts may
+ * collide; the match that follows decides.
  */
-export function skeletonHash(text: string): number {
+export function skeletonHash(b: Uint8Array, from = 0, to = b.length): number {
   let h = 0x811c9dc5;
   let prev = 32;
-  const n = text.length;
-  for (let i = 0; i < n; ) {
-    const c = text.charCodeAt(i);
+  // Trailing blanks and semicolons do not count (the matcher allows them).
+  while (to > from && (b[to - 1] === SEMI || b[to - 1] === SPACE || (b[to - 1]! >= 9 && b[to - 1]! <= 13))) to--;
+  for (let i = from; i < to; ) {
+    const c = b[i]!;
     if ((c === QUOTE || (c >= 48 && c <= 57)) && !isNameChar(prev) && prev !== DOT && prev !== AMP && prev !== QUOTE) {
-      const end = literalEnd(text, i);
+      const end = literalEnd(b, i, to);
       if (end > i) {
         h = Math.imul(h ^ (0x10000 + lit.kind), P);
         prev = 48;
@@ -33,9 +35,14 @@ export function skeletonHash(text: string): number {
   return h >>> 0;
 }
 
-export interface Learned<V> {
-  readonly template: Template;
-  readonly value: V;
+export class Learned<V> {
+  /** The statement found after this one last time (by any caller that passes `after`): tried first next time. */
+  next: Learned<V> | null = null;
+
+  constructor(
+    readonly template: Template,
+    readonly value: V,
+  ) {}
 }
 
 /**
@@ -57,30 +64,54 @@ export class TemplateIndex<V> {
 
   /** The template `text` matched and its value. */
   learned(text: string): Learned<V> | undefined {
-    const list = this.byHash.get(skeletonHash(text));
+    const b = encoder.encode(text);
+    return this.learnedAt(b, 0, b.length, null);
+  }
+
+  /**
+   * The template the UTF-8 text at b[from, to) matches, and its value. `after`: what the caller
+   * found last (its statements tend to come in the same order, as a transaction's do): the one that
+   * followed it before is tried first, with no hash taken; what is found becomes its successor.
+   */
+  learnedAt(b: Uint8Array, from: number, to: number, after: Learned<V> | null): Learned<V> | undefined {
+    const guess = after?.next ?? null;
+    if (guess !== null && sameShapeAt(guess.template, b, from, to)) return guess;
+    const list = this.byHash.get(skeletonHash(b, from, to));
     if (list === undefined) return undefined;
-    for (let k = 0; k < list.length; k++) if (sameShape(list[k]!.template, text)) return list[k];
+    for (let k = 0; k < list.length; k++) {
+      const l = list[k]!;
+      if (sameShapeAt(l.template, b, from, to)) {
+        if (after !== null) after.next = l;
+        return l;
+      }
+    }
     return undefined;
   }
 
   /**
    * Remember `value` for the shape of `text`, whose literals are at `spans` (start, end pairs, in
-   * order, each a plain number or '...' string). False when the text does not make a template
+   * order, each a plain number or '...' string). Null when the text does not make a template
    * this simple way (it is then always lexed).
    */
-  remember(text: string, spans: readonly number[], value: V): boolean {
+  remember(text: string, spans: readonly number[], value: V): Learned<V> | null {
     const template = templateFromSpans(text, spans);
-    if (template === null) return false;
-    this.add(text, template, value);
-    return true;
+    return template === null ? null : this.add(text, template, value);
   }
 
-  /** Remember `value` for `template`, which `text` matches. */
-  add(text: string, template: Template, value: V): void {
-    const h = skeletonHash(text);
+  /** Remember `value` for `template`, which `text` matches (null when that hash holds its four already). */
+  add(text: string, template: Template, value: V): Learned<V> | null {
+    const b = encoder.encode(text);
+    const h = skeletonHash(b);
     const list = this.byHash.get(h);
-    if (list === undefined) this.byHash.set(h, [{ template, value }]);
-    else if (list.length < 4 && !list.some((l) => sameShape(l.template, text))) list.push({ template, value });
+    const l = new Learned(template, value);
+    if (list === undefined) this.byHash.set(h, [l]);
+    else {
+      const known = list.find((x) => sameShapeAt(x.template, b, 0, b.length));
+      if (known !== undefined) return known;
+      if (list.length >= 4) return null;
+      list.push(l);
+    }
+    return l;
   }
 
   get size(): number {
@@ -88,9 +119,8 @@ export class TemplateIndex<V> {
   }
 }
 
-/** The template of `text` with the literals at `spans` as placeholders numbered after its highest `$n`. */
+/** The template of `text` with the literals at `spans` as placeholders numbered after its highest `$n` (none: the text itself). */
 function templateFromSpans(text: string, spans: readonly number[]): Template | null {
-  if (spans.length === 0) return null;
   let maxParam = 0;
   for (let i = text.indexOf("$"); i >= 0; i = text.indexOf("$", i + 1)) {
     let n = 0;

@@ -40,6 +40,7 @@ beforeAll(async () => {
     ],
     onResult: [(r) => void results.push(r)],
     onClose: [],
+    resultText: true,
   };
 });
 

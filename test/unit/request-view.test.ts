@@ -89,8 +89,32 @@ test("a view a module keeps is settled with its text; the forwarder goes on with
   expect(v.parse()).toEqual({ sql: "SELECT * FROM orders" });
   expect(v.parse()).toBe(v.parse());
   expect(parsed).toEqual(["SELECT * FROM orders"]);
-  // The kept view no longer reads the receive buffer.
-  expect(v.sqlBytes().length).toBe(0);
+  // The kept view no longer reads the receive buffer: its bytes are a copy.
+  expect(v.sqlBytes().buffer).not.toBe(next.sqlBytes().buffer);
+  expect(new TextDecoder().decode(v.sqlBytes())).toBe("SELECT * FROM orders");
+});
+
+test("the text's bytes in place (sqlSpan), a copy once settled; no copy when no result hook reads texts", () => {
+  const { v } = viewWith();
+  const m = query("UPDATE t SET a = 1 WHERE id = 7");
+  at(v, m);
+  const span = { bytes: new Uint8Array(0), from: 0, to: 0 };
+  v.sqlSpan(span);
+  expect(span.bytes === m).toBe(true); // no view made
+  expect(new TextDecoder().decode(m.subarray(span.from, span.to))).toBe("UPDATE t SET a = 1 WHERE id = 7");
+  const next = v.handOver(true);
+  m.fill(0x20); // the receive buffer moves on
+  v.sqlSpan(span);
+  expect(new TextDecoder().decode(span.bytes.subarray(span.from, span.to))).toBe("UPDATE t SET a = 1 WHERE id = 7");
+  expect(v.sql()).toBe("UPDATE t SET a = 1 WHERE id = 7"); // decoded from the copy, when asked
+  // Nobody reads texts in onResult: nothing is copied; a text already decoded stays.
+  at(next, query("DELETE FROM t WHERE id = 8"));
+  const third = next.handOver(false);
+  expect([next.sqlBytes().length, next.sql()]).toEqual([0, ""]);
+  at(third, query("DELETE FROM t WHERE id = 9"));
+  expect(third.sql()).toBe("DELETE FROM t WHERE id = 9");
+  third.handOver(false);
+  expect(third.sql()).toBe("DELETE FROM t WHERE id = 9");
 });
 
 test("session effects a module read are handed over with the view: the forwarder does not scan the text again", () => {

@@ -1,13 +1,13 @@
 // TemplateIndex: texts that differ only in literals find what was learned; nothing else ever does (checked against the query cache's lexer).
 
 import { describe, expect, test } from "bun:test";
-import { skeletonHash, TemplateIndex } from "../../src/sql/template-index.ts";
+import { skeletonHash, TemplateIndex, type Learned } from "../../src/sql/template-index.ts";
 import { shapeOf } from "../../src/modules/query-cache/shape.ts";
 
 /** Learn a text the way the query cache does: its structure, remembered under its literal spans. */
 function learn(index: TemplateIndex<string>, text: string): boolean {
   const s = shapeOf(text);
-  return s.spans !== null && index.remember(text, s.spans, s.structure);
+  return s.spans !== null && s.spans.length > 0 && index.remember(text, s.spans, s.structure) !== null;
 }
 
 describe("TemplateIndex", () => {
@@ -16,7 +16,8 @@ describe("TemplateIndex", () => {
     const a = "UPDATE pgbench_accounts SET abalance = abalance + -2345 WHERE aid = 12345;";
     expect(learn(idx, a)).toBe(true);
     const b = "UPDATE pgbench_accounts SET abalance = abalance + -7 WHERE aid = 9;";
-    expect(skeletonHash(b)).toBe(skeletonHash(a));
+    const utf8 = new TextEncoder();
+    expect(skeletonHash(utf8.encode(b))).toBe(skeletonHash(utf8.encode(a)));
     expect(idx.find(b)).toBe(shapeOf(a).structure);
     expect(idx.find("SELECT name FROM t WHERE id = 1")).toBeUndefined();
     const s = "SELECT name FROM users WHERE email = 'a@b.c' AND age > 30";
@@ -63,11 +64,16 @@ describe("TemplateIndex", () => {
     let seed = 7;
     const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
     const idx = new TemplateIndex<string>(1000);
+    // Each lookup is made after the last one found, as a session makes them: guesses are tried on every text.
+    let after: Learned<string> | null = null;
     let found = 0;
     for (let i = 0; i < 20_000; i++) {
       const shape = shapes[rnd(shapes.length)]!;
       const text = shape.replace(/\?/g, () => literals[rnd(literals.length)]!);
-      const got = idx.find(text);
+      const b = new TextEncoder().encode(text);
+      const l = idx.learnedAt(b, 0, b.length, after);
+      after = l ?? null;
+      const got = l?.value;
       const lexed = shapeOf(text);
       if (got !== undefined) {
         found++;
@@ -75,6 +81,43 @@ describe("TemplateIndex", () => {
       } else if (lexed.spans !== null) idx.remember(text, lexed.spans, lexed.structure);
     }
     expect(found).toBeGreaterThan(5_000);
+  });
+
+  test("found by the UTF-8 bytes in place; non-ASCII literals match an ASCII template; non-ASCII texts make none; texts without literals", () => {
+    const idx = new TemplateIndex<string>(100);
+    const utf8 = new TextEncoder();
+    expect(learn(idx, "SELECT v FROM t WHERE name = 'x' AND id = 1")).toBe(true);
+    const buf = utf8.encode("QxxxxSELECT v FROM t WHERE name = 'żółw ☃' AND id = 22;\0");
+    expect(idx.learnedAt(buf, 5, buf.length - 1, null)?.value).toBe(shapeOf("SELECT v FROM t WHERE name = 'x' AND id = 1").structure);
+    // The bytes after `to` are not read: a text cut short does not match.
+    expect(idx.learnedAt(buf, 5, buf.length - 6, null)).toBeUndefined();
+    const nonAscii = "SELECT v FROM żółw WHERE id = 1";
+    expect(idx.remember(nonAscii, shapeOf(nonAscii).spans!, "x")).toBeNull();
+    // A text without literals is its own template (as the cache keeps BEGIN, COMMIT and writes); trailing blanks and semicolons may differ.
+    expect(idx.remember("BEGIN", [], "begin")).not.toBeNull();
+    expect(["BEGIN;", "BEGIN ; ", "BEGIN READ ONLY", "begin"].map((x) => idx.find(x))).toEqual(["begin", "begin", undefined, undefined]);
+    const p = "SELECT v FROM t WHERE id = $1";
+    expect(idx.remember(p, shapeOf(p).spans!, "p")).not.toBeNull();
+    expect(["SELECT v FROM t WHERE id = $1", "SELECT v FROM t WHERE id = $2", "SELECT v FROM t WHERE id = 1"].map((x) => idx.find(x))).toEqual(["p", undefined, undefined]);
+  });
+
+  test("the statement that followed last time is tried first; a wrong guess falls back to the hash and is never taken", () => {
+    const idx = new TemplateIndex<string>(100);
+    const utf8 = new TextEncoder();
+    const texts = ["BEGIN", "UPDATE a SET x = x + 5 WHERE id = 1", "SELECT x FROM a WHERE id = 1", "UPDATE b SET y = y + 5 WHERE id = 2", "END"];
+    const learned = texts.map((t) => idx.remember(t, shapeOf(t).spans!, t)!);
+    const find = (t: string, after: ReturnType<typeof idx.learnedAt> | null) => {
+      const b = utf8.encode(t);
+      return idx.learnedAt(b, 0, b.length, after ?? null);
+    };
+    // The first pass links each to the next.
+    let after = null;
+    for (const t of texts) after = find(t.replace(/\d+/g, "9"), after);
+    for (let k = 0; k + 1 < learned.length; k++) expect(learned[k]!.next).toBe(learned[k + 1]!);
+    // Another order: the guess (the old successor) does not match, the right one is found and becomes the successor.
+    expect(find("UPDATE b SET y = y + 7 WHERE id = 3", learned[1]!)?.value).toBe(texts[3]);
+    expect(learned[1]!.next).toBe(learned[3]!);
+    expect(find("UPDATE c SET y = y + 7 WHERE id = 3", learned[2]!)).toBeUndefined();
   });
 
   test("bounded: at most `max` hashes are kept", () => {

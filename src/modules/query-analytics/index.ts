@@ -52,12 +52,13 @@ export class QueryAnalytics implements Hooks {
     const text = q.sql();
     let recent = this.recent.get(s.id);
     if (recent === undefined) this.recent.set(s.id, (recent = new RecentShapes()));
-    const hit = recent.find(text);
+    const bytes = q.sqlBytes();
+    const hit = recent.find(text, bytes);
     if (hit !== null) {
       if (!hit.entry.live) hit.entry = this.store.entry(hit.shape, s.database, s.user, now);
       return hit.entry;
     }
-    const learned = text.length <= MAX_TEXT ? this.templates.learned(text) : undefined;
+    const learned = text.length <= MAX_TEXT ? this.templates.learnedAt(bytes, 0, bytes.length, null) : undefined;
     let shape: QueryShape;
     let template = null;
     if (learned !== undefined) {

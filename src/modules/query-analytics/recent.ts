@@ -2,7 +2,7 @@
 
 import type { QueryShape } from "../../sql/fingerprint.ts";
 import type { QueryStats } from "./stats.ts";
-import { sameShape, type Template } from "../../sql/template.ts";
+import { sameShapeAt, type Template } from "../../sql/template.ts";
 
 /** Shapes remembered per session (most recent first). */
 const SLOTS = 4;
@@ -22,12 +22,12 @@ class Recent {
 export class RecentShapes {
   private readonly slots: Recent[] = [];
 
-  /** The shape of `text` if it is one of the session's recent ones, moved to the front; else null. */
-  find(text: string): Recent | null {
+  /** The shape of `text` (whose UTF-8 bytes are `bytes`) if it is one of the session's recent ones, moved to the front; else null. */
+  find(text: string, bytes: Uint8Array): Recent | null {
     const slots = this.slots;
     for (let k = 0; k < slots.length; k++) {
       const r = slots[k]!;
-      if (r.text === text || (r.template !== null && sameShape(r.template, text))) {
+      if (r.text === text || (r.template !== null && sameShapeAt(r.template, bytes, 0, bytes.length))) {
         if (k > 0) {
           slots.splice(k, 1);
           slots.unshift(r);

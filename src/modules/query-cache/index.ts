@@ -9,8 +9,8 @@ import { Effect } from "../../sql/session-effects.ts";
 import { config, configure, type CacheRule, type QueryCacheSettings } from "./config.ts";
 import { cacheable, replyFor, requestForm } from "./request.ts";
 import { NAMES_MAX, Relations, type CatalogQuery } from "./relations.ts";
-import { StatementMemo, type Known } from "./memo.ts";
-import { SETTINGS, STATEMENTS_MAX_BYTES, SessionKey } from "./sessions.ts";
+import { StatementMemo, withEffects, type Known } from "./memo.ts";
+import { SETTINGS, STATEMENTS_MAX_BYTES, SessionKey, settingsEffects } from "./sessions.ts";
 import { MOVING_DATE, type Shape } from "./shape.ts";
 import { CacheStore, GENERATIONS_MAX, type Snapshot } from "./store.ts";
 import { WalInvalidation } from "./wal.ts";
@@ -37,6 +37,8 @@ interface Pending {
 }
 
 export class QueryCache implements Hooks {
+  /** onResult keys by the query object and keeps its own text: the proxy need not keep each request's. */
+  readonly resultReadsText = false;
   readonly store: CacheStore;
   readonly counters: CacheCounters = { bypassed: 0, uncacheable: 0, tooLarge: 0, fromStandby: 0, fills: 0, standbyFills: 0, hitMicros: new Float64Array(4096), hitCount: 0 };
   private readonly memo: StatementMemo;
@@ -85,10 +87,18 @@ export class QueryCache implements Hooks {
         else if (raw[0] === 66 && st.unnamedAnswered && raw[6] === 0) return UNNAMED_GONE;
       }
     }
-    let text = q.sql();
+    let text = "";
+    let first: Known | undefined;
+    if (run === null) {
+      // A simple Query: a statement of a known template that can never be served is found by its bytes, nothing decoded.
+      const l = this.memo.templated(q, st.lastTemplate);
+      st.lastTemplate = l ?? null;
+      if (l !== undefined && !(l.value.analysis.cacheable && q.txStatus === "I")) first = withEffects(l.value, q.effects?.() ?? settingsEffects(q.sql()));
+    }
+    if (first === undefined) text = q.sql();
     // The request's own views (parse tree, the proxy's session-effects scan), when the text is the request's.
     let own: QueryCtx | null = q;
-    if (text === "" && q.protocol === "extended") {
+    if (first === undefined && text === "" && q.protocol === "extended") {
       // A Bind of a statement the proxy keeps no text of (session mode, the unnamed one): the text it was prepared with.
       const raw = q.requestBytes?.() ?? EMPTY;
       if (raw[0] !== 66) return; // 'B'
@@ -102,12 +112,14 @@ export class QueryCache implements Hooks {
       text = prepared;
       own = null;
     }
-    if (text === "") return;
-    const first = this.memo.known(text, own);
+    if (first === undefined) {
+      if (text === "") return;
+      first = this.memo.known(text, own);
+    }
     let a = first.analysis;
     let fx = first.fx;
     // Most statements change no setting: one shared empty list rather than one per request.
-    let changes: readonly string[] = fx & SETTINGS ? [text] : NO_CHANGES;
+    let changes: readonly string[] = fx & SETTINGS ? [text || q.sql()] : NO_CHANGES;
     if (run !== null) {
       // Every statement of an extended run counts for writes and settings, not only the first.
       if ((!run.complete && !run.prepareOnly) || run.texts.some((t) => t === undefined)) {
@@ -144,6 +156,7 @@ export class QueryCache implements Hooks {
       this.counters.bypassed++;
       return;
     }
+    if (text === "") text = q.sql();
     const shape = first.shape ?? this.memo.lexed(text, first);
     if (shape.multi || shape.movingDate || shape.hints?.cache === false) {
       this.counters.uncacheable++;

@@ -1,10 +1,10 @@
 // What the cache remembers of statement texts between requests, within fixed bounds: a text's shape and analysis once it came twice, analyses by structure and by template.
 
 import { LRUCache } from "lru-cache";
-import type { QueryCtx } from "../../core/hooks.ts";
+import type { ByteSpan, QueryCtx } from "../../core/hooks.ts";
 import { parseSql } from "../../sql/classify.ts";
 import type { Effect } from "../../sql/session-effects.ts";
-import { TemplateIndex } from "../../sql/template-index.ts";
+import { TemplateIndex, type Learned } from "../../sql/template-index.ts";
 import type { Analysis, Analyzer } from "./analysis.ts";
 import { SeenTexts } from "./seen.ts";
 import { settingsEffects } from "./sessions.ts";
@@ -55,6 +55,11 @@ export interface MemoStats {
   templates: { entries: number; max_entries: number; max_text_chars: number };
 }
 
+/** `k` with the effects of the text at hand: the learned object itself when they agree (as they do for texts of one template), so nothing is allocated per request. */
+export function withEffects(k: Known, fx: Effect): Known {
+  return k.fx === fx ? k : { shape: null, analysis: k.analysis, fx };
+}
+
 export class StatementMemo {
   /**
    * Texts seen twice (a text that comes once, as a literal that changes each time does, is never
@@ -77,9 +82,8 @@ export class StatementMemo {
     const remembered = this.byText.get(text);
     if (remembered !== undefined) return remembered;
     const fx = q?.effects?.() ?? settingsEffects(text);
-    const learned = this.byTemplate.find(text);
-    // The learned object itself when the effects agree (as they do for texts of one template): nothing allocated per request.
-    if (learned !== undefined) return learned.fx === fx ? learned : { shape: null, analysis: learned.analysis, fx };
+    const learned = text.length <= TEMPLATE_MAX_CHARS ? this.byTemplate.find(text) : undefined;
+    if (learned !== undefined) return withEffects(learned, fx);
     const shape = shapeOf(text);
     let analysis = this.byStructure.get(shape.structure);
     if (analysis === undefined) {
@@ -93,12 +97,33 @@ export class StatementMemo {
       this.byStructure.set(shape.structure, analysis);
     }
     const k: Known = { shape, analysis, fx };
-    // Texts with constants come again with other literals (writes each time): their template. Texts without (BEGIN, COMMIT...) come again as
-    // they are, and reads may be served again: the text, when it does come again.
-    if (shape.slots.length > 0 && shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS) this.byTemplate.remember(text, shape.spans, { shape: null, analysis, fx });
+    // Texts with constants come again with other literals (writes each time): their template. Texts that can never be served
+    // (BEGIN, COMMIT, writes) also make one, so that their bytes find them; reads that may be served again are kept by text
+    // when the text does come again.
+    if (shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS && (shape.spans.length > 0 || !analysis.cacheable)) this.byTemplate.remember(text, shape.spans, { shape: null, analysis, fx });
     if (shape.slots.length === 0 || analysis.cacheable) this.rememberAgain(text, k);
     return k;
   }
+
+  /**
+   * What is known of the request's own text by its bytes alone, when its template is known: nothing
+   * decoded or lexed. `after`: the session's previous find (statements tend to follow the same order).
+   */
+  templated(q: QueryCtx, after: Learned<Known> | null): Learned<Known> | undefined {
+    const span = this.span;
+    if (q.sqlSpan !== undefined) q.sqlSpan(span);
+    else {
+      span.bytes = q.sqlBytes();
+      span.from = 0;
+      span.to = span.bytes.length;
+    }
+    const n = span.to - span.from;
+    if (n === 0 || n > TEMPLATE_MAX_CHARS) return undefined;
+    return this.byTemplate.learnedAt(span.bytes, span.from, span.to, after);
+  }
+
+  /** Where templated() finds the request's text (one object, filled per request). */
+  private readonly span: ByteSpan = { bytes: new Uint8Array(0), from: 0, to: 0 };
 
   /** The shape of a text found by template, now needed (a cacheable read): kept by text when the text comes again. */
   lexed(text: string, k: Known): Shape {

@@ -1,5 +1,7 @@
 // What each client session's cached replies depend on: login, startup settings and the SETs that took effect, followed as they commit (read by the core's session-effects scan and SessionState).
 
+import type { Learned } from "../../sql/template-index.ts";
+import type { Known } from "./memo.ts";
 import { LRUCache } from "lru-cache";
 import type { SessionCtx } from "../../core/hooks.ts";
 import { SessionState } from "../../sql/session-state.ts";
@@ -116,6 +118,8 @@ export class SessionKey {
     return nameEnd < 0 ? undefined : utf8.decode(raw.subarray(portalEnd + 1, nameEnd));
   }
 
+  /** The template the session's last simple Query was found by (its next statement is looked for after it first). */
+  lastTemplate: Learned<Known> | null = null;
   /** The last unnamed Parse was answered from the cache: the server does not have that statement. */
   unnamedAnswered = false;
   /** Tables this session wrote in its open transaction (dropped again when it ends). */
