@@ -1,4 +1,4 @@
-// Texts that differ only in their literals find what was learned of an earlier one, from their UTF-8 bytes: the template that followed the caller's last one, else a hash of the text with its literals left out; then an exact template match.
+// Texts that differ only in their literals find what was learned of an earlier one, from their UTF-8 bytes: the templates that followed the caller's last one, else a hash of the text with its literals left out; then an exact template match.
 
 import { BoundedMap } from "../util/bounded-map.ts";
 import { isNameChar, lit, literalEnd, sameShapeAt, templateOf, type Template } from "./template.ts";
@@ -36,8 +36,13 @@ export function skeletonHash(b: Uint8Array, from = 0, to = b.length): number {
 }
 
 export class Learned<V> {
-  /** The statement found after this one last time (by any caller that passes `after`): tried first next time. */
+  /**
+   * The last two statements found after this one (by callers that pass `after`), the latest first:
+   * tried before any hash. Two, because a transaction's next statement often has two templates
+   * (a number and a negative number, `+ 5` and `+ -5`, are not one).
+   */
   next: Learned<V> | null = null;
+  nextBefore: Learned<V> | null = null;
 
   constructor(
     readonly template: Template,
@@ -74,14 +79,25 @@ export class TemplateIndex<V> {
    * followed it before is tried first, with no hash taken; what is found becomes its successor.
    */
   learnedAt(b: Uint8Array, from: number, to: number, after: Learned<V> | null): Learned<V> | undefined {
-    const guess = after?.next ?? null;
-    if (guess !== null && sameShapeAt(guess.template, b, from, to)) return guess;
+    if (after !== null) {
+      const guess = after.next;
+      if (guess !== null && sameShapeAt(guess.template, b, from, to)) return guess;
+      const other = after.nextBefore;
+      if (other !== null && sameShapeAt(other.template, b, from, to)) {
+        after.nextBefore = guess;
+        after.next = other;
+        return other;
+      }
+    }
     const list = this.byHash.get(skeletonHash(b, from, to));
     if (list === undefined) return undefined;
     for (let k = 0; k < list.length; k++) {
       const l = list[k]!;
       if (sameShapeAt(l.template, b, from, to)) {
-        if (after !== null) after.next = l;
+        if (after !== null) {
+          after.nextBefore = after.next;
+          after.next = l;
+        }
         return l;
       }
     }

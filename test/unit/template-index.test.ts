@@ -116,7 +116,10 @@ describe("TemplateIndex", () => {
     for (let k = 0; k + 1 < learned.length; k++) expect(learned[k]!.next).toBe(learned[k + 1]!);
     // Another order: the guess (the old successor) does not match, the right one is found and becomes the successor.
     expect(find("UPDATE b SET y = y + 7 WHERE id = 3", learned[1]!)?.value).toBe(texts[3]);
-    expect(learned[1]!.next).toBe(learned[3]!);
+    expect([learned[1]!.next, learned[1]!.nextBefore]).toEqual([learned[3]!, learned[2]!]);
+    // The one before is still tried: found without a hash, and it is the latest again.
+    expect(find("SELECT x FROM a WHERE id = 4", learned[1]!)?.value).toBe(texts[2]);
+    expect([learned[1]!.next, learned[1]!.nextBefore]).toEqual([learned[2]!, learned[3]!]);
     expect(find("UPDATE c SET y = y + 7 WHERE id = 3", learned[2]!)).toBeUndefined();
   });
 
