@@ -265,6 +265,39 @@ test("inside a transaction that wrote, reads come from the server; a rollback le
   }
 });
 
+test("writes found by their bytes (the same statements with other literals, in a transaction's order, negative numbers, non-ASCII strings) invalidate every time", async () => {
+  await primeTables(proxy, ["counters", "items"]);
+  const w = await pgClient(proxy.port, { database: "postgres" });
+  const r = await pgClient(proxy.port, { database: "postgres" });
+  const d = await pgClient(direct, { database: "postgres" });
+  try {
+    const read = "SELECT v FROM counters WHERE id = 4";
+    const readName = "SELECT name FROM items WHERE id = 7";
+    const hitsBefore = (await cacheState(proxy)).hits as number;
+    for (let i = 1; i <= 60; i++) {
+      // Read twice: the second read may be served from the cache.
+      for (let k = 0; k < 2; k++) {
+        const [v, name] = [(await r.query(read)).rows[0].v, (await r.query(readName)).rows[0].name];
+        expect([i, v, name]).toEqual([i, (await d.query(read)).rows[0].v, (await d.query(readName)).rows[0].name]);
+      }
+      // pg sends texts without parameters as simple Queries: after the first round, each is found by its template.
+      const delta = i % 2 === 0 ? i : -i;
+      await w.query("BEGIN");
+      await w.query(`UPDATE counters SET v = v + ${delta} WHERE id = 4`);
+      await w.query("SELECT v FROM counters WHERE id = 4");
+      await w.query(`UPDATE items SET name = 'żółw ${i} ☃' WHERE id = 7`);
+      await w.query(i % 3 === 0 ? "END;" : "COMMIT");
+      // The next read, from another session, is fresh.
+      expect([i, (await r.query(read)).rows[0].v, (await r.query(readName)).rows[0].name]).toEqual([i, (await d.query(read)).rows[0].v, `żółw ${i} ☃`]);
+    }
+    const st = await cacheState(proxy);
+    // The reads were served between the writes: the invalidations above were needed.
+    expect((st.hits as number) - hitsBefore).toBeGreaterThanOrEqual(60);
+  } finally {
+    await Promise.all([w.end(), r.end(), d.end()]);
+  }
+});
+
 test("DDL invalidates: ALTER TABLE, TRUNCATE, DROP", async () => {
   const sql = postgresJs();
   try {
