@@ -164,12 +164,12 @@ function collect(proc: Subprocess): () => string {
   return () => out;
 }
 
-/** Spawn `cmd` in `cwd` and wait for `port`; stop() ends the process and removes `dir`. */
-async function launch(name: string, cmd: string[], cwd: string, port: number, dir: string, env: Record<string, string> = {}): Promise<Proc> {
+/** Spawn `cmd` in `cwd` and wait for `port` (up to `timeoutMs`); stop() ends the process and removes `dir`. */
+async function launch(name: string, cmd: string[], cwd: string, port: number, dir: string, env: Record<string, string> = {}, timeoutMs?: number): Promise<Proc> {
   const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const output = collect(proc);
   try {
-    await waitForPort(port);
+    await waitForPort(port, timeoutMs);
   } catch (e) {
     await stopProc(proc);
     throw new Error(`${name} did not start: ${(e as Error).message}\n${output()}`);
@@ -285,6 +285,10 @@ export interface HeliosOptions {
   poolExtra?: string;
   /** More environment for the proxy process (on top of this process's). */
   env?: Record<string, string>;
+  /** A command the proxy runs under, which execs it in its own process (e.g. valgrind and its options): the pid stays the proxy's. */
+  prefix?: string[];
+  /** How long to wait for the proxy's ports (default 10 s; a proxy under valgrind starts far slower). */
+  startTimeoutMs?: number;
 }
 
 export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { adminPort: number }> {
@@ -306,10 +310,10 @@ export async function startHelios(o: HeliosOptions = {}): Promise<Proc & { admin
     ? [resolve(o.bin), "--config", cfg]
     : [process.execPath, `--config=${join(ROOT, "bunfig.toml")}`, join(ROOT, "src/cli/main.ts"), "--config", cfg];
   // prlimit execs the command, so the pid is the proxy's own.
-  const proc = await launch("heliosproxy", withNofile(base, o.nofile ?? 65536), ROOT, port, dir, o.env);
+  const proc = await launch("heliosproxy", withNofile([...(o.prefix ?? []), ...base], o.nofile ?? 65536), ROOT, port, dir, o.env, o.startTimeoutMs);
   try {
     // The admin API binds a few ms after the client listener.
-    await waitForPort(adminPort);
+    await waitForPort(adminPort, o.startTimeoutMs);
   } catch (e) {
     await proc.stop();
     throw new Error(`heliosproxy admin API did not start: ${(e as Error).message}\n${proc.output()}`);
