@@ -43,6 +43,8 @@ export class Learned<V> {
    */
   next: Learned<V> | null = null;
   nextBefore: Learned<V> | null = null;
+  /** Its hash left the index: it is no longer guessed, and it links to nothing (what it is kept alive by stays bounded). */
+  gone = false;
 
   constructor(
     readonly template: Template,
@@ -60,7 +62,12 @@ export class TemplateIndex<V> {
 
   /** `max`: hashes kept (the oldest learned go first). */
   constructor(max: number) {
-    this.byHash = new BoundedMap(max);
+    this.byHash = new BoundedMap(max, (list) => {
+      for (const l of list) {
+        l.gone = true;
+        l.next = l.nextBefore = null;
+      }
+    });
   }
 
   find(text: string): V | undefined {
@@ -79,11 +86,12 @@ export class TemplateIndex<V> {
    * followed it before is tried first, with no hash taken; what is found becomes its successor.
    */
   learnedAt(b: Uint8Array, from: number, to: number, after: Learned<V> | null): Learned<V> | undefined {
+    if (after !== null && after.gone) after = null;
     if (after !== null) {
       const guess = after.next;
-      if (guess !== null && sameShapeAt(guess.template, b, from, to)) return guess;
+      if (guess !== null && !guess.gone && sameShapeAt(guess.template, b, from, to)) return guess;
       const other = after.nextBefore;
-      if (other !== null && sameShapeAt(other.template, b, from, to)) {
+      if (other !== null && !other.gone && sameShapeAt(other.template, b, from, to)) {
         after.nextBefore = guess;
         after.next = other;
         return other;

@@ -123,9 +123,27 @@ describe("TemplateIndex", () => {
     expect(find("UPDATE c SET y = y + 7 WHERE id = 3", learned[2]!)).toBeUndefined();
   });
 
-  test("bounded: at most `max` hashes are kept", () => {
+  test("bounded: at most `max` hashes are kept; a template that left is no longer guessed and links to nothing", () => {
     const idx = new TemplateIndex<string>(50);
-    for (let i = 0; i < 500; i++) learn(idx, `SELECT c${i} FROM t WHERE id = ${i}`);
+    const utf8 = new TextEncoder();
+    let after: Learned<string> | null = null;
+    const all: Learned<string>[] = [];
+    for (let i = 0; i < 500; i++) {
+      const t = `SELECT c${i} FROM t WHERE id = ${i}`;
+      learn(idx, t);
+      // Found right after being learned, after the previous one: each links to the next.
+      const b = utf8.encode(t.replace(/= \d+$/, "= 7"));
+      const l: Learned<string> | undefined = idx.learnedAt(b, 0, b.length, after);
+      all.push(l!);
+      after = l ?? null;
+    }
     expect(idx.size).toBe(50);
+    expect(all.slice(0, 450).every((l) => l.gone && l.next === null && l.nextBefore === null)).toBe(true);
+    expect(all.slice(450).every((l) => !l.gone)).toBe(true);
+    // A gone template is not found by guess, even from a live one that still names it.
+    const b = utf8.encode("SELECT c0 FROM t WHERE id = 9");
+    const first = all[0]!;
+    all[460]!.next = first;
+    expect(idx.learnedAt(b, 0, b.length, all[460]!)).toBeUndefined();
   });
 });
