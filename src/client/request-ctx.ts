@@ -4,7 +4,7 @@ import type { ByteSpan, QueryCtx, ResultCtx, SessionCtx } from "../core/hooks.ts
 import type { MessageView } from "../core/request-tap.ts";
 import { Be, Fe } from "../protocol/codes.ts";
 import { errorFields } from "../protocol/errors.ts";
-import { decodeAscii, readInt32 } from "../protocol/framing.ts";
+import { cstringEnd, decodeAscii, readInt32 } from "../protocol/framing.ts";
 import { Effect, scanEffects, type StatementSpan } from "../sql/session-effects.ts";
 import type { QueryShape, QueryShapeCache } from "../sql/fingerprint.ts";
 import type { ResultTally } from "../server/result-tally.ts";
@@ -133,8 +133,8 @@ export class RequestCtx implements QueryCtx, MessageView {
       this.textTo = this.end - 1;
     } else if (this.type === Fe.Parse) {
       const nameEnd = this.nameEnd();
-      const textEnd = nameEnd < 0 ? -1 : b.indexOf(0, nameEnd + 1);
-      if (textEnd < 0 || textEnd >= this.end) return;
+      const textEnd = nameEnd < 0 ? -1 : cstringEnd(b, nameEnd + 1, this.end);
+      if (textEnd < 0) return;
       this.textFrom = nameEnd + 1;
       this.textTo = textEnd;
     }
@@ -171,12 +171,11 @@ export class RequestCtx implements QueryCtx, MessageView {
       return;
     }
     if (t === Fe.Bind) {
-      const portalEnd = b.indexOf(0, from);
+      const portalEnd = cstringEnd(b, from, this.end);
       from = portalEnd < 0 ? this.end : portalEnd + 1;
     } else if (t === Fe.Describe || t === Fe.Close) from = this.pos + 6;
-    const to = from < this.end ? b.indexOf(0, from) : -1;
     this.nameFrom = from;
-    this.nameTo = to >= this.end ? -1 : to;
+    this.nameTo = from < this.end ? cstringEnd(b, from, this.end) : -1;
   }
 
   statementName(): string {

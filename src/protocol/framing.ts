@@ -79,30 +79,40 @@ export function writeInt32(b: Uint8Array, pos: number, v: number): void {
   b[pos + 3] = v;
 }
 
-/** Index of the NUL that ends the C string starting at `pos`, or -1 before `limit`. */
+/**
+ * Index of the NUL that ends the C string starting at `pos`, or -1 before `limit`. Names are short:
+ * the first bytes are looked at here (a native indexOf costs more to call than a short loop), the rest by indexOf.
+ */
 export function cstringEnd(b: Uint8Array, pos: number, limit: number): number {
-  const i = b.indexOf(0, pos);
+  const near = Math.min(limit, pos + 32);
+  for (let i = pos; i < near; i++) if (b[i] === 0) return i;
+  if (near >= limit) return -1;
+  const i = b.indexOf(0, near);
   return i < 0 || i >= limit ? -1 : i;
 }
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder("utf-8");
 
-/** Decode bytes [from, to) as UTF-8 (PostgreSQL client_encoding UTF8 is what we speak). */
+/** Decode bytes [from, to) as UTF-8 (PostgreSQL client_encoding UTF8 is what we speak); short ASCII without a decoder or a view. */
 export function decodeUtf8(b: Uint8Array, from: number, to: number): string {
-  return utf8.decode(b.subarray(from, to));
+  return to - from < 32 ? shortText(b, from, to, utf8) : utf8.decode(b.subarray(from, to));
 }
 
 /** Decode a short ASCII name (statement names, tags) without UTF-8 validation cost. */
 export function decodeAscii(b: Uint8Array, from: number, to: number): string {
-  if (to - from < 32) {
-    let s = "";
-    for (let i = from; i < to; i++) {
-      const c = b[i]!;
-      if (c > 127) return utf8.decode(b.subarray(from, to));
-      s += String.fromCharCode(c);
-    }
-    return s;
-  }
-  return latin1.decode(b.subarray(from, to));
+  return to - from < 32 ? shortText(b, from, to, utf8) : latin1.decode(b.subarray(from, to));
 }
+
+/** A few bytes as text, character by character while they are ASCII; else by `decoder`. */
+function shortText(b: Uint8Array, from: number, to: number, decoder: TextDecoder): string {
+  let s = "";
+  for (let i = from; i < to; i++) {
+    const c = b[i]!;
+    if (c > 127) return decoder.decode(b.subarray(from, to));
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+

@@ -182,6 +182,13 @@ describe("byte functions", () => {
     expect(cstringEnd(b, 0, 3)).toBe(-1);
     expect(cstringEnd(b, 4, 6)).toBe(-1);
     expect(cstringEnd(F.concat("xyz"), 0, 3)).toBe(-1);
+    // Past the first 32 bytes (looked at one by one) the rest is searched too, up to the limit only.
+    for (const n of [31, 32, 33, 100]) {
+      const long = F.concat(F.cstr("q".repeat(n)), "tail", [0]);
+      expect([n, cstringEnd(long, 0, long.length)]).toEqual([n, n]);
+      expect([n, cstringEnd(long, 0, n)]).toEqual([n, -1]);
+      expect([n, cstringEnd(long, n + 1, long.length)]).toEqual([n, long.length - 1]);
+    }
   });
 
   test("decodeAscii and decodeUtf8 decode short, long and non-ASCII names", () => {

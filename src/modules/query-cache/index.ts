@@ -80,7 +80,8 @@ export class QueryCache implements Hooks {
     let run: { texts: (string | undefined)[]; complete: boolean; prepareOnly: boolean } | null = null;
     if (q.protocol === "extended") {
       const raw = q.requestBytes?.() ?? EMPTY;
-      run = st.runTexts(raw);
+      // A run that starts with a Parse: its text is the request's own, decoded once.
+      run = st.runTexts(raw, raw[0] === 80 ? q.sql() : undefined);
       if (raw.length > 6 && raw[5] === 0) {
         // The server never saw an unnamed Parse the cache answered: a Bind of that statement alone cannot run there.
         if (raw[0] === 80) st.unnamedAnswered = false;

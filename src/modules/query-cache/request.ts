@@ -1,8 +1,8 @@
 // Reading a request's messages (simple Query, or Parse/Bind/Describe/Execute/Sync) and building the reply a cached entry gives it.
 
+import { cstringEnd, decodeUtf8 } from "../../protocol/framing.ts";
 import type { Entry } from "./tiers.ts";
 
-const utf8 = new TextDecoder();
 const latin1 = new TextDecoder("latin1");
 
 /** What the cache needs from one request's messages. */
@@ -55,8 +55,8 @@ export function requestForm(b: Uint8Array, protocol: "simple" | "extended", prep
       case 66: {
         // 'B': unnamed portal
         if (bound || b[pos + 5] !== 0) return null;
-        const stmtEnd = b.indexOf(0, pos + 6);
-        if (stmtEnd < 0 || stmtEnd >= end) return null;
+        const stmtEnd = cstringEnd(b, pos + 6, end);
+        if (stmtEnd < 0) return null;
         if (!parse) {
           if (stmtEnd === pos + 6 || prepared === null) return null; // the unnamed statement of an earlier request, or unknown types
           const t = parseTypes(prepared, 0, prepared.length);
@@ -90,8 +90,8 @@ export function requestForm(b: Uint8Array, protocol: "simple" | "extended", prep
 
 /** Parameter type OIDs of the Parse message at b[pos, end). */
 function parseTypes(b: Uint8Array, pos: number, end: number): number[] | null {
-  const nameEnd = b.indexOf(0, pos + 5);
-  const textEnd = nameEnd < 0 ? -1 : b.indexOf(0, nameEnd + 1);
+  const nameEnd = cstringEnd(b, pos + 5, end);
+  const textEnd = nameEnd < 0 ? -1 : cstringEnd(b, nameEnd + 1, end);
   if (textEnd < 0 || textEnd + 3 > end) return null;
   const n = readInt16(b, textEnd + 1);
   if (textEnd + 3 + 4 * n > end) return null;
@@ -120,8 +120,7 @@ function readBind(b: Uint8Array, at: number, end: number, types: readonly number
     if (len < 0 || at + len > end) return null;
     const fmt = nf === 0 ? 0 : nf === 1 ? pf[0]! : pf[i]!;
     const oid = types[i] ?? 0;
-    const v = b.subarray(at, at + len);
-    params.push(fmt === 0 && oid === 0 ? "s:" + utf8.decode(v) : `p${oid}/${fmt}:` + latin1.decode(v));
+    params.push(fmt === 0 && oid === 0 ? "s:" + decodeUtf8(b, at, at + len) : `p${oid}/${fmt}:` + latin1.decode(b.subarray(at, at + len)));
     at += len;
   }
   const nr = readInt16(b, at);

@@ -3,6 +3,7 @@
 import type { Learned } from "../../sql/template-index.ts";
 import type { Known } from "./memo.ts";
 import { LRUCache } from "lru-cache";
+import { cstringEnd } from "../../protocol/framing.ts";
 import type { SessionCtx } from "../../core/hooks.ts";
 import { SessionState } from "../../sql/session-state.ts";
 import { Effect, scanEffects, type StatementSpan } from "../../sql/session-effects.ts";
@@ -62,7 +63,7 @@ export class SessionKey {
    * by name) and the text each Bind executes (undefined when this session never prepared it).
    * `complete`: the Sync is among the bytes (else later messages are not known yet).
    */
-  runTexts(raw: Uint8Array): { texts: (string | undefined)[]; complete: boolean; prepareOnly: boolean } {
+  runTexts(raw: Uint8Array, firstText?: string): { texts: (string | undefined)[]; complete: boolean; prepareOnly: boolean } {
     const texts: (string | undefined)[] = [];
     // Only Parse, Describe, Close and Flush so far: the run prepares statements and will execute them later (postgres.js).
     let prepareOnly = true;
@@ -77,19 +78,18 @@ export class SessionKey {
       if (type === 83) return { texts, complete: true, prepareOnly }; // 'S'
       if (type !== 80 && type !== 68 && type !== 67 && type !== 72) prepareOnly = false;
       if (type === 80) {
-        const nameEnd = raw.indexOf(0, pos + 5);
-        const textEnd = nameEnd < 0 ? -1 : raw.indexOf(0, nameEnd + 1);
+        const nameEnd = cstringEnd(raw, pos + 5, end);
+        const textEnd = nameEnd < 0 ? -1 : cstringEnd(raw, nameEnd + 1, end);
         if (textEnd < 0 || textEnd >= end) break;
-        const text = utf8.decode(raw.subarray(nameEnd + 1, textEnd));
-        const name = utf8.decode(raw.subarray(pos + 5, nameEnd));
-        this.statements ??= new LRUCache<string, string>({ maxSize: STATEMENTS_MAX_BYTES, maxEntrySize: STATEMENTS_MAX_BYTES / 4, sizeCalculation: statementBytes });
-        // Too large to remember (over a quarter of the bound): any earlier statement of that name is forgotten too.
-        this.statements.set(name, text);
+        // The request's own first Parse: its text as the proxy decoded it already.
+        const text = pos === 0 && firstText !== undefined ? firstText : utf8.decode(raw.subarray(nameEnd + 1, textEnd));
+        const name = nameEnd === pos + 5 ? "" : utf8.decode(raw.subarray(pos + 5, nameEnd));
+        this.remember(name, text);
         parsedName = name;
         parsedText = text;
         texts.push(text);
       } else if (type === 66) {
-        const name = this.statementName(raw.subarray(pos, end));
+        const name = this.statementName(raw, pos, end);
         texts.push(name !== undefined && name === parsedName ? parsedText : this.textOf(name));
       }
       pos = end;
@@ -99,23 +99,39 @@ export class SessionKey {
 
   /** The text of the statement the Bind at raw[0] executes, if this session prepared it (and still remembers it). */
   statementText(raw: Uint8Array): string | undefined {
-    return this.textOf(this.statementName(raw));
+    return this.textOf(this.statementName(raw, 0, raw.length));
   }
 
   private textOf(name: string | undefined): string | undefined {
+    if (name === "") return this.unnamed;
     return name === undefined ? undefined : this.statements?.get(name);
   }
+
+  /** A Parse of `name` with `text`: a text too large to remember (over a quarter of the bound) forgets any earlier one of that name too. */
+  private remember(name: string, text: string): void {
+    if (name === "") {
+      // The unnamed statement, replaced by nearly every extended request: a field, not an entry of the list.
+      this.unnamed = statementBytes(text, name) > STATEMENTS_MAX_BYTES / 4 ? undefined : text;
+      return;
+    }
+    this.statements ??= new LRUCache<string, string>({ maxSize: STATEMENTS_MAX_BYTES, maxEntrySize: STATEMENTS_MAX_BYTES / 4, sizeCalculation: statementBytes });
+    this.statements.set(name, text);
+  }
+
+  /** The text of the unnamed statement as last prepared, when not too large to keep. */
+  private unnamed: string | undefined = undefined;
 
   /** Statements remembered and their estimated bytes. */
   statementStats(): { entries: number; bytes: number } {
     return { entries: this.statements?.size ?? 0, bytes: this.statements?.calculatedSize ?? 0 };
   }
 
-  /** The statement name of the Bind at raw[0]. */
-  private statementName(raw: Uint8Array): string | undefined {
-    const portalEnd = raw.indexOf(0, 5);
-    const nameEnd = portalEnd < 0 ? -1 : raw.indexOf(0, portalEnd + 1);
-    return nameEnd < 0 ? undefined : utf8.decode(raw.subarray(portalEnd + 1, nameEnd));
+  /** The statement name of the Bind at raw[pos, end). */
+  private statementName(raw: Uint8Array, pos: number, end: number): string | undefined {
+    const portalEnd = cstringEnd(raw, pos + 5, end);
+    const nameEnd = portalEnd < 0 ? -1 : cstringEnd(raw, portalEnd + 1, end);
+    if (nameEnd < 0) return undefined;
+    return nameEnd === portalEnd + 1 ? "" : utf8.decode(raw.subarray(portalEnd + 1, nameEnd));
   }
 
   /** The template the session's last simple Query was found by (its next statement is looked for after it first). */
