@@ -44,6 +44,8 @@ export class RequestForwarder {
   /** The request at hand as modules saw it, and finished ones awaiting their ReadyForQuery (result hooks only). */
   private current: RequestCtx | null = null;
   private readonly inflight: RequestCtx[] = [];
+  /** Views whose request the modules are done with (QueryCtx and ResultCtx hold only until onResult returns): handed over to again. */
+  private readonly spareViews: RequestCtx[] = [];
   /** A module's routing wish for the request at hand. */
   routeHint: RouteHint | null = null;
   /** A module's replacement text for the simple Query at hand. */
@@ -104,7 +106,7 @@ export class RequestForwarder {
     this.current = hooks.onResult.length > 0 ? q : null;
     this.runQueryHooks(hooks, q, server);
     // Kept for onResult: it keeps its text, the forwarder goes on with a fresh view of the same message.
-    if (this.current !== null || this.answered?.query === q) this.view = q.handOver(hooks.resultText);
+    if (this.current !== null || this.answered?.query === q) this.view = q.handOver(hooks.resultText, this.spareViews.pop());
   }
 
   private runQueryHooks(hooks: QueryHooks, q: RequestCtx, server: ServerConnection | null): void {
@@ -149,6 +151,7 @@ export class RequestForwarder {
       if (a !== null && hooks !== null) {
         const r = answeredResult(a.query, this.answer!, sess.txStatus, a.source);
         for (const hook of hooks.onResult) hook(r);
+        this.recycle(a.query);
       }
     }
     this.answered = null;
@@ -156,6 +159,14 @@ export class RequestForwarder {
     this.answerError = null;
     this.midRequest = false;
     this.endRequest(false);
+  }
+
+  /** The result hooks of `q` returned: keep it for a later request (a few; a pipeline's worth is enough). */
+  private recycle(q: RequestCtx): void {
+    if (this.spareViews.length < 8) {
+      q.recycle();
+      this.spareViews.push(q);
+    }
   }
 
   /** The server is gone: forget what was in flight on it (the statements the client named stay). */
@@ -244,6 +255,7 @@ export class RequestForwarder {
     if (hooks !== null && t !== null) {
       const r = resultOf(q, server.endpoint.name, t, status);
       for (const hook of hooks.onResult) hook(r);
+      this.recycle(q);
     }
     t?.reset();
     if (this.inflight.length > 0) this.armCapture();

@@ -274,11 +274,12 @@ export class RequestCtx implements QueryCtx, MessageView {
   }
 
   /**
-   * A fresh view at the same message, with what this one learned of its text and effects (this one
-   * is settled for a module to keep; `keepText`: with a copy of its text's bytes).
+   * A fresh view at the same message (`next`: a recycled one, or a new one), with what this one
+   * learned of its text and effects; this one is settled for a module to keep (`keepText`: with a
+   * copy of its text's bytes).
    */
-  handOver(keepText = true): RequestCtx {
-    const next = new RequestCtx(this.env).at(this.type, this.b, this.pos, this.end);
+  handOver(keepText = true, next: RequestCtx = new RequestCtx(this.env)): RequestCtx {
+    next.at(this.type, this.b, this.pos, this.end);
     if ((this.known & Known.Effects) !== 0) {
       // The forwarder asks again for the same message: no second scan.
       next.fx = this.fx;
@@ -293,6 +294,27 @@ export class RequestCtx implements QueryCtx, MessageView {
     }
     this.settle(keepText);
     return next;
+  }
+
+  /**
+   * The modules are done with this request (its result hooks returned): forget it, to be handed
+   * over to again (a request's view, its text and memoised facts, allocated once per forwarder
+   * rather than once per request).
+   */
+  recycle(): void {
+    this.settled = false;
+    this.keptText = null;
+    this.text = "";
+    this.known = 0;
+    this.b = EMPTY;
+    this.found.length = 0;
+    this.raw = null;
+    this.rawEnd = -1;
+    this.prepared = null;
+    this.entry = undefined;
+    this.shape = null;
+    this.tree = undefined;
+    this.captureMax = 0;
   }
 
   /** Normalised text, fingerprint, kind: one lexer pass, cached by text across requests. */

@@ -62,6 +62,9 @@ export type { ClusterEvent } from "../cluster/cluster.ts";
  *   - onQuery/onResult run for every request: no per-request allocation beyond what the module
  *     needs; ask QueryCtx only for what you use (sql(), facts(), parse() are lazy and memoised;
  *     sqlBytes() decodes nothing). A proxy with no onQuery/onResult hook decodes no query text.
+ *   - A QueryCtx and its ResultCtx are valid until the onResult hooks of that request return: the
+ *     proxy then reuses the QueryCtx object for a later request. Keep what you need (a copy of the
+ *     text, counts), not the objects; a map keyed by the QueryCtx must drop its entry in onResult.
  *   - A hook must not throw: return Reject to refuse. (An onStartup or onServerEvent hook that
  *     throws is logged; the client is refused with XX000, the event reaches the other modules.)
  *   - Keep per-session state in a Map keyed by SessionCtx.id and drop it in onClose; bound every

@@ -12,7 +12,8 @@ import { build } from "../../src/protocol/writer.ts";
 import { Be } from "../../src/protocol/codes.ts";
 
 let proxy: RunningProxy;
-let results: ResultCtx[] = [];
+/** What onResult saw: the result's fields and its query's text, copied (the objects are reused once the hook returns). */
+let results: (ResultCtx & { sql: string })[] = [];
 let decide: (q: QueryCtx) => void | QueryDecision = () => {};
 const seen: { sql: string; protocol: string; tx: string; fp: string }[] = [];
 
@@ -38,7 +39,7 @@ beforeAll(async () => {
         return decide(q);
       },
     ],
-    onResult: [(r) => void results.push(r)],
+    onResult: [(r) => void results.push({ ...r, sql: r.query.sql() })],
     onClose: [],
     resultText: true,
   };
@@ -70,7 +71,7 @@ test("onResult: rows, tag, node, error SQLSTATE and transaction status per reque
   await c.query("SELECT 1");
   await c.query("COMMIT");
   await c.end();
-  expect(results.map((r) => [r.query.sql(), r.commandTag, r.rows, r.txStatus, r.error?.code ?? null, r.node])).toEqual([
+  expect(results.map((r) => [r.sql, r.commandTag, r.rows, r.txStatus, r.error?.code ?? null, r.node])).toEqual([
     ["SELECT generate_series(1, 5)", "SELECT 5", 5, "I", null, "node1"],
     ["SELECT $1::int + 1 AS x", "SELECT 1", 1, "I", null, "node1"],
     ["SELECT 1/0", "", 0, "I", "22012", "node1"],

@@ -117,6 +117,23 @@ test("the text's bytes in place (sqlSpan), a copy once settled; no copy when no 
   expect(third.sql()).toBe("DELETE FROM t WHERE id = 9");
 });
 
+test("a recycled view forgets its request and settles nothing of it into the next one", () => {
+  const { v } = viewWith();
+  at(v, query("SET search_path = x; SELECT 1"));
+  v.begin({ id: 1, user: "u", database: "d", applicationName: "", remoteAddress: "", tls: false, startedAt: 0 }, "I", v.end);
+  v.effects();
+  v.captureReply(100);
+  const next = v.handOver(true);
+  expect(v.sql()).toBe("SET search_path = x; SELECT 1");
+  v.recycle();
+  // Handed over to again, at another message: only what the next request's view carries.
+  at(next, query("UPDATE t SET a = 2"));
+  const same = next.handOver(false, v);
+  expect(same).toBe(v);
+  expect([same.sql(), same.effects(), same.spans().length, same.captureMax]).toEqual(["UPDATE t SET a = 2", Effect.None, 0, 0]);
+  expect(new TextDecoder().decode(same.sqlBytes())).toBe("UPDATE t SET a = 2");
+});
+
 test("session effects a module read are handed over with the view: the forwarder does not scan the text again", () => {
   const { v } = viewWith();
   at(v, query("SET search_path = x; SELECT 1"));
