@@ -8,7 +8,7 @@ import type { ServerConnection } from "../server/connection.ts";
 import { Pending } from "../server/response-queue.ts";
 import { Effect } from "../sql/session-effects.ts";
 import { CONSUMED } from "../core/request-tap.ts";
-import { RequestCtx, answeredResult, resultOf, txLetter } from "./request-ctx.ts";
+import { RequestCtx, ResultView, txLetter } from "./request-ctx.ts";
 import type { QueryHooks } from "../core/module-host.ts";
 import type { RouteHint } from "../core/hooks.ts";
 import { parseSql } from "../sql/classify.ts";
@@ -44,6 +44,8 @@ export class RequestForwarder {
   /** The request at hand as modules saw it, and finished ones awaiting their ReadyForQuery (result hooks only). */
   private current: RequestCtx | null = null;
   private readonly inflight: RequestCtx[] = [];
+  /** What the result hooks see of each finished request (one object, filled per request). */
+  private readonly result = new ResultView();
   /** Views whose request the modules are done with (QueryCtx and ResultCtx hold only until onResult returns): handed over to again. */
   private readonly spareViews: RequestCtx[] = [];
   /** A module's routing wish for the request at hand. */
@@ -149,8 +151,9 @@ export class RequestForwarder {
       const a = this.answered;
       const hooks = sess.ctx.hooks;
       if (a !== null && hooks !== null) {
-        const r = answeredResult(a.query, this.answer!, sess.txStatus, a.source);
+        const r = this.result.answered(a.query, this.answer!, sess.txStatus, a.source);
         for (const hook of hooks.onResult) hook(r);
+        r.clear();
         this.recycle(a.query);
       }
     }
@@ -253,8 +256,9 @@ export class RequestForwarder {
     const hooks = this.session.ctx.hooks;
     const t = server.tally;
     if (hooks !== null && t !== null) {
-      const r = resultOf(q, server.endpoint.name, t, status);
+      const r = this.result.served(q, server.endpoint.name, t, status);
       for (const hook of hooks.onResult) hook(r);
+      r.clear();
       this.recycle(q);
     }
     t?.reset();

@@ -343,42 +343,66 @@ export function queryCtx(session: SessionCtx, txStatus: "I" | "T" | "E", sql: Ui
   return q;
 }
 
-/** The ResultCtx of a finished request. */
-export function resultOf(query: RequestCtx, node: string, t: ResultTally, status: number): ResultCtx {
-  const r: { -readonly [K in keyof ResultCtx]: ResultCtx[K] } = {
-    query,
-    node,
-    commandTag: t.tag,
-    rows: t.rows,
-    durationMs: performance.now() - query.startedAt,
-    txStatus: txLetter(status),
-  };
-  if (query.serverAt > 0) r.waitMs = query.serverAt - query.startedAt;
-  if (t.errorCode !== "") r.error = { code: t.errorCode, message: t.errorMessage };
-  if (query.captureMax > 0) {
-    const reply = t.reply();
-    if (reply !== undefined) r.reply = reply;
-  }
-  return r;
-}
+/** The result of a finished request as modules see it: one per forwarder, filled for each request (it holds until the result hooks return). */
+export class ResultView implements ResultCtx {
+  query!: RequestCtx;
+  node = "";
+  commandTag = "";
+  rows = 0;
+  durationMs = 0;
+  waitMs: number | undefined = undefined;
+  txStatus: "I" | "T" | "E" = "I";
+  error: { code: string; message: string } | undefined = undefined;
+  reply: Uint8Array | undefined = undefined;
+  answeredBy: string | undefined = undefined;
 
-/** The ResultCtx of a request a module answered with `messages` (no server): rows, tag and error read from them. */
-export function answeredResult(query: RequestCtx, messages: Uint8Array, status: number, source: string): ResultCtx {
-  let rows = 0;
-  let tag = "";
-  let error: { code: string; message: string } | undefined;
-  for (let p = 0; p + 5 <= messages.length; ) {
-    const type = messages[p]!;
-    const end = p + 1 + readInt32(messages, p + 1);
-    if (type === Be.DataRow) rows++;
-    else if (type === Be.CommandComplete) tag = decodeAscii(messages, p + 5, end - 1);
-    else if (type === Be.ErrorResponse && error === undefined) {
-      const f = errorFields(messages, p + 5, end);
-      error = { code: f.code, message: f.message };
-    }
-    p = end;
+  /** A request a server answered, from what its server tallied. */
+  served(query: RequestCtx, node: string, t: ResultTally, status: number): this {
+    this.query = query;
+    this.node = node;
+    this.commandTag = t.tag;
+    this.rows = t.rows;
+    this.durationMs = performance.now() - query.startedAt;
+    this.waitMs = query.serverAt > 0 ? query.serverAt - query.startedAt : undefined;
+    this.txStatus = txLetter(status);
+    this.error = t.errorCode !== "" ? { code: t.errorCode, message: t.errorMessage } : undefined;
+    this.reply = query.captureMax > 0 ? t.reply() : undefined;
+    this.answeredBy = undefined;
+    return this;
   }
-  const r: { -readonly [K in keyof ResultCtx]: ResultCtx[K] } = { query, node: "", commandTag: tag, rows, durationMs: performance.now() - query.startedAt, txStatus: txLetter(status), answeredBy: source };
-  if (error !== undefined) r.error = error;
-  return r;
+
+  /** A request a module answered with `messages` (no server): rows, tag and error read from them. */
+  answered(query: RequestCtx, messages: Uint8Array, status: number, source: string): this {
+    let rows = 0;
+    let tag = "";
+    let error: { code: string; message: string } | undefined;
+    for (let p = 0; p + 5 <= messages.length; ) {
+      const type = messages[p]!;
+      const end = p + 1 + readInt32(messages, p + 1);
+      if (type === Be.DataRow) rows++;
+      else if (type === Be.CommandComplete) tag = decodeAscii(messages, p + 5, end - 1);
+      else if (type === Be.ErrorResponse && error === undefined) {
+        const f = errorFields(messages, p + 5, end);
+        error = { code: f.code, message: f.message };
+      }
+      p = end;
+    }
+    this.query = query;
+    this.node = "";
+    this.commandTag = tag;
+    this.rows = rows;
+    this.durationMs = performance.now() - query.startedAt;
+    this.waitMs = undefined;
+    this.txStatus = txLetter(status);
+    this.error = error;
+    this.reply = undefined;
+    this.answeredBy = source;
+    return this;
+  }
+
+  /** The hooks returned: nothing of the request stays referenced. */
+  clear(): void {
+    this.error = undefined;
+    this.reply = undefined;
+  }
 }
