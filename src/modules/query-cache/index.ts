@@ -90,11 +90,12 @@ export class QueryCache implements Hooks {
     }
     let text = "";
     let first: Known | undefined;
-    if (run === null) {
-      // A simple Query: a statement of a known template that can never be served is found by its bytes, nothing decoded.
+    if (run === null && q.txStatus !== "I") {
+      // A simple Query in a transaction (nothing there is served): a statement of a known template is found by its bytes, nothing decoded.
+      // Outside one, a read may be served: its text is looked up first (a hit's way), then its template.
       const l = this.memo.templated(q, st.lastTemplate);
       st.lastTemplate = l ?? null;
-      if (l !== undefined && !(l.value.analysis.cacheable && q.txStatus === "I")) first = withEffects(l.value, q.effects?.() ?? settingsEffects(q.sql()));
+      if (l !== undefined) first = withEffects(l.value, q.effects?.() ?? settingsEffects(q.sql()));
     }
     if (first === undefined) text = q.sql();
     // The request's own views (parse tree, the proxy's session-effects scan), when the text is the request's.
@@ -115,7 +116,9 @@ export class QueryCache implements Hooks {
     }
     if (first === undefined) {
       if (text === "") return;
-      first = this.memo.known(text, own);
+      first = this.memo.known(text, own, st.lastTemplate);
+      // A transaction's first statements come outside one (BEGIN): the statement after it is looked for after its template.
+      st.lastTemplate = first.learned ?? null;
     }
     let a = first.analysis;
     let fx = first.fx;

@@ -19,6 +19,8 @@ export interface Known {
   readonly fx: Effect;
   /** The text's fingerprint (as GET /queries shows it), once an entry of it was stored. */
   fingerprint?: string;
+  /** The template the text made, when it made one (a session's next statement is looked for after it). */
+  learned?: Learned<Known> | null;
 }
 
 /** Bounds of what is remembered: entries and estimated bytes (GET /cache reports both). */
@@ -75,14 +77,15 @@ export class StatementMemo {
 
   /**
    * Analysis of a text, the parse done once per structure; `q`: the request whose text it is (its
-   * views are used), else null. A text that differs from an analysed one only in its literals is
+   * views are used, and its template is looked for after `after`), else null. A text that differs from an analysed one only in its literals is
    * not lexed (its shape is left null).
    */
-  known(text: string, q: QueryCtx | null): Known {
+  known(text: string, q: QueryCtx | null, after: Learned<Known> | null = null): Known {
     const remembered = this.byText.get(text);
     if (remembered !== undefined) return remembered;
     const fx = q?.effects?.() ?? settingsEffects(text);
-    const learned = text.length <= TEMPLATE_MAX_CHARS ? this.byTemplate.find(text) : undefined;
+    // The request's own text: its bytes in place; another text: encoded.
+    const learned = text.length > TEMPLATE_MAX_CHARS ? undefined : q !== null ? this.templated(q, after)?.value : this.byTemplate.find(text);
     if (learned !== undefined) return withEffects(learned, fx);
     const shape = shapeOf(text);
     let analysis = this.byStructure.get(shape.structure);
@@ -100,7 +103,11 @@ export class StatementMemo {
     // Texts with constants come again with other literals (writes each time): their template. Texts that can never be served
     // (BEGIN, COMMIT, writes) also make one, so that their bytes find them; reads that may be served again are kept by text
     // when the text does come again.
-    if (shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS && (shape.spans.length > 0 || !analysis.cacheable)) this.byTemplate.remember(text, shape.spans, { shape: null, analysis, fx });
+    if (shape.spans !== null && text.length <= TEMPLATE_MAX_CHARS && (shape.spans.length > 0 || !analysis.cacheable)) {
+      const l = this.byTemplate.remember(text, shape.spans, { shape: null, analysis, fx });
+      if (l !== null) l.value.learned ??= l;
+      k.learned = l;
+    }
     if (shape.slots.length === 0 || analysis.cacheable) this.rememberAgain(text, k);
     return k;
   }
