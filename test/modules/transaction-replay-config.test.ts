@@ -148,7 +148,10 @@ test("journal report and console rows: open journals, recent recoveries newest f
     [7, "app", "shop", 1, 120, "", "yes", ""],
     [8, "app", "shop", 1, 120, "", "no", "called nextval()"],
   ]);
-  expect(showRecoveries(reg.records).rows[0]).toEqual([7, "2024-01-01T00:00:02.000Z", "refused", "40001", "", "node1", "node2", 2, 1, 12.5]);
+  expect(showRecoveries(reg.records).rows[0]).toEqual([7, "2024-01-01T00:00:02.000Z", "refused", "40001", "", "node1", "node2", 2, 1, 1, "", 12.5]);
+  // A replay that met deadlocks says which, in order (as GET /journal's `conflicts`).
+  reg.record({ ...record(9, "refused", "2024-01-01T00:00:03.000Z"), attempts: 3, conflicts: ["40P01", "40001"] });
+  expect(showRecoveries(reg.records).rows[0]!.slice(8, 11)).toEqual([1, 3, "40P01,40001"]);
 });
 
 // ---- through a running proxy ----------------------------------------------------------------
@@ -208,5 +211,5 @@ test("SHOW JOURNAL and SHOW RECOVERIES in the admin console", async () => {
   expect(journal.stdout.split("\n")[0]).toBe("session|user|database|statements|bytes|xid|replayable|reason");
   const rec = await psql(proxy.port, ["-A", "-F", "|", "-c", "SHOW RECOVERIES"], { db: "heliosproxy" });
   expect(rec.code).toBe(0);
-  expect(rec.stdout).toBe("session|at|outcome|sqlstate|reason|from|to|replayed|in_flight|duration_ms\n(0 rows)\n");
+  expect(rec.stdout).toBe("session|at|outcome|sqlstate|reason|from|to|replayed|in_flight|attempts|conflicts|duration_ms\n(0 rows)\n");
 });

@@ -90,11 +90,11 @@ export function showJournal(open: readonly JournalView[]): ShowResult {
 
 export function showRecoveries(records: readonly RecoveryRecord[]): ShowResult {
   return {
-    columns: ["session", "at", "outcome", "sqlstate", "reason", "from", "to", "replayed", "in_flight", "duration_ms"],
+    columns: ["session", "at", "outcome", "sqlstate", "reason", "from", "to", "replayed", "in_flight", "attempts", "conflicts", "duration_ms"],
     rows: records
       .slice()
       .reverse()
-      .map((r) => [r.session, r.at, r.outcome, r.sqlstate, r.reason, r.from, r.to, r.replayed, r.in_flight, r.duration_ms]),
+      .map((r) => [r.session, r.at, r.outcome, r.sqlstate, r.reason, r.from, r.to, r.replayed, r.in_flight, r.attempts, r.conflicts.join(","), r.duration_ms]),
   };
 }
 
